@@ -1,0 +1,1 @@
+"""The `sfu` command line: a thin layer over the library."""

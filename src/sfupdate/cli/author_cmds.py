@@ -1,0 +1,192 @@
+"""Author's commands: `sfu keys`, `sfu sign`, `sfu inspect`, `sfu verify`."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import click
+
+from sfupdate import keys
+from sfupdate.author import ImageSpec, sign_firmware
+from sfupdate.cli.render import emit_json, progress_bar
+from sfupdate.errors import UsageError, WrongClassError, WrongVendorError
+from sfupdate.sfui import ALGORITHM_NAMES, EnvelopeReader, ImageInfo, Text, class_uuid, vendor_uuid
+from sfupdate.sfui.reader import PayloadRef
+
+_path = click.Path(path_type=Path, dir_okay=False)
+_existing = click.Path(path_type=Path, dir_okay=False, exists=True)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(keys_group)
+    group.add_command(sign)
+    group.add_command(inspect)
+    group.add_command(verify)
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """Create signing keys and export their public halves."""
+
+
+@keys_group.command("generate")
+@click.option("--alg", "algorithm", type=click.Choice(sorted(keys.ALGORITHMS)), default="ES256",
+              show_default=True, help="Signature algorithm.")
+@click.option("-o", "--output", type=_path, required=True, help="Private key file to create.")
+def keys_generate(algorithm: str, output: Path) -> None:
+    """Generate a private signing key (PEM, mode 0600)."""
+    key = keys.generate_private_key(algorithm)
+    keys.write_private_key(key, output)
+    click.echo(f"{output}: {algorithm} key {keys.key_id_hex(key.public_key())}")
+
+
+@keys_group.command("public")
+@click.argument("key_file", type=_existing)
+@click.option("-o", "--output", type=_path, help="Write the public PEM here (default: stdout).")
+def keys_public(key_file: Path, output: Path | None) -> None:
+    """Print a key's public half (SubjectPublicKeyInfo PEM) and its key ID."""
+    trusted = keys.load_public_key(key_file)
+    pem = keys.public_pem(trusted.public_key)
+    if output:
+        output.write_bytes(pem)
+    else:
+        click.echo(pem.decode(), nl=False)
+    click.echo(f"key-id: {trusted.kid.hex()}", err=output is None)
+
+
+def _uuids(vendor: str, klass: str) -> tuple[uuid.UUID, uuid.UUID]:
+    vendor_id = vendor_uuid(vendor)
+    return vendor_id, class_uuid(vendor_id, klass)
+
+
+@click.command()
+@click.argument("firmware", type=_existing)
+@click.option("--key", "key_file", type=_existing, required=True, help="Private signing key.")
+@click.option("--sequence", type=click.IntRange(0, 2**64 - 1), required=True,
+              help="Sequence number: the anti-rollback version.")
+@click.option("--vendor", required=True, help="Vendor name (domain) or vendor UUID.")
+@click.option("--class", "klass", required=True, help="Device class name or class UUID.")
+@click.option("--version-text", help="Human-readable version, e.g. 1.2.3.")
+@click.option("--description", help="Human-readable description of the update.")
+@click.option("-o", "--output", type=_path, required=True, help="The SFUI file to write.")
+def sign(firmware: Path, key_file: Path, sequence: int, vendor: str, klass: str,
+         version_text: str | None, description: str | None, output: Path) -> None:
+    """Sign FIRMWARE into a Secured Firmware Update Image (SUIT envelope)."""
+    signer = keys.load_signer(key_file)
+    vendor_id, class_id = _uuids(vendor, klass)
+    spec = ImageSpec(sequence, vendor_id, class_id, version_text, description)
+    with progress_bar("signing") as progress:
+        signed = sign_firmware(firmware, output, signer, spec, progress)
+    click.echo(f"{output}: sequence {sequence}, {signed.image_size} bytes, "
+               f"sha-256 {signed.image_digest.hex()}")
+
+
+def _open(path: Path) -> BinaryIO:
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise UsageError(f"cannot open {path}: {exc.strerror}") from None
+
+
+def _describe(info: ImageInfo, text: Text | None, payload: PayloadRef | None) -> dict[str, Any]:
+    return {
+        "sequence": info.sequence_number,
+        "components": [[part.hex() for part in c] for c in info.components],
+        "vendor_id": str(info.vendor_id) if info.vendor_id else None,
+        "class_id": str(info.class_id) if info.class_id else None,
+        "image_digest": info.image_digest.value.hex() if info.image_digest else None,
+        "image_size": info.image_size,
+        "payload": ({"integrated": True, "key": payload.key, "length": payload.length}
+                    if payload else {"integrated": False, "uri": info.payload_uri}),
+        "version": text.component_version() if text else None,
+        "description": text.entries.get(1) if text else None,
+    }
+
+
+def _print_description(desc: dict[str, Any]) -> None:
+    payload = desc["payload"]
+    rows = [
+        ("sequence", desc["sequence"]),
+        ("components", ", ".join("/".join(c) or "[]" for c in desc["components"])),
+        ("vendor-id", desc["vendor_id"]),
+        ("class-id", desc["class_id"]),
+        ("image-digest", desc["image_digest"] and f"sha-256:{desc['image_digest']}"),
+        ("image-size", desc["image_size"]),
+        ("payload", f"integrated '#{payload['key']}', {payload['length']} bytes"
+         if payload["integrated"] else f"not integrated (uri {payload['uri']})"),
+        ("version", desc["version"]),
+        ("description", desc["description"]),
+    ]
+    for name, value in rows:
+        if value is not None:
+            click.echo(f"{name + ':':<14}{value}")
+
+
+@click.command()
+@click.argument("file", type=_existing)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def inspect(file: Path, as_json: bool) -> None:
+    """Show what an SFUI says, WITHOUT checking its signature."""
+    with _open(file) as stream:
+        reader = EnvelopeReader(stream)
+        manifest = reader.unverified_manifest()
+        info = ImageInfo.from_manifest(manifest)
+        desc = _describe(info, reader.unverified_text(), reader.payload_ref)
+        signatures = [{"algorithm": ALGORITHM_NAMES.get(s.algorithm, str(s.algorithm)),
+                       "key_id": s.kid.hex() if s.kid else None} for s in reader.signatures()]
+    desc.update(signature_checked=False, signatures=signatures, file=str(file),
+                file_size=file.stat().st_size)
+    if as_json:
+        emit_json(desc)
+        return
+    click.echo(f"{'file:':<14}{file} ({desc['file_size']} bytes)")
+    click.echo(f"{'signature:':<14}UNCHECKED (inspect reads without a key; use `sfu verify`)")
+    for s in signatures:
+        click.echo(f"{'':<14}{s['algorithm']} by key {s['key_id'] or '(no key ID)'}")
+    _print_description(desc)
+
+
+@click.command()
+@click.argument("file", type=_existing)
+@click.option("--key", "key_files", type=_existing, multiple=True, required=True,
+              help="Trusted public key (repeatable).")
+@click.option("--vendor", help="Require this vendor (name or UUID).")
+@click.option("--class", "klass", help="Require this device class (name or UUID).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def verify(file: Path, key_files: tuple[Path, ...], vendor: str | None, klass: str | None,
+           as_json: bool) -> None:
+    """Check that an SFUI is authentic and complete; exit 0 only then."""
+    trusted = [keys.load_public_key(path) for path in key_files]
+    with _open(file) as stream:
+        reader = EnvelopeReader(stream)
+        verified = reader.authenticate(trusted)
+        info = verified.info
+        if vendor is not None and info.vendor_id != vendor_uuid(vendor):
+            raise WrongVendorError(f"vendor-id is {info.vendor_id}, not {vendor}")
+        if klass is not None:
+            base = vendor_uuid(vendor) if vendor else info.vendor_id
+            if base is None or info.class_id != class_uuid(base, klass):
+                raise WrongClassError(f"class-id is {info.class_id}, not {klass}")
+        payload_checked = verified.payload is not None
+        if payload_checked:
+            with progress_bar("verifying") as progress:
+                total = verified.payload.length if verified.payload else 0
+                done = 0
+                for chunk in reader.payload():
+                    done += len(chunk)
+                    progress(done, total)
+    desc = _describe(info, verified.text, verified.payload)
+    desc.update(authentic=True, payload_checked=payload_checked,
+                signer_key_id=verified.signer.kid.hex())
+    if as_json:
+        emit_json(desc)
+        return
+    if payload_checked:
+        click.echo(f"{file}: OK: authentic and complete (sequence {info.sequence_number}, "
+                   f"{info.image_size} bytes, signed by key {verified.signer.kid.hex()[:16]})")
+    else:
+        click.echo(f"{file}: OK: signed manifest authentic (sequence {info.sequence_number}, "
+                   f"key {verified.signer.kid.hex()[:16]}); payload NOT checked: not integrated"
+                   + (f" (uri {info.payload_uri})" if info.payload_uri else ""))

@@ -1,0 +1,130 @@
+"""Every error sfupdate raises on purpose, in one hierarchy.
+
+Each class carries the process exit code the CLI uses for it, so a script can tell a malformed
+file (3) from an unauthentic one (4) from a policy refusal (5) without parsing messages.
+The table of exit codes lives in docs/cli.md and is checked by tests against these classes.
+"""
+
+from __future__ import annotations
+
+
+class SfuError(Exception):
+    """Root of every deliberate sfupdate error."""
+
+    exit_code = 1
+
+
+# --- usage and local files -------------------------------------------------------------------
+
+
+class UsageError(SfuError):
+    """A command was called with arguments that cannot work (bad UUID, missing file...)."""
+
+    exit_code = 2
+
+
+class KeyFileError(SfuError):
+    """A key file is missing, unreadable, not PEM, or of an unsupported key type."""
+
+    exit_code = 6
+
+
+# --- malformed input: the SFUI is not a well-formed envelope --------------------------------
+
+
+class FormatError(SfuError):
+    """The input is not a well-formed SFUI (SUIT envelope)."""
+
+    exit_code = 3
+
+
+class TruncatedError(FormatError):
+    """The input ended before a complete item was read."""
+
+
+class EncodingError(FormatError):
+    """CBOR that is not deterministic or not well formed: indefinite or non-minimal lengths,
+    unsorted or duplicate map keys, trailing bytes, reserved values."""
+
+
+class LimitExceededError(FormatError):
+    """A length, count or nesting depth is beyond what sfupdate accepts."""
+
+
+class UnknownTagError(FormatError):
+    """A CBOR tag other than the one expected at that place."""
+
+
+class SchemaError(FormatError):
+    """Well-formed CBOR whose shape is not what the SUIT/COSE schema requires."""
+
+
+class MissingMemberError(SchemaError):
+    """A required member (authentication wrapper, manifest, common...) is absent."""
+
+
+class UnknownCommandError(SchemaError):
+    """A SUIT command sequence holds a command this implementation does not know."""
+
+
+class UnsupportedError(SchemaError):
+    """A valid SUIT construct that sfupdate does not implement (several components,
+    dependencies, encryption, another digest algorithm...)."""
+
+
+class PayloadTooLongError(FormatError):
+    """More payload bytes arrived than the manifest's image-size declares (endless data)."""
+
+
+class PayloadTooShortError(FormatError):
+    """The payload ended before the manifest's image-size was reached (truncated image)."""
+
+
+# --- authenticity ----------------------------------------------------------------------------
+
+
+class AuthenticationError(SfuError):
+    """The SFUI is not proven authentic."""
+
+    exit_code = 4
+
+
+class UnknownKeyError(AuthenticationError):
+    """No trusted key matches the signature's key ID."""
+
+
+class UnsupportedAlgorithmError(AuthenticationError):
+    """The COSE algorithm is not one sfupdate accepts, or does not match the key type."""
+
+
+class SignatureError(AuthenticationError):
+    """The COSE_Sign1 signature does not verify with the trusted key."""
+
+
+class ManifestDigestError(AuthenticationError):
+    """The manifest's bytes do not match the digest that the signature covers."""
+
+
+class SeverableMemberDigestError(AuthenticationError):
+    """A severable member (e.g. text) does not match the digest in the signed manifest."""
+
+
+class PayloadDigestError(AuthenticationError):
+    """The payload's SHA-256 does not match the signed image-digest."""
+
+
+# --- device policy ---------------------------------------------------------------------------
+
+
+class PolicyError(SfuError):
+    """An authentic SFUI that this device must still refuse."""
+
+    exit_code = 5
+
+
+class WrongVendorError(PolicyError):
+    """The manifest's vendor-id is not the expected one."""
+
+
+class WrongClassError(PolicyError):
+    """The manifest's class-id is not the expected one."""

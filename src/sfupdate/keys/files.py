@@ -1,0 +1,124 @@
+"""PEM key files (PKCS#8 private, SubjectPublicKeyInfo public) and the file-backed signer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Final
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from sfupdate.errors import KeyFileError, UsageError
+from sfupdate.sfui.cose import ALG_EDDSA, ALG_ES256, PublicKey, TrustedKey, ecdsa_der_to_raw, key_id
+
+PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+
+ALGORITHMS: Final = {"ES256": ALG_ES256, "EdDSA": ALG_EDDSA}
+MAX_KEY_FILE: Final = 64 * 1024
+
+
+def generate_private_key(algorithm: str) -> PrivateKey:
+    if algorithm == "ES256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if algorithm == "EdDSA":
+        return ed25519.Ed25519PrivateKey.generate()
+    raise UsageError(f"unknown algorithm {algorithm!r} (choose ES256 or EdDSA)")
+
+
+def write_private_key(key: PrivateKey, path: Path) -> None:
+    """Write a PKCS#8 PEM readable by the owner only; refuses to overwrite."""
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UsageError(f"{path} exists; refusing to overwrite a key") from None
+    except OSError as exc:
+        raise KeyFileError(f"cannot create {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def public_pem(key: PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.PEM,
+                            serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def key_id_hex(key: PublicKey) -> str:
+    return key_id(key).hex()
+
+
+def _read(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_KEY_FILE + 1)
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key {path}: {exc.strerror}") from None
+    if len(data) > MAX_KEY_FILE:
+        raise KeyFileError(f"{path} is too large to be a key file")
+    return data
+
+
+def _check_private(key: object, path: Path) -> PrivateKey:
+    if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
+        return key
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key
+    raise KeyFileError(f"{path}: unsupported key type (need P-256 or Ed25519)")
+
+
+def _check_public(key: object, path: Path) -> PublicKey:
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return key
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return key
+    raise KeyFileError(f"{path}: unsupported key type (need P-256 or Ed25519)")
+
+
+def load_private_key(path: Path) -> PrivateKey:
+    data = _read(path)
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise KeyFileError(f"{path} is not an unencrypted PEM private key ({exc})") from None
+    return _check_private(key, path)
+
+
+def load_public_key(path: Path) -> TrustedKey:
+    """A trusted key from a public PEM, or from a private PEM (its public half)."""
+    data = _read(path)
+    if b"PRIVATE KEY" in data:
+        return TrustedKey(load_private_key(path).public_key())
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError) as exc:
+        raise KeyFileError(f"{path} is not a PEM public key ({exc})") from None
+    return TrustedKey(_check_public(key, path))
+
+
+class FileSigner:
+    """Signs with a private key held in a PEM file (the key is loaded once)."""
+
+    def __init__(self, key: PrivateKey) -> None:
+        self._key = key
+        self.public_key: PublicKey = key.public_key()
+
+    @property
+    def algorithm(self) -> int:
+        return ALG_ES256 if isinstance(self._key, ec.EllipticCurvePrivateKey) else ALG_EDDSA
+
+    @property
+    def kid(self) -> bytes:
+        return key_id(self.public_key)
+
+    def sign(self, data: bytes) -> bytes:
+        if isinstance(self._key, ec.EllipticCurvePrivateKey):
+            return ecdsa_der_to_raw(self._key.sign(data, ec.ECDSA(hashes.SHA256())))
+        return self._key.sign(data)
+
+
+def load_signer(path: Path) -> FileSigner:
+    return FileSigner(load_private_key(path))

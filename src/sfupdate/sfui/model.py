@@ -1,0 +1,403 @@
+"""Typed SUIT structures with symmetric encode/decode.
+
+`decode` accepts exactly what `encode` can produce plus what draft-ietf-suit-manifest allows
+that we understand; everything else raises a precise FormatError. Decoding never trusts
+the input: every member is type-checked and every command sequence is walked for unknown
+commands, also inside try-each and run-sequence.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sfupdate.errors import (
+    MissingMemberError,
+    SchemaError,
+    UnknownCommandError,
+    UnsupportedError,
+)
+from sfupdate.sfui import cbor, suit
+
+ComponentId = tuple[bytes, ...]
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise SchemaError(message)
+
+
+def _is_uint(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+@dataclass(frozen=True)
+class Digest:
+    """SUIT_Digest: [algorithm-id, digest-bytes]. Only SHA-256 is accepted."""
+
+    value: bytes
+    algorithm: int = suit.DIGEST_SHA256
+
+    def to_cbor(self) -> list[Any]:
+        return [self.algorithm, self.value]
+
+    def encode(self) -> bytes:
+        return cbor.dumps(self.to_cbor())
+
+    @classmethod
+    def from_cbor(cls, obj: Any, what: str) -> Digest:
+        _require(
+            isinstance(obj, list) and len(obj) == 2 and isinstance(obj[1], bytes),
+            f"{what} is not a SUIT_Digest [alg, bytes]",
+        )
+        if obj[0] != suit.DIGEST_SHA256:
+            raise UnsupportedError(f"{what} uses digest algorithm {obj[0]!r}; only SHA-256 (-16)")
+        _require(len(obj[1]) == 32, f"{what} is not 32 bytes long")
+        return cls(obj[1], obj[0])
+
+    @classmethod
+    def decode(cls, data: bytes, what: str) -> Digest:
+        return cls.from_cbor(cbor.loads(data, what), what)
+
+
+@dataclass(frozen=True)
+class Command:
+    """One SUIT command: a condition or directive code and its argument."""
+
+    code: int
+    argument: Any
+
+
+CommandSequence = tuple[Command, ...]
+
+
+def encode_sequence(commands: CommandSequence) -> bytes:
+    flat: list[Any] = []
+    for command in commands:
+        flat += [command.code, command.argument]
+    return cbor.dumps(flat)
+
+
+def decode_sequence(data: bytes, what: str, depth: int = 0) -> CommandSequence:
+    """Decode and fully validate a SUIT_Command_Sequence (recursing into nested ones)."""
+    if depth > 4:
+        raise SchemaError(f"{what}: command sequences nested too deeply")
+    items = cbor.loads(data, what)
+    _require(isinstance(items, list) and len(items) > 0 and len(items) % 2 == 0,
+             f"{what} is not a non-empty list of command/argument pairs")
+    commands = []
+    for code, argument in zip(items[::2], items[1::2], strict=True):
+        _check_command(code, argument, what, depth)
+        commands.append(Command(code, argument))
+    return tuple(commands)
+
+
+def _check_command(code: Any, argument: Any, what: str, depth: int) -> None:
+    if not isinstance(code, int) or isinstance(code, bool):
+        raise SchemaError(f"{what}: command code {code!r} is not an integer")
+    if code < 0:  # suit-command-custom: vendor-defined, allowed by the schema
+        _require(argument is None or isinstance(argument, (bytes, str, int)),
+                 f"{what}: custom command {code} has a bad argument")
+        return
+    if code not in suit.KNOWN_COMMANDS:
+        raise UnknownCommandError(f"{what}: unknown SUIT command {code}")
+    if code in suit.REP_POLICY_COMMANDS:
+        _require(_is_uint(argument), f"{what}: command {code} needs a reporting policy (uint)")
+    elif code == suit.DIR_SET_COMPONENT_INDEX:
+        _require(
+            argument is True or _is_uint(argument)
+            or (isinstance(argument, list) and bool(argument) and all(map(_is_uint, argument))),
+            f"{what}: set-component-index has a bad argument",
+        )
+    elif code in (suit.DIR_SET_PARAMETERS, suit.DIR_OVERRIDE_PARAMETERS):
+        check_parameters(argument, what)
+    elif code == suit.DIR_RUN_SEQUENCE:
+        _require(isinstance(argument, bytes), f"{what}: run-sequence needs a byte string")
+        decode_sequence(argument, what, depth + 1)
+    elif code == suit.DIR_TRY_EACH:
+        _require(isinstance(argument, list) and len(argument) >= 1,
+                 f"{what}: try-each needs a list of sequences")
+        for i, branch in enumerate(argument):
+            if branch is None and i == len(argument) - 1 and i > 0:
+                continue
+            _require(isinstance(branch, bytes), f"{what}: try-each branch is not a byte string")
+            decode_sequence(branch, what, depth + 1)
+
+
+_UUID_PARAMS = {suit.PARAM_VENDOR_ID, suit.PARAM_CLASS_ID, suit.PARAM_DEVICE_ID}
+_UINT_PARAMS = {suit.PARAM_IMAGE_SIZE, suit.PARAM_COMPONENT_SLOT, suit.PARAM_SOURCE_COMPONENT}
+_BOOL_PARAMS = {suit.PARAM_STRICT_ORDER, suit.PARAM_SOFT_FAILURE}
+_BYTES_PARAMS = {suit.PARAM_CONTENT, suit.PARAM_INVOKE_ARGS}
+
+
+def check_parameters(params: Any, what: str) -> None:
+    _require(isinstance(params, dict) and bool(params), f"{what}: parameters must be a map")
+    for key, value in params.items():
+        if not isinstance(key, int) or isinstance(key, bool):
+            raise SchemaError(f"{what}: parameter key {key!r} is not an integer")
+        if key < 0:
+            continue  # custom parameter
+        if key in _UUID_PARAMS:
+            _require(isinstance(value, bytes) and len(value) == 16,
+                     f"{what}: parameter {key} must be a 16-byte UUID")
+        elif key == suit.PARAM_IMAGE_DIGEST:
+            _require(isinstance(value, bytes), f"{what}: image-digest must be a byte string")
+            Digest.decode(value, f"{what}: image-digest")
+        elif key in _UINT_PARAMS:
+            _require(_is_uint(value), f"{what}: parameter {key} must be an unsigned integer")
+        elif key in _BOOL_PARAMS:
+            _require(isinstance(value, bool), f"{what}: parameter {key} must be a boolean")
+        elif key in _BYTES_PARAMS:
+            _require(isinstance(value, bytes), f"{what}: parameter {key} must be a byte string")
+        elif key == suit.PARAM_URI:
+            _require(isinstance(value, str), f"{what}: uri must be a text string")
+        else:
+            raise SchemaError(f"{what}: unknown SUIT parameter {key}")
+
+
+@dataclass(frozen=True)
+class Common:
+    """SUIT_Common: the components and the shared sequence."""
+
+    components: tuple[ComponentId, ...]
+    shared_sequence: CommandSequence = ()
+
+    def encode(self) -> bytes:
+        obj: dict[int, Any] = {suit.COMMON_COMPONENTS: [list(c) for c in self.components]}
+        if self.shared_sequence:
+            obj[suit.COMMON_SHARED_SEQUENCE] = encode_sequence(self.shared_sequence)
+        return cbor.dumps(obj)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Common:
+        obj = cbor.loads(data, "common")
+        _require(isinstance(obj, dict), "common is not a map")
+        if suit.COMMON_DEPENDENCIES in obj:
+            raise UnsupportedError("manifests with dependencies are not supported")
+        unknown = set(obj) - {suit.COMMON_COMPONENTS, suit.COMMON_SHARED_SEQUENCE}
+        _require(not unknown, f"common has unknown members {sorted(map(repr, unknown))}")
+        components = obj.get(suit.COMMON_COMPONENTS)
+        if components is None:
+            raise MissingMemberError("common has no components")
+        _require(
+            isinstance(components, list) and bool(components)
+            and all(isinstance(c, list) and all(isinstance(p, bytes) for p in c)
+                    for c in components),
+            "components must be a non-empty list of component identifiers",
+        )
+        shared = obj.get(suit.COMMON_SHARED_SEQUENCE)
+        sequence: CommandSequence = ()
+        if shared is not None:
+            _require(isinstance(shared, bytes), "shared sequence is not a byte string")
+            sequence = decode_sequence(shared, "shared sequence")
+        return cls(tuple(tuple(c) for c in components), sequence)
+
+
+TextEntries = Mapping[int, str]
+
+
+@dataclass(frozen=True)
+class Text:
+    """SUIT_Text_Map: manifest-level strings and per-component strings."""
+
+    entries: TextEntries = field(default_factory=dict)
+    components: Mapping[ComponentId, TextEntries] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        obj: dict[Any, Any] = dict(self.entries)
+        for component, entries in self.components.items():
+            obj[tuple(component)] = dict(entries)  # a tuple encodes as a CBOR array key
+        return cbor.dumps(obj)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Text:
+        obj = cbor.loads(data, "text")
+        _require(isinstance(obj, dict), "text is not a map")
+        entries: dict[int, str] = {}
+        components: dict[ComponentId, dict[int, str]] = {}
+        for key, value in obj.items():
+            if isinstance(key, int) and not isinstance(key, bool):
+                _require(isinstance(value, str), f"text entry {key} is not a string")
+                entries[key] = value
+            elif isinstance(key, tuple) and all(isinstance(p, bytes) for p in key):
+                _require(
+                    isinstance(value, dict)
+                    and all(isinstance(k, int) and isinstance(v, str) for k, v in value.items()),
+                    "component text is not a map of strings",
+                )
+                components[key] = dict(value)
+            else:
+                raise SchemaError(f"text has an unexpected key {key!r}")
+        return cls(entries, components)
+
+    def component_version(self) -> str | None:
+        for entries in self.components.values():
+            if suit.TEXT_COMPONENT_VERSION in entries:
+                return entries[suit.TEXT_COMPONENT_VERSION]
+        return None
+
+
+SeverableSequence = CommandSequence | Digest | None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """SUIT_Manifest. Severable members hold either their content or the digest of it."""
+
+    sequence_number: int
+    common: Common
+    validate: CommandSequence | None = None
+    load: CommandSequence | None = None
+    invoke: CommandSequence | None = None
+    payload_fetch: SeverableSequence = None
+    install: SeverableSequence = None
+    text: Text | Digest | None = None
+    reference_uri: str | None = None
+    component_id: ComponentId | None = None
+
+    def encode(self) -> bytes:
+        obj: dict[int, Any] = {
+            suit.MAN_VERSION: 1,
+            suit.MAN_SEQUENCE_NUMBER: self.sequence_number,
+            suit.MAN_COMMON: self.common.encode(),
+        }
+        if self.reference_uri is not None:
+            obj[suit.MAN_REFERENCE_URI] = self.reference_uri
+        if self.component_id is not None:
+            obj[suit.MAN_COMPONENT_ID] = list(self.component_id)
+        for key, seq in ((suit.MAN_VALIDATE, self.validate), (suit.MAN_LOAD, self.load),
+                         (suit.MAN_INVOKE, self.invoke)):
+            if seq is not None:
+                obj[key] = encode_sequence(seq)
+        for key, member in ((suit.MAN_PAYLOAD_FETCH, self.payload_fetch),
+                            (suit.MAN_INSTALL, self.install)):
+            if isinstance(member, Digest):
+                obj[key] = member.to_cbor()
+            elif member is not None:
+                obj[key] = encode_sequence(member)
+        if isinstance(self.text, Digest):
+            obj[suit.MAN_TEXT] = self.text.to_cbor()
+        elif self.text is not None:
+            obj[suit.MAN_TEXT] = self.text.encode()
+        return cbor.dumps(obj)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Manifest:
+        obj = cbor.loads(data, "manifest")
+        _require(isinstance(obj, dict), "manifest is not a map")
+        known = {suit.MAN_VERSION, suit.MAN_SEQUENCE_NUMBER, suit.MAN_COMMON,
+                 suit.MAN_REFERENCE_URI, suit.MAN_COMPONENT_ID, suit.MAN_VALIDATE, suit.MAN_LOAD,
+                 suit.MAN_INVOKE, suit.MAN_PAYLOAD_FETCH, suit.MAN_INSTALL, suit.MAN_TEXT}
+        unknown = set(obj) - known
+        _require(not unknown, f"manifest has unknown members {sorted(map(repr, unknown))}")
+        if suit.MAN_VERSION not in obj:
+            raise MissingMemberError("manifest has no manifest-version")
+        if obj[suit.MAN_VERSION] != 1:
+            raise UnsupportedError(f"manifest-version {obj[suit.MAN_VERSION]!r} (only 1)")
+        sequence_number = obj.get(suit.MAN_SEQUENCE_NUMBER)
+        if sequence_number is None:
+            raise MissingMemberError("manifest has no sequence number")
+        _require(_is_uint(sequence_number) and sequence_number < 1 << 64,
+                 "sequence number is not an unsigned 64-bit integer")
+        common = obj.get(suit.MAN_COMMON)
+        if common is None:
+            raise MissingMemberError("manifest has no common section")
+        _require(isinstance(common, bytes), "common is not a byte string")
+        uri = obj.get(suit.MAN_REFERENCE_URI)
+        _require(uri is None or isinstance(uri, str), "reference-uri is not a text string")
+        component_id = obj.get(suit.MAN_COMPONENT_ID)
+        _require(component_id is None or (isinstance(component_id, list) and all(
+            isinstance(p, bytes) for p in component_id)), "manifest-component-id is malformed")
+        return cls(
+            sequence_number=sequence_number,
+            common=Common.decode(common),
+            validate=_unseverable(obj, suit.MAN_VALIDATE, "validate"),
+            load=_unseverable(obj, suit.MAN_LOAD, "load"),
+            invoke=_unseverable(obj, suit.MAN_INVOKE, "invoke"),
+            payload_fetch=_severable(obj, suit.MAN_PAYLOAD_FETCH, "payload-fetch"),
+            install=_severable(obj, suit.MAN_INSTALL, "install"),
+            text=_text(obj.get(suit.MAN_TEXT)),
+            reference_uri=uri,
+            component_id=tuple(component_id) if component_id is not None else None,
+        )
+
+    def all_sequences(self) -> Iterator[CommandSequence]:
+        yield self.common.shared_sequence
+        for seq in (self.validate, self.load, self.invoke, self.payload_fetch, self.install):
+            if isinstance(seq, tuple):
+                yield seq
+
+
+def _unseverable(obj: dict[Any, Any], key: int, what: str) -> CommandSequence | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    _require(isinstance(value, bytes), f"{what} is not a byte string")
+    return decode_sequence(value, what)
+
+
+def _severable(obj: dict[Any, Any], key: int, what: str) -> SeverableSequence:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return Digest.from_cbor(value, f"{what} digest")
+    _require(isinstance(value, bytes), f"{what} is neither a sequence nor a digest")
+    return decode_sequence(value, what)
+
+
+def _text(value: Any) -> Text | Digest | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return Digest.from_cbor(value, "text digest")
+    _require(isinstance(value, bytes), "text is neither a map nor a digest")
+    return Text.decode(value)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What a single-image SFUI says about its image, read from the top-level commands."""
+
+    sequence_number: int
+    components: tuple[ComponentId, ...]
+    vendor_id: uuid.UUID | None
+    class_id: uuid.UUID | None
+    image_digest: Digest | None
+    image_size: int | None
+    payload_uri: str | None
+    checks_vendor: bool
+    checks_class: bool
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest) -> ImageInfo:
+        params: dict[int, Any] = {}
+        codes: set[int] = set()
+        sequences = [manifest.common.shared_sequence]
+        for seq in (manifest.payload_fetch, manifest.install):
+            if isinstance(seq, tuple):
+                sequences.append(seq)
+        for seq in sequences:
+            for command in seq:
+                codes.add(command.code)
+                if command.code == suit.DIR_OVERRIDE_PARAMETERS:
+                    params.update(command.argument)
+                elif command.code == suit.DIR_SET_PARAMETERS:
+                    for key, value in command.argument.items():
+                        params.setdefault(key, value)
+        digest = params.get(suit.PARAM_IMAGE_DIGEST)
+        vendor = params.get(suit.PARAM_VENDOR_ID)
+        klass = params.get(suit.PARAM_CLASS_ID)
+        return cls(
+            sequence_number=manifest.sequence_number,
+            components=manifest.common.components,
+            vendor_id=uuid.UUID(bytes=vendor) if vendor else None,
+            class_id=uuid.UUID(bytes=klass) if klass else None,
+            image_digest=Digest.decode(digest, "image-digest") if digest else None,
+            image_size=params.get(suit.PARAM_IMAGE_SIZE),
+            payload_uri=params.get(suit.PARAM_URI),
+            checks_vendor=suit.COND_VENDOR_ID in codes,
+            checks_class=suit.COND_CLASS_ID in codes,
+        )

@@ -1,0 +1,67 @@
+"""Sign and verify round trips, and the refusals a verifier must make."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from sfupdate import errors
+from sfupdate.keys.files import FileSigner
+from sfupdate.sfui import EnvelopeReader, TrustedKey
+from tests.conftest import CLASS, VENDOR, SignImage
+
+
+def read_all(path: Path, trusted: list[TrustedKey]) -> bytes:
+    with open(path, "rb") as f:
+        reader = EnvelopeReader(f)
+        reader.authenticate(trusted)
+        return b"".join(reader.payload(chunk_size=4096))
+
+
+@pytest.mark.parametrize("signer_name", ["es256_signer", "eddsa_signer"])
+def test_round_trip(sign_image: SignImage, signer_name: str,
+                    request: pytest.FixtureRequest) -> None:
+    signer: FileSigner = request.getfixturevalue(signer_name)
+    payload = bytes(range(256)) * 1000
+    path = sign_image(payload, sequence=7, signer=signer, version_text="7.0",
+                      description="seven")
+    with open(path, "rb") as f:
+        reader = EnvelopeReader(f)
+        verified = reader.authenticate([TrustedKey(signer.public_key)])
+        assert b"".join(reader.payload()) == payload
+    info = verified.info
+    assert info.sequence_number == 7
+    assert (info.vendor_id, info.class_id) == (VENDOR, CLASS)
+    assert info.image_size == len(payload)
+    assert info.image_digest is not None
+    assert info.image_digest.value == hashlib.sha256(payload).digest()
+    assert verified.text is not None and verified.text.component_version() == "7.0"
+    assert verified.signer.kid == signer.kid
+
+
+def test_empty_payload(sign_image: SignImage, es256_trusted: TrustedKey) -> None:
+    assert read_all(sign_image(b""), [es256_trusted]) == b""
+
+
+def test_wrong_key_is_refused(sign_image: SignImage, eddsa_signer: FileSigner) -> None:
+    path = sign_image()
+    with pytest.raises(errors.UnknownKeyError):
+        read_all(path, [TrustedKey(eddsa_signer.public_key)])
+
+
+def test_payload_tamper_is_refused(sign_image: SignImage, es256_trusted: TrustedKey) -> None:
+    path = sign_image(b"A" * 10000)
+    data = bytearray(path.read_bytes())
+    data[-5000] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(errors.PayloadDigestError):
+        read_all(path, [es256_trusted])
+
+
+def test_no_payload_byte_before_authentication(sign_image: SignImage) -> None:
+    with open(sign_image(), "rb") as f:
+        reader = EnvelopeReader(f)
+        with pytest.raises(errors.SfuError, match="authenticate"):
+            next(reader.payload())
