@@ -128,3 +128,60 @@ class WrongVendorError(PolicyError):
 
 class WrongClassError(PolicyError):
     """The manifest's class-id is not the expected one."""
+
+
+class DowngradeError(PolicyError):
+    """The sequence number is not above the running image's and the rollback floor."""
+
+    exit_code = 7
+
+
+class TooLargeError(PolicyError):
+    """The declared image size does not fit the slot."""
+
+    exit_code = 8
+
+
+# --- the device and its agent ----------------------------------------------------------------
+
+
+class AgentBusyError(SfuError):
+    """Another install session is in progress; only one at a time."""
+
+    exit_code = 9
+
+
+class StorageIntegrityError(SfuError):
+    """Secure storage failed its MAC or replay check (an old copy was put back, or it was
+    tampered with). The agent refuses to act on it."""
+
+    exit_code = 10
+
+
+class IpcError(SfuError):
+    """The agent could not be reached, or a message broke the IPC protocol."""
+
+    exit_code = 11
+
+
+class DeviceStateError(SfuError):
+    """The request does not fit the device's state (nothing on trial to confirm, board not
+    provisioned, provisioned twice...)."""
+
+    exit_code = 12
+
+
+# --- delivery: repository and network --------------------------------------------------------
+
+
+class RepositoryError(SfuError):
+    """The repository's signed index cannot be trusted: bad signature, expired (freeze),
+    older than one already seen (rollback), or inconsistent (mix-and-match)."""
+
+    exit_code = 13
+
+
+class DownloadError(SfuError):
+    """The transfer failed: retries exhausted, too slow, or more bytes than declared."""
+
+    exit_code = 14
