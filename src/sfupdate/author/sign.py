@@ -18,13 +18,22 @@ from sfupdate.errors import UsageError
 from sfupdate.progress import Progress, no_progress
 from sfupdate.sfui import cbor, suit
 from sfupdate.sfui.cose import Signer, sign1
-from sfupdate.sfui.model import Command, Common, ComponentId, Digest, Manifest, Text
+from sfupdate.sfui.model import (
+    Command,
+    Common,
+    ComponentId,
+    Digest,
+    LocalizedText,
+    Manifest,
+    Text,
+)
 from sfupdate.sfui.reader import manifest_digest
 from sfupdate.sfui.writer import envelope_prefix
 
 PAYLOAD_KEY: Final = "firmware"
 COMPONENT: Final = (b"firmware",)
 CHUNK: Final = 1024 * 1024
+TEXT_LANGUAGE: Final = "en"
 
 
 @dataclass(frozen=True)
@@ -86,7 +95,9 @@ def _text(spec: ImageSpec) -> Text | None:
     components: dict[ComponentId, Mapping[int, str]] = {}
     if spec.version_text:
         components[COMPONENT] = {suit.TEXT_COMPONENT_VERSION: spec.version_text}
-    return Text(entries, components) if entries or components else None
+    if not entries and not components:
+        return None
+    return Text({TEXT_LANGUAGE: LocalizedText(entries, components)})
 
 
 def hash_file(path: Path, progress: Progress = no_progress) -> tuple[bytes, int]:

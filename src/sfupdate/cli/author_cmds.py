@@ -101,7 +101,7 @@ def _describe(info: ImageInfo, text: Text | None, payload: PayloadRef | None) ->
         "payload": ({"integrated": True, "key": payload.key, "length": payload.length}
                     if payload else {"integrated": False, "uri": info.payload_uri}),
         "version": text.component_version() if text else None,
-        "description": text.entries.get(1) if text else None,
+        "description": text.description() if text else None,
     }
 
 

@@ -4,7 +4,15 @@ Pure: bytes and streams in, typed objects or precise `sfupdate.errors` out.
 """
 
 from sfupdate.sfui.cose import ALGORITHM_NAMES, Signer, TrustedKey, key_id
-from sfupdate.sfui.model import Command, Common, Digest, ImageInfo, Manifest, Text
+from sfupdate.sfui.model import (
+    Command,
+    Common,
+    Digest,
+    ImageInfo,
+    LocalizedText,
+    Manifest,
+    Text,
+)
 from sfupdate.sfui.reader import EnvelopeReader, PayloadRef, Verified, manifest_digest
 from sfupdate.sfui.uuids import class_uuid, vendor_uuid
 from sfupdate.sfui.writer import PayloadSource, write_envelope
@@ -16,6 +24,7 @@ __all__ = [
     "Digest",
     "EnvelopeReader",
     "ImageInfo",
+    "LocalizedText",
     "Manifest",
     "PayloadRef",
     "PayloadSource",

@@ -46,6 +46,7 @@ _ED25519_ALGS: Final = frozenset({ALG_EDDSA, ALG_ED25519})
 
 HEADER_ALG: Final = 1
 HEADER_KID: Final = 4
+HEADER_CONTENT_TYPE: Final = 3
 
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
@@ -132,6 +133,12 @@ class Sign1:
         prot_map: Any = cbor.loads(protected, "COSE protected header") if protected else {}
         if not isinstance(prot_map, dict):
             raise SchemaError("COSE protected header is not a map")
+        # Unprotected headers are not signed: accept only the key ID there, so that nothing
+        # an attacker can rewrite changes how the block is read.
+        if set(unprotected) - {HEADER_KID}:
+            raise SchemaError("COSE unprotected header may only hold a key ID")
+        if set(prot_map) - {HEADER_ALG, HEADER_KID, HEADER_CONTENT_TYPE}:
+            raise SchemaError("COSE protected header has labels sfupdate does not understand")
         if set(prot_map) & set(unprotected):
             raise SchemaError("a COSE header label appears both protected and unprotected")
         alg = prot_map.get(HEADER_ALG)

@@ -8,6 +8,7 @@ commands, also inside try-each and run-sequence.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -196,35 +197,35 @@ class Common:
 
 
 TextEntries = Mapping[int, str]
+_LANGUAGE_TAG = re.compile(r"[a-zA-Z]{1,8}(-[a-zA-Z0-9]{1,8})*")
 
 
 @dataclass(frozen=True)
-class Text:
-    """SUIT_Text_Map: manifest-level strings and per-component strings."""
+class LocalizedText:
+    """One language's SUIT_Text_LMap: manifest-level strings and per-component strings."""
 
     entries: TextEntries = field(default_factory=dict)
     components: Mapping[ComponentId, TextEntries] = field(default_factory=dict)
 
-    def encode(self) -> bytes:
+    def to_cbor(self) -> dict[Any, Any]:
         obj: dict[Any, Any] = dict(self.entries)
         for component, entries in self.components.items():
             obj[tuple(component)] = dict(entries)  # a tuple encodes as a CBOR array key
-        return cbor.dumps(obj)
+        return obj
 
     @classmethod
-    def decode(cls, data: bytes) -> Text:
-        obj = cbor.loads(data, "text")
-        _require(isinstance(obj, dict), "text is not a map")
+    def from_cbor(cls, obj: Any, language: str) -> LocalizedText:
+        _require(isinstance(obj, dict), f"text for {language!r} is not a map")
         entries: dict[int, str] = {}
         components: dict[ComponentId, dict[int, str]] = {}
         for key, value in obj.items():
-            if isinstance(key, int) and not isinstance(key, bool):
+            if _is_uint(key):
                 _require(isinstance(value, str), f"text entry {key} is not a string")
                 entries[key] = value
             elif isinstance(key, tuple) and all(isinstance(p, bytes) for p in key):
                 _require(
                     isinstance(value, dict)
-                    and all(isinstance(k, int) and isinstance(v, str) for k, v in value.items()),
+                    and all(_is_uint(k) and isinstance(v, str) for k, v in value.items()),
                     "component text is not a map of strings",
                 )
                 components[key] = dict(value)
@@ -232,8 +233,39 @@ class Text:
                 raise SchemaError(f"text has an unexpected key {key!r}")
         return cls(entries, components)
 
+
+@dataclass(frozen=True)
+class Text:
+    """SUIT_Text_Map: per language tag (RFC 5646), a LocalizedText."""
+
+    languages: Mapping[str, LocalizedText]
+
+    def encode(self) -> bytes:
+        return cbor.dumps({tag: text.to_cbor() for tag, text in self.languages.items()})
+
+    @classmethod
+    def decode(cls, data: bytes) -> Text:
+        obj = cbor.loads(data, "text")
+        _require(isinstance(obj, dict) and bool(obj), "text is not a non-empty map")
+        languages = {}
+        for tag, value in obj.items():
+            _require(isinstance(tag, str) and _LANGUAGE_TAG.fullmatch(tag) is not None,
+                     f"text key {tag!r} is not a language tag")
+            languages[tag] = LocalizedText.from_cbor(value, tag)
+        return cls(languages)
+
+    def preferred(self) -> LocalizedText:
+        """English if present, else the first language."""
+        for tag, text in self.languages.items():
+            if tag.lower().split("-")[0] == "en":
+                return text
+        return next(iter(self.languages.values()))
+
+    def description(self) -> str | None:
+        return self.preferred().entries.get(suit.TEXT_MANIFEST_DESCRIPTION)
+
     def component_version(self) -> str | None:
-        for entries in self.components.values():
+        for entries in self.preferred().components.values():
             if suit.TEXT_COMPONENT_VERSION in entries:
                 return entries[suit.TEXT_COMPONENT_VERSION]
         return None
@@ -373,31 +405,48 @@ class ImageInfo:
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> ImageInfo:
-        params: dict[int, Any] = {}
-        codes: set[int] = set()
-        sequences = [manifest.common.shared_sequence]
-        for seq in (manifest.payload_fetch, manifest.install):
-            if isinstance(seq, tuple):
-                sequences.append(seq)
-        for seq in sequences:
-            for command in seq:
-                codes.add(command.code)
-                if command.code == suit.DIR_OVERRIDE_PARAMETERS:
-                    params.update(command.argument)
-                elif command.code == suit.DIR_SET_PARAMETERS:
-                    for key, value in command.argument.items():
-                        params.setdefault(key, value)
-        digest = params.get(suit.PARAM_IMAGE_DIGEST)
-        vendor = params.get(suit.PARAM_VENDOR_ID)
-        klass = params.get(suit.PARAM_CLASS_ID)
+        """Read component 0's parameters as the top-level sequences set them."""
+        params, codes = _component_parameters(manifest)
+        first = params[0]
+        digest = first.get(suit.PARAM_IMAGE_DIGEST)
+        vendor = first.get(suit.PARAM_VENDOR_ID)
+        klass = first.get(suit.PARAM_CLASS_ID)
         return cls(
             sequence_number=manifest.sequence_number,
             components=manifest.common.components,
             vendor_id=uuid.UUID(bytes=vendor) if vendor else None,
             class_id=uuid.UUID(bytes=klass) if klass else None,
             image_digest=Digest.decode(digest, "image-digest") if digest else None,
-            image_size=params.get(suit.PARAM_IMAGE_SIZE),
-            payload_uri=params.get(suit.PARAM_URI),
+            image_size=first.get(suit.PARAM_IMAGE_SIZE),
+            payload_uri=first.get(suit.PARAM_URI),
             checks_vendor=suit.COND_VENDOR_ID in codes,
             checks_class=suit.COND_CLASS_ID in codes,
         )
+
+
+def _component_parameters(manifest: Manifest) -> tuple[dict[int, dict[int, Any]], set[int]]:
+    """Parameters per component index after the shared, payload-fetch and install sequences
+    (top level only: branches of try-each depend on the device and are not evaluated)."""
+    count = len(manifest.common.components)
+    params: dict[int, dict[int, Any]] = {i: {} for i in range(count)}
+    codes: set[int] = set()
+    sequences = [manifest.common.shared_sequence]
+    sequences += [s for s in (manifest.payload_fetch, manifest.install) if isinstance(s, tuple)]
+    for sequence in sequences:
+        selected = [0]  # every sequence starts on component index 0
+        for command in sequence:
+            codes.add(command.code)
+            arg = command.argument
+            if command.code == suit.DIR_SET_COMPONENT_INDEX:
+                selected = (list(range(count)) if arg is True
+                            else [arg] if isinstance(arg, int) else list(arg))
+                if any(i >= count for i in selected):
+                    raise SchemaError(f"component index {max(selected)} is out of range")
+            elif command.code == suit.DIR_OVERRIDE_PARAMETERS:
+                for i in selected:
+                    params[i].update(arg)
+            elif command.code == suit.DIR_SET_PARAMETERS:
+                for i in selected:
+                    for key, value in arg.items():
+                        params[i].setdefault(key, value)
+    return params, codes

@@ -1,0 +1,56 @@
+"""Interoperability with an independent COSE implementation (cwt, from PyPI).
+
+cwt verifies the COSE_Sign1 in an SFUI we signed, and we verify one that cwt made.
+"""
+
+from __future__ import annotations
+
+import io
+
+import cbor2
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cwt import COSE, COSEKey
+
+from sfupdate import keys
+from sfupdate.keys.files import FileSigner
+from sfupdate.sfui import Digest, EnvelopeReader, TrustedKey, cbor, manifest_digest, suit
+from tests.envelopes import envelope, manifest_for
+
+PAYLOAD = b"interop" * 50
+ALGS = {"ES256": "ES256", "EdDSA": "EdDSA"}
+
+
+def _private_pem(signer: FileSigner) -> bytes:
+    return signer._key.private_bytes(  # test-only access to the key under test
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())
+
+
+@pytest.mark.parametrize("alg", sorted(ALGS))
+def test_cwt_verifies_our_signature(alg: str) -> None:
+    signer = FileSigner(keys.generate_private_key(alg))  # type: ignore[arg-type]
+    data = envelope(manifest_for(PAYLOAD), signer, PAYLOAD)
+    auth = cbor2.loads(cbor2.loads(data).value[suit.ENV_AUTHENTICATION])
+    digest_bytes, sign1 = auth[0], auth[1]
+    public = COSEKey.from_pem(keys.public_pem(signer.public_key), alg=ALGS[alg], kid=signer.kid)
+    cose = COSE.new()
+    assert cose.decode(sign1, public, detached_payload=digest_bytes) == digest_bytes
+    with pytest.raises(Exception, match=r"(?i)fail|invalid|verif"):
+        cose.decode(sign1, public, detached_payload=digest_bytes[:-1] + b"\x00")
+
+
+@pytest.mark.parametrize("alg", sorted(ALGS))
+def test_we_verify_cwt_signature(alg: str) -> None:
+    signer = FileSigner(keys.generate_private_key(alg))  # type: ignore[arg-type]
+    private = COSEKey.from_pem(_private_pem(signer), alg=ALGS[alg])
+    manifest = manifest_for(PAYLOAD)
+    digest_bytes = Digest(manifest_digest(manifest)).encode()
+    # cwt makes an attached COSE_Sign1; we accept it when its payload is the manifest digest.
+    sign1 = COSE.new(alg_auto_inclusion=True).encode_and_sign(digest_bytes, private)
+    auth = cbor.dumps([digest_bytes, sign1])
+    data = envelope(manifest, None, PAYLOAD, members={suit.ENV_AUTHENTICATION: auth})
+    reader = EnvelopeReader(io.BytesIO(data))
+    verified = reader.authenticate([TrustedKey(signer.public_key)])
+    assert b"".join(reader.payload()) == PAYLOAD
+    assert verified.signer.kid == signer.kid
