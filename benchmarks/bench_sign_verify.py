@@ -1,0 +1,51 @@
+"""Sign and verify a generated file, as ratios to `openssl dgst -sha256` of the same file.
+
+    python benchmarks/bench_sign_verify.py [--size-mib 1024] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import machine, make_random_file, table, time_command, time_sfu  # noqa: E402
+
+
+def run(size_mib: int = 1024, runs: int = 3) -> str:
+    with tempfile.TemporaryDirectory(prefix="sfu-bench-") as tmp:
+        work = Path(tmp)
+        firmware, out, key = work / "fw.bin", work / "fw.sfui", work / "k.pem"
+        make_random_file(firmware, size_mib * 1024 * 1024)
+        rows = []
+        for alg in ("ES256", "EdDSA"):
+            key.unlink(missing_ok=True)
+            time_sfu(["keys", "generate", "--alg", alg, "-o", str(key)], runs=1)
+            openssl = time_command(["openssl", "dgst", "-sha256", str(firmware)], runs)
+            sign_s, sign_rss = time_sfu(["sign", str(firmware), "--key", str(key), "--sequence",
+                                         "1", "--vendor", "example.com", "--class", "bench",
+                                         "-o", str(out)], runs)
+            verify_s, verify_rss = time_sfu(["verify", str(out), "--key", str(key)], runs)
+            rows.append([f"sign {alg}", f"{sign_s:.2f}", f"{openssl:.2f}",
+                         f"{sign_s / openssl:.2f}", sign_rss // 1024])
+            rows.append([f"verify {alg}", f"{verify_s:.2f}", f"{openssl:.2f}",
+                         f"{verify_s / openssl:.2f}", verify_rss // 1024])
+    return (f"### Sign and verify, {size_mib} MiB random file ({machine()})\n\n"
+            + table(["operation", "s (median)", "openssl dgst -sha256 s", "ratio",
+                     "peak RSS MiB"], rows)
+            + "\n\nratio = our time / openssl's time for the same file in the same run.\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    print(run(args.size_mib, args.runs))
+
+
+if __name__ == "__main__":
+    main()
