@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import machine, make_random_file, table, time_command, time_sfu  # noqa: E402
+from common import machine, make_random_file, table, time_command, time_sfu
 
 
 def run(size_mib: int = 1024, runs: int = 3) -> str:

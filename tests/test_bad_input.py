@@ -175,9 +175,9 @@ def test_wrong_key_is_refused(good: bytes, eddsa_signer: FileSigner) -> None:
 def test_other_p256_key_without_kid_fails_signature(good: bytes) -> None:
     from sfupdate import keys
     other = FileSigner(keys.generate_private_key("ES256"))  # type: ignore[arg-type]
-    obj = cbor2.loads(good[2:])
-    auth = cbor2.loads(obj[2])
-    sign1 = cbor2.loads(auth[1])
+    obj = cbor.loads(good[2:], "envelope")
+    auth = cbor.loads(obj[2], "auth")
+    sign1 = cbor.loads(auth[1], "sign1")
     sign1.value[1] = {}  # drop the key ID: every trusted key is tried
     auth[1] = cbor.dumps(sign1)
     data = envelope(obj[3], None, PAYLOAD, members={suit.ENV_AUTHENTICATION: cbor.dumps(auth)})

@@ -9,6 +9,7 @@ small, shallow and well formed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, BinaryIO, Final
 
 import cbor2
@@ -173,9 +174,22 @@ def loads(data: bytes, what: str, max_depth: int = MAX_DEPTH) -> Any:
     if end != len(data):
         raise EncodingError(f"{what}: {len(data) - end} trailing bytes after the CBOR item")
     try:
-        return cbor2.loads(data)
+        return _thaw(cbor2.loads(data))
     except Exception as exc:  # cbor2 has already been handed only well-formed input
         raise EncodingError(f"{what}: undecodable CBOR ({exc})") from None
+
+
+def _thaw(obj: Any, as_key: bool = False) -> Any:
+    """One shape whatever the cbor2 version: arrays are lists (tuples when used as map keys),
+    maps are dicts. cbor2 6 returns tuples and frozendicts inside tags, cbor2 5 does not."""
+    if isinstance(obj, (list, tuple)):
+        items = [_thaw(v, as_key) for v in obj]
+        return tuple(items) if as_key else items
+    if isinstance(obj, Mapping):
+        return {_thaw(k, True): _thaw(v) for k, v in obj.items()}
+    if isinstance(obj, cbor2.CBORTag):
+        return cbor2.CBORTag(obj.tag, _thaw(obj.value, as_key))
+    return obj
 
 
 def _sorted(obj: Any) -> Any:
