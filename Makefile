@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck contracts unit compat bench clean
+.PHONY: demo test lint typecheck contracts unit compat bench fuzz clean
+FUZZ_SECONDS ?= 60
 LATEST := .venv-latest
 
 $(BIN)/python:
@@ -25,7 +26,7 @@ unit: $(VENV)/.installed-dev
 	$(BIN)/pytest -q
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks fuzz
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
@@ -51,6 +52,17 @@ test: unit lint typecheck contracts compat
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/run.py
+
+# Coverage-guided fuzzing: each harness for FUZZ_SECONDS, new inputs kept in fuzz/work/
+# (the committed seeds in fuzz/corpus/ are read, never written). Findings: fuzz/work/*/crash-*.
+fuzz: $(VENV)/.installed-dev
+	@for h in fuzz/fuzz_*.py; do \
+	    name=$$(basename $$h .py); name=$${name#fuzz_}; mkdir -p fuzz/work/$$name; \
+	    echo "== $$h ($(FUZZ_SECONDS) s)"; \
+	    $(BIN)/python $$h fuzz/work/$$name fuzz/corpus/$$name -max_total_time=$(FUZZ_SECONDS) \
+	        -timeout=5 -rss_limit_mb=512 -artifact_prefix=fuzz/work/$$name/ 2>&1 \
+	        | grep -E '^(Done|==|.*(ERROR|crash|Timeout|leak))' || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) $(LATEST) .pytest_cache .mypy_cache .ruff_cache
