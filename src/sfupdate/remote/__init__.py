@@ -1,0 +1,26 @@
+"""Formats shared by the operator and the agent, pure like sfui: signed remote commands
+(COSE_Sign1 over CBOR) and attestation tokens (RFC 9711 EAT)."""
+
+from sfupdate.remote.commands import ACTIONS, RemoteCommand, Target, sign_command, verify_command
+from sfupdate.remote.eat import (
+    AttestationClaims,
+    IntegrityResult,
+    SlotClaim,
+    sign_token,
+    ueid_for,
+    verify_token,
+)
+
+__all__ = [
+    "ACTIONS",
+    "AttestationClaims",
+    "IntegrityResult",
+    "RemoteCommand",
+    "SlotClaim",
+    "Target",
+    "sign_command",
+    "sign_token",
+    "ueid_for",
+    "verify_command",
+    "verify_token",
+]

@@ -1,0 +1,168 @@
+"""Attestation tokens: RFC 9711 Entity Attestation Tokens, CBOR claims in a COSE_Sign1 signed
+with the device identity key created at provisioning.
+
+Registered claims used: nonce (10), ueid (256), oemid (258, the vendor UUID as a random-type
+OEMID), hwmodel (259, the class UUID), oemboot (262, secure boot on), eat_profile (265),
+measurement results (274, the integrity checks), iat (6). sfupdate's own state goes in claims
+with text names (RFC 8392 allows them): "sfu-slots", "sfu-running", "sfu-trial",
+"sfu-floor", "sfu-boot-log".
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sfupdate.errors import AuthenticationError, SchemaError
+from sfupdate.sfui import cbor
+from sfupdate.sfui.cose import PublicKey, Sign1, Signer, TrustedKey, key_id, sign1
+
+PROFILE: Final = "tag:sfupdate.dev,2026:eat-v1"
+UEID_TYPE_RAND: Final = 0x01
+MAX_TOKEN_SIZE: Final = 64 * 1024
+
+CLAIM_IAT, CLAIM_NONCE, CLAIM_UEID, CLAIM_OEMID, CLAIM_HWMODEL = 6, 10, 256, 258, 259
+CLAIM_OEMBOOT, CLAIM_PROFILE, CLAIM_MEASRES = 262, 265, 274
+MEASUREMENT_SYSTEM: Final = "sfupdate-integrity"
+#: RFC 9711 measurement-results result codes.
+RESULT_SUCCESS, RESULT_FAIL, RESULT_NOT_RUN, RESULT_ABSENT = 1, 2, 3, 4
+
+
+def ueid_for(device_key: PublicKey) -> bytes:
+    """The device's UEID: type RAND (0x01) + SHA-256 of its identity key's SPKI."""
+    return bytes([UEID_TYPE_RAND]) + key_id(device_key)
+
+
+@dataclass(frozen=True)
+class SlotClaim:
+    name: str
+    state: str
+    sequence: int | None
+    digest: bytes | None
+
+
+@dataclass(frozen=True)
+class IntegrityResult:
+    """One checked region: result is one of RESULT_* (RFC 9711 measurement results)."""
+
+    region: str
+    result: int
+
+
+@dataclass(frozen=True)
+class AttestationClaims:
+    nonce: bytes
+    ueid: bytes
+    vendor_id: uuid.UUID
+    class_id: uuid.UUID
+    slots: tuple[SlotClaim, ...]
+    running_slot: str
+    trial_slot: str | None
+    rollback_floor: int
+    boot_log: tuple[bytes, ...]
+    integrity: tuple[IntegrityResult, ...]
+    issued_at: int
+
+    def encode(self) -> bytes:
+        return cbor.dumps({
+            CLAIM_IAT: self.issued_at,
+            CLAIM_NONCE: self.nonce,
+            CLAIM_UEID: self.ueid,
+            CLAIM_OEMID: self.vendor_id.bytes,
+            CLAIM_HWMODEL: self.class_id.bytes,
+            CLAIM_OEMBOOT: True,
+            CLAIM_PROFILE: PROFILE,
+            CLAIM_MEASRES: [[MEASUREMENT_SYSTEM,
+                             [[r.region, r.result] for r in self.integrity]]],
+            "sfu-slots": [{"name": s.name, "state": s.state, "sequence": s.sequence,
+                           "digest": s.digest} for s in self.slots],
+            "sfu-running": self.running_slot,
+            "sfu-trial": self.trial_slot,
+            "sfu-floor": self.rollback_floor,
+            "sfu-boot-log": list(self.boot_log),
+        })
+
+    @classmethod
+    def decode(cls, data: bytes) -> AttestationClaims:
+        obj = cbor.loads(data, "attestation claims")
+        try:
+            return _decode(obj)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise SchemaError(f"attestation claims are malformed ({exc})") from None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "nonce": self.nonce.hex(), "ueid": self.ueid.hex(),
+            "vendor_id": str(self.vendor_id), "class_id": str(self.class_id),
+            "running_slot": self.running_slot, "trial_slot": self.trial_slot,
+            "rollback_floor": self.rollback_floor, "issued_at": self.issued_at,
+            "slots": [{"name": s.name, "state": s.state, "sequence": s.sequence,
+                       "digest": s.digest.hex() if s.digest else None} for s in self.slots],
+            "boot_log": [m.hex() for m in self.boot_log],
+            "integrity": [{"region": r.region, "result": _RESULT_NAMES[r.result]}
+                          for r in self.integrity],
+        }
+
+
+_RESULT_NAMES: Final = {RESULT_SUCCESS: "ok", RESULT_FAIL: "MISMATCH",
+                        RESULT_NOT_RUN: "not run", RESULT_ABSENT: "absent"}
+
+
+def _decode(obj: Any) -> AttestationClaims:
+    if not isinstance(obj, dict) or obj.get(CLAIM_PROFILE) != PROFILE:
+        raise SchemaError("not an sfupdate attestation token (profile claim)")
+    slots = tuple(SlotClaim(_typed(s["name"], str), _typed(s["state"], str),
+                            _optional(s["sequence"], int), _optional(s["digest"], bytes))
+                  for s in _typed(obj["sfu-slots"], list))
+    system, results = _typed(obj[CLAIM_MEASRES], list)[0]
+    if system != MEASUREMENT_SYSTEM:
+        raise SchemaError("unknown measurement system")
+    integrity = tuple(IntegrityResult(_typed(region, str), _typed(result, int))
+                      for region, result in results)
+    if any(r.result not in _RESULT_NAMES for r in integrity):
+        raise SchemaError("unknown measurement result code")
+    return AttestationClaims(
+        nonce=_typed(obj[CLAIM_NONCE], bytes),
+        ueid=_typed(obj[CLAIM_UEID], bytes),
+        vendor_id=uuid.UUID(bytes=_typed(obj[CLAIM_OEMID], bytes)),
+        class_id=uuid.UUID(bytes=_typed(obj[CLAIM_HWMODEL], bytes)),
+        slots=slots,
+        running_slot=_typed(obj["sfu-running"], str),
+        trial_slot=_optional(obj["sfu-trial"], str),
+        rollback_floor=_typed(obj["sfu-floor"], int),
+        boot_log=tuple(_typed(m, bytes) for m in _typed(obj["sfu-boot-log"], list)),
+        integrity=integrity,
+        issued_at=_typed(obj[CLAIM_IAT], int),
+    )
+
+
+def _typed(value: Any, kind: type) -> Any:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise TypeError(f"expected {kind.__name__}")
+    return value
+
+
+def _optional(value: Any, kind: type) -> Any:
+    return None if value is None else _typed(value, kind)
+
+
+def sign_token(claims: AttestationClaims, device_signer: Signer) -> bytes:
+    return sign1(claims.encode(), device_signer, detached=False)
+
+
+def verify_token(token: bytes, device_key: TrustedKey, nonce: bytes) -> AttestationClaims:
+    """Check the device's signature and that the token answers this nonce (freshness)."""
+    if len(token) > MAX_TOKEN_SIZE:
+        raise SchemaError("attestation token is too large")
+    envelope = Sign1.decode(token)
+    if envelope.payload is None:
+        raise SchemaError("attestation token has no claims")
+    envelope.verify(envelope.payload, [device_key])
+    claims = AttestationClaims.decode(envelope.payload)
+    if not hmac.compare_digest(claims.nonce, nonce):
+        raise AuthenticationError("attestation token answers another nonce (replayed?)")
+    if claims.ueid != ueid_for(device_key.public_key):
+        raise AuthenticationError("attestation token's UEID is not the signing device's")
+    return claims
