@@ -8,6 +8,7 @@ error class, that the message says what happened, and that nothing was installed
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sfupdate import errors
-from sfupdate.client import update
+from sfupdate.client import check, update
 from sfupdate.repo import Repository
 from tests.conftest import SignImage
 from tests.delivery.netsim import (
@@ -62,7 +63,7 @@ def test_garbage_from_server_is_refused_by_the_verifier(world: RepoWorld, hostil
     server = hostile(tree)
     page = b"<html><body>Please log in to the hotel Wi-Fi</body></html>"
     server.routes[target_path(image)] = serve(page.ljust(image.stat().st_size))
-    with pytest.raises(errors.FormatError, match="CBOR|SFUI"):
+    with pytest.raises(errors.FormatError, match=r"CBOR|SFUI"):
         update(world.index(server.url), sink)
     assert_nothing_installed(sink)
 
@@ -139,6 +140,34 @@ def test_stale_index_is_refused(world: RepoWorld, hostile: Hostile,
     tree = world.publish(image, now=datetime.now(UTC) - timedelta(days=30))
     server = hostile(tree)
     with pytest.raises(errors.RepositoryError, match=r"stale.*expired"):
+        update(world.index(server.url), sink)
+    assert server.fetched("/targets/") == []
+    assert_nothing_installed(sink)
+
+
+def test_frozen_mirror_is_refused_once_its_index_expires(world: RepoWorld, hostile: Hostile,
+                                                         sink: VerifyingSink) -> None:
+    """Freeze after the fact: the client saw this index while it was fresh; the mirror then
+    stops updating, and the same (validly signed) index must be refused after its expiry."""
+    almost_expired = datetime.now(UTC) - timedelta(days=7) + timedelta(seconds=2)
+    tree = world.publish(world.image(2), now=almost_expired)
+    server = hostile(tree)
+    assert check(world.index(server.url), sink).available is not None
+    time.sleep(max(0.0, (almost_expired + timedelta(days=7) - datetime.now(UTC))
+                   .total_seconds()) + 1.0)
+    with pytest.raises(errors.RepositoryError, match=r"stale.*expired"):
+        update(world.index(server.url), sink)
+    assert server.fetched("/targets/") == []
+    assert_nothing_installed(sink)
+
+
+def test_endless_index_file_is_cut_off(world: RepoWorld, hostile: Hostile,
+                                       sink: VerifyingSink) -> None:
+    tree = world.publish(world.image(2))
+    server = hostile(tree)
+    server.routes["/metadata/timestamp.json"] = endless(
+        (tree / "metadata" / "timestamp.json").read_bytes())
+    with pytest.raises(errors.DownloadError, match=r"timestamp.json: index file too long.*endless"):
         update(world.index(server.url), sink)
     assert server.fetched("/targets/") == []
     assert_nothing_installed(sink)

@@ -161,3 +161,28 @@ def test_client_reports_an_unreachable_agent(tmp_path: Path, world: RepoWorld,
                  str(world.trusted_root)])
     assert code == errors.IpcError.exit_code
     assert capsys.readouterr().err.startswith("sfu: error: ")
+
+
+def test_client_commands_check_then_update(tmp_path: Path, world: RepoWorld,
+                                           sink: VerifyingSink,
+                                           monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI wiring with the verifying sink in place of the socket's agent."""
+    from sfupdate.cli import delivery_cmds
+
+    monkeypatch.setattr(delivery_cmds, "_agent", lambda socket: sink)
+    world.publish(world.image(2), world.image(3, size=1_000_000))
+    common = ["--repo", str(world.dir), "--socket", str(tmp_path / "s"), "--state-dir",
+              str(tmp_path / "state"), "--trusted-root", str(world.trusted_root)]
+    assert main(["client", "check", *common, "--json"]) == delivery_cmds.EXIT_UPDATE_AVAILABLE
+    report = json.loads(capsys.readouterr().out)
+    assert report["update_available"] is True and report["available"]["sequence"] == 3
+    assert main(["client", "update", *common]) == 0
+    captured = capsys.readouterr()
+    assert "installed sequence 3 into slot B" in captured.out
+    progress_lines = [line for line in captured.err.splitlines() if "updating:" in line]
+    assert len(progress_lines) >= 3  # plain lines, not a bar: stderr is not a terminal
+    assert progress_lines[-1].startswith("sfu: updating: 100% (1.0 of 1.0 MiB)")
+    sink.running_sequence = 3
+    assert main(["client", "check", *common]) == 0
+    assert capsys.readouterr().out.startswith("up to date: device runs sequence 3")

@@ -58,9 +58,11 @@ class _SourceFetcher(FetcherInterface):
     def __init__(self, source: Source, policy: TransferPolicy,
                  log: Callable[[str], None] | None) -> None:
         self._source, self._policy, self._log = source, policy, log
+        self.current = ""  # the file being fetched, for error messages
 
     def _fetch(self, url: str) -> Iterator[bytes]:
         path = url.removeprefix(_BASE)
+        self.current = self._source.describe(path)
         try:
             yield from fetch(self._source, path, None, self._policy, self._log)
         except RemoteFileNotFoundError as exc:
@@ -133,8 +135,8 @@ class RepositoryIndex:
             bootstrap = self._read_root(trusted_root)
         state_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self._updater = Updater(str(state_dir), _BASE + "metadata/",
-                                    fetcher=_SourceFetcher(source, self.policy, log),
+            self._fetcher = _SourceFetcher(source, self.policy, log)
+            self._updater = Updater(str(state_dir), _BASE + "metadata/", fetcher=self._fetcher,
                                     bootstrap=bootstrap)
         except tuf_errors.RepositoryError as exc:
             raise RepositoryError(f"trusted root is unusable: {exc}") from None
@@ -156,8 +158,12 @@ class RepositoryIndex:
             self._updater.refresh()
         except tuf_errors.RepositoryError as exc:
             raise RepositoryError(_explain(exc)) from None
+        except tuf_errors.DownloadLengthMismatchError as exc:
+            raise DownloadError(f"{self._fetcher.current}: index file too long ({exc}); "
+                                "transfer abandoned (endless data)") from None
         except tuf_errors.DownloadError as exc:
-            raise DownloadError(f"repository index download failed: {exc}") from None
+            raise DownloadError(f"{self._fetcher.current}: index download failed: {exc}"
+                                ) from None
         # ngclient persisted exactly what it verified; read it back for the listing.
         targets = Metadata[Targets].from_bytes((self._state / "targets.json").read_bytes()).signed
         trusted_root = Metadata[Root].from_bytes(
