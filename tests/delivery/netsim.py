@@ -189,14 +189,15 @@ def drip(data: bytes, every: float) -> Behaviour:
     return run
 
 
-def drop_once(data: bytes, after: int) -> Behaviour:
-    """The first GET is cut after `after` bytes; later ones are served honestly."""
+def drop_once(data: bytes, after: int, honour_range: bool = True) -> Behaviour:
+    """The first GET is cut after `after` bytes; later ones are served in full, from the
+    requested offset (206) or, like some servers, ignoring Range (200, whole file)."""
     calls = []
 
     def run(h: _Handler, start: int) -> None:
         calls.append(start)
         if len(calls) > 1:
-            serve(data)(h, start)
+            serve(data)(h, start if honour_range else 0)
             return
         h.head(200, {"Content-Length": str(len(data))})
         h.wfile.write(data[:after])

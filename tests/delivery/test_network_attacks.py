@@ -133,6 +133,18 @@ def test_dropped_connection_is_resumed_with_range(world: RepoWorld, hostile: Hos
     assert sink.slot_file.stat().st_size == 200_000 // 32 * 32
 
 
+def test_resume_works_with_a_server_that_ignores_range(world: RepoWorld, hostile: Hostile,
+                                                       sink: VerifyingSink) -> None:
+    image = world.image(2)
+    tree = world.publish(image)
+    server = hostile(tree)
+    server.routes[target_path(image)] = drop_once(image.read_bytes(), 70_000,
+                                                  honour_range=False)
+    result = update(world.index(server.url), sink)
+    assert result.installed is not None and result.installed.sequence == 2
+    assert server.fetched("/targets/")[1] == (target_path(image), "bytes=70000-")
+
+
 def test_stale_index_is_refused(world: RepoWorld, hostile: Hostile,
                                 sink: VerifyingSink) -> None:
     """Freeze: a validly signed index that is past its expiry (a mirror stuck in time)."""
