@@ -185,3 +185,12 @@ class DownloadError(SfuError):
     """The transfer failed: retries exhausted, too slow, or more bytes than declared."""
 
     exit_code = 14
+
+
+class RemoteFileNotFoundError(DownloadError):
+    """The source has no such file (HTTP 404/410, missing file on local media)."""
+
+
+class TransferInterruptedError(DownloadError):
+    """One attempt failed in a way worth retrying (connection dropped or refused, no data
+    within the read timeout, server error 5xx); the downloader resumes or gives up."""

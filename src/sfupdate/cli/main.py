@@ -11,7 +11,7 @@ import sys
 import click
 
 from sfupdate import __version__
-from sfupdate.cli import author_cmds
+from sfupdate.cli import author_cmds, delivery_cmds
 from sfupdate.errors import SfuError
 
 EXIT_INTERRUPTED = 130
@@ -25,11 +25,12 @@ def cli() -> None:
 
 
 author_cmds.register(cli)
+delivery_cmds.register(cli)
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        cli.main(args=argv, prog_name="sfu", standalone_mode=False)
+        result = cli.main(args=argv, prog_name="sfu", standalone_mode=False)
     except SfuError as exc:
         click.echo(f"sfu: error: {exc}", err=True)
         return exc.exit_code
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         click.echo(f"sfu: error: {exc.filename or ''}: {exc.strerror or exc}", err=True)
         return EXIT_IO
-    return 0
+    return result if isinstance(result, int) else 0  # a command may return its exit code
 
 
 if __name__ == "__main__":

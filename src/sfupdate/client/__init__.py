@@ -1,0 +1,39 @@
+"""The SFU Client (Rich OS side, untrusted): sources, verified index, download, hand-off.
+
+It never imports the agent, the board or the boot code: it talks to the agent only through
+an object with `.status()` and `.install()` (the IPC client in production).
+"""
+
+from sfupdate.client.download import TransferPolicy, fetch
+from sfupdate.client.index import Candidate, RepositoryIndex
+from sfupdate.client.sources import FileSource, HttpSource, Source
+from sfupdate.client.update import (
+    Agent,
+    CheckResult,
+    DeviceStatus,
+    Installed,
+    UpdateResult,
+    check,
+    install_file,
+    select,
+    update,
+)
+
+__all__ = [
+    "Agent",
+    "Candidate",
+    "CheckResult",
+    "DeviceStatus",
+    "FileSource",
+    "HttpSource",
+    "Installed",
+    "RepositoryIndex",
+    "Source",
+    "TransferPolicy",
+    "UpdateResult",
+    "check",
+    "fetch",
+    "install_file",
+    "select",
+    "update",
+]

@@ -1,0 +1,73 @@
+"""Fixtures for the delivery tests: a repository world, hostile servers, a verifying sink."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from sfupdate import keys
+from sfupdate.keys.files import FileSigner
+from sfupdate.repo import RepoServer
+from sfupdate.sfui import TrustedKey
+from tests.conftest import CLASS, VENDOR, SignImage
+from tests.delivery.netsim import HostileServer, RepoWorld
+from tests.device_sink import VerifyingSink
+
+
+@pytest.fixture
+def repo_key(tmp_path: Path) -> Path:
+    path = tmp_path / "repo-key.pem"
+    keys.write_private_key(keys.generate_private_key("ES256"), path)
+    return path
+
+
+@pytest.fixture
+def world(tmp_path: Path, repo_key: Path, sign_image: SignImage) -> RepoWorld:
+    return RepoWorld(tmp_path / "world", repo_key, sign_image)
+
+
+@pytest.fixture
+def sink(tmp_path: Path, es256_signer: FileSigner) -> VerifyingSink:
+    out = tmp_path / "device"
+    out.mkdir()
+    return VerifyingSink(TrustedKey(es256_signer.public_key), out, VENDOR, CLASS,
+                         running_sequence=1, rollback_floor=1)
+
+
+@pytest.fixture
+def hostile() -> Iterator[Callable[[Path], HostileServer]]:
+    """hostile(root) -> a started HostileServer serving root; all are stopped afterwards."""
+    servers: list[HostileServer] = []
+
+    def start(root: Path) -> HostileServer:
+        servers.append(HostileServer(root))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def dev_server() -> Iterator[Callable[[Path], RepoServer]]:
+    """dev_server(root) -> a started `sfu serve` server; its log lines in server.lines."""
+    started: list[tuple[RepoServer, threading.Thread]] = []
+
+    def start(root: Path) -> RepoServer:
+        lines: list[str] = []
+        server = RepoServer(root, "127.0.0.1", 0, log=lines.append)
+        server.lines = lines  # type: ignore[attr-defined]
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                  daemon=True)
+        thread.start()
+        started.append((server, thread))
+        return server
+
+    yield start
+    for server, thread in started:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
