@@ -133,8 +133,13 @@ class Slots(Protocol):
 class AgentPartition(Protocol):
     """Holds the signed agent bundle (an SFUI whose payload is a zipapp)."""
 
-    def install(self, sfui: bytes) -> None:
-        """Store a new bundle atomically (provisioning; later signed agent updates)."""
+    def install(self, sfui: bytes, signer_spki: bytes) -> None:
+        """Store a bundle and the public key (SPKI DER) that signed it, each atomically. The
+        boot ROM trusts that key only if its SHA-256 matches the ROOT_KEY_HASH fuse."""
+        ...
+
+    def signer_key(self) -> bytes | None:
+        """The stored signer public key (SPKI DER, unverified), or None."""
         ...
 
     def stream(self, chunk_size: int = 1 << 16) -> Iterator[bytes]:

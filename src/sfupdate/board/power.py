@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Final
 
 POWER_CUT_EXIT: Final = 75
+POWER_CUT_ENV: Final = "SFU_SIM_POWER_CUT_AT"
 
 
 class PowerCut(BaseException):

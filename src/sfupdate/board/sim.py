@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.hmac import HMAC
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sfupdate.board.hal import Fuse, Slot
-from sfupdate.board.power import Power
+from sfupdate.board.power import POWER_CUT_ENV, Power
 from sfupdate.errors import (
     DeviceStateError,
     SfuError,
@@ -44,6 +44,7 @@ MAX_STORE: Final = 1024 * 1024
 MAX_HEADER: Final = 2 * 1024 * 1024
 MAX_AGENT: Final = 64 * 1024 * 1024
 MAX_FUSE: Final = 64
+MAX_KEY: Final = 1024
 _RECORD_NAME: Final = re.compile(r"[a-z][a-z0-9-]{0,31}")
 _MAC_CONTEXT: Final = b"sfupdate rpmb mac v1"
 
@@ -330,12 +331,17 @@ class SimSlots:
 class SimAgentPartition:
     def __init__(self, root: Path, power: Power) -> None:
         self._path = root / "agent" / "agent.sfui"
+        self._key_path = root / "agent" / "signer.der"
         self._power = power
 
-    def install(self, sfui: bytes) -> None:
-        if len(sfui) > MAX_AGENT:
+    def install(self, sfui: bytes, signer_spki: bytes) -> None:
+        if len(sfui) > MAX_AGENT or len(signer_spki) > MAX_KEY:
             raise TooLargeError("agent bundle is too large for the agent partition")
+        self._power.write_file(self._key_path, signer_spki)
         self._power.write_file(self._path, sfui)
+
+    def signer_key(self) -> bytes | None:
+        return _read_limited(self._key_path, MAX_KEY, "agent signer key")
 
     def stream(self, chunk_size: int = 1 << 16) -> Iterator[bytes]:
         if not self._path.exists():
@@ -453,13 +459,16 @@ def open_board(root: Path, power: Power | None = None) -> SimBoard:
 
 
 def _take_knob(root: Path) -> int | None:
-    """Read and remove the one-shot `power-cut-at` knob."""
+    """Read and remove the one-shot `power-cut-at` knob; else the SFU_SIM_POWER_CUT_AT
+    environment variable (how the boot ROM hands an armed cut to stage 2)."""
     knob = root / POWER_KNOB
     try:
-        text = knob.read_text().strip()
+        text, where = knob.read_text().strip(), str(knob)
+        knob.unlink(missing_ok=True)
     except FileNotFoundError:
-        return None
-    knob.unlink(missing_ok=True)
+        text, where = os.environ.get(POWER_CUT_ENV, ""), POWER_CUT_ENV
+        if not text:
+            return None
     if not text.isdigit() or int(text) < 1:
-        raise UsageError(f"{knob} must hold a positive integer")
+        raise UsageError(f"{where} must hold a positive integer")
     return int(text)
