@@ -71,10 +71,10 @@ class AgentClient:
             for piece in _split(chunks, MAX_CHUNK):
                 if conn.readable():  # the agent only speaks early to refuse
                     raise self._unexpected(self._reply(conn))
-                self._send_chunk(conn, piece)
+                self._send_in_session(conn, Chunk(piece))
                 done += len(piece)
                 report(done, size if size is not None else done)
-            conn.send(encode_request(InstallEnd()))
+            self._send_in_session(conn, InstallEnd())
             final = self._reply(conn)
             if not isinstance(final, InstalledReply):
                 raise self._unexpected(final)
@@ -112,9 +112,9 @@ class AgentClient:
             raise reply.to_exception()
         return reply
 
-    def _send_chunk(self, conn: Connection, piece: bytes) -> None:
+    def _send_in_session(self, conn: Connection, request: Request) -> None:
         try:
-            conn.send(encode_request(Chunk(piece)))
+            conn.send(encode_request(request))
         except IpcError:
             # The agent may have refused and closed; its reason is waiting to be read.
             raise self._unexpected(self._reply(conn)) from None
