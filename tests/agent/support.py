@@ -8,14 +8,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sfupdate.board.control import BootControl
 from sfupdate.board.sim import open_board
-from sfupdate.ipc.client import AgentClient
+from sfupdate.errors import AgentBusyError
+from sfupdate.ipc.client import AgentClient, AgentStatus, InstallResult
 
 SLOT_SIZE = 256 * 1024
 FIRMWARE_V1 = b"firmware v1 " * 1000
@@ -87,3 +88,27 @@ def file_chunks(path: Path, size: int = 4096) -> Iterator[bytes]:
 def reboot(board: Path) -> None:
     """Stand-in for a reboot: the boot control's slot selection (tries decremented first)."""
     BootControl(open_board(board).storage).start_boot()
+
+
+def wait_for(agent: RunningAgent, condition: Callable[[AgentStatus], bool],
+             seconds: float = 5.0) -> AgentStatus:
+    """Poll the agent's status until `condition` holds (the agent handles each connection on
+    its own thread, so the effect of a closed connection shows a moment later)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        status = agent.client().status()
+        if condition(status) or time.monotonic() > deadline:
+            return status
+        time.sleep(0.02)
+
+
+def install_when_idle(agent: RunningAgent, path: Path, seconds: float = 5.0) -> InstallResult:
+    """Install `path`, retrying while the agent is still winding down an abandoned session."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return agent.client().install(file_chunks(path), size=path.stat().st_size)
+        except AgentBusyError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

@@ -25,7 +25,8 @@ from sfupdate.errors import (
 )
 from sfupdate.keys.files import FileSigner
 from sfupdate.sfui import class_uuid, vendor_uuid
-from tests.agent.support import SLOT_SIZE, RunningAgent, file_chunks, reboot
+from tests.agent.support import SLOT_SIZE, RunningAgent, file_chunks, install_when_idle, reboot,
+                                 wait_for
 from tests.conftest import VENDOR, SignImage
 
 FIRMWARE_V2 = b"firmware v2 " * 2000
@@ -189,11 +190,12 @@ def test_failing_chunk_source_aborts_the_install_and_propagates(
 
     with pytest.raises(DownloadError, match="server went away"):
         agent.client().install(broken(), size=len(data))
-    after = agent.client().status()
-    assert after.slots["B"].state == "invalid"
+    # The agent notices the closed connection on its own thread: give it a moment.
+    after = wait_for(agent, lambda status: status.slots["B"].state == "invalid")
     assert after.slots["A"].to_json() == before["status"]["slots"]["A"]
     assert after.trial_slot is None and after.rollback_floor == 1
-    assert install_file(agent, sign_image(payload=FIRMWARE_V2, sequence=2))  # next one works
+    result = install_when_idle(agent, sign_image(payload=FIRMWARE_V2, sequence=2))
+    assert result.sequence == 2  # the next honest install works
 
 
 def test_reject_trial_marks_the_slot_bad_and_keeps_the_confirmed_one(
