@@ -101,7 +101,7 @@ def run_bundle(board_dir: Path, power: Power | None = None) -> Stage2:
                               capture_output=True, text=True, env=env, timeout=STAGE2_TIMEOUT,
                               check=False)
         if proc.returncode == POWER_CUT_EXIT:
-            raise PowerCut(proc.stderr.strip())
+            raise PowerCut(proc.stderr.strip().removeprefix("sfu: ") + " in stage 2")
         try:
             reply = json.loads(proc.stdout)
         except ValueError:
