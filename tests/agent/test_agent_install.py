@@ -25,8 +25,14 @@ from sfupdate.errors import (
 )
 from sfupdate.keys.files import FileSigner
 from sfupdate.sfui import class_uuid, vendor_uuid
-from tests.agent.support import SLOT_SIZE, RunningAgent, file_chunks, install_when_idle, reboot,
-                                 wait_for
+from tests.agent.support import (
+    SLOT_SIZE,
+    RunningAgent,
+    file_chunks,
+    install_when_idle,
+    reboot,
+    wait_for,
+)
 from tests.conftest import VENDOR, SignImage
 
 FIRMWARE_V2 = b"firmware v2 " * 2000
