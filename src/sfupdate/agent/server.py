@@ -41,6 +41,8 @@ from sfupdate.ipc.messages import (
 
 #: Connections served at once; more get AgentBusyError straight away.
 MAX_CONNECTIONS: Final = 16
+#: Connections the kernel queues before the agent accepts them.
+LISTEN_BACKLOG: Final = 128
 DEFAULT_TIMEOUT: Final = 30.0
 _ACCEPT_POLL: Final = 0.2
 
@@ -75,7 +77,7 @@ class AgentServer:
         finally:
             os.umask(old_umask)
         os.chmod(self.socket_path, self._mode)
-        listener.listen(MAX_CONNECTIONS)
+        listener.listen(LISTEN_BACKLOG)
         listener.settimeout(_ACCEPT_POLL)
         self._listener = listener
 
