@@ -20,10 +20,12 @@ from sfupdate.ipc.messages import (
     InstallBegin,
     SlotStatus,
     StatusReply,
+    chunk_frame,
     decode_reply,
     decode_request,
     encode_reply,
     encode_request,
+    read_request,
 )
 from sfupdate.sfui import cbor
 
@@ -187,3 +189,35 @@ def test_refusals_map_back_to_the_agents_error_class(name: str) -> None:
 def test_unknown_error_names_become_ipc_errors(name: str) -> None:
     reply = ErrorReply(name, "boom")
     assert isinstance(reply.to_exception(), IpcError)
+
+
+@pytest.mark.parametrize("size", [1, 23, 24, 255, 256, 65535, 65536, MAX_CHUNK])
+def test_chunk_fast_path_is_byte_for_byte_the_deterministic_encoding(
+        pair: tuple[Connection, socket.socket], size: int) -> None:
+    conn, raw = pair
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    parts = chunk_frame(data)
+    assert b"".join(parts) == cbor.dumps({"op": "chunk", "data": data})
+    sender = threading.Thread(target=Connection(raw, 2.0).send_parts, args=(parts,))
+    sender.start()
+    try:
+        assert read_request(conn) == Chunk(data)
+    finally:
+        sender.join()
+
+
+@pytest.mark.parametrize("body", [
+    # the prefix of a chunk, then a bstr head that is not the shortest for its length
+    cbor.dumps({"op": "chunk", "data": b""})[:-1] + b"\x58\x05" + b"hello",
+    cbor.dumps({"op": "chunk", "data": b""})[:-1] + b"\x5a\x00\x00\x00\x05" + b"hello",
+    # the right head, one byte too many or too few
+    cbor.dumps({"op": "chunk", "data": b"hello"}) + b"!",
+    cbor.dumps({"op": "chunk", "data": b"hello"})[:-1],
+    cbor.dumps({"op": "chunk", "data": b""}),
+])
+def test_non_canonical_chunks_fall_through_to_the_strict_decoder(
+        pair: tuple[Connection, socket.socket], body: bytes) -> None:
+    conn, raw = pair
+    raw.sendall(frame(body))
+    with pytest.raises(IpcError):
+        read_request(conn)

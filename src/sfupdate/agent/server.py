@@ -24,7 +24,7 @@ from sfupdate.agent.device import Device
 from sfupdate.agent.install import install
 from sfupdate.agent.stream import ChunkStream
 from sfupdate.errors import AgentBusyError, IpcError, SfuError, UsageError
-from sfupdate.ipc.framing import Connection, PeerClosedError
+from sfupdate.ipc.framing import DEFAULT_TIMEOUT, Connection, PeerClosedError
 from sfupdate.ipc.messages import (
     ConfirmRequest,
     ErrorReply,
@@ -35,15 +35,14 @@ from sfupdate.ipc.messages import (
     Reply,
     StatusReply,
     StatusRequest,
-    decode_request,
     encode_reply,
+    read_request,
 )
 
 #: Connections served at once; more get AgentBusyError straight away.
 MAX_CONNECTIONS: Final = 16
 #: Connections the kernel queues before the agent accepts them.
 LISTEN_BACKLOG: Final = 128
-DEFAULT_TIMEOUT: Final = 30.0
 _ACCEPT_POLL: Final = 0.2
 
 
@@ -147,7 +146,7 @@ class AgentServer:
             conn.sock.shutdown(socket.SHUT_WR)
 
     def _handle(self, conn: Connection) -> Reply:
-        request = decode_request(conn.recv())
+        request = read_request(conn)
         if isinstance(request, StatusRequest):
             return StatusReply(self.device.status())
         if isinstance(request, InstallBegin):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sfupdate.errors import IpcError
 from sfupdate.ipc.framing import Connection, PeerClosedError
-from sfupdate.ipc.messages import Chunk, InstallEnd, decode_request
+from sfupdate.ipc.messages import Chunk, InstallEnd, read_request
 
 
 class ChunkStream:
@@ -39,7 +39,7 @@ class ChunkStream:
 
     def _next(self) -> None:
         try:
-            request = decode_request(self._conn.recv())
+            request = read_request(self._conn)
         except PeerClosedError:
             raise IpcError("the client abandoned the install session") from None
         if isinstance(request, InstallEnd):

@@ -10,12 +10,9 @@ from typing import BinaryIO
 
 import click
 
-from sfupdate.agent.device import Device
-from sfupdate.agent.server import DEFAULT_TIMEOUT, AgentServer
-from sfupdate.board.sim import open_board
 from sfupdate.cli.render import emit_json, progress_bar
 from sfupdate.ipc.client import AgentClient, AgentStatus
-from sfupdate.ipc.framing import MAX_CHUNK
+from sfupdate.ipc.framing import DEFAULT_TIMEOUT, MAX_CHUNK
 
 _socket_option = click.option("--socket", "socket_path", required=True,
                               type=click.Path(path_type=Path, dir_okay=False),
@@ -45,6 +42,11 @@ def agent_group() -> None:
               help="Socket mode 0660 (owner and group) instead of 0600.")
 def serve(board_dir: Path, socket_path: Path, timeout: float, group_access: bool) -> None:
     """Serve the board's agent on a Unix socket until SIGTERM or Ctrl-C."""
+    # Imported here: the client-side commands need none of the secure world's code.
+    from sfupdate.agent.device import Device
+    from sfupdate.agent.server import AgentServer
+    from sfupdate.board.sim import open_board
+
     device = Device(open_board(board_dir))
     device.status()  # refuse to start on an unprovisioned or tampered board
     server = AgentServer(device, socket_path, timeout, group_access)

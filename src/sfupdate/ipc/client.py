@@ -13,10 +13,9 @@ import socket
 from collections.abc import Iterable, Iterator
 
 from sfupdate.errors import IpcError
-from sfupdate.ipc.framing import MAX_CHUNK, Connection
+from sfupdate.ipc.framing import DEFAULT_TIMEOUT, MAX_CHUNK, Connection
 from sfupdate.ipc.messages import (
     AgentStatus,
-    Chunk,
     ConfirmRequest,
     ErrorReply,
     InstallBegin,
@@ -30,10 +29,12 @@ from sfupdate.ipc.messages import (
     SlotStatus,
     StatusReply,
     StatusRequest,
+    chunk_frame,
     decode_reply,
     encode_request,
 )
 from sfupdate.progress import Progress, no_progress
+from sfupdate.sfui import cbor
 
 __all__ = ["AgentClient", "AgentStatus", "InstallResult", "SlotStatus"]
 
@@ -41,7 +42,8 @@ __all__ = ["AgentClient", "AgentStatus", "InstallResult", "SlotStatus"]
 class AgentClient:
     """Talks to the SFU Agent on a Unix socket; every read is bounded by `timeout` seconds."""
 
-    def __init__(self, socket_path: str | os.PathLike[str], timeout: float = 30.0) -> None:
+    def __init__(self, socket_path: str | os.PathLike[str],
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
         self.socket_path = os.fspath(socket_path)
         self.timeout = timeout
 
@@ -71,10 +73,10 @@ class AgentClient:
             for piece in _split(chunks, MAX_CHUNK):
                 if conn.readable():  # the agent only speaks early to refuse
                     raise self._unexpected(self._reply(conn))
-                self._send_in_session(conn, Chunk(piece))
+                self._send_in_session(conn, chunk_frame(piece))
                 done += len(piece)
                 report(done, size if size is not None else done)
-            self._send_in_session(conn, InstallEnd())
+            self._send_in_session(conn, [cbor.dumps(encode_request(InstallEnd()))])
             final = self._reply(conn)
             if not isinstance(final, InstalledReply):
                 raise self._unexpected(final)
@@ -112,9 +114,9 @@ class AgentClient:
             raise reply.to_exception()
         return reply
 
-    def _send_in_session(self, conn: Connection, request: Request) -> None:
+    def _send_in_session(self, conn: Connection, parts: list[bytes]) -> None:
         try:
-            conn.send(encode_request(request))
+            conn.send_parts(parts)
         except IpcError:
             # The agent may have refused and closed; its reason is waiting to be read.
             raise self._unexpected(self._reply(conn)) from None

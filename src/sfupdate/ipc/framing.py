@@ -12,6 +12,7 @@ import select
 import socket
 import struct
 import time
+from collections.abc import Sequence
 from typing import Any, Final
 
 from sfupdate.errors import FormatError, IpcError
@@ -21,10 +22,23 @@ from sfupdate.sfui import cbor
 MAX_CHUNK: Final = 1024 * 1024
 #: Largest frame body accepted: one full chunk plus room for the map around it.
 MAX_FRAME: Final = MAX_CHUNK + 1024
+#: Seconds a reader waits for one whole message (both sides' default).
+DEFAULT_TIMEOUT: Final = 30.0
 #: Messages are flat maps (status holds one nested level for the slots).
 MAX_DEPTH: Final = 4
 
 _HEADER: Final = struct.Struct(">I")
+
+
+def decode_map(body: bytes | memoryview) -> dict[str, Any]:
+    """Strictly decode a frame body that must be one deterministic CBOR map."""
+    try:
+        message = cbor.loads(bytes(body), "IPC message", max_depth=MAX_DEPTH)
+    except FormatError as exc:
+        raise IpcError(f"malformed message: {exc}") from None
+    if not isinstance(message, dict):
+        raise IpcError("malformed message: not a CBOR map")
+    return message
 
 
 class PeerClosedError(IpcError):
@@ -37,15 +51,23 @@ class Connection:
     def __init__(self, sock: socket.socket, timeout: float) -> None:
         self.sock = sock
         self.timeout = timeout
+        self._buffer: memoryview | None = None
 
     def send(self, message: dict[str, Any]) -> None:
         """Encode and send one message; IpcError if the peer is gone or does not read."""
-        body = cbor.dumps(message)
-        if len(body) > MAX_FRAME:
-            raise IpcError(f"message of {len(body)} bytes exceeds the frame cap of {MAX_FRAME}")
-        self.sock.settimeout(self.timeout)
+        self.send_parts([cbor.dumps(message)])
+
+    def send_parts(self, parts: Sequence[bytes]) -> None:
+        """Send one frame whose body is the concatenation of `parts` (already encoded), without
+        copying them into one buffer."""
+        length = sum(len(part) for part in parts)
+        if length > MAX_FRAME:
+            raise IpcError(f"message of {length} bytes exceeds the frame cap of {MAX_FRAME}")
+        deadline = time.monotonic() + self.timeout
         try:
-            self.sock.sendall(_HEADER.pack(len(body)) + body)
+            for part in (_HEADER.pack(length), *parts):
+                self.sock.settimeout(max(deadline - time.monotonic(), 1e-3))
+                self.sock.sendall(part)
         except TimeoutError:
             raise IpcError(f"peer did not accept a message within {self.timeout:g} s") from None
         except OSError as exc:
@@ -53,6 +75,11 @@ class Connection:
 
     def recv(self, timeout: float | None = None) -> dict[str, Any]:
         """Receive one message within `timeout` seconds (default: the connection's)."""
+        return decode_map(self.recv_body(timeout))
+
+    def recv_body(self, timeout: float | None = None) -> memoryview:
+        """Receive one frame's body, not yet decoded. The view is into a buffer this connection
+        reuses: it is valid until the next receive."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         header = self._read_exact(_HEADER.size, deadline, at_boundary=True)
         (length,) = _HEADER.unpack(header)
@@ -60,14 +87,7 @@ class Connection:
             raise IpcError(f"frame of {length} bytes exceeds the cap of {MAX_FRAME}")
         if length == 0:
             raise IpcError("empty frame")
-        body = self._read_exact(length, deadline, at_boundary=False)
-        try:
-            message = cbor.loads(body, "IPC message", max_depth=MAX_DEPTH)
-        except FormatError as exc:
-            raise IpcError(f"malformed message: {exc}") from None
-        if not isinstance(message, dict):
-            raise IpcError("malformed message: not a CBOR map")
-        return message
+        return self._read_exact(length, deadline, at_boundary=False)
 
     def readable(self) -> bool:
         """True if the peer has sent something (or closed) that has not been read yet."""
@@ -77,9 +97,10 @@ class Connection:
     def close(self) -> None:
         self.sock.close()
 
-    def _read_exact(self, n: int, deadline: float, at_boundary: bool) -> bytes:
-        buf = bytearray(n)
-        view = memoryview(buf)
+    def _read_exact(self, n: int, deadline: float, at_boundary: bool) -> memoryview:
+        if self._buffer is None:  # allocated once: a fresh 1 MiB buffer per frame costs more
+            self._buffer = memoryview(bytearray(MAX_FRAME))  # than the hashing of its bytes
+        view = self._buffer[:n]
         got = 0
         while got < n:
             remaining = deadline - time.monotonic()
@@ -97,4 +118,4 @@ class Connection:
                     raise PeerClosedError("peer closed the connection")
                 raise IpcError(f"connection closed inside a frame ({got} of {n} bytes)")
             got += count
-        return bytes(buf)
+        return view

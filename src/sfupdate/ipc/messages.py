@@ -15,7 +15,8 @@ from typing import Any, ClassVar, Final
 
 from sfupdate import errors
 from sfupdate.errors import IpcError, SfuError
-from sfupdate.ipc.framing import MAX_CHUNK
+from sfupdate.ipc.framing import MAX_CHUNK, Connection, decode_map
+from sfupdate.sfui import cbor
 
 UINT64_MAX: Final = 2**64 - 1
 MAX_TEXT: Final = 1024
@@ -116,6 +117,41 @@ _REQUEST_SCHEMAS: Final[dict[str, dict[str, Check]]] = {
     "confirm": {},
     "reject-trial": {},
 }
+
+
+#: The deterministic encoding of {"op": "chunk", "data": ...} up to the data's bstr head
+#: (keys sort bytewise by their encoding, so "op" comes first and the data ends the frame).
+_CHUNK_PREFIX: Final = cbor.dumps({"op": "chunk", "data": b""})[:-1]
+
+
+def chunk_frame(data: bytes) -> list[bytes]:
+    """A chunk message's body as parts (prefix, data): byte for byte `cbor.dumps` of it,
+    without copying the data."""
+    return [_CHUNK_PREFIX + cbor.encode_head(cbor.MAJOR_BSTR, len(data)), data]
+
+
+def _chunk_data(body: memoryview) -> bytes | None:
+    """The data of a chunk message in its one deterministic encoding, else None (the strict
+    generic decoder then judges the body)."""
+    start = len(_CHUNK_PREFIX)
+    if len(body) <= start + 1 or body[:start] != _CHUNK_PREFIX:
+        return None
+    n = len(body) - start
+    for head_len in (1, 2, 3, 5, 9):
+        length = n - head_len
+        if length > 0 and cbor.encode_head(cbor.MAJOR_BSTR, length) == body[start:start + head_len]:
+            return bytes(body[start + head_len:]) if length <= MAX_CHUNK else None
+    return None
+
+
+def read_request(conn: Connection, timeout: float | None = None) -> Request:
+    """Receive and strictly decode one request; chunks take a fast path that accepts exactly
+    the encoding the generic decoder would accept for them."""
+    body = conn.recv_body(timeout)
+    data = _chunk_data(body)
+    if data is not None:
+        return Chunk(data)
+    return decode_request(decode_map(body))
 
 
 def encode_request(request: Request) -> dict[str, Any]:
