@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterable, Iterator
+from typing import Final
 
 from sfupdate.errors import IpcError
 from sfupdate.ipc.framing import DEFAULT_TIMEOUT, MAX_CHUNK, Connection
@@ -37,6 +38,9 @@ from sfupdate.progress import Progress, no_progress
 from sfupdate.sfui import cbor
 
 __all__ = ["AgentClient", "AgentStatus", "InstallResult", "SlotStatus"]
+
+#: A slow storage's flush rate (bytes/s): the final reply's wait grows with the image size.
+FLUSH_RATE: Final = 8 * 1024 * 1024
 
 
 class AgentClient:
@@ -77,7 +81,8 @@ class AgentClient:
                 done += len(piece)
                 report(done, size if size is not None else done)
             self._send_in_session(conn, [cbor.dumps(encode_request(InstallEnd()))])
-            final = self._reply(conn)
+            # The agent answers after it has flushed the slot to storage: allow for that.
+            final = self._reply(conn, self.timeout + done / FLUSH_RATE)
             if not isinstance(final, InstalledReply):
                 raise self._unexpected(final)
             return final.result
@@ -108,8 +113,8 @@ class AgentClient:
             raise self._unexpected(reply)
         return reply.status
 
-    def _reply(self, conn: Connection) -> Reply:
-        reply = decode_reply(conn.recv())
+    def _reply(self, conn: Connection, timeout: float | None = None) -> Reply:
+        reply = decode_reply(conn.recv(timeout))
         if isinstance(reply, ErrorReply):
             raise reply.to_exception()
         return reply
