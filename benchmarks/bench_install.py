@@ -125,6 +125,8 @@ def main() -> None:
         sock = work / "agent.sock"
         agent = start_agent(board_dir, sock, work / "agent.log")
         agent_idle = vm_hwm_kib(agent.pid)
+        t_startup, _ = timed([sys.executable, "-m", "sfupdate.cli.main", "agent", "status",
+                              "--socket", str(sock)], stdout=subprocess.DEVNULL)
         t_install, client_rss = timed([sys.executable, "-m", "sfupdate.cli.main", "install",
                                        str(sfui), "--socket", str(sock)],
                                       stdout=subprocess.DEVNULL)
@@ -143,6 +145,8 @@ def main() -> None:
                     ("dd conv=notrunc,fsync bs=1M", t_dd),
                     ("sfu install -> agent -> slot", t_install)):
         print(f"{name:<34}{t:>9.2f}{rate / t:>9.0f}{t / t_openssl:>11.2f}{t / t_dd:>7.2f}")
+    print(f"(fixed cost in the install: client start-up and one request, measured as "
+          f"`sfu agent status`: {t_startup:.2f} s)")
     print(f"\npeak RSS: agent {agent_peak / 1024:.1f} MiB (idle {agent_idle / 1024:.1f} MiB), "
           f"installing client {client_rss / 1024:.1f} MiB")
 
