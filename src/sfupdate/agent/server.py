@@ -56,7 +56,7 @@ class AgentServer:
         self.timeout = timeout
         self._mode = 0o660 if group_access else 0o600
         self._install_lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._stopping = threading.Event()
         self._listener: socket.socket | None = None
 
@@ -106,7 +106,7 @@ class AgentServer:
 
     def _dispatch(self, sock: socket.socket) -> None:
         conn = Connection(sock, self.timeout)
-        if not self._slots.acquire(blocking=False):
+        if not self._connections.acquire(blocking=False):
             self._refuse(conn, AgentBusyError("the agent is serving too many connections"))
             conn.close()
             return
@@ -117,12 +117,12 @@ class AgentServer:
 
     def _serve(self, conn: Connection) -> None:
         try:
-            self._refuse_on_error(conn)
+            self._answer(conn)
         finally:
             conn.close()
-            self._slots.release()
+            self._connections.release()
 
-    def _refuse_on_error(self, conn: Connection) -> None:
+    def _answer(self, conn: Connection) -> None:
         try:
             reply = self._handle(conn)
         except PeerClosedError:
@@ -130,6 +130,10 @@ class AgentServer:
         except SfuError as exc:
             _log(f"refused: {type(exc).__name__}: {exc}")
             self._refuse(conn, exc)
+            return
+        except OSError as exc:  # the board's storage failed (disk full, I/O error...)
+            _log(f"storage failure: {exc}")
+            self._refuse(conn, SfuError(f"device storage failed: {exc.strerror or exc}"))
             return
         except Exception:  # a bug must not take the agent down; fail closed for this client
             _log("internal error:\n" + traceback.format_exc())
