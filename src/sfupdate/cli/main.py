@@ -11,7 +11,7 @@ import sys
 import click
 
 from sfupdate import __version__
-from sfupdate.cli import author_cmds, delivery_cmds
+from sfupdate.cli import agent_cmds, author_cmds, board_cmds, delivery_cmds
 from sfupdate.errors import SfuError
 
 EXIT_INTERRUPTED = 130
@@ -25,6 +25,8 @@ def cli() -> None:
 
 
 author_cmds.register(cli)
+agent_cmds.register(cli)
+board_cmds.register(cli)
 delivery_cmds.register(cli)
 
 

@@ -1,0 +1,155 @@
+"""Benchmark: install an SFUI through the agent's socket into a sim slot (with fsync).
+
+Reported as ratios to two references measured in the same run on the same file:
+`openssl dgst -sha256` (the hashing limit: the agent must hash every payload byte) and
+`dd conv=notrunc,fsync bs=1M` into an existing file (the writing limit). Also the peak RSS
+(VmHWM) of the agent process and of the installing client process: both must stay flat
+whatever the image size.
+
+    .venv/bin/python benchmarks/bench_install.py --size 256M
+
+The files are generated in a temporary directory (a repeated random block, so generating
+1 GiB is quick) and deleted afterwards. The page cache is warmed with the SFUI first so that
+every measure reads it from memory alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sfupdate.author import ImageSpec, sign_firmware
+from sfupdate.board.sim import create_board
+from sfupdate.boot.provision import provision
+from sfupdate.keys import generate_private_key
+from sfupdate.keys.files import FileSigner
+from sfupdate.sfui import TrustedKey, class_uuid, vendor_uuid
+
+MIB = 1024 * 1024
+UNITS = {"K": 1024, "M": MIB, "G": 1024 * MIB}
+
+
+def parse_size(text: str) -> int:
+    text = text.strip().upper().removesuffix("IB").removesuffix("B")
+    if text and text[-1] in UNITS:
+        return int(float(text[:-1]) * UNITS[text[-1]])
+    return int(text)
+
+
+def write_firmware(path: Path, size: int) -> None:
+    block = os.urandom(MIB)
+    with path.open("wb") as f:
+        for offset in range(0, size, MIB):
+            f.write(block[:min(MIB, size - offset)])
+
+
+def timed(argv: list[str], **kwargs: object) -> tuple[float, int]:
+    """Run a command; (wall seconds, peak RSS in KiB of that process alone)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, **kwargs)  # type: ignore[call-overload]
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"{argv[0]} failed with exit code {proc.returncode}")
+    return elapsed, usage.ru_maxrss
+
+
+def vm_hwm_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise SystemExit("no VmHWM in /proc status")
+
+
+def start_agent(board: Path, sock: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "sfupdate.cli.main", "agent", "serve",
+                                 "--board", str(board), "--socket", str(sock)],
+                                stdout=out, stderr=out)
+    deadline = time.monotonic() + 30
+    while not sock.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"agent did not start:\n{log.read_text()}")
+        time.sleep(0.05)
+    return proc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", default="1G", help="firmware size (default 1G; e.g. 256M)")
+    parser.add_argument("--dir", type=Path, default=None,
+                        help="where to put the temporary files (default: system temp dir)")
+    args = parser.parse_args()
+    size = parse_size(args.size)
+    if shutil.which("openssl") is None:
+        raise SystemExit("openssl is required for the reference measure")
+
+    work = Path(tempfile.mkdtemp(prefix="sfu-bench-", dir=args.dir))
+    agent: subprocess.Popen[bytes] | None = None
+    try:
+        signer = FileSigner(generate_private_key("ES256"))  # type: ignore[arg-type]
+        vendor = vendor_uuid("example.com")
+        klass = class_uuid(vendor, "demo-board")
+        print(f"generating and signing a {size / MIB:.0f} MiB image in {work} ...", flush=True)
+        (work / "v1.bin").write_bytes(b"v1" * 4096)
+        sign_firmware(work / "v1.bin", work / "v1.sfui", signer,
+                      ImageSpec(1, vendor, klass, "1", None))
+        write_firmware(work / "fw.bin", size)
+        sfui = work / "fw.sfui"
+        sign_firmware(work / "fw.bin", sfui, signer, ImageSpec(2, vendor, klass, "2", None))
+        (work / "fw.bin").unlink()
+        slot_size = -(-(size + MIB) // 4096) * 4096
+        board_dir = work / "board"
+        provision(create_board(board_dir, slot_size), [TrustedKey(signer.public_key)],
+                  "example.com", "demo-board", work / "v1.sfui")
+        existing = work / "existing.img"
+        with existing.open("wb") as f:  # the same kind of target as a sim slot
+            f.truncate(slot_size)
+        total = sfui.stat().st_size
+        timed(["cat", str(sfui)], stdout=subprocess.DEVNULL)  # warm the page cache
+
+        t_openssl, _ = timed(["openssl", "dgst", "-sha256", str(sfui)],
+                             stdout=subprocess.DEVNULL)
+        t_dd, _ = timed(["dd", f"if={sfui}", f"of={existing}", "conv=notrunc,fsync", "bs=1M"],
+                        stderr=subprocess.DEVNULL)
+        existing.unlink()
+
+        sock = work / "agent.sock"
+        agent = start_agent(board_dir, sock, work / "agent.log")
+        agent_idle = vm_hwm_kib(agent.pid)
+        t_startup, _ = timed([sys.executable, "-m", "sfupdate.cli.main", "agent", "status",
+                              "--socket", str(sock)], stdout=subprocess.DEVNULL)
+        t_install, client_rss = timed([sys.executable, "-m", "sfupdate.cli.main", "install",
+                                       str(sfui), "--socket", str(sock)],
+                                      stdout=subprocess.DEVNULL)
+        agent_peak = vm_hwm_kib(agent.pid)
+    finally:
+        if agent is not None:
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+
+    rate = total / MIB
+    print(f"\nSFUI {total / MIB:.1f} MiB, {os.cpu_count()} CPUs, "
+          f"python {sys.version.split()[0]}\n")
+    print(f"{'measure':<34}{'seconds':>9}{'MiB/s':>9}{'x openssl':>11}{'x dd':>7}")
+    for name, t in (("openssl dgst -sha256", t_openssl),
+                    ("dd conv=notrunc,fsync bs=1M", t_dd),
+                    ("sfu install -> agent -> slot", t_install)):
+        print(f"{name:<34}{t:>9.2f}{rate / t:>9.0f}{t / t_openssl:>11.2f}{t / t_dd:>7.2f}")
+    print(f"(fixed cost in the install: client start-up and one request, measured as "
+          f"`sfu agent status`: {t_startup:.2f} s)")
+    print(f"\npeak RSS: agent {agent_peak / 1024:.1f} MiB (idle {agent_idle / 1024:.1f} MiB), "
+          f"installing client {client_rss / 1024:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()

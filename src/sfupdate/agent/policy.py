@@ -1,0 +1,45 @@
+"""The agent's install policy, as pure functions of what the signed manifest says and what the
+device is. No I/O: the install pipeline calls these between authentication and the first write.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sfupdate.errors import (
+    DowngradeError,
+    MissingMemberError,
+    TooLargeError,
+    WrongClassError,
+    WrongVendorError,
+)
+from sfupdate.sfui import ImageInfo
+
+
+def check_identity(info: ImageInfo, vendor_id: uuid.UUID, class_id: uuid.UUID) -> None:
+    """The image must name this device's vendor and class (a manifest naming none is refused:
+    it would fit any device)."""
+    if info.vendor_id != vendor_id:
+        raise WrongVendorError(f"image is for vendor {info.vendor_id or 'unspecified'}, "
+                               f"this device is {vendor_id}")
+    if info.class_id != class_id:
+        raise WrongClassError(f"image is for device class {info.class_id or 'unspecified'}, "
+                              f"this device is {class_id}")
+
+
+def check_sequence(sequence: int, running_sequence: int, rollback_floor: int) -> None:
+    """Anti-rollback: strictly above both the running image and the floor."""
+    limit = max(running_sequence, rollback_floor)
+    if sequence <= limit:
+        raise DowngradeError(f"sequence number {sequence} is not above {limit} (running "
+                             f"{running_sequence}, rollback floor {rollback_floor})")
+
+
+def check_size(info: ImageInfo, slot_size: int) -> int:
+    """The declared image size must fit the slot; returns it."""
+    if info.image_size is None:
+        raise MissingMemberError("manifest declares no image-size")
+    if info.image_size > slot_size:
+        raise TooLargeError(f"image of {info.image_size} bytes does not fit the "
+                            f"{slot_size}-byte slot")
+    return info.image_size

@@ -1,0 +1,203 @@
+"""The agent's service loop: a Unix socket, one thread per connection, one operation per
+connection, one install session at a time.
+
+A connection carries exactly one request (`status`, `confirm`, `reject-trial`) or one install
+session (`install-begin`, chunks, `install-end`); the agent answers and closes it. Any protocol
+violation gets an `IpcError` reply (when the peer still listens) and the connection is closed;
+the agent itself never stops for a client's sake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import stat
+import sys
+import threading
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO, Final, cast
+
+from sfupdate.agent.device import Device
+from sfupdate.agent.install import install
+from sfupdate.agent.stream import ChunkStream
+from sfupdate.errors import AgentBusyError, IpcError, SfuError, UsageError
+from sfupdate.ipc.framing import DEFAULT_TIMEOUT, Connection, PeerClosedError
+from sfupdate.ipc.messages import (
+    ConfirmRequest,
+    ErrorReply,
+    InstallBegin,
+    InstalledReply,
+    ReadyReply,
+    RejectTrialRequest,
+    Reply,
+    StatusReply,
+    StatusRequest,
+    encode_reply,
+    read_request,
+)
+
+#: Connections served at once; more get AgentBusyError straight away.
+MAX_CONNECTIONS: Final = 16
+#: Connections the kernel queues before the agent accepts them.
+LISTEN_BACKLOG: Final = 128
+_ACCEPT_POLL: Final = 0.2
+
+
+class AgentServer:
+    """Serves one board on one socket until `stop()`."""
+
+    def __init__(self, device: Device, socket_path: Path, timeout: float = DEFAULT_TIMEOUT,
+                 group_access: bool = False) -> None:
+        self.device = device
+        self.socket_path = socket_path
+        self.timeout = timeout
+        self._mode = 0o660 if group_access else 0o600
+        self._install_lock = threading.Lock()
+        self._connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._stopping = threading.Event()
+        self._listener: socket.socket | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def bind(self) -> None:
+        """Create the socket file with its final mode (never wider, not even briefly)."""
+        _remove_stale_socket(self.socket_path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o777 & ~self._mode)
+        try:
+            listener.bind(str(self.socket_path))
+        except OSError as exc:
+            listener.close()
+            raise UsageError(f"cannot create the socket {self.socket_path}: "
+                             f"{exc.strerror or exc}") from None
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.socket_path, self._mode)
+        listener.listen(LISTEN_BACKLOG)
+        listener.settimeout(_ACCEPT_POLL)
+        self._listener = listener
+
+    def serve_forever(self) -> None:
+        if self._listener is None:
+            self.bind()
+        assert self._listener is not None
+        try:
+            while not self._stopping.is_set():
+                try:
+                    sock, _ = self._listener.accept()
+                except TimeoutError:
+                    continue
+                self._dispatch(sock)
+        finally:
+            self._close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+            with contextlib.suppress(FileNotFoundError):
+                self.socket_path.unlink()
+
+    def _dispatch(self, sock: socket.socket) -> None:
+        conn = Connection(sock, self.timeout)
+        if not self._connections.acquire(blocking=False):
+            self._refuse(conn, AgentBusyError("the agent is serving too many connections"))
+            conn.close()
+            return
+        thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+        thread.start()
+
+    # --- one connection ----------------------------------------------------------------------
+
+    def _serve(self, conn: Connection) -> None:
+        try:
+            self._answer(conn)
+        finally:
+            conn.close()
+            self._connections.release()
+
+    def _answer(self, conn: Connection) -> None:
+        try:
+            reply = self._handle(conn)
+        except PeerClosedError:
+            return
+        except SfuError as exc:
+            _log(f"refused: {type(exc).__name__}: {exc}")
+            self._refuse(conn, exc)
+            return
+        except OSError as exc:  # the board's storage failed (disk full, I/O error...)
+            _log(f"storage failure: {exc}")
+            self._refuse(conn, SfuError(f"device storage failed: {exc.strerror or exc}"))
+            return
+        except Exception:  # a bug must not take the agent down; fail closed for this client
+            _log("internal error:\n" + traceback.format_exc())
+            self._refuse(conn, SfuError("internal agent error"))
+            return
+        with contextlib.suppress(IpcError):
+            conn.send(encode_reply(reply))
+
+    def _refuse(self, conn: Connection, exc: SfuError) -> None:
+        with contextlib.suppress(IpcError):
+            conn.send(encode_reply(ErrorReply.from_exception(exc)))
+        # Half-close so the peer reads our reason and then sees end-of-stream.
+        with contextlib.suppress(OSError):
+            conn.sock.shutdown(socket.SHUT_WR)
+
+    def _handle(self, conn: Connection) -> Reply:
+        request = read_request(conn)
+        if isinstance(request, StatusRequest):
+            return StatusReply(self.device.status())
+        if isinstance(request, InstallBegin):
+            with self._exclusive("an install session is already in progress"):
+                conn.send(encode_reply(ReadyReply()))
+                stream = cast(BinaryIO, ChunkStream(conn, request.size))  # a .read(n) stream
+                result = install(self.device, stream)
+                _log(f"installed sequence {result.sequence} into slot {result.slot} (trial)")
+                return InstalledReply(result)
+        if isinstance(request, ConfirmRequest):
+            with self._exclusive("an install session is in progress"):
+                self.device.confirm()
+                return StatusReply(self.device.status())
+        if isinstance(request, RejectTrialRequest):
+            with self._exclusive("an install session is in progress"):
+                self.device.reject_trial()
+                return StatusReply(self.device.status())
+        raise IpcError(f"'{request.op}' is only allowed inside an install session")
+
+    @contextlib.contextmanager
+    def _exclusive(self, busy_message: str) -> Iterator[None]:
+        if not self._install_lock.acquire(blocking=False):
+            raise AgentBusyError(busy_message)
+        try:
+            yield
+        finally:
+            self._install_lock.release()
+
+
+def _remove_stale_socket(path: Path) -> None:
+    """Remove a socket file left by a dead agent; refuse to replace anything else."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise UsageError(f"{path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink(missing_ok=True)  # nobody listens: stale
+        return
+    finally:
+        probe.close()
+    raise UsageError(f"an agent is already listening on {path}")
+
+
+def _log(message: str) -> None:
+    print(f"sfu-agent: {message}", file=sys.stderr, flush=True)

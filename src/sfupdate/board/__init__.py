@@ -1,0 +1,55 @@
+"""The board: hardware abstraction (`hal`), secure-storage records, boot control, `sim` backend."""
+
+from sfupdate.board.control import BootControl
+from sfupdate.board.hal import (
+    AgentPartition,
+    Board,
+    BootLog,
+    Fuse,
+    Fuses,
+    SecureStorage,
+    Slot,
+    Slots,
+    SlotWriter,
+)
+from sfupdate.board.records import (
+    DEFAULT_TRIES,
+    RECORD_BOOT,
+    RECORD_DEVICE,
+    RECORD_IDENTITY,
+    RECORD_TRUST,
+    BootRecord,
+    DeviceInfo,
+    ImageRecord,
+    Role,
+    SlotRecord,
+    SlotStatus,
+    TrustAnchor,
+    TrustStore,
+)
+
+__all__ = [
+    "DEFAULT_TRIES",
+    "RECORD_BOOT",
+    "RECORD_DEVICE",
+    "RECORD_IDENTITY",
+    "RECORD_TRUST",
+    "AgentPartition",
+    "Board",
+    "BootControl",
+    "BootLog",
+    "BootRecord",
+    "DeviceInfo",
+    "Fuse",
+    "Fuses",
+    "ImageRecord",
+    "Role",
+    "SecureStorage",
+    "Slot",
+    "SlotRecord",
+    "SlotStatus",
+    "SlotWriter",
+    "Slots",
+    "TrustAnchor",
+    "TrustStore",
+]

@@ -1,0 +1,318 @@
+"""Typed records kept in secure storage, and their deterministic CBOR encoding.
+
+Record names (`RECORD_*`) are the keys in `SecureStorage`. Every record is a CBOR map with a
+format version, so fields can be added later without a migration. Secure storage is MACed, but
+a record is still parsed strictly: a record that does not decode is a StorageIntegrityError.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from sfupdate.board.hal import Slot
+from sfupdate.errors import SfuError, StorageIntegrityError
+from sfupdate.sfui import TrustedKey, cbor
+
+RECORD_DEVICE: Final = "device"  # DeviceInfo
+RECORD_TRUST: Final = "trust"  # TrustStore
+RECORD_BOOT: Final = "boot"  # BootRecord: boot control and the rollback floor
+RECORD_IDENTITY: Final = "identity"  # the device identity private key, PKCS#8 DER (P-256)
+
+DEFAULT_TRIES: Final = 3
+FORMAT: Final = 1
+
+
+def _load(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        obj = cbor.loads(data, what)
+    except SfuError as exc:
+        raise StorageIntegrityError(f"secure storage record {what} is malformed: {exc}") from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise StorageIntegrityError(f"secure storage record {what} has an unknown format")
+    return obj
+
+
+def _get(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
+    value = obj.get(key)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise StorageIntegrityError(f"secure storage record {what}: bad field {key!r}")
+    return value
+
+
+# --- device identity and class --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What this device is: the vendor and class it accepts images for."""
+
+    vendor_name: str
+    class_name: str
+    vendor_id: uuid.UUID
+    class_id: uuid.UUID
+
+    def encode(self) -> bytes:
+        return cbor.dumps({"format": FORMAT, "vendor": self.vendor_name, "class": self.class_name,
+                           "vendor-id": self.vendor_id.bytes, "class-id": self.class_id.bytes})
+
+    @classmethod
+    def decode(cls, data: bytes) -> DeviceInfo:
+        obj = _load(data, RECORD_DEVICE)
+        vendor_id = _get(obj, "vendor-id", bytes, RECORD_DEVICE)
+        class_id = _get(obj, "class-id", bytes, RECORD_DEVICE)
+        if len(vendor_id) != 16 or len(class_id) != 16:
+            raise StorageIntegrityError("secure storage record device: bad UUID")
+        return cls(_get(obj, "vendor", str, RECORD_DEVICE), _get(obj, "class", str, RECORD_DEVICE),
+                   uuid.UUID(bytes=vendor_id), uuid.UUID(bytes=class_id))
+
+
+# --- trust anchors --------------------------------------------------------------------------
+
+
+class Role(enum.Enum):
+    FIRMWARE = "firmware"  # signs SFUIs
+    OPERATOR = "operator"  # signs remote commands (later)
+    RECOVERY = "recovery"  # signs trust-store changes (later)
+
+
+def _public_key(der: bytes) -> TrustedKey:
+    try:
+        key = serialization.load_der_public_key(der)
+    except ValueError:
+        raise StorageIntegrityError("secure storage holds an unreadable trust anchor") from None
+    if isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
+        return TrustedKey(key)
+    raise StorageIntegrityError("secure storage holds a trust anchor of an unsupported type")
+
+
+@dataclass(frozen=True)
+class TrustAnchor:
+    """One trusted public key with its role. `revoked` anchors are kept (so a revocation is
+    itself protected against rollback by the storage counter) but never trusted."""
+
+    role: Role
+    spki: bytes  # SubjectPublicKeyInfo DER
+    revoked: bool = False
+
+    @property
+    def key(self) -> TrustedKey:
+        return _public_key(self.spki)
+
+    @property
+    def kid(self) -> bytes:
+        return self.key.kid
+
+    @classmethod
+    def from_key(cls, role: Role, key: TrustedKey) -> TrustAnchor:
+        der = key.public_key.public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+        return cls(role, der)
+
+
+@dataclass(frozen=True)
+class TrustStore:
+    """All trust anchors, several per role; `thresholds` (k of n per role, default 1) and
+    `version` (raised by every signed change) are there so rotation, revocation and
+    thresholds fit later without migrating the record."""
+
+    anchors: tuple[TrustAnchor, ...]
+    thresholds: dict[Role, int] = field(default_factory=dict)
+    version: int = 1
+
+    def keys(self, role: Role) -> list[TrustedKey]:
+        """The active (not revoked) keys of a role."""
+        return [a.key for a in self.anchors if a.role is role and not a.revoked]
+
+    def threshold(self, role: Role) -> int:
+        return self.thresholds.get(role, 1)
+
+    def encode(self) -> bytes:
+        return cbor.dumps({
+            "format": FORMAT,
+            "version": self.version,
+            "anchors": [{"role": a.role.value, "spki": a.spki, "revoked": a.revoked}
+                        for a in self.anchors],
+            "thresholds": {role.value: k for role, k in self.thresholds.items()},
+        })
+
+    @classmethod
+    def decode(cls, data: bytes) -> TrustStore:
+        obj = _load(data, RECORD_TRUST)
+        anchors = []
+        for item in _get(obj, "anchors", list, RECORD_TRUST):
+            if not isinstance(item, dict):
+                raise StorageIntegrityError("secure storage record trust: bad anchor")
+            try:
+                role = Role(item.get("role"))
+            except ValueError:
+                raise StorageIntegrityError("secure storage record trust: bad role") from None
+            anchor = TrustAnchor(role, _get(item, "spki", bytes, RECORD_TRUST),
+                                 _get(item, "revoked", bool, RECORD_TRUST))
+            anchor.key  # noqa: B018  (parses the key: fail at load, not at first use)
+            anchors.append(anchor)
+        thresholds: dict[Role, int] = {}
+        for name, k in _get(obj, "thresholds", dict, RECORD_TRUST).items():
+            try:
+                role = Role(name)
+            except ValueError:
+                raise StorageIntegrityError("secure storage record trust: bad role") from None
+            if not isinstance(k, int) or k < 1:
+                raise StorageIntegrityError("secure storage record trust: bad threshold")
+            thresholds[role] = k
+        return cls(tuple(anchors), thresholds, _get(obj, "version", int, RECORD_TRUST))
+
+
+# --- boot control and the rollback floor ----------------------------------------------------
+
+
+class SlotStatus(enum.Enum):
+    EMPTY = "empty"  # never written
+    INVALID = "invalid"  # being written, or a write failed: never boots
+    TRIAL = "trial"  # a complete, verified image on trial (boots while tries are left)
+    CONFIRMED = "confirmed"  # the confirmed image (exactly one slot)
+    SUPERSEDED = "superseded"  # an older confirmed image, now below the floor: never boots
+    BAD = "bad"  # failed its trial: never boots
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """What the agent verified about the image in a slot."""
+
+    sequence: int
+    digest: bytes  # SHA-256 of the image (the slot's first `size` bytes)
+    size: int
+    version: str | None = None
+
+    def to_cbor(self) -> dict[str, Any]:
+        obj: dict[str, Any] = {"sequence": self.sequence, "digest": self.digest,
+                               "size": self.size}
+        if self.version is not None:
+            obj["version"] = self.version
+        return obj
+
+    @classmethod
+    def from_cbor(cls, obj: Any) -> ImageRecord:
+        if not isinstance(obj, dict):
+            raise StorageIntegrityError("secure storage record boot: bad image")
+        version = obj.get("version")
+        digest = _get(obj, "digest", bytes, RECORD_BOOT)
+        if (version is not None and not isinstance(version, str)) or len(digest) != 32:
+            raise StorageIntegrityError("secure storage record boot: bad image")
+        return cls(_get(obj, "sequence", int, RECORD_BOOT), digest,
+                   _get(obj, "size", int, RECORD_BOOT), version)
+
+
+@dataclass(frozen=True)
+class SlotRecord:
+    status: SlotStatus
+    image: ImageRecord | None = None
+
+
+@dataclass(frozen=True)
+class BootRecord:
+    """Boot control and the rollback floor, written as ONE record so every transition is
+    one atomic storage write. Change it only through `sfupdate.board.control.BootControl`."""
+
+    slots: tuple[SlotRecord, SlotRecord]  # A, B
+    confirmed: Slot
+    trial: Slot | None
+    tries_left: int
+    floor: int
+    booted: Slot | None = None  # the slot the last boot started (the running image)
+
+    def slot(self, slot: Slot) -> SlotRecord:
+        return self.slots[0 if slot is Slot.A else 1]
+
+    def with_slot(self, slot: Slot, record: SlotRecord) -> BootRecord:
+        slots = (record, self.slots[1]) if slot is Slot.A else (self.slots[0], record)
+        return replace(self, slots=slots)
+
+    @property
+    def confirmed_image(self) -> ImageRecord:
+        image = self.slot(self.confirmed).image
+        assert image is not None  # decode() guarantees it
+        return image
+
+    def encode(self) -> bytes:
+        return cbor.dumps({
+            "format": FORMAT,
+            "slots": [_slot_cbor(s) for s in self.slots],
+            "confirmed": self.confirmed.value,
+            "trial": self.trial.value if self.trial else None,
+            "tries-left": self.tries_left,
+            "floor": self.floor,
+            "booted": self.booted.value if self.booted else None,
+        })
+
+    @classmethod
+    def decode(cls, data: bytes) -> BootRecord:
+        obj = _load(data, RECORD_BOOT)
+        raw_slots = _get(obj, "slots", list, RECORD_BOOT)
+        if len(raw_slots) != 2:
+            raise StorageIntegrityError("secure storage record boot: bad slots")
+        slots = (_slot_from(raw_slots[0]), _slot_from(raw_slots[1]))
+        record = cls(slots, _slot_name(obj.get("confirmed")), _opt_slot(obj.get("trial")),
+                     _get(obj, "tries-left", int, RECORD_BOOT),
+                     _get(obj, "floor", int, RECORD_BOOT), _opt_slot(obj.get("booted")))
+        record.check()
+        return record
+
+    def check(self) -> None:
+        """The invariants every stored boot record satisfies."""
+        ok = self.slot(self.confirmed).status is SlotStatus.CONFIRMED \
+            and self.slot(self.confirmed).image is not None \
+            and self.slot(self.confirmed.other).status is not SlotStatus.CONFIRMED \
+            and (self.trial is None) == (self.slot(self.confirmed.other).status
+                                         is not SlotStatus.TRIAL) \
+            and self.trial is not self.confirmed and self.tries_left >= 0 and self.floor >= 0
+        if ok and self.trial is not None:
+            ok = self.slot(self.trial).image is not None
+        if not ok:
+            raise StorageIntegrityError("secure storage record boot is inconsistent")
+
+
+def _slot_cbor(record: SlotRecord) -> dict[str, Any]:
+    obj: dict[str, Any] = {"status": record.status.value}
+    if record.image is not None:
+        obj["image"] = record.image.to_cbor()
+    return obj
+
+
+def _slot_from(obj: Any) -> SlotRecord:
+    if not isinstance(obj, dict):
+        raise StorageIntegrityError("secure storage record boot: bad slot")
+    try:
+        status = SlotStatus(obj.get("status"))
+    except ValueError:
+        raise StorageIntegrityError("secure storage record boot: bad slot status") from None
+    image = obj.get("image")
+    return SlotRecord(status, ImageRecord.from_cbor(image) if image is not None else None)
+
+
+def _slot_name(value: Any) -> Slot:
+    try:
+        return Slot(value)
+    except ValueError:
+        raise StorageIntegrityError("secure storage record boot: bad slot name") from None
+
+
+def _opt_slot(value: Any) -> Slot | None:
+    return None if value is None else _slot_name(value)
+
+
+def initial_boot_record(image: ImageRecord) -> BootRecord:
+    """Provisioning: the initial image confirmed in slot A, floor at its sequence number."""
+    return BootRecord((SlotRecord(SlotStatus.CONFIRMED, image), SlotRecord(SlotStatus.EMPTY)),
+                      confirmed=Slot.A, trial=None, tries_left=0, floor=image.sequence,
+                      booted=None)
+
+
+def anchors_for(role: Role, keys: Sequence[TrustedKey]) -> tuple[TrustAnchor, ...]:
+    return tuple(TrustAnchor.from_key(role, k) for k in keys)

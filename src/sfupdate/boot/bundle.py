@@ -1,0 +1,49 @@
+"""The agent bundle: sfupdate's own sources as a zipapp, signed as an SFUI.
+
+The boot ROM verifies the bundle against the root-key hash fused in OTP and runs exactly the
+verified bytes: `python -I bundle.pyz boot BOARD` executes `sfupdate.boot.stage2` from inside
+the zip (the zip is first on sys.path). Third-party libraries (cryptography, cbor2) come from the
+interpreter's site-packages: in this simulation they play the part of the ROM's libraries.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Final
+
+import sfupdate
+from sfupdate.author import ImageSpec, sign_firmware
+from sfupdate.sfui import Signer, class_uuid, vendor_uuid
+
+AGENT_VENDOR: Final = vendor_uuid("sfupdate.dev")
+AGENT_CLASS: Final = class_uuid(AGENT_VENDOR, "sfu-agent")
+_EPOCH: Final = (1980, 1, 1, 0, 0, 0)
+_MAIN: Final = b"from sfupdate.boot.stage2 import main\nraise SystemExit(main())\n"
+
+
+def build_zipapp(output: Path) -> int:
+    """Write a reproducible zipapp of the installed sfupdate package; return its size."""
+    package = Path(sfupdate.__file__).parent
+    sources = sorted(p for p in package.rglob("*")
+                     if p.is_file() and p.suffix in (".py", ".typed")
+                     and "__pycache__" not in p.parts)
+    with zipfile.ZipFile(output, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(zipfile.ZipInfo("__main__.py", _EPOCH), _MAIN)
+        for path in sources:
+            name = "sfupdate/" + path.relative_to(package).as_posix()
+            zf.writestr(zipfile.ZipInfo(name, _EPOCH), path.read_bytes(),
+                        compress_type=zipfile.ZIP_DEFLATED)
+    return output.stat().st_size
+
+
+def build_agent_bundle(signer: Signer, sequence: int = 1) -> bytes:
+    """The signed agent bundle (an SFUI whose payload is the zipapp)."""
+    with tempfile.TemporaryDirectory(prefix="sfu-agent-") as tmp:
+        app, out = Path(tmp) / "agent.pyz", Path(tmp) / "agent.sfui"
+        build_zipapp(app)
+        spec = ImageSpec(sequence, AGENT_VENDOR, AGENT_CLASS, sfupdate.__version__,
+                         "sfupdate agent bundle")
+        sign_firmware(app, out, signer, spec)
+        return out.read_bytes()

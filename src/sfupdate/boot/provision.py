@@ -1,0 +1,143 @@
+"""Factory provisioning: establish the chain of trust on a blank board, once.
+
+Everything is checked before the first fuse is burned: the initial firmware is authenticated
+with the given trust anchors, matched to vendor/class and slot size, and its digest checked.
+Then: fuse the root-key hash (of the key that signs the agent bundle) and a fresh device
+secret; write slot A; create the device identity key; store device info, trust anchors,
+identity and the initial boot record in ONE secure-storage write; install the agent bundle;
+fuse the lifecycle state last. A board with any fuse burned is refused (DeviceStateError).
+
+Without an agent key, the bundle is signed with a one-time key that is then forgotten: the
+agent of that board can never be replaced (nor forged).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, cast
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from sfupdate.board.hal import LIFECYCLE_PROVISIONED, Board, Fuse, Slot
+from sfupdate.board.records import (
+    RECORD_BOOT,
+    RECORD_DEVICE,
+    RECORD_IDENTITY,
+    RECORD_TRUST,
+    DeviceInfo,
+    ImageRecord,
+    Role,
+    TrustStore,
+    anchors_for,
+    initial_boot_record,
+)
+from sfupdate.board.slotio import HeaderRecorder
+from sfupdate.boot.bundle import build_agent_bundle
+from sfupdate.errors import (
+    DeviceStateError,
+    TooLargeError,
+    UsageError,
+    WrongClassError,
+    WrongVendorError,
+)
+from sfupdate.keys import FileSigner, generate_private_key
+from sfupdate.sfui import EnvelopeReader, TrustedKey, Verified, class_uuid, vendor_uuid
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    image: ImageRecord
+    root_key_hash: bytes
+    identity_public_pem: bytes
+    trust_kids: tuple[bytes, ...]
+
+
+def device_info(vendor: str, klass: str) -> DeviceInfo:
+    vendor_id = vendor_uuid(vendor)
+    return DeviceInfo(vendor, klass, vendor_id, class_uuid(vendor_id, klass))
+
+
+def _open(path: Path) -> BinaryIO:
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise UsageError(f"cannot open {path}: {exc.strerror}") from None
+
+
+def _check(verified: Verified, device: DeviceInfo, slot_size: int) -> ImageRecord:
+    info = verified.info
+    if info.vendor_id != device.vendor_id:
+        raise WrongVendorError(f"the firmware is for vendor {info.vendor_id}, "
+                               f"not {device.vendor_id} ({device.vendor_name})")
+    if info.class_id != device.class_id:
+        raise WrongClassError(f"the firmware is for class {info.class_id}, "
+                              f"not {device.class_id} ({device.class_name})")
+    if info.image_size is None or info.image_digest is None:
+        raise UsageError("the firmware manifest declares no image size or digest")
+    if info.image_size > slot_size:
+        raise TooLargeError(f"the image is {info.image_size} bytes; the slot holds {slot_size}")
+    version = verified.text.component_version() if verified.text else None
+    return ImageRecord(info.sequence_number, info.image_digest.value, info.image_size, version)
+
+
+def _verify_file(firmware: Path, keys: Sequence[TrustedKey], device: DeviceInfo,
+                 slot_size: int) -> ImageRecord:
+    with _open(firmware) as f:
+        reader = EnvelopeReader(f)
+        image = _check(reader.authenticate(keys), device, slot_size)
+        for _ in reader.payload():
+            pass
+    return image
+
+
+def _write_slot(board: Board, slot: Slot, firmware: Path, keys: Sequence[TrustedKey],
+                device: DeviceInfo) -> ImageRecord:
+    with _open(firmware) as f:
+        stream = HeaderRecorder(f)
+        reader = EnvelopeReader(cast(BinaryIO, stream))
+        image = _check(reader.authenticate(keys), device, board.slots.size)
+        with board.slots.writer(slot, stream.header()) as writer:
+            for chunk in reader.payload():
+                writer.write(chunk)
+            writer.finish()
+    return image
+
+
+def provision(board: Board, trusted: Sequence[TrustedKey], vendor: str, klass: str,
+              firmware: Path, agent_signer: FileSigner | None = None) -> Provisioned:
+    """Provision a blank board (see the module docstring). Raises DeviceStateError if the
+    board was provisioned before, even partly."""
+    if any(board.fuses.read(fuse) is not None for fuse in Fuse):
+        raise DeviceStateError("the board is already provisioned (its fuses are burned)")
+    if not trusted:
+        raise UsageError("provisioning needs at least one trusted firmware key (--trust)")
+    device = device_info(vendor, klass)
+    _verify_file(firmware, trusted, device, board.slots.size)
+    signer = agent_signer or FileSigner(generate_private_key("ES256"))
+    bundle = build_agent_bundle(signer)
+    spki = signer.public_key.public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    board.fuses.burn(Fuse.ROOT_KEY_HASH, signer.kid)
+    board.fuses.burn(Fuse.DEVICE_SECRET, os.urandom(32))
+    image = _write_slot(board, Slot.A, firmware, trusted, device)
+    identity = ec.generate_private_key(ec.SECP256R1())
+    identity_der = identity.private_bytes(serialization.Encoding.DER,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption())
+    identity_pem = identity.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    trust = TrustStore(anchors_for(Role.FIRMWARE, trusted))
+    board.storage.write({
+        RECORD_DEVICE: device.encode(),
+        RECORD_TRUST: trust.encode(),
+        RECORD_IDENTITY: identity_der,
+        RECORD_BOOT: initial_boot_record(image).encode(),
+    })
+    board.agent.install(bundle, spki)
+    board.fuses.burn(Fuse.LIFECYCLE, LIFECYCLE_PROVISIONED)
+    return Provisioned(image, signer.kid, identity_pem, tuple(k.kid for k in trusted))

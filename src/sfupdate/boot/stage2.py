@@ -1,0 +1,113 @@
+"""Second stage: runs from the verified agent bundle. Selects a slot, verifies it against its
+signed manifest, measures it, "runs" it (the health-check hook) and reverts a failing trial.
+
+Selection: the trial slot while it has tries (decremented and persisted BEFORE it runs), else
+the confirmed slot. A trial that fails verification or its health check is marked bad and the
+confirmed slot boots in the same boot. A confirmed slot that fails verification is never run:
+the boot halts with that error (an image below the floor is never a fallback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import sfupdate
+from sfupdate.board.control import BootControl
+from sfupdate.board.hal import LIFECYCLE_PROVISIONED, Board, Fuse
+from sfupdate.board.records import RECORD_DEVICE, RECORD_TRUST, DeviceInfo, Role, TrustStore
+from sfupdate.boot.verify import verify_slot
+from sfupdate.errors import DeviceStateError, SfuError
+
+
+@dataclass
+class BootResult:
+    """What booted. `events` tells the story (trial tries, reverts) in plain words."""
+
+    slot: str
+    trial: bool
+    sequence: int
+    version: str | None
+    healthy: bool
+    pcr: str = ""
+    events: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> BootResult:
+        return cls(**json.loads(text))
+
+
+def _records(board: Board) -> tuple[DeviceInfo, TrustStore]:
+    if board.fuses.read(Fuse.LIFECYCLE) != LIFECYCLE_PROVISIONED:
+        raise DeviceStateError("the board is not provisioned")
+    device, trust = board.storage.read(RECORD_DEVICE), board.storage.read(RECORD_TRUST)
+    if device is None or trust is None:
+        raise DeviceStateError("secure storage lacks the device or trust record")
+    return DeviceInfo.decode(device), TrustStore.decode(trust)
+
+
+def boot_firmware(board: Board) -> BootResult:
+    """Select, verify, measure and run a slot; revert a failing trial."""
+    device, trust = _records(board)
+    keys = trust.keys(Role.FIRMWARE)
+    control = BootControl(board.storage)
+    events: list[str] = []
+    while True:
+        before = control.record
+        slot, trial = control.start_boot()
+        if before.trial is not None and not trial and before.trial is not slot:
+            events.append(f"trial slot {before.trial.value} ran out of tries; reverted")
+        record = control.record
+        image = record.slot(slot).image
+        if image is None:  # BootRecord.check() makes this unreachable for a stored record
+            raise DeviceStateError(f"slot {slot.value} has no image record")
+        kind = "trial" if trial else "confirmed"
+        try:
+            check = verify_slot(board, slot, image, keys, device, record.floor)
+        except SfuError as exc:
+            if not trial:
+                raise type(exc)(f"refusing to boot confirmed slot {slot.value}: {exc}") from None
+            events.append(f"trial slot {slot.value} failed verification ({exc}); marked bad")
+            control.mark_bad(slot)
+            continue
+        board.boot_log.extend("manifest", check.manifest_digest,
+                              f"slot {slot.value} ({kind}) sequence {image.sequence}")
+        pcr = board.boot_log.extend("firmware", image.digest, f"slot {slot.value} image")
+        if trial:
+            events.append(f"trial slot {slot.value} booted, {record.tries_left} tries left")
+        if not check.healthy and trial:
+            events.append(f"trial slot {slot.value} failed its health check; reverted")
+            control.reject_trial()
+            continue
+        return BootResult(slot.value, trial, image.sequence, image.version, check.healthy,
+                          pcr.hex(), events)
+
+
+def _running_from_bundle() -> bool:
+    bundle = os.path.abspath(sys.argv[0])
+    return os.path.abspath(sfupdate.__file__).startswith(bundle + os.sep)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -I agent.pyz boot BOARD_DIR`: print the BootResult as JSON, or the error as
+    JSON {"error": class name, "message": ...} with the error's exit code."""
+    from sfupdate.board.sim import open_board  # the backend is a runtime choice
+
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        if len(args) != 2 or args[0] != "boot":
+            raise DeviceStateError("usage: agent.pyz boot BOARD_DIR")
+        if not _running_from_bundle():
+            raise DeviceStateError("stage 2 is not running from the verified agent bundle")
+        result = boot_firmware(open_board(Path(args[1])))
+    except SfuError as exc:
+        print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
+        return exc.exit_code
+    print(result.to_json())
+    return 0

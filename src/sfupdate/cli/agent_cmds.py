@@ -1,0 +1,132 @@
+"""Device-side commands: `sfu agent serve|status|confirm|reject-trial` and `sfu install`."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import BinaryIO
+
+import click
+
+from sfupdate.cli.render import emit_json, progress_bar
+from sfupdate.ipc.client import AgentClient, AgentStatus
+from sfupdate.ipc.framing import DEFAULT_TIMEOUT, MAX_CHUNK
+
+_socket_option = click.option("--socket", "socket_path", required=True,
+                              type=click.Path(path_type=Path, dir_okay=False),
+                              help="The agent's Unix socket.")
+_timeout_option = click.option("--timeout", type=click.FloatRange(min=0.1),
+                               default=DEFAULT_TIMEOUT, show_default=True,
+                               help="Seconds to wait for each message.")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(agent_group)
+    group.add_command(install_cmd)
+
+
+@click.group("agent")
+def agent_group() -> None:
+    """Run the SFU Agent, or talk to a running one."""
+
+
+@agent_group.command("serve")
+@click.option("--board", "board_dir", required=True,
+              type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="The board directory (sim backend).")
+@_socket_option
+@_timeout_option
+@click.option("--group-access", is_flag=True,
+              help="Socket mode 0660 (owner and group) instead of 0600.")
+def serve(board_dir: Path, socket_path: Path, timeout: float, group_access: bool) -> None:
+    """Serve the board's agent on a Unix socket until SIGTERM or Ctrl-C."""
+    # Imported here: the client-side commands need none of the secure world's code.
+    from sfupdate.agent.device import Device
+    from sfupdate.agent.server import AgentServer
+    from sfupdate.board.sim import open_board
+
+    device = Device(open_board(board_dir))
+    device.status()  # refuse to start on an unprovisioned or tampered board
+    server = AgentServer(device, socket_path, timeout, group_access)
+    server.bind()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        server.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    click.echo(f"sfu-agent: serving {board_dir} on {socket_path}", err=True)
+    server.serve_forever()
+
+
+@agent_group.command("status")
+@_socket_option
+@_timeout_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(socket_path: Path, timeout: float, as_json: bool) -> None:
+    """Show slots, versions, device class, rollback floor and trial state."""
+    _show(AgentClient(socket_path, timeout).status(), as_json)
+
+
+@agent_group.command("confirm")
+@_socket_option
+@_timeout_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def confirm(socket_path: Path, timeout: float, as_json: bool) -> None:
+    """Confirm the booted trial image; the rollback floor rises to its sequence number."""
+    _show(AgentClient(socket_path, timeout).confirm(), as_json)
+
+
+@agent_group.command("reject-trial")
+@_socket_option
+@_timeout_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def reject_trial(socket_path: Path, timeout: float, as_json: bool) -> None:
+    """Mark the trial image bad; the confirmed image boots next."""
+    _show(AgentClient(socket_path, timeout).reject_trial(), as_json)
+
+
+@click.command("install")
+@click.argument("sfui", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@_socket_option
+@_timeout_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def install_cmd(sfui: Path, socket_path: Path, timeout: float, as_json: bool) -> None:
+    """Install an SFUI through the local agent (as a trial; reboot to run it)."""
+    client = AgentClient(socket_path, timeout)
+    with sfui.open("rb") as f, progress_bar("installing") as progress:
+        size = sfui.stat().st_size
+        result = client.install(_read_chunks(f), size=size, progress=progress)
+    if as_json:
+        emit_json(result.to_json())
+    else:
+        click.echo(f"installed sequence {result.sequence} into slot {result.slot} as a trial "
+                   f"(sha256 {result.digest}); reboot to run it")
+
+
+def _read_chunks(f: BinaryIO) -> Iterator[bytes]:
+    while chunk := f.read(MAX_CHUNK):
+        yield chunk
+
+
+def _show(status: AgentStatus, as_json: bool) -> None:
+    if as_json:
+        emit_json(status.to_json())
+        return
+    click.echo(f"vendor-id        {status.vendor_id}")
+    click.echo(f"class-id         {status.class_id}")
+    click.echo(f"running          slot {status.running_slot}, sequence "
+               f"{status.running_sequence}")
+    click.echo(f"rollback floor   {status.rollback_floor}")
+    if status.trial_slot is None:
+        click.echo("trial            none")
+    else:
+        click.echo(f"trial            slot {status.trial_slot}, "
+                   f"{status.trial_tries_left} tries left")
+    for name, slot in sorted(status.slots.items()):
+        sequence = "-" if slot.sequence is None else str(slot.sequence)
+        digest = slot.digest[:16] if slot.digest else "-"
+        click.echo(f"slot {name}           {slot.state:<10} sequence {sequence:<6} "
+                   f"sha256 {digest}")

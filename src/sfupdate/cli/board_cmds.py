@@ -1,0 +1,152 @@
+"""`sfu board ...`: create, provision, boot and confirm a simulated board."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sfupdate import keys
+from sfupdate.board.control import BootControl
+from sfupdate.board.hal import Fuse, Slot
+from sfupdate.board.power import POWER_CUT_EXIT, PowerCut
+from sfupdate.board.records import RECORD_DEVICE, DeviceInfo
+from sfupdate.board.sim import SimBoard, create_board, open_board
+from sfupdate.boot.provision import provision
+from sfupdate.boot.rom import boot, run_bundle
+from sfupdate.cli.render import emit_json
+from sfupdate.errors import UsageError
+
+_dir = click.Path(path_type=Path, file_okay=False)
+_existing = click.Path(path_type=Path, dir_okay=False, exists=True)
+_UNITS = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
+          "g": 1 << 30, "gib": 1 << 30}
+
+
+def parse_size(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", text)
+    if not match or match.group(2).lower() not in _UNITS:
+        raise UsageError(f"bad size {text!r} (examples: 65536, 64KiB, 64MiB, 1GiB)")
+    return int(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+def register(group: click.Group) -> None:
+    group.add_command(board_group)
+
+
+@click.group("board")
+def board_group() -> None:
+    """Simulated board: create, provision, boot, confirm, status."""
+
+
+@board_group.command("create")
+@click.argument("directory", type=_dir)
+@click.option("--slot-size", default="64MiB", show_default=True, help="Bytes per slot (A/B).")
+def create(directory: Path, slot_size: str) -> None:
+    """Create a blank simulated board in DIRECTORY."""
+    board = create_board(directory, parse_size(slot_size))
+    click.echo(f"{directory}: blank board, two slots of {board.slots.size} bytes")
+
+
+@board_group.command("provision")
+@click.argument("directory", type=_dir)
+@click.option("--trust", "trust_files", type=_existing, multiple=True, required=True,
+              help="Public key trusted to sign firmware (repeatable).")
+@click.option("--vendor", required=True, help="Vendor name (domain) or vendor UUID.")
+@click.option("--class", "klass", required=True, help="Device class name or class UUID.")
+@click.option("--firmware", type=_existing, required=True, help="Initial firmware (SFUI).")
+@click.option("--agent-key", type=_existing,
+              help="Private key that signs the agent bundle; its hash is fused in OTP. "
+                   "Default: a one-time key, forgotten after provisioning.")
+def provision_cmd(directory: Path, trust_files: tuple[Path, ...], vendor: str, klass: str,
+                  firmware: Path, agent_key: Path | None) -> None:
+    """Fuse the root of trust, store trust anchors, install and confirm the first firmware."""
+    board = open_board(directory)
+    trusted = [keys.load_public_key(p) for p in trust_files]
+    signer = keys.load_signer(agent_key) if agent_key else None
+    done = provision(board, trusted, vendor, klass, firmware, signer)
+    board.identity_public_path.write_bytes(done.identity_public_pem)
+    click.echo(f"{directory}: provisioned; slot A confirmed at sequence {done.image.sequence}; "
+               f"root-key hash {done.root_key_hash.hex()}; "
+               f"identity key {board.identity_public_path}")
+
+
+def _describe(board: SimBoard) -> dict[str, Any]:
+    provisioned = board.fuses.read(Fuse.LIFECYCLE) is not None
+    out: dict[str, Any] = {"provisioned": provisioned, "slot_size": board.slots.size}
+    if not provisioned:
+        return out
+    record = BootControl(board.storage).record
+    device = DeviceInfo.decode(board.storage.read(RECORD_DEVICE) or b"")
+    out.update({
+        "vendor": device.vendor_name, "class": device.class_name,
+        "confirmed": record.confirmed.value, "trial": record.trial.value if record.trial else None,
+        "tries_left": record.tries_left, "floor": record.floor,
+        "booted": record.booted.value if record.booted else None,
+        "write_counter": board.storage.write_counter,
+        "slots": {s.value: _slot(record.slot(s)) for s in Slot},
+    })
+    return out
+
+
+def _slot(rec: Any) -> dict[str, Any]:
+    image = rec.image
+    return {"status": rec.status.value,
+            "sequence": image.sequence if image else None,
+            "version": image.version if image else None,
+            "digest": image.digest.hex() if image else None}
+
+
+@board_group.command("status")
+@click.argument("directory", type=_dir)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(directory: Path, as_json: bool) -> None:
+    """Show fuses state, slots, trial state and the rollback floor (reads secure storage)."""
+    desc = _describe(open_board(directory))
+    if as_json:
+        emit_json(desc)
+        return
+    if not desc["provisioned"]:
+        click.echo(f"{directory}: blank (not provisioned), slot size {desc['slot_size']}")
+        return
+    click.echo(f"device   {desc['vendor']} / {desc['class']}")
+    click.echo(f"floor    {desc['floor']}   confirmed {desc['confirmed']}   "
+               f"trial {desc['trial'] or '-'} ({desc['tries_left']} tries)   "
+               f"booted {desc['booted'] or '-'}")
+    for name, slot in desc["slots"].items():
+        click.echo(f"slot {name}   {slot['status']:<10} sequence {slot['sequence']}  "
+                   f"version {slot['version']}")
+
+
+@board_group.command("boot")
+@click.argument("directory", type=_dir)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def boot_cmd(directory: Path, as_json: bool) -> None:
+    """Reboot: verify the agent bundle against OTP, run it, select/verify/run a slot."""
+    board = open_board(directory)
+    try:
+        result = boot(board, run_bundle(directory, board.power))
+    except PowerCut as exc:
+        click.echo(f"sfu: {exc}", err=True)
+        raise SystemExit(POWER_CUT_EXIT) from None
+    if as_json:
+        emit_json(result.__dict__)
+        return
+    for event in result.events:
+        click.echo(event)
+    kind = "trial" if result.trial else "confirmed"
+    health = "healthy" if result.healthy else "UNHEALTHY"
+    click.echo(f"booted slot {result.slot} ({kind}), sequence {result.sequence}, "
+               f"version {result.version}, {health}; PCR {result.pcr}")
+
+
+@board_group.command("confirm")
+@click.argument("directory", type=_dir)
+def confirm(directory: Path) -> None:
+    """Confirm the running trial image; only then the rollback floor rises to it."""
+    board = open_board(directory)
+    image = BootControl(board.storage).confirm()
+    click.echo(f"confirmed sequence {image.sequence}; rollback floor is now "
+               f"{BootControl(board.storage).record.floor}")

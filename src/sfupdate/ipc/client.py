@@ -1,0 +1,139 @@
+"""`AgentClient`: the Rich-OS side of the IPC (see docs/agent.md and the IPC contract).
+
+One connection per operation. An install streams the SFUI as chunk messages without waiting
+for a reply to each; before every chunk the client looks whether the agent has already
+answered (it answers early only to refuse), so a refusal surfaces at once instead of after
+the whole image was sent.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Iterator
+from typing import Final
+
+from sfupdate.errors import IpcError
+from sfupdate.ipc.framing import DEFAULT_TIMEOUT, MAX_CHUNK, Connection
+from sfupdate.ipc.messages import (
+    AgentStatus,
+    ConfirmRequest,
+    ErrorReply,
+    InstallBegin,
+    InstalledReply,
+    InstallEnd,
+    InstallResult,
+    ReadyReply,
+    RejectTrialRequest,
+    Reply,
+    Request,
+    SlotStatus,
+    StatusReply,
+    StatusRequest,
+    chunk_frame,
+    decode_reply,
+    encode_request,
+)
+from sfupdate.progress import Progress, no_progress
+from sfupdate.sfui import cbor
+
+__all__ = ["AgentClient", "AgentStatus", "InstallResult", "SlotStatus"]
+
+#: A slow storage's flush rate (bytes/s): the final reply's wait grows with the image size.
+FLUSH_RATE: Final = 8 * 1024 * 1024
+
+
+class AgentClient:
+    """Talks to the SFU Agent on a Unix socket; every read is bounded by `timeout` seconds."""
+
+    def __init__(self, socket_path: str | os.PathLike[str],
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.socket_path = os.fspath(socket_path)
+        self.timeout = timeout
+
+    def status(self) -> AgentStatus:
+        return self._status_call(StatusRequest())
+
+    def confirm(self) -> AgentStatus:
+        """Make the trial slot the confirmed one; the agent then raises the rollback floor."""
+        return self._status_call(ConfirmRequest())
+
+    def reject_trial(self) -> AgentStatus:
+        """Mark the trial slot bad and go back to the confirmed slot."""
+        return self._status_call(RejectTrialRequest())
+
+    def install(self, chunks: Iterable[bytes], size: int | None = None,
+                progress: Progress | None = None) -> InstallResult:
+        """Stream one SFUI to the agent. Refusals raise the agent's own error class; an
+        exception from `chunks` aborts the session (the agent discards it) and propagates."""
+        report = progress or no_progress
+        conn = self._connect()
+        try:
+            conn.send(encode_request(InstallBegin(size)))
+            reply = self._reply(conn)
+            if not isinstance(reply, ReadyReply):
+                raise IpcError(f"agent answered install-begin with '{reply.reply}'")
+            done = 0
+            for piece in _split(chunks, MAX_CHUNK):
+                if conn.readable():  # the agent only speaks early to refuse
+                    raise self._unexpected(self._reply(conn))
+                self._send_in_session(conn, chunk_frame(piece))
+                done += len(piece)
+                report(done, size if size is not None else done)
+            self._send_in_session(conn, [cbor.dumps(encode_request(InstallEnd()))])
+            # The agent answers after it has flushed the slot to storage: allow for that.
+            final = self._reply(conn, self.timeout + done / FLUSH_RATE)
+            if not isinstance(final, InstalledReply):
+                raise self._unexpected(final)
+            return final.result
+        finally:
+            conn.close()
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def _connect(self) -> Connection:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError as exc:
+            sock.close()
+            raise IpcError(f"cannot reach the agent at {self.socket_path}: "
+                           f"{exc.strerror or exc}") from None
+        return Connection(sock, self.timeout)
+
+    def _status_call(self, request: Request) -> AgentStatus:
+        conn = self._connect()
+        try:
+            conn.send(encode_request(request))
+            reply = self._reply(conn)
+        finally:
+            conn.close()
+        if not isinstance(reply, StatusReply):
+            raise self._unexpected(reply)
+        return reply.status
+
+    def _reply(self, conn: Connection, timeout: float | None = None) -> Reply:
+        reply = decode_reply(conn.recv(timeout))
+        if isinstance(reply, ErrorReply):
+            raise reply.to_exception()
+        return reply
+
+    def _send_in_session(self, conn: Connection, parts: list[bytes]) -> None:
+        try:
+            conn.send_parts(parts)
+        except IpcError:
+            # The agent may have refused and closed; its reason is waiting to be read.
+            raise self._unexpected(self._reply(conn)) from None
+
+    @staticmethod
+    def _unexpected(reply: Reply) -> IpcError:
+        return IpcError(f"unexpected '{reply.reply}' reply from the agent")
+
+
+def _split(chunks: Iterable[bytes], limit: int) -> Iterator[bytes]:
+    """Pass chunks through, cut to at most `limit` bytes; drop empty ones. No coalescing: a
+    slow source must not leave bytes waiting in a buffer while the agent's timeout runs."""
+    for piece in chunks:
+        for start in range(0, len(piece), limit):
+            yield piece[start:start + limit] if len(piece) > limit else piece

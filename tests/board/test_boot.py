@@ -1,0 +1,136 @@
+"""Secure boot, slot selection, trial/confirm/revert and provisioning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sfupdate.agent.device import Device
+from sfupdate.agent.install import install
+from sfupdate.board import BootControl, Slot, SlotStatus
+from sfupdate.board.sim import create_board
+from sfupdate.boot.provision import provision
+from sfupdate.errors import (
+    DeviceStateError,
+    DowngradeError,
+    PayloadDigestError,
+    WrongClassError,
+)
+from sfupdate.sfui import TrustedKey
+from tests.board.conftest import CLASS_NAME, VENDOR_NAME, Images, fresh, reboot
+
+
+def _install(board_dir: Path, image: Path) -> None:
+    with open(image, "rb") as f:
+        install(Device(fresh(board_dir)), f)
+
+
+def test_provisioned_board_boots_the_initial_image_and_measures_it(board_dir: Path) -> None:
+    board = fresh(board_dir)
+    result = reboot(board)
+    assert (result.slot, result.trial, result.sequence, result.healthy) == ("A", False, 1, True)
+    stages = [e["stage"] for e in board.boot_log.events()]
+    assert stages == ["agent", "manifest", "firmware"]
+    assert result.pcr == board.boot_log.events()[-1]["pcr"]
+    assert BootControl(board.storage).record.floor == 1
+
+
+def test_provisioning_twice_is_refused(board_dir: Path, images: Images,
+                                       es256_trusted: TrustedKey) -> None:
+    with pytest.raises(DeviceStateError, match="already provisioned"):
+        provision(fresh(board_dir), [es256_trusted], VENDOR_NAME, CLASS_NAME, images.v1)
+
+
+def test_provisioning_refuses_foreign_firmware_before_burning_a_fuse(
+        tmp_path: Path, images: Images, es256_trusted: TrustedKey) -> None:
+    board = create_board(tmp_path / "b", 64 * 1024)
+    with pytest.raises(WrongClassError):
+        provision(board, [es256_trusted], VENDOR_NAME, "another-class", images.v1)
+    assert not any((tmp_path / "b" / "hw" / "otp").iterdir())
+
+
+def test_full_cycle_trial_boot_then_confirm_raises_the_floor(board_dir: Path,
+                                                             images: Images) -> None:
+    _install(board_dir, images.v2)
+    board = fresh(board_dir)
+    control = BootControl(board.storage)
+    assert control.record.floor == 1 and control.record.trial is Slot.B
+    with pytest.raises(DeviceStateError, match="not been booted"):
+        control.confirm()  # a trial that never ran cannot be confirmed
+    result = reboot(board)
+    assert (result.slot, result.trial, result.sequence) == ("B", True, 2)
+    assert control.record.tries_left == 2  # decremented before it booted
+    assert control.record.floor == 1  # not yet confirmed: the floor stays
+    control.confirm()
+    record = control.record
+    assert (record.confirmed, record.floor, record.trial) == (Slot.B, 2, None)
+    assert record.slot(Slot.A).status is SlotStatus.SUPERSEDED
+    assert reboot(board).slot == "B"
+
+
+def test_failing_health_check_reverts_to_the_confirmed_image(board_dir: Path,
+                                                             images: Images) -> None:
+    _install(board_dir, images.failing)
+    board = fresh(board_dir)
+    result = reboot(board)
+    assert (result.slot, result.trial, result.sequence) == ("A", False, 1)
+    assert any("health check" in e for e in result.events)
+    record = BootControl(board.storage).record
+    assert record.slot(Slot.B).status is SlotStatus.BAD
+    assert (record.trial, record.floor) == (None, 1)
+
+
+def test_exhausted_tries_revert_to_the_confirmed_image(board_dir: Path, images: Images) -> None:
+    _install(board_dir, images.v2)
+    board = fresh(board_dir)
+    for _ in range(3):
+        assert reboot(board).slot == "B"  # booted on trial, never confirmed
+    result = reboot(board)
+    assert result.slot == "A" and "ran out of tries" in " ".join(result.events)
+    assert BootControl(board.storage).record.slot(Slot.B).status is SlotStatus.BAD
+
+
+def test_downgrade_is_refused_by_boot_control(board_dir: Path, images: Images) -> None:
+    _install(board_dir, images.v2)
+    board = fresh(board_dir)
+    reboot(board)
+    BootControl(board.storage).confirm()
+    control = BootControl(board.storage)
+    slot = control.begin_install()
+    from sfupdate.board import ImageRecord
+    with pytest.raises(DowngradeError):
+        control.record_trial(slot, ImageRecord(1, b"\0" * 32, 10))
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def test_tampered_trial_slot_at_rest_falls_back_to_the_confirmed_slot(
+        board_dir: Path, images: Images) -> None:
+    _install(board_dir, images.v2)
+    _flip(board_dir / "slots" / "B.img", 100)
+    board = fresh(board_dir)
+    result = reboot(board)
+    assert result.slot == "A"
+    assert "failed verification" in " ".join(result.events)
+    assert BootControl(board.storage).record.slot(Slot.B).status is SlotStatus.BAD
+
+
+def test_tampered_confirmed_slot_at_rest_is_refused(board_dir: Path) -> None:
+    _flip(board_dir / "slots" / "A.img", 5)
+    board = fresh(board_dir)
+    with pytest.raises(PayloadDigestError, match="refusing to boot confirmed slot A"):
+        reboot(board)
+    assert [e["stage"] for e in board.boot_log.events()] == ["agent"]  # nothing ran
+
+
+def test_swapped_slot_header_is_refused(board_dir: Path, images: Images) -> None:
+    """A validly signed header of another image does not make slot B's content bootable."""
+    _install(board_dir, images.v2)
+    (board_dir / "slots" / "B.hdr").write_bytes((board_dir / "slots" / "A.hdr").read_bytes())
+    result = reboot(fresh(board_dir))
+    assert result.slot == "A" and "failed verification" in " ".join(result.events)
