@@ -2,7 +2,8 @@
 
 1. read the envelope's small members and authenticate the manifest with the stored
    firmware trust anchors — before a byte is written;
-2. policy: vendor and class, anti-rollback (above the running image and the floor), size;
+2. policy: vendor and class, anti-rollback (above the running image and the floor), size,
+   and the envelope's payload length equal to the signed size;
 3. mark the inactive slot invalid, then stream the payload into it while hashing;
 4. only after a complete payload with a matching digest, fsync and record the slot as a
    trial with N tries.
@@ -35,6 +36,7 @@ def install(device: Device, stream: BinaryIO) -> InstallResult:
     record = device.boot_record()
     policy.check_sequence(info.sequence_number, running_sequence(record), record.floor)
     size = policy.check_size(info, device.board.slots.size)
+    policy.check_payload(info, verified.payload)
     if info.image_digest is None:
         raise MissingMemberError("manifest declares no image-digest")
     header = recorder.header()

@@ -9,11 +9,14 @@ import uuid
 from sfupdate.errors import (
     DowngradeError,
     MissingMemberError,
+    PayloadTooLongError,
+    PayloadTooShortError,
+    SchemaError,
     TooLargeError,
     WrongClassError,
     WrongVendorError,
 )
-from sfupdate.sfui import ImageInfo
+from sfupdate.sfui import ImageInfo, PayloadRef
 
 
 def check_identity(info: ImageInfo, vendor_id: uuid.UUID, class_id: uuid.UUID) -> None:
@@ -43,3 +46,20 @@ def check_size(info: ImageInfo, slot_size: int) -> int:
         raise TooLargeError(f"image of {info.image_size} bytes does not fit the "
                             f"{slot_size}-byte slot")
     return info.image_size
+
+
+def check_payload(info: ImageInfo, payload: PayloadRef | None) -> None:
+    """The envelope's integrated payload must be the one the signed manifest installs, with
+    exactly the signed image size. The reader checks this again when it streams the payload;
+    checking here refuses a lying envelope before the install slot is touched."""
+    if payload is None:
+        raise MissingMemberError("the SFUI has no integrated payload")
+    if info.payload_uri != "#" + payload.key:
+        raise SchemaError(f"integrated payload '{payload.key}' is not the one the manifest "
+                          f"installs ({info.payload_uri!r})")
+    if info.image_size is not None and payload.length > info.image_size:
+        raise PayloadTooLongError(f"payload is {payload.length} bytes but the manifest "
+                                  f"declares {info.image_size}")
+    if info.image_size is not None and payload.length < info.image_size:
+        raise PayloadTooShortError(f"payload is {payload.length} bytes but the manifest "
+                                   f"declares {info.image_size}")

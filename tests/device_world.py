@@ -1,0 +1,244 @@
+"""A hostile world around one device, for the attack and fault suites.
+
+`DeviceWorld` provisions a simulated board, runs the REAL agent process on a real Unix socket,
+signs images in memory (also ones no honest author would make: other vendors, lying sizes,
+no signature), and gives the attacker one-line tampering: flip a byte in a file, put an old
+copy of secure storage back, revoke a trust anchor. `snapshot()` is everything that makes up
+device state, so an attack story ends with `assert world.snapshot() == before`.
+
+python-tuf's RepositorySimulator is the model: the tests read as stories, the world does the
+plumbing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from sfupdate.author import ImageSpec
+from sfupdate.author.sign import COMPONENT, PAYLOAD_KEY, build_manifest
+from sfupdate.board.hal import Slot
+from sfupdate.board.power import Power
+from sfupdate.board.records import RECORD_TRUST, BootRecord, Role, TrustAnchor, TrustStore
+from sfupdate.board.sim import SimBoard, create_board, open_board
+from sfupdate.boot.provision import provision
+from sfupdate.boot.rom import boot
+from sfupdate.boot.stage2 import BootResult, boot_firmware
+from sfupdate.ipc.client import AgentClient, InstallResult
+from sfupdate.keys.files import FileSigner
+from sfupdate.sfui import Digest, TrustedKey, cbor, manifest_digest, suit
+from sfupdate.sfui.cose import Signer, sign1
+from sfupdate.sfui.model import Command, Common
+from sfupdate.sfui.writer import envelope_prefix
+from tests.agent.support import RunningAgent, start_agent, stop_agent
+from tests.conftest import CLASS, VENDOR
+
+VENDOR_NAME = "example.com"
+CLASS_NAME = "demo-board"
+SLOT_SIZE = 256 * 1024
+FIRMWARE_V1 = b"firmware v1 " * 1000
+CHUNK = 4096
+
+
+def firmware(sequence: int, size: int = 24_000) -> bytes:
+    """A recognisable payload for a sequence number."""
+    line = f"firmware sequence {sequence} ".encode()
+    return (line * (size // len(line) + 1))[:size]
+
+
+def manifest(sequence: int, payload: bytes, *, vendor: uuid.UUID | None = VENDOR,
+             klass: uuid.UUID | None = CLASS, image_size: int | None = None,
+             digest: bytes | None = None) -> bytes:
+    """Our manifest profile; vendor/class None leave that parameter out, image_size and digest
+    may lie about the payload."""
+    spec = ImageSpec(sequence, vendor or VENDOR, klass or CLASS)
+    built = build_manifest(spec, digest or hashlib.sha256(payload).digest(),
+                           len(payload) if image_size is None else image_size, None)
+    if vendor is not None and klass is not None:
+        return built.encode()
+    params = dict(built.common.shared_sequence[0].argument)
+    drop = ([suit.PARAM_VENDOR_ID] if vendor is None else []) + \
+        ([suit.PARAM_CLASS_ID] if klass is None else [])
+    for key in drop:
+        del params[key]
+    shared = (Command(suit.DIR_OVERRIDE_PARAMETERS, params),
+              *(c for c in built.common.shared_sequence[1:]
+                if not (vendor is None and c.code == suit.COND_VENDOR_ID)
+                and not (klass is None and c.code == suit.COND_CLASS_ID)))
+    return replace(built, common=Common((COMPONENT,), shared)).encode()
+
+
+def auth_wrapper(manifest_bytes: bytes, signer: Signer) -> bytes:
+    """The authentication wrapper: the manifest digest and one COSE_Sign1 over it."""
+    digest = Digest(manifest_digest(manifest_bytes)).encode()
+    return cbor.dumps([digest, sign1(digest, signer)])
+
+
+def envelope(manifest_bytes: bytes, payload: bytes, signer: Signer | None, *,
+             declared: int | None = None, auth: bytes | None = None) -> bytes:
+    """An SFUI: manifest, signed by `signer` (None: no authentication wrapper at all, unless
+    `auth` gives one, e.g. taken from another manifest), and the payload, whose byte-string
+    head says `declared` bytes (default: the truth)."""
+    members = {suit.ENV_MANIFEST: manifest_bytes}
+    if signer is not None:
+        auth = auth_wrapper(manifest_bytes, signer)
+    if auth is not None:
+        members[suit.ENV_AUTHENTICATION] = auth
+    length = len(payload) if declared is None else declared
+    return envelope_prefix(members, PAYLOAD_KEY, length) + payload
+
+
+def flip(data: bytes, offset: int, mask: int = 0x01) -> bytes:
+    out = bytearray(data)
+    out[offset] ^= mask
+    return bytes(out)
+
+
+def payload_offset(image: bytes, payload: bytes) -> int:
+    """Where the payload starts: everything before it is the envelope prefix."""
+    offset = len(image) - len(payload)
+    assert image[offset:] == payload
+    return offset
+
+
+@dataclass
+class DeviceWorld:
+    root: Path
+    socket_dir: Path
+    author: FileSigner  # the provisioned firmware anchor
+    agent: RunningAgent | None = None
+    _saved: list[Path] = field(default_factory=list)
+
+    # --- the world ---------------------------------------------------------------------------
+
+    @classmethod
+    def provisioned(cls, tmp: Path, socket_dir: Path, author: FileSigner,
+                    slot_size: int = SLOT_SIZE) -> DeviceWorld:
+        """A board provisioned with sequence 1 confirmed in slot A, trusting `author`."""
+        root = tmp / "board"
+        first = tmp / "v1.sfui"
+        first.write_bytes(envelope(manifest(1, FIRMWARE_V1), FIRMWARE_V1, author))
+        provision(create_board(root, slot_size), [TrustedKey(author.public_key)], VENDOR_NAME,
+                  CLASS_NAME, first)
+        return cls(root, socket_dir, author)
+
+    def start_agent(self) -> RunningAgent:
+        self.agent = start_agent(self.root, self.socket_dir)
+        return self.agent
+
+    def stop_agent(self) -> None:
+        if self.agent is not None:
+            stop_agent(self.agent)
+
+    @property
+    def running(self) -> RunningAgent:
+        assert self.agent is not None, "the agent is not running"
+        return self.agent
+
+    def client(self, timeout: float = 10.0) -> AgentClient:
+        return self.running.client(timeout)
+
+    def board(self) -> SimBoard:
+        """Library-level access to the board (another "process": its own power counter)."""
+        return open_board(self.root, Power())
+
+    # --- the author and the attacker's images --------------------------------------------------
+
+    def image(self, sequence: int, payload: bytes | None = None, *,
+              signer: Signer | bool | None = True, vendor: uuid.UUID | None = VENDOR,
+              klass: uuid.UUID | None = CLASS) -> bytes:
+        """An image signed by the provisioned author (signer=True), another key, or nobody
+        (signer=None)."""
+        body = firmware(sequence) if payload is None else payload
+        key = self.author if signer is True else signer
+        assert not isinstance(key, bool)
+        return envelope(manifest(sequence, body, vendor=vendor, klass=klass), body, key)
+
+    # --- the device ----------------------------------------------------------------------------
+
+    def install(self, data: bytes, size: int | None = -1, chunk: int = CHUNK) -> InstallResult:
+        """Stream `data` to the agent as the client would (size: the announced total)."""
+        chunks = (data[i:i + chunk] for i in range(0, len(data), chunk))
+        return self.client().install(chunks, size=len(data) if size == -1 else size)
+
+    def boot(self) -> BootResult:
+        """A reboot: the ROM verifies the agent bundle, stage 2 selects and verifies a slot."""
+        board = self.board()
+        return boot(board, lambda _bundle: boot_firmware(board))
+
+    def record(self) -> BootRecord:
+        from sfupdate.board.control import BootControl
+        return BootControl(self.board().storage).record
+
+    def snapshot(self) -> dict[str, Any]:
+        """Status as the agent reports it, and the hash of every file of the slots, their
+        headers, secure storage and the hardware registers."""
+        return self.running.snapshot()
+
+    @contextlib.contextmanager
+    def unchanged(self) -> Iterator[None]:
+        """The block must leave the device exactly as it found it, and the agent alive."""
+        before = self.snapshot()
+        yield
+        self.running.assert_alive()
+        assert self.snapshot() == before
+
+    def slot_bytes(self, slot: Slot) -> bytes:
+        return (self.root / "slots" / f"{slot.value}.img").read_bytes()
+
+    # --- the attacker's one-liners ---------------------------------------------------------------
+
+    def flip_file(self, relative: str, offset: int, mask: int = 0x40) -> None:
+        path = self.root / relative
+        path.write_bytes(flip(path.read_bytes(), offset, mask))
+
+    def save_secure_storage(self) -> Path:
+        """Copy secure/ away (the attacker can read and write the flash it lives on)."""
+        saved = self.root.parent / f"secure-copy-{len(self._saved)}"
+        shutil.copytree(self.root / "secure", saved)
+        self._saved.append(saved)
+        return saved
+
+    def restore_secure_storage(self, saved: Path) -> None:
+        """Put an old copy back, renamed to the file name the counter register expects."""
+        counter = self.board().storage.write_counter
+        shutil.rmtree(self.root / "secure")
+        shutil.copytree(saved, self.root / "secure")
+        (old,) = (self.root / "secure").glob("store-*")
+        old.rename(self.root / "secure" / f"store-{counter}")
+
+    def trust_store(self) -> TrustStore:
+        return TrustStore.decode(self.board().storage.read(RECORD_TRUST) or b"")
+
+    def _save_trust(self, store: TrustStore) -> None:
+        self.board().storage.write({RECORD_TRUST: store.encode()})
+
+    def add_firmware_anchor(self, key: TrustedKey) -> None:
+        store = self.trust_store()
+        anchor = TrustAnchor.from_key(Role.FIRMWARE, key)
+        self._save_trust(replace(store, anchors=(*store.anchors, anchor),
+                                 version=store.version + 1))
+
+    def revoke(self, key: TrustedKey) -> None:
+        """Mark the anchor of `key` revoked in secure storage (library level)."""
+        store = self.trust_store()
+        anchors = tuple(replace(a, revoked=True) if a.kid == key.kid else a
+                        for a in store.anchors)
+        assert anchors != store.anchors, "no such anchor"
+        self._save_trust(replace(store, anchors=anchors, version=store.version + 1))
+
+
+def process_memory(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (KiB), thread and open-file counts of a process, from /proc."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return {"rss_kib": int(fields["VmRSS"].split()[0]),
+            "hwm_kib": int(fields["VmHWM"].split()[0]),
+            "threads": int(fields["Threads"]),
+            "fds": len(list(Path(f"/proc/{pid}/fd").iterdir()))}
