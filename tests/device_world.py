@@ -135,6 +135,7 @@ class DeviceWorld:
     def stop_agent(self) -> None:
         if self.agent is not None:
             stop_agent(self.agent)
+            self.agent = None
 
     @property
     def running(self) -> RunningAgent:
@@ -187,7 +188,8 @@ class DeviceWorld:
         before = self.snapshot()
         yield
         self.running.assert_alive()
-        assert self.snapshot() == before
+        after = self.snapshot()
+        assert after == before, f"device state changed: {_diff(before, after)}"
 
     def slot_bytes(self, slot: Slot) -> bytes:
         return (self.root / "slots" / f"{slot.value}.img").read_bytes()
@@ -232,6 +234,14 @@ class DeviceWorld:
                         for a in store.anchors)
         assert anchors != store.anchors, "no such anchor"
         self._save_trust(replace(store, anchors=anchors, version=store.version + 1))
+
+
+def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    status = {k: (v, after["status"].get(k)) for k, v in before["status"].items()
+              if after["status"].get(k) != v}
+    files = sorted(set(before["files"]).symmetric_difference(after["files"])
+                   | {k for k, v in before["files"].items() if after["files"].get(k) != v})
+    return {"status": status, "files": files}
 
 
 def process_memory(pid: int) -> dict[str, int]:
