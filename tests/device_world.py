@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,7 @@ from sfupdate.board.sim import SimBoard, create_board, open_board
 from sfupdate.boot.provision import provision
 from sfupdate.boot.rom import boot
 from sfupdate.boot.stage2 import BootResult, boot_firmware
+from sfupdate.errors import AgentBusyError
 from sfupdate.ipc.client import AgentClient, InstallResult
 from sfupdate.keys.files import FileSigner
 from sfupdate.sfui import Digest, TrustedKey, cbor, manifest_digest, suit
@@ -167,6 +169,17 @@ class DeviceWorld:
         """Stream `data` to the agent as the client would (size: the announced total)."""
         chunks = (data[i:i + chunk] for i in range(0, len(data), chunk))
         return self.client().install(chunks, size=len(data) if size == -1 else size)
+
+    def install_when_idle(self, data: bytes, seconds: float = 5.0) -> InstallResult:
+        """Install, retrying while the agent still winds down an abandoned session."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                return self.install(data)
+            except AgentBusyError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def boot(self) -> BootResult:
         """A reboot: the ROM verifies the agent bundle, stage 2 selects and verifies a slot."""

@@ -28,6 +28,7 @@ DEFAULT_TIMEOUT: Final = 30.0
 MAX_DEPTH: Final = 4
 
 _HEADER: Final = struct.Struct(">I")
+_MIN_BUFFER: Final = 4096
 
 
 def decode_map(body: bytes | memoryview) -> dict[str, Any]:
@@ -98,8 +99,11 @@ class Connection:
         self.sock.close()
 
     def _read_exact(self, n: int, deadline: float, at_boundary: bool) -> memoryview:
-        if self._buffer is None:  # allocated once: a fresh 1 MiB buffer per frame costs more
-            self._buffer = memoryview(bytearray(MAX_FRAME))  # than the hashing of its bytes
+        if self._buffer is None or len(self._buffer) < n:
+            # Grown on demand, then reused: a fresh 1 MiB buffer per frame costs more than the
+            # hashing of its bytes, and one allocated up front would cost every connection,
+            # even an idle one, a MiB.
+            self._buffer = memoryview(bytearray(max(n, _MIN_BUFFER)))
         view = self._buffer[:n]
         got = 0
         while got < n:
