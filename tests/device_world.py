@@ -131,6 +131,9 @@ class DeviceWorld:
         return cls(root, socket_dir, author)
 
     def start_agent(self) -> RunningAgent:
+        # An agent killed by a power cut leaves its socket file behind: the helper would take
+        # it for the new agent's socket (the new agent itself would replace it, later).
+        (self.socket_dir / "agent.sock").unlink(missing_ok=True)
         self.agent = start_agent(self.root, self.socket_dir)
         return self.agent
 
