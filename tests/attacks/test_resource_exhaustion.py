@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from sfupdate.errors import AgentBusyError, IpcError, TooLargeError
+from sfupdate.ipc.client import AgentClient
+from sfupdate.ipc.framing import Connection
 from sfupdate.keys.files import FileSigner
 from sfupdate.sfui import cbor
 from tests.agent.support import AGENT_TIMEOUT
@@ -143,6 +145,16 @@ def _connect(world: DeviceWorld) -> socket.socket:
     return sock
 
 
+class LateClient(AgentClient):
+    """A real client that sends its request only after the agent, at its cap, has answered
+    "busy" and hung up: it must still report the agent's reason, not a broken pipe."""
+
+    def _connect(self) -> Connection:
+        conn = super()._connect()
+        time.sleep(0.2)
+        return conn
+
+
 def test_connection_flood_hits_the_cap_and_honest_clients_are_served_after(
         world: DeviceWorld, capsys: pytest.CaptureFixture[str]) -> None:
     from sfupdate.agent.server import MAX_CONNECTIONS
@@ -156,6 +168,8 @@ def test_connection_flood_hits_the_cap_and_honest_clients_are_served_after(
         time.sleep(0.2)
         with pytest.raises(AgentBusyError, match="too many connections"):
             world.client().status()
+        with pytest.raises(AgentBusyError, match="too many connections"):
+            LateClient(world.running.socket).status()
         refused = busy = 0
         for _ in range(300):  # the flood: each gets "busy" at once, or the kernel refuses it
             try:

@@ -69,7 +69,7 @@ class AgentClient:
         report = progress or no_progress
         conn = self._connect()
         try:
-            conn.send(encode_request(InstallBegin(size)))
+            self._send(conn, [cbor.dumps(encode_request(InstallBegin(size)))])
             reply = self._reply(conn)
             if not isinstance(reply, ReadyReply):
                 raise IpcError(f"agent answered install-begin with '{reply.reply}'")
@@ -77,10 +77,10 @@ class AgentClient:
             for piece in _split(chunks, MAX_CHUNK):
                 if conn.readable():  # the agent only speaks early to refuse
                     raise self._unexpected(self._reply(conn))
-                self._send_in_session(conn, chunk_frame(piece))
+                self._send(conn, chunk_frame(piece))
                 done += len(piece)
                 report(done, size if size is not None else done)
-            self._send_in_session(conn, [cbor.dumps(encode_request(InstallEnd()))])
+            self._send(conn, [cbor.dumps(encode_request(InstallEnd()))])
             # The agent answers after it has flushed the slot to storage: allow for that.
             final = self._reply(conn, self.timeout + done / FLUSH_RATE)
             if not isinstance(final, InstalledReply):
@@ -105,7 +105,7 @@ class AgentClient:
     def _status_call(self, request: Request) -> AgentStatus:
         conn = self._connect()
         try:
-            conn.send(encode_request(request))
+            self._send(conn, [cbor.dumps(encode_request(request))])
             reply = self._reply(conn)
         finally:
             conn.close()
@@ -119,11 +119,12 @@ class AgentClient:
             raise reply.to_exception()
         return reply
 
-    def _send_in_session(self, conn: Connection, parts: list[bytes]) -> None:
+    def _send(self, conn: Connection, parts: list[bytes]) -> None:
         try:
             conn.send_parts(parts)
         except IpcError:
-            # The agent may have refused and closed; its reason is waiting to be read.
+            # The agent may have refused and closed before we sent (busy at its connection
+            # cap, or an install refused mid-stream): its reason is waiting to be read.
             raise self._unexpected(self._reply(conn)) from None
 
     @staticmethod
