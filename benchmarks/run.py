@@ -93,7 +93,9 @@ def machine_rows() -> list[list[str]]:
         crypto_ssl = f"{backend.openssl_version_text()} (cryptography: sfu's signatures)"
     except ImportError:
         crypto_ssl = "? (cryptography not importable)"
-    dirty = " (uncommitted changes)" if _command(["git", "status", "--porcelain"]) != "?" else ""
+    changed = [line for line in _command(["git", "status", "--porcelain"]).splitlines()
+               if line != "?" and not line.endswith("RESULTS.md")]
+    dirty = " (uncommitted changes)" if changed else ""
     return [
         ["CPU", _first("/proc/cpuinfo", "model name")],
         ["cores", f"{os.cpu_count()} ({len(os.sched_getaffinity(0))} usable by this process)"],
