@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -62,11 +63,23 @@ def start_agent(board: Path, socket_dir: Path) -> RunningAgent:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"agent failed to start:\n{log.read_text()}")
-        if sock.exists():
+        if _accepts(sock):
             return agent
         time.sleep(0.02)
     stop_agent(agent)
     raise AssertionError("agent did not create its socket in time")
+
+
+def _accepts(sock: Path) -> bool:
+    """The agent listens (its socket file appears at bind(), a moment before listen())."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(sock))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
 
 
 def stop_agent(agent: RunningAgent) -> None:
