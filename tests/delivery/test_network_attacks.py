@@ -29,6 +29,7 @@ from tests.delivery.netsim import (
     drip,
     drop_once,
     endless,
+    pause_halfway,
     serve,
     stall_after,
     target_path,
@@ -53,13 +54,14 @@ def test_wrong_bytes_from_server_are_refused(world: RepoWorld, hostile: Hostile,
 
 def test_garbage_from_server_is_refused_by_the_agent(world: RepoWorld, hostile: Hostile,
                                                      device: Device) -> None:
-    """E.g. a captive portal's HTML page instead of the image: the agent refuses it at the
-    first bytes, before the client could compare digests."""
+    """E.g. a captive portal's HTML page instead of the image: the agent refuses it as soon
+    as its first bytes reach it, before the client could compare digests (the pause makes
+    the client hand over what it holds before the rest arrives)."""
     image = world.image(2)
     tree = world.publish(image)
     server = hostile(tree)
     page = b"<html><body>Please log in to the hotel Wi-Fi</body></html>"
-    server.routes[target_path(image)] = serve(page.ljust(image.stat().st_size))
+    server.routes[target_path(image)] = pause_halfway(page.ljust(image.stat().st_size), 0.3)
     with pytest.raises(errors.FormatError, match=r"CBOR|SFUI"):
         update(world.index(server.url), device)
     device.assert_unchanged()

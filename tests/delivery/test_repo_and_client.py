@@ -193,8 +193,9 @@ def test_client_commands_check_then_update(tmp_path: Path, world: RepoWorld, dev
     captured = capsys.readouterr()
     assert "installed sequence 3 into slot B" in captured.out
     progress_lines = [line for line in captured.err.splitlines() if "updating:" in line]
-    assert len(progress_lines) >= 3  # plain lines, not a bar: stderr is not a terminal
-    assert progress_lines[-1].startswith("sfu: updating: 100% (0.2 of 0.2 MiB)")
+    assert progress_lines  # plain lines, not a bar: stderr is not a terminal
+    assert all(line.startswith("sfu: updating: ") for line in progress_lines)
+    assert progress_lines[-1] == "sfu: updating: 100% (0.2 of 0.2 MiB)"
     device.assert_trial(3)
     device.update_to(3)
     assert main(["client", "check", *common]) == 0
