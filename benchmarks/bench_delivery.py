@@ -209,6 +209,24 @@ def time_update(url: str, repo: Path, sock: Path, work: Path, runs: int) -> tupl
     return statistics.median(times), max(peaks)
 
 
+def time_check(url: str, repo: Path, sock: Path, work: Path, runs: int) -> float:
+    """Median wall time of `sfu client check` (fresh state): the fixed part of an update,
+    i.e. interpreter start-up, index refresh and the agent's status, without the image."""
+    times = []
+    for i in range(runs):
+        state = work / f"check-state-{i}"
+        start = time.perf_counter()
+        result = subprocess.run(
+            [sys.executable, "-m", "sfupdate.cli.main", "client", "check", "--repo", url,
+             "--socket", str(sock), "--trusted-root", str(repo / "metadata" / "1.root.json"),
+             "--state-dir", str(state)], capture_output=True, text=True, check=False)
+        times.append(time.perf_counter() - start)
+        if result.returncode != 100:
+            raise RuntimeError(f"client check failed ({result.returncode}): {result.stderr}")
+        shutil.rmtree(state)
+    return statistics.median(times)
+
+
 def run(size_mib: int = 256, runs: int = 3) -> str:
     rows = []
     with tempfile.TemporaryDirectory(prefix="sfu-bench-delivery-") as tmp:
@@ -220,15 +238,17 @@ def run(size_mib: int = 256, runs: int = 3) -> str:
             agent_idle = vm_hwm_kib(agent_pid)
             for name, base in (("sfu serve", serve_url), ("nginx", nginx_url)):
                 if base is None:
-                    rows.append([name, "not installed", "", "", "", ""])
+                    rows.append([name, "not installed", "", "", "", "", "", ""])
                     continue
                 curl = time_curl(target_url(base, repo), runs)
                 update, client_rss = time_update(base, repo, sock, work, runs)
-                rows.append([name, f"{update:.2f}", f"{curl:.2f}", f"{update / curl:.1f}",
+                fixed = time_check(base, repo, sock, work, runs)
+                rows.append([name, f"{update:.2f}", f"{fixed:.2f}", f"{curl:.2f}",
+                             f"{update / curl:.1f}", f"{(update - fixed) / curl:.1f}",
                              f"{file_size / MIB / update:.0f}", f"{client_rss / 1024:.0f}"])
             agent_peak = vm_hwm_kib(agent_pid)
-    header = ["server", "full update s (median)", "curl -o /dev/null s", "ratio",
-              "update MiB/s", "client peak RSS MiB"]
+    header = ["server", "full update s (median)", "of which fixed s", "curl -o /dev/null s",
+              "ratio", "ratio without fixed", "update MiB/s", "client peak RSS MiB"]
     return (f"### Delivery: full update of a {size_mib} MiB image over loopback HTTP "
             f"({machine()}, {runs} runs)\n\n"
             + table(header, rows)
@@ -238,8 +258,10 @@ def run(size_mib: int = 256, runs: int = 3) -> str:
             "refresh, download, hash against the index, IPC to the running agent, which "
             "authenticates the SFUI, writes the payload into the slot while hashing it, "
             "fsyncs it and records the trial;\n"
+            "fixed = `sfu client check` (start-up, index refresh, agent status: what an update "
+            "costs whatever the image size);\n"
             "ratio = full update time / curl time for the same file from the same server in "
-            "the same run.\n")
+            "the same run; without fixed: (update - fixed) / curl.\n")
 
 
 def main() -> None:
