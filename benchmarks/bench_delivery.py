@@ -1,21 +1,24 @@
-"""Download a generated SFUI over loopback HTTP through the client into a verifying sink.
+"""A full update over loopback HTTP: server -> `sfu client update` -> agent -> slot (fsync).
 
-    python benchmarks/bench_delivery.py [--size 256] [--runs 3]
+    python benchmarks/bench_delivery.py [--size-mib 256] [--runs 3]
 
-The client refreshes the TUF index, streams the image (hashing it against the index) into
-the test sink, which authenticates it with EnvelopeReader and writes the payload to a file
-with fsync — the agent's work minus the IPC hop. Servers: `sfu serve`, and nginx if it is
-installed. Reference: `curl -o /dev/null` of the same file from the same server in the
-same run. Also the client process's peak RSS (flat memory: it must not grow with --size).
+A generated image (random bytes) is signed and published in a repository; a sim board is
+provisioned with v1 and a real `sfu agent serve` runs on it. Each run is one
+`sfu client update` process: TUF index refresh, download, hash against the index, IPC to
+the agent, which authenticates the SFUI, checks policy, writes the payload into the slot
+while hashing it, fsyncs it and records the trial. Servers: `sfu serve`, and nginx if it is
+installed. Reference: `curl -o /dev/null` of the same file from the same server in the same
+run. Also the peak RSS (VmHWM) of the client process and of the agent (flat memory: neither
+may grow with the image size).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -26,54 +29,52 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-MIB = 1024 * 1024
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import machine, make_random_file, table
+
+MIB = 1024 * 1024
+VENDOR, CLASS = "example.com", "bench-board"
+
+# The client as a device runs it, plus its own peak RSS (VmHWM; see common.py for why).
 _CLIENT = """
-import resource, sys, uuid
-from pathlib import Path
-sys.path.insert(0, sys.argv[1])
-from sfupdate.client import HttpSource, RepositoryIndex, update
-from sfupdate.keys import load_public_key
-from tests.device_sink import VerifyingSink
-url, state, trusted_root, key, out, vendor, klass = sys.argv[2:9]
-sink = VerifyingSink(load_public_key(Path(key)), Path(out), uuid.UUID(vendor), uuid.UUID(klass))
-index = RepositoryIndex(HttpSource(url), Path(state), Path(trusted_root))
-result = update(index, sink)
-assert result.installed is not None, "nothing installed"
-print("maxrss_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+import sys
+from sfupdate.cli.main import main
+code = main(sys.argv[1:])
+with open("/proc/self/status") as status:
+    hwm = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+print("maxrss_kib", hwm, file=sys.stderr)
+sys.exit(code)
 """
 
 
-def make_firmware(path: Path, size: int) -> None:
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            n = min(MIB, left)
-            f.write(os.urandom(n))
-            left -= n
+def _sfu(*args: str | Path) -> None:
+    subprocess.run([sys.executable, "-m", "sfupdate.cli.main", *map(str, args)], check=True,
+                   stdout=subprocess.DEVNULL)
 
 
-def build_repository(work: Path, size: int) -> tuple[Path, Path, str, str]:
-    """(repository dir, key file, vendor uuid, class uuid) with one published image."""
-    from sfupdate import keys
-    from sfupdate.author import ImageSpec, sign_firmware
-    from sfupdate.repo import Repository
-    from sfupdate.sfui import class_uuid, vendor_uuid
-
-    key = work / "key.pem"
-    keys.write_private_key(keys.generate_private_key("ES256"), key)
-    vendor = vendor_uuid("example.com")
-    klass = class_uuid(vendor, "bench-board")
-    firmware, sfui = work / "fw.bin", work / "fw.sfui"
-    make_firmware(firmware, size)
-    sign_firmware(firmware, sfui, keys.load_signer(key), ImageSpec(2, vendor, klass, "2.0"))
-    firmware.unlink()
-    repo = Repository.init(work / "repo", key)
-    repo.add(sfui)
-    repo.publish()
-    sfui.unlink()
-    return work / "repo", key, str(vendor), str(klass)
+def build_world(work: Path, size: int) -> tuple[Path, Path]:
+    """(repository with one published image of `size` bytes, provisioned board)."""
+    _sfu("keys", "generate", "--alg", "ES256", "-o", work / "author.key")
+    _sfu("keys", "public", work / "author.key", "-o", work / "author.pub")
+    _sfu("keys", "generate", "--alg", "ES256", "-o", work / "repo.key")
+    (work / "v1.bin").write_bytes(b"v1" * 4096)
+    make_random_file(work / "v2.bin", size)
+    for name, sequence in (("v1", 1), ("v2", 2)):
+        _sfu("sign", work / f"{name}.bin", "--key", work / "author.key", "--sequence",
+             str(sequence), "--vendor", VENDOR, "--class", CLASS, "-o", work / f"{name}.sfui")
+        (work / f"{name}.bin").unlink()
+    board = work / "board"
+    slot_size = -(-(size + MIB) // MIB) * MIB
+    _sfu("board", "create", board, "--slot-size", str(slot_size))
+    _sfu("board", "provision", board, "--trust", work / "author.pub", "--vendor", VENDOR,
+         "--class", CLASS, "--firmware", work / "v1.sfui")
+    repo = work / "repo"
+    _sfu("repo", "init", repo, "--key", work / "repo.key")
+    _sfu("repo", "add", repo, work / "v2.sfui")
+    _sfu("repo", "publish", repo)
+    (work / "v2.sfui").unlink()
+    return repo, board
 
 
 def _free_port() -> int:
@@ -96,18 +97,26 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("server did not listen within 10 s")
 
 
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextmanager
 def sfu_serve(repo: Path, work: Path) -> Iterator[str]:
     port = _free_port()
     with open(work / "serve.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "sfupdate.cli.main", "serve", str(repo),
                                  "--port", str(port)], stdout=log, stderr=log)
-        try:
-            _wait_listening(port, proc)
-            yield f"http://127.0.0.1:{port}/"
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    try:
+        _wait_listening(port, proc)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        _stop(proc)
 
 
 @contextmanager
@@ -135,13 +144,39 @@ def nginx(repo: Path, work: Path) -> Iterator[str | None]:
         _wait_listening(port, proc)
         yield f"http://127.0.0.1:{port}/"
     finally:
-        proc.terminate()
-        proc.wait(10)
+        _stop(proc)
+
+
+@contextmanager
+def agent(board: Path, work: Path) -> Iterator[tuple[Path, int]]:
+    """A running `sfu agent serve`: (socket, pid)."""
+    sock = work / "agent.sock"
+    with open(work / "agent.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "sfupdate.cli.main", "agent", "serve",
+                                 "--board", str(board), "--socket", str(sock)],
+                                stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while subprocess.run([sys.executable, "-m", "sfupdate.cli.main", "agent", "status",
+                              "--socket", str(sock)], capture_output=True).returncode:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"agent did not start: {(work / 'agent.log').read_text()}")
+            time.sleep(0.1)
+        yield sock, proc.pid
+    finally:
+        _stop(proc)
+
+
+def vm_hwm_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc status")
 
 
 def target_url(base: str, repo: Path) -> str:
-    [name] = [p.name for p in (repo / "targets").iterdir() if re.fullmatch(r"[0-9a-f]{64}\..*",
-                                                                          p.name)]
+    [name] = [p.name for p in (repo / "targets").iterdir()
+              if re.fullmatch(r"[0-9a-f]{64}\..*", p.name)]
     return f"{base}targets/{name}"
 
 
@@ -154,60 +189,87 @@ def time_curl(url: str, runs: int) -> float:
     return statistics.median(times)
 
 
-def time_client(url: str, repo: Path, key: Path, vendor: str, klass: str, work: Path,
-                runs: int) -> tuple[float, int]:
+def time_update(url: str, repo: Path, sock: Path, work: Path, runs: int) -> tuple[float, int]:
+    """Median wall time of `sfu client update` (a fresh client state each run, so each one
+    bootstraps the index from the trusted root) and its largest peak RSS in KiB. Every run
+    installs the image again into the same inactive slot, as a new trial."""
     times, peaks = [], []
     for i in range(runs):
-        state, out = work / f"state-{i}", work / f"device-{i}"
-        out.mkdir()
+        state = work / f"client-state-{i}"
         start = time.perf_counter()
         result = subprocess.run(
-            [sys.executable, "-c", _CLIENT, str(ROOT), url, str(state),
-             str(repo / "metadata" / "1.root.json"), str(key), str(out), vendor, klass],
-            capture_output=True, text=True, check=False)
+            [sys.executable, "-c", _CLIENT, "client", "update", "--repo", url, "--socket",
+             str(sock), "--trusted-root", str(repo / "metadata" / "1.root.json"),
+             "--state-dir", str(state)], capture_output=True, text=True, check=False)
         times.append(time.perf_counter() - start)
-        if result.returncode != 0:
-            raise RuntimeError(f"client failed: {result.stderr.strip()}")
-        peaks.append(int(result.stdout.split("maxrss_kib")[-1].split()[0]))
-        shutil.rmtree(out)
+        if result.returncode != 0 or "installed sequence 2" not in result.stdout:
+            raise RuntimeError(f"client failed ({result.returncode}): {result.stderr.strip()}")
+        peaks.append(int(result.stderr.split("maxrss_kib")[-1].split()[0]))
         shutil.rmtree(state)
     return statistics.median(times), max(peaks)
 
 
-def run(size_mib: int, runs: int) -> str:
-    sys.path.insert(0, str(ROOT / "src"))
+def time_check(url: str, repo: Path, sock: Path, work: Path, runs: int) -> float:
+    """Median wall time of `sfu client check` (fresh state): the fixed part of an update,
+    i.e. interpreter start-up, index refresh and the agent's status, without the image."""
+    times = []
+    for i in range(runs):
+        state = work / f"check-state-{i}"
+        start = time.perf_counter()
+        result = subprocess.run(
+            [sys.executable, "-m", "sfupdate.cli.main", "client", "check", "--repo", url,
+             "--socket", str(sock), "--trusted-root", str(repo / "metadata" / "1.root.json"),
+             "--state-dir", str(state)], capture_output=True, text=True, check=False)
+        times.append(time.perf_counter() - start)
+        if result.returncode != 100:
+            raise RuntimeError(f"client check failed ({result.returncode}): {result.stderr}")
+        shutil.rmtree(state)
+    return statistics.median(times)
+
+
+def run(size_mib: int = 256, runs: int = 3) -> str:
     rows = []
     with tempfile.TemporaryDirectory(prefix="sfu-bench-delivery-") as tmp:
         work = Path(tmp)
-        repo, key, vendor, klass = build_repository(work, size_mib * MIB)
+        repo, board = build_world(work, size_mib * MIB)
         file_size = sum(p.stat().st_size for p in (repo / "targets").iterdir())
-        with sfu_serve(repo, work) as serve_url, nginx(repo, work) as nginx_url:
+        with agent(board, work) as (sock, agent_pid), sfu_serve(repo, work) as serve_url, \
+                nginx(repo, work) as nginx_url:
+            agent_idle = vm_hwm_kib(agent_pid)
             for name, base in (("sfu serve", serve_url), ("nginx", nginx_url)):
                 if base is None:
-                    rows.append([name, "not installed", "", "", ""])
+                    rows.append([name, "not installed", "", "", "", "", "", ""])
                     continue
                 curl = time_curl(target_url(base, repo), runs)
-                client, rss = time_client(base, repo, key, vendor, klass, work, runs)
-                rows.append([name, f"{client:.2f}", f"{curl:.2f}", f"{client / curl:.1f}",
-                             f"{file_size / MIB / client:.0f}", f"{rss / 1024:.0f}"])
-    header = ["server", "client -> sink s (median)", "curl -o /dev/null s", "ratio",
-              "client MiB/s", "client peak RSS MiB"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return (f"### Delivery: {size_mib} MiB SFUI over loopback HTTP ({platform.machine()}, "
-            f"{os.cpu_count()} cores, Python {platform.python_version()})\n\n"
-            + "\n".join(lines)
-            + "\n\nclient = index refresh + download + index hash + sink (authenticate, payload "
-            "digest, write, fsync), one process;\nratio = client time / curl time for the "
-            "same file from the same server in the same run.\n")
+                update, client_rss = time_update(base, repo, sock, work, runs)
+                fixed = time_check(base, repo, sock, work, runs)
+                rows.append([name, f"{update:.2f}", f"{fixed:.2f}", f"{curl:.2f}",
+                             f"{update / curl:.1f}", f"{(update - fixed) / curl:.1f}",
+                             f"{file_size / MIB / update:.0f}", f"{client_rss / 1024:.0f}"])
+            agent_peak = vm_hwm_kib(agent_pid)
+    header = ["server", "full update s (median)", "of which fixed s", "curl -o /dev/null s",
+              "ratio", "ratio without fixed", "update MiB/s", "client peak RSS MiB"]
+    return (f"### Delivery: full update of a {size_mib} MiB image over loopback HTTP "
+            f"({machine()}, {runs} runs)\n\n"
+            + table(header, rows)
+            + f"\n\nAgent peak RSS: {agent_peak / 1024:.0f} MiB over all runs "
+            f"(idle {agent_idle / 1024:.0f} MiB).\n\n"
+            "full update = one `sfu client update` process: interpreter start-up, TUF index "
+            "refresh, download, hash against the index, IPC to the running agent, which "
+            "authenticates the SFUI, writes the payload into the slot while hashing it, "
+            "fsyncs it and records the trial;\n"
+            "fixed = `sfu client check` (start-up, index refresh, agent status: what an update "
+            "costs whatever the image size);\n"
+            "ratio = full update time / curl time for the same file from the same server in "
+            "the same run; without fixed: (update - fixed) / curl.\n")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--size", type=int, default=256, help="image size in MiB")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mib", type=int, default=256, help="image size in MiB")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    print(run(args.size, args.runs))
+    print(run(args.size_mib, args.runs))
 
 
 if __name__ == "__main__":

@@ -16,11 +16,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+# VmHWM, not getrusage's ru_maxrss: Python starts children with vfork, and ru_maxrss keeps the
+# parent's high-water mark across exec, so it would report the benchmark's own peak.
 _MEASURED = """
-import resource, sys
+import sys
 from sfupdate.cli.main import main
 code = main(sys.argv[1:])
-print("maxrss_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+with open("/proc/self/status") as status:
+    hwm = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+print("maxrss_kib", hwm, file=sys.stderr)
 sys.exit(code)
 """
 

@@ -6,6 +6,8 @@ Each seed is prefixed with the target-selector byte the harness expects.
 from __future__ import annotations
 
 import hashlib
+import json
+import struct
 import sys
 import tempfile
 from pathlib import Path
@@ -13,8 +15,22 @@ from pathlib import Path
 import cbor2
 
 from sfupdate.author import ImageSpec, sign_firmware
+from sfupdate.ipc.messages import (
+    ConfirmRequest,
+    ErrorReply,
+    InstallBegin,
+    InstalledReply,
+    InstallEnd,
+    InstallResult,
+    ReadyReply,
+    RejectTrialRequest,
+    StatusRequest,
+    chunk_frame,
+    encode_reply,
+    encode_request,
+)
 from sfupdate.keys import load_signer
-from sfupdate.sfui import class_uuid, vendor_uuid
+from sfupdate.sfui import cbor, class_uuid, vendor_uuid
 
 ROOT = Path(__file__).parent
 EXAMPLES = ROOT.parent / "tests" / "data" / "suit-examples"
@@ -48,6 +64,36 @@ def sfui_seeds() -> None:
         write(corpus, b"\x00" + out.read_bytes())
 
 
+def ipc_seeds() -> None:
+    corpus = ROOT / "corpus" / "ipc"
+    frames = [cbor.dumps(encode_request(r)) for r in (
+        StatusRequest(), InstallBegin(1234), InstallBegin(None), InstallEnd(),
+        ConfirmRequest(), RejectTrialRequest())]
+    frames.append(b"".join(chunk_frame(b"chunk data")))
+    framed = [struct.pack(">I", len(f)) + f for f in frames]
+    write(corpus, b"\x00" + b"".join(framed))  # a whole session
+    for frame in framed:
+        write(corpus, b"\x00" + frame)
+    for reply in (ReadyReply(), ErrorReply("DowngradeError", "sequence 1 is not above 2"),
+                  InstalledReply(InstallResult("B", 2, "ab" * 32))):
+        write(corpus, b"\x01" + cbor.dumps(encode_reply(reply)))
+
+
+def index_seeds() -> None:
+    """The metadata files of a freshly published repository, one per selector."""
+    import fuzz_index  # builds a repository on import
+
+    corpus = ROOT / "corpus" / "index"
+    for selector, path in enumerate(fuzz_index.FILES):
+        write(corpus, bytes([selector]) + fuzz_index.PRISTINE[path])
+    targets = json.loads(fuzz_index.PRISTINE[fuzz_index.FILES[2]])["signed"]["targets"]
+    for info in targets.values():
+        write(corpus, b"\x03" + json.dumps(info).encode())
+
+
 if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
     sfui_seeds()
+    ipc_seeds()
+    index_seeds()
     sys.exit(0)

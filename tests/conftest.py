@@ -1,17 +1,23 @@
-"""Shared fixtures: keys and a builder for signed images."""
+"""Shared fixtures: keys, a builder for signed images, and a device (a provisioned sim board
+with a real agent process on a real Unix socket) for every test that needs one."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from sfupdate import keys
 from sfupdate.author import ImageSpec, sign_firmware
+from sfupdate.board.sim import create_board
+from sfupdate.boot.provision import provision
 from sfupdate.keys.files import FileSigner
 from sfupdate.sfui import TrustedKey, class_uuid, vendor_uuid
+from tests.agent.support import FIRMWARE_V1, SLOT_SIZE, RunningAgent, start_agent, stop_agent
 
 VENDOR = vendor_uuid("example.com")
 CLASS = class_uuid(VENDOR, "demo-board")
@@ -53,3 +59,37 @@ def sign_image(tmp_path: Path, es256_signer: FileSigner) -> SignImage:
         return out
 
     return make
+
+
+# --- a device: a provisioned sim board and a real agent process --------------------------------
+
+
+@pytest.fixture
+def board_dir(tmp_path: Path, sign_image: SignImage, es256_trusted: TrustedKey) -> Path:
+    """A board provisioned with sequence 1 confirmed in slot A, trusting es256_signer."""
+    root = tmp_path / "board"
+    board = create_board(root, SLOT_SIZE)
+    provision(board, [es256_trusted], "example.com", "demo-board",
+              sign_image(payload=FIRMWARE_V1, sequence=1))
+    return root
+
+
+@pytest.fixture
+def socket_dir() -> Iterator[Path]:
+    """A short directory for sockets (sun_path is limited to 108 bytes; tmp_path can be
+    longer)."""
+    path = Path(tempfile.mkdtemp(prefix="sfu-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def agent(board_dir: Path, socket_dir: Path) -> Iterator[RunningAgent]:
+    """`sfu agent serve` on board_dir; checked to be still alive after the test, then
+    stopped."""
+    running = start_agent(board_dir, socket_dir)
+    try:
+        yield running
+        running.assert_alive()
+    finally:
+        stop_agent(running)

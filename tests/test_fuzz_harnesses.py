@@ -15,7 +15,7 @@ import pytest
 
 FUZZ = Path(__file__).parent.parent / "fuzz"
 HARNESSES = sorted(p.stem for p in FUZZ.glob("fuzz_*.py"))
-SMOKE_SECONDS = 8
+SMOKE_SECONDS = 6
 
 
 @pytest.mark.parametrize("harness", HARNESSES)

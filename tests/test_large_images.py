@@ -14,11 +14,15 @@ from sfupdate import keys
 FIVE_GIB = 5 * 1024**3
 RSS_LIMIT_KIB = 64 * 1024
 
+# Peak RSS from /proc/self/status VmHWM: ru_maxrss is not usable here, because Python starts
+# children with vfork and the child's ru_maxrss then includes the parent's (pytest's) peak.
 _MEASURED = """
-import resource, sys
+import sys
 from sfupdate.cli.main import main
 code = main(sys.argv[1:])
-print("maxrss_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+with open("/proc/self/status") as f:
+    hwm = next(line.split()[1] for line in f if line.startswith("VmHWM:"))
+print("maxrss_kib", hwm, file=sys.stderr)
 sys.exit(code)
 """
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from sfupdate.board.control import BootControl
 from sfupdate.board.sim import open_board
-from sfupdate.errors import AgentBusyError
+from sfupdate.errors import AgentBusyError, IpcError
 from sfupdate.ipc.client import AgentClient, AgentStatus, InstallResult
 
 SLOT_SIZE = 256 * 1024
@@ -62,8 +62,12 @@ def start_agent(board: Path, socket_dir: Path) -> RunningAgent:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"agent failed to start:\n{log.read_text()}")
-        if sock.exists():
-            return agent
+        if sock.exists():  # bound; ready once it answers (listen() follows bind())
+            try:
+                agent.client(timeout=2.0).status()
+                return agent
+            except IpcError:
+                pass
         time.sleep(0.02)
     stop_agent(agent)
     raise AssertionError("agent did not create its socket in time")

@@ -1,4 +1,5 @@
-"""Fixtures for the delivery tests: a repository world, hostile servers, a verifying sink."""
+"""Fixtures for the delivery tests: a repository world, hostile servers, and the device: a real
+agent process on a provisioned sim board (the `agent` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,11 @@ from pathlib import Path
 import pytest
 
 from sfupdate import keys
-from sfupdate.keys.files import FileSigner
 from sfupdate.repo import RepoServer
-from sfupdate.sfui import TrustedKey
-from tests.conftest import CLASS, VENDOR, SignImage
+from tests.agent.support import RunningAgent
+from tests.conftest import SignImage
+from tests.delivery.device import Device
 from tests.delivery.netsim import HostileServer, RepoWorld
-from tests.device_sink import VerifyingSink
 
 
 @pytest.fixture
@@ -30,11 +30,9 @@ def world(tmp_path: Path, repo_key: Path, sign_image: SignImage) -> RepoWorld:
 
 
 @pytest.fixture
-def sink(tmp_path: Path, es256_signer: FileSigner) -> VerifyingSink:
-    out = tmp_path / "device"
-    out.mkdir()
-    return VerifyingSink(TrustedKey(es256_signer.public_key), out, VENDOR, CLASS,
-                         running_sequence=1, rollback_floor=1)
+def device(agent: RunningAgent) -> Device:
+    """The device the client updates: sequence 1 confirmed in slot A, floor 1."""
+    return Device(agent)
 
 
 @pytest.fixture

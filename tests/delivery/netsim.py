@@ -155,6 +155,18 @@ def serve(data: bytes) -> Behaviour:
     return run
 
 
+def pause_halfway(data: bytes, pause: float) -> Behaviour:
+    """The first half, a pause (shorter than the client's read timeout), the rest."""
+    def run(h: _Handler, start: int) -> None:
+        h.head(200, {"Content-Length": str(len(data))})
+        h.wfile.write(data[:len(data) // 2])
+        h.wfile.flush()
+        if h.server.owner.stopping.wait(pause):
+            return
+        h.wfile.write(data[len(data) // 2:])
+    return run
+
+
 def endless(prefix: bytes) -> Behaviour:
     """The file's bytes, then more, forever (no Content-Length: it ends when we stop)."""
     def run(h: _Handler, start: int) -> None:

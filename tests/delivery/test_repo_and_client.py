@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,11 +12,11 @@ import pytest
 from sfupdate import errors
 from sfupdate.cli.main import main
 from sfupdate.client import FileSource, RepositoryIndex, check, install_file, update
-from sfupdate.repo import Repository
+from sfupdate.repo import RepoServer, Repository
 from sfupdate.sfui import class_uuid
 from tests.conftest import CLASS, VENDOR, SignImage
+from tests.delivery.device import Device
 from tests.delivery.netsim import FAST, RepoWorld
-from tests.device_sink import VerifyingSink
 
 OTHER_CLASS = class_uuid(VENDOR, "other-board")
 
@@ -79,49 +81,60 @@ def test_trusted_metadata_persists_between_runs(world: RepoWorld) -> None:
     assert [c.sequence for c in again.refresh()] == [2]
 
 
-def test_update_picks_the_newest_image_for_this_device_class(
-        world: RepoWorld, sink: VerifyingSink) -> None:
+def test_update_picks_the_newest_image_for_this_device_class(world: RepoWorld,
+                                                            device: Device) -> None:
     world.publish(world.image(2), world.image(3), world.image(9, klass=OTHER_CLASS))
     progress: list[tuple[int, int]] = []
-    result = update(local_index(world), sink, progress=lambda d, t: progress.append((d, t)))
+    result = update(local_index(world), device, progress=lambda d, t: progress.append((d, t)))
     assert result.check.available is not None and result.check.available.sequence == 3
     assert result.installed is not None and result.installed.sequence == 3
     assert progress[-1][0] == progress[-1][1] == result.check.available.length
+    device.assert_trial(3)
 
 
-def test_check_says_up_to_date_when_nothing_is_newer(world: RepoWorld,
-                                                     sink: VerifyingSink) -> None:
+def test_check_says_up_to_date_when_nothing_is_newer(world: RepoWorld, device: Device) -> None:
     world.publish(world.image(2), world.image(3))
-    sink.running_sequence = 3
-    result = check(local_index(world), sink)
+    assert update(local_index(world), device).installed is not None
+    device.update_to(3)
+    result = check(local_index(world), device)
     assert result.available is None and result.to_json()["update_available"] is False
-    assert update(local_index(world), sink).installed is None
-    assert sink.attempts == 0
+    assert result.running_sequence == result.rollback_floor == 3
+    assert update(local_index(world), device).installed is None
+    assert device.sessions == 1
 
 
 def test_images_below_the_rollback_floor_are_not_offered(world: RepoWorld,
-                                                         sink: VerifyingSink) -> None:
-    world.publish(world.image(2), world.image(3))
-    sink.rollback_floor = 3
-    assert check(local_index(world), sink).available is None
+                                                         device: Device) -> None:
+    """Once 3 is confirmed, an index still listing 2 offers nothing; and 2 forced in from
+    local media is refused by the agent as a downgrade."""
+    two, three = world.image(2), world.image(3)
+    world.publish(three)
+    update(local_index(world), device)
+    device.update_to(3)
+    world.publish(two)
+    assert check(local_index(world), device).available is None
+    confirmed = device.status()
+    with pytest.raises(errors.DowngradeError, match="not above"):
+        install_file(two, device)
+    assert device.status() == confirmed
 
 
-def test_update_from_local_media(sign_image: SignImage, sink: VerifyingSink) -> None:
+def test_update_from_local_media(sign_image: SignImage, device: Device) -> None:
     image = sign_image(b"v2" * 5000, sequence=2)
-    installed = install_file(image, sink)
+    installed = install_file(image, device)
     assert installed.sequence == 2
-    assert sink.slot_file.read_bytes() == b"v2" * 5000
+    device.assert_trial(2, hashlib.sha256(b"v2" * 5000).hexdigest())
 
 
 def test_tampered_image_from_local_media_is_refused(sign_image: SignImage,
-                                                    sink: VerifyingSink) -> None:
+                                                    device: Device) -> None:
     image = sign_image(b"v2" * 5000, sequence=2)
     data = bytearray(image.read_bytes())
     data[-100] ^= 1
     image.write_bytes(bytes(data))
     with pytest.raises(errors.PayloadDigestError):
-        install_file(image, sink)
-    assert sink.installed == [] and not sink.slot_file.exists()
+        install_file(image, device)
+    device.assert_unchanged()
 
 
 # --- command line ----------------------------------------------------------------------------
@@ -163,26 +176,29 @@ def test_client_reports_an_unreachable_agent(tmp_path: Path, world: RepoWorld,
     assert capsys.readouterr().err.startswith("sfu: error: ")
 
 
-def test_client_commands_check_then_update(tmp_path: Path, world: RepoWorld,
-                                           sink: VerifyingSink,
-                                           monkeypatch: pytest.MonkeyPatch,
+def test_client_commands_check_then_update(tmp_path: Path, world: RepoWorld, device: Device,
+                                           dev_server: Callable[[Path], RepoServer],
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    """The CLI wiring with the verifying sink in place of the socket's agent."""
+    """`sfu client check/update` over HTTP from `sfu serve`, into the real agent's socket."""
     from sfupdate.cli import delivery_cmds
 
-    monkeypatch.setattr(delivery_cmds, "_agent", lambda socket: sink)
-    world.publish(world.image(2), world.image(3, size=1_000_000))
-    common = ["--repo", str(world.dir), "--socket", str(tmp_path / "s"), "--state-dir",
-              str(tmp_path / "state"), "--trusted-root", str(world.trusted_root)]
+    world.publish(world.image(2), world.image(3, size=240_000))
+    common = ["--repo", dev_server(world.dir).url, "--socket", str(device.agent.socket),
+              "--state-dir", str(tmp_path / "state"), "--trusted-root", str(world.trusted_root)]
     assert main(["client", "check", *common, "--json"]) == delivery_cmds.EXIT_UPDATE_AVAILABLE
     report = json.loads(capsys.readouterr().out)
     assert report["update_available"] is True and report["available"]["sequence"] == 3
+    assert (report["running_sequence"], report["rollback_floor"]) == (1, 1)
     assert main(["client", "update", *common]) == 0
     captured = capsys.readouterr()
     assert "installed sequence 3 into slot B" in captured.out
     progress_lines = [line for line in captured.err.splitlines() if "updating:" in line]
-    assert len(progress_lines) >= 3  # plain lines, not a bar: stderr is not a terminal
-    assert progress_lines[-1].startswith("sfu: updating: 100% (1.0 of 1.0 MiB)")
-    sink.running_sequence = 3
+    assert progress_lines  # plain lines, not a bar: stderr is not a terminal
+    assert all(line.startswith("sfu: updating: ") for line in progress_lines)
+    assert progress_lines[-1] == "sfu: updating: 100% (0.2 of 0.2 MiB)"
+    device.assert_trial(3)
+    device.update_to(3)
     assert main(["client", "check", *common]) == 0
+    assert capsys.readouterr().out.startswith("up to date: device runs sequence 3")
+    assert main(["client", "update", *common]) == 0
     assert capsys.readouterr().out.startswith("up to date: device runs sequence 3")

@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sfupdate.client import update
+from sfupdate.client import check, update
 from sfupdate.repo import RepoServer
 from sfupdate.repo.server import parse_range
+from tests.delivery.device import Device
 from tests.delivery.netsim import RepoWorld, target_path
-from tests.device_sink import VerifyingSink
 
 DevServer = Callable[[Path], RepoServer]
 
@@ -113,12 +113,13 @@ def test_range_parsing_edge_cases() -> None:
 
 
 def test_device_updates_from_the_dev_server(world: RepoWorld, dev_server: DevServer,
-                                            sink: VerifyingSink) -> None:
+                                            device: Device) -> None:
     image = world.image(2)
     world.publish(image)
     server = dev_server(world.dir)
-    result = update(world.index(server.url), sink)
+    result = update(world.index(server.url), device)
     assert result.installed is not None and result.installed.sequence == 2
+    device.assert_trial(2)
     lines: list[str] = server.lines  # type: ignore[attr-defined]
     deadline = time.monotonic() + 5
     while not any(target_path(image) in line for line in lines) and time.monotonic() < deadline:
@@ -207,13 +208,17 @@ def nginx(tmp_path: Path) -> Iterator[Callable[[Path], str]]:
 
 
 def test_device_updates_from_nginx(world: RepoWorld, nginx: Callable[[Path], str],
-                                   sink: VerifyingSink) -> None:
+                                   device: Device) -> None:
+    """The whole device story from a stock nginx serving the tree: the client updates the
+    real agent, the trial boots healthy and is confirmed; the floor rises."""
     image = world.image(2)
     world.publish(world.image(1), image)
     url = nginx(world.dir)
-    result = update(world.index(url), sink)
+    result = update(world.index(url), device)
     assert result.installed is not None and result.installed.sequence == 2
-    assert sink.slot_file.exists()
+    device.assert_trial(2)
+    device.update_to(2)
+    assert check(world.index(url), device).available is None
     # nginx honours Range on the same tree, which is what resume relies on
     r = httpx.get(url + target_path(image).lstrip("/"), headers={"Range": "bytes=10-19"})
     assert r.status_code == 206 and r.content == image.read_bytes()[10:20]

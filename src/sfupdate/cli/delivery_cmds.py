@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 import sys
 from collections.abc import Iterator
@@ -25,7 +24,8 @@ from sfupdate.client import (
     install_file,
     update,
 )
-from sfupdate.errors import IpcError, UsageError
+from sfupdate.errors import UsageError
+from sfupdate.ipc.client import AgentClient
 from sfupdate.progress import Progress
 from sfupdate.repo import RepoServer, Repository
 
@@ -139,13 +139,8 @@ def _index(repo: str, trusted_root: Path | None, state_dir: Path | None) -> Repo
 
 
 def _agent(socket: Path) -> Agent:
-    """The real agent, over its socket (sfupdate.ipc arrives with the device side)."""
-    try:
-        module = importlib.import_module("sfupdate.ipc.client")
-    except ModuleNotFoundError:
-        raise IpcError("this build has no agent IPC client (sfupdate.ipc)") from None
-    agent: Agent = module.AgentClient(socket)
-    return agent
+    """The real agent, over its socket: the only way the client reaches the device."""
+    return AgentClient(socket)
 
 
 @contextmanager

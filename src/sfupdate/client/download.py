@@ -16,15 +16,22 @@ from sfupdate.errors import DownloadError, TransferInterruptedError
 
 @dataclass(frozen=True)
 class TransferPolicy:
-    """Limits for one download. Timeouts are applied by the source (see HttpSource)."""
+    """Limits for one download. Timeouts are applied by the source (see HttpSource).
+
+    The download feeds an open agent install session, which the agent abandons after its
+    per-message timeout (30 s by default) without a chunk. The defaults keep one stall or
+    drop and its resume inside that: a stall is noticed after `read_timeout`, then the first
+    pause, a new connection and its first bytes take at most
+    `backoff + connect_timeout + read_timeout`: 10 + 0.5 + 5 + 10 s.
+    """
 
     retries: int = 5                 # failed attempts retried (resuming) before giving up
     backoff: float = 0.5             # first pause between attempts, doubled each time ...
     backoff_max: float = 8.0         # ... up to this
     min_rate: float = 1024.0         # bytes/s a source must sustain over each window ...
     rate_window: float = 30.0        # ... of this many seconds spent waiting for data
-    connect_timeout: float = 10.0
-    read_timeout: float = 30.0
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
 
 
 def fetch(source: Source, path: str, length: int | None, policy: TransferPolicy,

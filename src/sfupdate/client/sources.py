@@ -92,8 +92,8 @@ class HttpSource:
     hashed as served), connect and read timeouts from the policy.
     """
 
-    def __init__(self, base_url: str, connect_timeout: float = 10.0,
-                 read_timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, connect_timeout: float = 5.0,
+                 read_timeout: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self.read_timeout = read_timeout
         timeout = httpx.Timeout(read_timeout, connect=connect_timeout)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterable, Iterator
 from typing import Final
 
@@ -41,6 +42,10 @@ __all__ = ["AgentClient", "AgentStatus", "InstallResult", "SlotStatus"]
 
 #: A slow storage's flush rate (bytes/s): the final reply's wait grows with the image size.
 FLUSH_RATE: Final = 8 * 1024 * 1024
+#: Chunk messages carry up to this many bytes of the pieces the source yields ...
+COALESCE_BYTES: Final = MAX_CHUNK
+#: ... held for at most this long (seconds) after the first of them arrived.
+COALESCE_SECONDS: Final = 0.1
 
 
 class AgentClient:
@@ -73,13 +78,7 @@ class AgentClient:
             reply = self._reply(conn)
             if not isinstance(reply, ReadyReply):
                 raise IpcError(f"agent answered install-begin with '{reply.reply}'")
-            done = 0
-            for piece in _split(chunks, MAX_CHUNK):
-                if conn.readable():  # the agent only speaks early to refuse
-                    raise self._unexpected(self._reply(conn))
-                self._send(conn, chunk_frame(piece))
-                done += len(piece)
-                report(done, size if size is not None else done)
+            done = self._stream(conn, chunks, size, report)
             self._send(conn, [cbor.dumps(encode_request(InstallEnd()))])
             # The agent answers after it has flushed the slot to storage: allow for that.
             final = self._reply(conn, self.timeout + done / FLUSH_RATE)
@@ -119,6 +118,32 @@ class AgentClient:
             raise reply.to_exception()
         return reply
 
+    def _stream(self, conn: Connection, chunks: Iterable[bytes], size: int | None,
+                report: Progress) -> int:
+        """Send `chunks` as chunk messages, batched (see _Batch); return the bytes sent."""
+        done = 0
+        batch = _Batch()
+
+        def flush() -> None:
+            nonlocal done
+            done += batch.held
+            self._send(conn, chunk_frame(*batch.take()))
+            report(done, size if size is not None else done)
+
+        for piece in _split(chunks, MAX_CHUNK):
+            if conn.readable():  # the agent only speaks early to refuse
+                raise self._unexpected(self._reply(conn))
+            if batch.held + len(piece) > MAX_CHUNK:
+                flush()
+            batch.add(piece)
+            # The first piece goes at once: the agent reads the envelope's header from it and
+            # can refuse before the rest is downloaded.
+            if done == 0 or batch.due():
+                flush()
+        if batch.held:
+            flush()
+        return done
+
     def _send(self, conn: Connection, parts: list[bytes]) -> None:
         try:
             conn.send_parts(parts)
@@ -132,9 +157,35 @@ class AgentClient:
         return IpcError(f"unexpected '{reply.reply}' reply from the agent")
 
 
+class _Batch:
+    """Pieces held back to travel in one chunk message (fewer, larger frames: each frame
+    costs both sides a fixed overhead). Held until COALESCE_BYTES arrived, or for at most
+    COALESCE_SECONDS from the first held piece (checked as pieces arrive; the source's own
+    read timeout bounds the wait for the next one), so a slow source never leaves bytes
+    waiting long while the agent's per-message timeout runs."""
+
+    def __init__(self) -> None:
+        self.pieces: list[bytes] = []
+        self.held = 0
+        self._since = 0.0
+
+    def add(self, piece: bytes) -> None:
+        if not self.pieces:
+            self._since = time.monotonic()
+        self.pieces.append(piece)
+        self.held += len(piece)
+
+    def due(self) -> bool:
+        return (self.held >= COALESCE_BYTES
+                or time.monotonic() - self._since >= COALESCE_SECONDS)
+
+    def take(self) -> list[bytes]:
+        pieces, self.pieces, self.held = self.pieces, [], 0
+        return pieces
+
+
 def _split(chunks: Iterable[bytes], limit: int) -> Iterator[bytes]:
-    """Pass chunks through, cut to at most `limit` bytes; drop empty ones. No coalescing: a
-    slow source must not leave bytes waiting in a buffer while the agent's timeout runs."""
+    """Pass chunks through, cut to at most `limit` bytes; drop empty ones."""
     for piece in chunks:
         for start in range(0, len(piece), limit):
             yield piece[start:start + limit] if len(piece) > limit else piece

@@ -124,10 +124,10 @@ _REQUEST_SCHEMAS: Final[dict[str, dict[str, Check]]] = {
 _CHUNK_PREFIX: Final = cbor.dumps({"op": "chunk", "data": b""})[:-1]
 
 
-def chunk_frame(data: bytes) -> list[bytes]:
-    """A chunk message's body as parts (prefix, data): byte for byte `cbor.dumps` of it,
-    without copying the data."""
-    return [_CHUNK_PREFIX + cbor.encode_head(cbor.MAJOR_BSTR, len(data)), data]
+def chunk_frame(*pieces: bytes) -> list[bytes]:
+    """A chunk message whose data is the concatenation of `pieces`, as parts (prefix, then the
+    pieces): byte for byte `cbor.dumps` of it, without copying the data."""
+    return [_CHUNK_PREFIX + cbor.encode_head(cbor.MAJOR_BSTR, sum(map(len, pieces))), *pieces]
 
 
 def _chunk_data(body: memoryview) -> bytes | None:
