@@ -36,6 +36,7 @@ class Keys:
     operator_pub: Path
     recovery_pub: Path
     firmware_pub: Path
+    operator_key: Path  # the operator's private key file, for the CLI
 
 
 def _new_signer() -> FileSigner:
@@ -46,13 +47,15 @@ def _new_signer() -> FileSigner:
 def anchors(tmp_path_factory: pytest.TempPathFactory, es256_signer: FileSigner,
             eddsa_signer: FileSigner) -> Keys:
     root = tmp_path_factory.mktemp("anchors")
-    operator, recovery = _new_signer(), _new_signer()
+    operator_key = keys.generate_private_key("ES256")
+    keys.write_private_key(operator_key, root / "operator.key")
+    operator, recovery = FileSigner(operator_key), _new_signer()  # type: ignore[arg-type]
     paths = []
     for name, signer in (("operator", operator), ("recovery", recovery),
                          ("firmware", es256_signer)):
         (root / f"{name}.pub").write_bytes(keys.public_pem(signer.public_key))
         paths.append(root / f"{name}.pub")
-    return Keys(es256_signer, eddsa_signer, operator, recovery, *paths)
+    return Keys(es256_signer, eddsa_signer, operator, recovery, *paths, root / "operator.key")
 
 
 def _signed(root: Path, name: str, payload: bytes, sequence: int, signer: FileSigner) -> Path:
