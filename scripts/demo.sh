@@ -10,6 +10,9 @@
 # the agent run in the background from act_start_services until the script exits.
 set -euo pipefail
 
+# shellcheck source=scripts/demo_after_attack.sh
+source "$(dirname "${BASH_SOURCE[0]}")/demo_after_attack.sh"   # act_after_attack
+
 work=$(mktemp -d "${TMPDIR:-/tmp}/sfu-demo.XXXXXX")
 sock=agent.sock  # relative to $work, where everything runs
 server_pid="" agent_pid="" repo_url=""
@@ -106,10 +109,12 @@ act_author() {
 }
 
 act_device() {
-    act "2. A simulated board, provisioned with the author's public key and v1"
+    act "2. A simulated board, provisioned with the author's and the operator's public keys and v1"
+    after_attack_operator_key  # the operator signs remote commands (last act)
     run sfu board create board --slot-size 4MiB
+    # shellcheck disable=SC2046  # word splitting wanted: the helper prints options
     run sfu board provision board --trust author.pub --vendor "$VENDOR" --class "$CLASS" \
-        --firmware v1.sfui
+        --firmware v1.sfui $(after_attack_provision_args)
 }
 
 act_publish() {
@@ -200,8 +205,10 @@ act_failing_update() {
     run sfu agent status --socket "$sock"
 }
 
-# Later acts (e.g. the device after an attack) go here, as act_<name> functions called from
-# main() below; the server ($repo_url) and the agent ($sock) are still running.
+# The act after an attack (act_after_attack) lives in scripts/demo_after_attack.sh; it needs
+# these, and the server ($repo_url) and the agent ($sock) still running.
+step() { act "$@"; }
+WORK=$work BOARD=$work/board SOCK=$work/$sock AUTHOR_KEY=$work/author.key SFU=sfu
 
 main() {
     cd "$work"
@@ -212,7 +219,8 @@ main() {
     act_update
     act_refusals
     act_failing_update
-    printf '\n%sdemo complete%s: v2 runs and is confirmed; every attack was refused\n' \
+    act_after_attack
+    printf '\n%sdemo complete%s: every attack was refused, and the device was repaired after one\n' \
         "$bold" "$off"
 }
 

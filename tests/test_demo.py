@@ -24,6 +24,9 @@ KEY_LINES = [
     "handed to the agent: refused (exit 4): payload does not match the signed image-digest",
     "tampered image on the server (the signed index has its digest): refused (exit 14)",
     "ok  v3 installed into slot A as a trial, booted, failed its health check, reverted to v2",
+    "MISMATCH  running-slot",
+    "replaying the same command: sfu: error: command number 1 is not above 1",
+    "booted slot B (confirmed), sequence 2, version 2.0.0, healthy",
     "demo complete",
 ]
 

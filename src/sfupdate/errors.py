@@ -136,6 +136,26 @@ class DowngradeError(PolicyError):
     exit_code = 7
 
 
+class ReplayError(DowngradeError):
+    """A signed remote command or integrity policy whose number is not above the last one the
+    device accepted (a replay, or an older one)."""
+
+
+class WrongDeviceError(PolicyError):
+    """A signed remote command or policy that names another device (UEID) or device class."""
+
+
+class ExpiredError(PolicyError):
+    """A signed remote command past its expiry time (by the agent's clock)."""
+
+
+class QuarantinedError(PolicyError):
+    """The device is quarantined by its operator: only images signed by the named recovery
+    key are accepted (and confirmed) until a signed `release`."""
+
+    exit_code = 15
+
+
 class TooLargeError(PolicyError):
     """The declared image size does not fit the slot."""
 
@@ -169,6 +189,13 @@ class DeviceStateError(SfuError):
     provisioned, provisioned twice...)."""
 
     exit_code = 12
+
+
+class IntegrityError(SfuError):
+    """A runtime integrity check found a region (running slot, agent bundle, a policy region)
+    whose bytes no longer match the signed digest."""
+
+    exit_code = 16
 
 
 # --- delivery: repository and network --------------------------------------------------------

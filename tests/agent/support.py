@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from typing import Any
 
 from sfupdate.board.control import BootControl
 from sfupdate.board.sim import open_board
-from sfupdate.errors import AgentBusyError, IpcError
+from sfupdate.errors import AgentBusyError
 from sfupdate.ipc.client import AgentClient, AgentStatus, InstallResult
 
 SLOT_SIZE = 256 * 1024
@@ -49,28 +50,36 @@ class RunningAgent:
         assert self.proc.poll() is None, f"agent died:\n{self.log.read_text()}"
 
 
-def start_agent(board: Path, socket_dir: Path) -> RunningAgent:
+def start_agent(board: Path, socket_dir: Path, *extra: str) -> RunningAgent:
+    """`sfu agent serve` on `board` in its own process; `extra` are further serve options."""
     sock = socket_dir / "agent.sock"
     log = socket_dir / "agent.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "sfupdate.cli.main", "agent", "serve", "--board", str(board),
-             "--socket", str(sock), "--timeout", str(AGENT_TIMEOUT)],
+             "--socket", str(sock), "--timeout", str(AGENT_TIMEOUT), *extra],
             stdout=out, stderr=out)
     agent = RunningAgent(proc, sock, board, log)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"agent failed to start:\n{log.read_text()}")
-        if sock.exists():  # bound; ready once it answers (listen() follows bind())
-            try:
-                agent.client(timeout=2.0).status()
-                return agent
-            except IpcError:
-                pass
+        if sock.exists() and _accepts(sock):  # bound AND listening
+            return agent
         time.sleep(0.02)
     stop_agent(agent)
     raise AssertionError("agent did not create its socket in time")
+
+
+def _accepts(sock: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(sock))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
 
 
 def stop_agent(agent: RunningAgent) -> None:

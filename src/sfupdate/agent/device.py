@@ -12,10 +12,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sfupdate.agent import trust
+from sfupdate.agent.measure import slot_signer
 from sfupdate.board.control import BootControl
-from sfupdate.board.hal import Board, Slot
-from sfupdate.board.records import RECORD_DEVICE, BootRecord, DeviceInfo, ImageRecord
-from sfupdate.errors import DeviceStateError
+from sfupdate.board.hal import Board, SecureStorage, Slot
+from sfupdate.board.records import (
+    RECORD_DEVICE,
+    RECORD_EVENTS,
+    RECORD_POLICY,
+    RECORD_REMOTE,
+    BootRecord,
+    DeviceInfo,
+    EventLog,
+    ImageRecord,
+    PolicyRecord,
+    RemoteState,
+    Role,
+)
+from sfupdate.errors import DeviceStateError, QuarantinedError
 from sfupdate.ipc.messages import AgentStatus, SlotStatus
 from sfupdate.sfui import TrustedKey
 
@@ -42,19 +55,33 @@ class Device:
         with self._lock, self.board.storage.lock():
             yield BootControl(self.board.storage)
 
+    @contextmanager
+    def transaction(self) -> Iterator[BootControl]:
+        """Exclusive access to secure storage for a read-modify-write: the agent's threads and
+        other processes (the boot code) are kept out until it ends."""
+        with self._locked() as control:
+            yield control
+
     def info(self) -> DeviceInfo:
         with self._locked():
             return self._info()
 
     def _info(self) -> DeviceInfo:
-        raw = self.board.storage.read(RECORD_DEVICE)
-        if raw is None:
-            raise DeviceStateError("the board has no device record: it is not provisioned")
-        return DeviceInfo.decode(raw)
+        return device_info(self.board.storage)
 
-    def firmware_keys(self) -> list[TrustedKey]:
+    def install_keys(self) -> tuple[list[TrustedKey], bytes | None]:
+        """The keys an install may be signed with, and the quarantine key ID if the device is
+        quarantined (then only that recovery anchor, however many firmware anchors exist)."""
         with self._locked():
-            return trust.firmware_keys(self.board.storage)
+            storage = self.board.storage
+            quarantine = remote_state(storage).quarantine
+            if quarantine is None:
+                return trust.firmware_keys(storage), None
+            anchor = trust.load_trust_store(storage).active(Role.RECOVERY, quarantine)
+            if anchor is None:  # only a provisioned recovery anchor can be named; fail closed
+                raise QuarantinedError("the device is quarantined and its recovery key is not "
+                                       "an active recovery anchor")
+            return [anchor.key], quarantine
 
     def boot_record(self) -> BootRecord:
         with self._locked() as control:
@@ -69,7 +96,18 @@ class Device:
             control.record_trial(slot, image)
 
     def confirm(self) -> None:
+        """Confirm the booted trial. While quarantined, only a trial signed by the recovery
+        key may be confirmed (an image installed before the quarantine just runs out)."""
         with self._locked() as control:
+            storage = self.board.storage
+            quarantine = remote_state(storage).quarantine
+            trial = control.record.trial
+            if quarantine is not None and trial is not None:
+                keys = trust.load_trust_store(storage).boot_keys()
+                if slot_signer(self.board, trial, keys) != quarantine:
+                    raise QuarantinedError(f"the device is quarantined: the trial in slot "
+                                           f"{trial.value} is not signed by recovery key "
+                                           f"{quarantine.hex()[:16]}")
             control.confirm()
 
     def reject_trial(self) -> None:
@@ -96,3 +134,25 @@ class Device:
             trial_tries_left=record.tries_left if record.trial else None,
             slots=slots,
         )
+
+
+def device_info(storage: SecureStorage) -> DeviceInfo:
+    raw = storage.read(RECORD_DEVICE)
+    if raw is None:
+        raise DeviceStateError("the board has no device record: it is not provisioned")
+    return DeviceInfo.decode(raw)
+
+
+def remote_state(storage: SecureStorage) -> RemoteState:
+    raw = storage.read(RECORD_REMOTE)
+    return RemoteState() if raw is None else RemoteState.decode(raw)
+
+
+def event_log(storage: SecureStorage) -> EventLog:
+    raw = storage.read(RECORD_EVENTS)
+    return EventLog() if raw is None else EventLog.decode(raw)
+
+
+def policy_record(storage: SecureStorage) -> PolicyRecord | None:
+    raw = storage.read(RECORD_POLICY)
+    return None if raw is None else PolicyRecord.decode(raw)

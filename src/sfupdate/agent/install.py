@@ -1,7 +1,8 @@
 """The install pipeline, in the order the security argument needs:
 
 1. read the envelope's small members and authenticate the manifest with the stored
-   firmware trust anchors — before a byte is written;
+   firmware trust anchors (only the named recovery anchor while the device is quarantined)
+   — before a byte is written;
 2. policy: vendor and class, anti-rollback (above the running image and the floor), size,
    and the envelope's payload length equal to the signed size;
 3. mark the inactive slot invalid, then stream the payload into it while hashing;
@@ -20,7 +21,7 @@ from sfupdate.agent import policy
 from sfupdate.agent.device import Device, running_sequence
 from sfupdate.board.records import ImageRecord
 from sfupdate.board.slotio import HeaderRecorder
-from sfupdate.errors import MissingMemberError
+from sfupdate.errors import MissingMemberError, QuarantinedError, UnknownKeyError
 from sfupdate.ipc.messages import InstallResult
 from sfupdate.sfui import EnvelopeReader, Verified
 
@@ -29,7 +30,15 @@ def install(device: Device, stream: BinaryIO) -> InstallResult:
     """Install the SFUI read from `stream` into the inactive slot as a trial."""
     recorder = HeaderRecorder(stream)
     reader = EnvelopeReader(cast(BinaryIO, recorder))  # it only needs .read(n)
-    verified = reader.authenticate(device.firmware_keys())
+    keys, quarantine = device.install_keys()
+    try:
+        verified = reader.authenticate(keys)
+    except UnknownKeyError:
+        if quarantine is None:
+            raise
+        raise QuarantinedError(f"the device is quarantined: only images signed by recovery "
+                               f"key {quarantine.hex()[:16]} are accepted until released"
+                               ) from None
     info = verified.info
     identity = device.info()
     policy.check_identity(info, identity.vendor_id, identity.class_id)

@@ -1,8 +1,10 @@
 """The agent's service loop: a Unix socket, one thread per connection, one operation per
 connection, one install session at a time.
 
-A connection carries exactly one request (`status`, `confirm`, `reject-trial`) or one install
-session (`install-begin`, chunks, `install-end`); the agent answers and closes it. Any protocol
+A connection carries exactly one request (`status`, `confirm`, `reject-trial`, `check`,
+`attest`, `policy-install`, `remote`, `audit`) or one install session (`install-begin`,
+chunks, `install-end`); the agent answers and closes it. With a check interval, a thread
+re-measures the device periodically (agent/integrity.py). Any protocol
 violation gets an `IpcError` reply (when the peer still listens) and the connection is closed;
 the agent itself never stops for a client's sake.
 """
@@ -15,26 +17,40 @@ import socket
 import stat
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Final, cast
 
+from sfupdate.agent.actions import RemoteActions
+from sfupdate.agent.attest import attest
 from sfupdate.agent.device import Device
 from sfupdate.agent.install import install
+from sfupdate.agent.integrity import IntegrityMonitor
 from sfupdate.agent.stream import ChunkStream
 from sfupdate.errors import AgentBusyError, IpcError, SfuError, UsageError
 from sfupdate.ipc.framing import DEFAULT_TIMEOUT, Connection, PeerClosedError
 from sfupdate.ipc.messages import (
+    AttestRequest,
+    AuditReply,
+    AuditRequest,
+    CheckRequest,
     ConfirmRequest,
     ErrorReply,
     InstallBegin,
     InstalledReply,
+    IntegrityReply,
+    PolicyInstallRequest,
+    PolicyReply,
     ReadyReply,
     RejectTrialRequest,
+    RemoteReply,
+    RemoteRequest,
     Reply,
     StatusReply,
     StatusRequest,
+    TokenReply,
     encode_reply,
     read_request,
 )
@@ -50,8 +66,11 @@ class AgentServer:
     """Serves one board on one socket until `stop()`."""
 
     def __init__(self, device: Device, socket_path: Path, timeout: float = DEFAULT_TIMEOUT,
-                 group_access: bool = False) -> None:
+                 group_access: bool = False, check_interval: float | None = None) -> None:
         self.device = device
+        self.monitor = IntegrityMonitor(device)
+        self.actions = RemoteActions(device, self.monitor)
+        self.check_interval = check_interval
         self.socket_path = socket_path
         self.timeout = timeout
         self._mode = 0o660 if group_access else 0o600
@@ -84,6 +103,10 @@ class AgentServer:
         if self._listener is None:
             self.bind()
         assert self._listener is not None
+        if self.check_interval:
+            threading.Thread(target=self.monitor.run_every,
+                             args=(self.check_interval, self._stopping, _log),
+                             daemon=True).start()
         try:
             while not self._stopping.is_set():
                 try:
@@ -168,6 +191,23 @@ class AgentServer:
             with self._exclusive("an install session is in progress"):
                 self.device.reject_trial()
                 return StatusReply(self.device.status())
+        if isinstance(request, CheckRequest):
+            return IntegrityReply(self.monitor.check())
+        if isinstance(request, AttestRequest):
+            return TokenReply(attest(self.device, request.nonce, self.monitor.measure_now(),
+                                     int(time.time())))
+        if isinstance(request, PolicyInstallRequest):
+            sequence, regions = self.actions.install_policy(request.policy)
+            _log(f"installed integrity policy {sequence} ({regions} regions)")
+            return PolicyReply(sequence, regions)
+        if isinstance(request, RemoteRequest):
+            # Exclusive with installs: a revert or revocation must not race a session.
+            with self._exclusive("an install session is in progress"):
+                done = self.actions.execute(request.command)
+            _log(f"remote command {done.number} ({done.action}): {done.message}")
+            return RemoteReply(done)
+        if isinstance(request, AuditRequest):
+            return AuditReply(self.actions.audit())
         raise IpcError(f"'{request.op}' is only allowed inside an install session")
 
     @contextlib.contextmanager

@@ -16,6 +16,7 @@ power cut leaves either the old or the new state:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from sfupdate.board.hal import SecureStorage, Slot
@@ -43,12 +44,17 @@ class BootControl:
             raise DeviceStateError("the board is not provisioned (no boot control record)")
         return BootRecord.decode(data)
 
-    def _save(self, old: BootRecord, new: BootRecord) -> BootRecord:
+    def _save(self, old: BootRecord, new: BootRecord,
+              also: Mapping[str, bytes | None] | None = None) -> BootRecord:
+        """Write the transition, and `also` (other records) in the SAME atomic write."""
         new.check()
         if new.floor < old.floor:  # defence in depth: no transition may lower the floor
             raise DeviceStateError("refusing to lower the rollback floor")
+        changes = dict(also or {})
         if new != old:
-            self._storage.write({RECORD_BOOT: new.encode()})
+            changes[RECORD_BOOT] = new.encode()
+        if changes:
+            self._storage.write(changes)
         return new
 
     @property
@@ -120,13 +126,14 @@ class BootControl:
             self._save(old, new)
             return image
 
-    def reject_trial(self) -> None:
-        """The trial failed (health check, or refused by the agent): mark it BAD."""
+    def reject_trial(self, also: Mapping[str, bytes | None] | None = None) -> None:
+        """The trial failed (health check, refused by the agent, reverted by a signed
+        command): mark it BAD. `also` are other records written in the same atomic write."""
         with self._storage.lock():
             old = self.record
             if old.trial is None:
                 raise DeviceStateError("there is no image on trial to reject")
-            self._save(old, _reject(old))
+            self._save(old, _reject(old), also)
 
     def mark_bad(self, slot: Slot) -> None:
         """A slot failed verification at boot. The confirmed slot is never demoted here: the

@@ -24,6 +24,9 @@ RECORD_DEVICE: Final = "device"  # DeviceInfo
 RECORD_TRUST: Final = "trust"  # TrustStore
 RECORD_BOOT: Final = "boot"  # BootRecord: boot control and the rollback floor
 RECORD_IDENTITY: Final = "identity"  # the device identity private key, PKCS#8 DER (P-256)
+RECORD_REMOTE: Final = "remote"  # RemoteState: last accepted command number, quarantine
+RECORD_EVENTS: Final = "events"  # EventLog: integrity mismatches and remote actions (a ring)
+RECORD_POLICY: Final = "policy"  # PolicyRecord: the installed signed integrity policy
 
 DEFAULT_TRIES: Final = 3
 FORMAT: Final = 1
@@ -78,8 +81,8 @@ class DeviceInfo:
 
 class Role(enum.Enum):
     FIRMWARE = "firmware"  # signs SFUIs
-    OPERATOR = "operator"  # signs remote commands (later)
-    RECOVERY = "recovery"  # signs trust-store changes (later)
+    OPERATOR = "operator"  # signs remote commands and integrity policies
+    RECOVERY = "recovery"  # signs images accepted while the device is quarantined
 
 
 def _public_key(der: bytes) -> TrustedKey:
@@ -129,6 +132,26 @@ class TrustStore:
     def keys(self, role: Role) -> list[TrustedKey]:
         """The active (not revoked) keys of a role."""
         return [a.key for a in self.anchors if a.role is role and not a.revoked]
+
+    def boot_keys(self) -> list[TrustedKey]:
+        """The keys whose signature makes an image bootable: firmware anchors, and recovery
+        anchors (the only signers the agent accepts while the device is quarantined)."""
+        return self.keys(Role.FIRMWARE) + self.keys(Role.RECOVERY)
+
+    def active(self, role: Role, kid: bytes) -> TrustAnchor | None:
+        """The active anchor of `role` with key ID `kid`, if there is one."""
+        for anchor in self.anchors:
+            if anchor.role is role and not anchor.revoked and anchor.kid == kid:
+                return anchor
+        return None
+
+    def revoke(self, role: Role, kid: bytes) -> TrustStore:
+        """A new store (version + 1) with that anchor marked revoked; KeyError if absent."""
+        if self.active(role, kid) is None:
+            raise KeyError(kid)
+        anchors = tuple(replace(a, revoked=True) if a.role is role and a.kid == kid else a
+                        for a in self.anchors)
+        return replace(self, anchors=anchors, version=self.version + 1)
 
     def threshold(self, role: Role) -> int:
         return self.thresholds.get(role, 1)
@@ -316,3 +339,103 @@ def initial_boot_record(image: ImageRecord) -> BootRecord:
 
 def anchors_for(role: Role, keys: Sequence[TrustedKey]) -> tuple[TrustAnchor, ...]:
     return tuple(TrustAnchor.from_key(role, k) for k in keys)
+
+
+# --- after an attack: remote commands, the event log, the integrity policy -----------------
+
+
+@dataclass(frozen=True)
+class RemoteState:
+    """Remote-command state. `last_command` only rises: a signed command is spent once the
+    agent verified it, whether its action then succeeded or was refused for the device state.
+    `quarantine` is the key ID of the recovery anchor that alone may sign images while the
+    device is quarantined, or None."""
+
+    last_command: int = 0
+    quarantine: bytes | None = None
+
+    def encode(self) -> bytes:
+        return cbor.dumps({"format": FORMAT, "last-command": self.last_command,
+                           "quarantine": self.quarantine})
+
+    @classmethod
+    def decode(cls, data: bytes) -> RemoteState:
+        obj = _load(data, RECORD_REMOTE)
+        quarantine = obj.get("quarantine")
+        if quarantine is not None and (not isinstance(quarantine, bytes)
+                                       or len(quarantine) != 32):
+            raise StorageIntegrityError("secure storage record remote: bad quarantine key ID")
+        return cls(_get(obj, "last-command", int, RECORD_REMOTE), quarantine)
+
+
+EVENT_LOG_CAPACITY: Final = 64
+MAX_EVENT_TEXT: Final = 200
+
+
+@dataclass(frozen=True)
+class Event:
+    """One security event: `number` counts every event ever logged (from 1)."""
+
+    number: int
+    time: int  # seconds since the epoch, by the agent's clock
+    kind: str  # integrity-mismatch, revert, command, command-refused, policy-installed
+    subject: str  # the region checked, or the remote action
+    detail: str
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"n": self.number, "time": self.time, "kind": self.kind,
+                "subject": self.subject, "detail": self.detail}
+
+    @classmethod
+    def from_cbor(cls, obj: Any) -> Event:
+        if not isinstance(obj, dict):
+            raise StorageIntegrityError("secure storage record events: bad event")
+        return cls(_get(obj, "n", int, RECORD_EVENTS), _get(obj, "time", int, RECORD_EVENTS),
+                   _get(obj, "kind", str, RECORD_EVENTS), _get(obj, "subject", str, RECORD_EVENTS),
+                   _get(obj, "detail", str, RECORD_EVENTS))
+
+
+@dataclass(frozen=True)
+class EventLog:
+    """Append-only, bounded: the newest EVENT_LOG_CAPACITY events and the total ever logged.
+    Replay-protected because secure storage is: an old copy put back is detected."""
+
+    total: int = 0
+    events: tuple[Event, ...] = ()
+
+    def append(self, time: int, kind: str, subject: str, detail: str) -> EventLog:
+        event = Event(self.total + 1, time, kind[:MAX_EVENT_TEXT], subject[:MAX_EVENT_TEXT],
+                      detail[:MAX_EVENT_TEXT])
+        return EventLog(self.total + 1, (*self.events, event)[-EVENT_LOG_CAPACITY:])
+
+    def encode(self) -> bytes:
+        return cbor.dumps({"format": FORMAT, "total": self.total,
+                           "events": [e.to_cbor() for e in self.events]})
+
+    @classmethod
+    def decode(cls, data: bytes) -> EventLog:
+        obj = _load(data, RECORD_EVENTS)
+        events = tuple(Event.from_cbor(e) for e in _get(obj, "events", list, RECORD_EVENTS))
+        total = _get(obj, "total", int, RECORD_EVENTS)
+        if len(events) > EVENT_LOG_CAPACITY or total < len(events) or any(
+                e.number != total - len(events) + 1 + i for i, e in enumerate(events)):
+            raise StorageIntegrityError("secure storage record events is inconsistent")
+        return cls(total, events)
+
+
+@dataclass(frozen=True)
+class PolicyRecord:
+    """The installed integrity policy: its sequence number and its signed body (the CBOR
+    the operator signed, kept as is; the agent verified the signature before storing it)."""
+
+    sequence: int
+    body: bytes
+
+    def encode(self) -> bytes:
+        return cbor.dumps({"format": FORMAT, "sequence": self.sequence, "body": self.body})
+
+    @classmethod
+    def decode(cls, data: bytes) -> PolicyRecord:
+        obj = _load(data, RECORD_POLICY)
+        return cls(_get(obj, "sequence", int, RECORD_POLICY), _get(obj, "body", bytes,
+                                                                  RECORD_POLICY))

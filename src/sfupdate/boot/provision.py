@@ -108,13 +108,19 @@ def _write_slot(board: Board, slot: Slot, firmware: Path, keys: Sequence[Trusted
 
 
 def provision(board: Board, trusted: Sequence[TrustedKey], vendor: str, klass: str,
-              firmware: Path, agent_signer: FileSigner | None = None) -> Provisioned:
+              firmware: Path, agent_signer: FileSigner | None = None,
+              operators: Sequence[TrustedKey] = (),
+              recovery: Sequence[TrustedKey] = ()) -> Provisioned:
     """Provision a blank board (see the module docstring). Raises DeviceStateError if the
-    board was provisioned before, even partly."""
+    board was provisioned before, even partly. `operators` may sign remote commands and
+    integrity policies; `recovery` keys may sign images while the device is quarantined."""
     if any(board.fuses.read(fuse) is not None for fuse in Fuse):
         raise DeviceStateError("the board is already provisioned (its fuses are burned)")
     if not trusted:
         raise UsageError("provisioning needs at least one trusted firmware key (--trust)")
+    kids = [k.kid for k in (*trusted, *operators, *recovery)]
+    if len(set(kids)) != len(kids):
+        raise UsageError("a key may hold only one role (firmware, operator or recovery), once")
     device = device_info(vendor, klass)
     _verify_file(firmware, trusted, device, board.slots.size)
     signer = agent_signer or FileSigner(generate_private_key("ES256"))
@@ -131,7 +137,8 @@ def provision(board: Board, trusted: Sequence[TrustedKey], vendor: str, klass: s
                                           serialization.NoEncryption())
     identity_pem = identity.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    trust = TrustStore(anchors_for(Role.FIRMWARE, trusted))
+    trust = TrustStore(anchors_for(Role.FIRMWARE, trusted) + anchors_for(Role.OPERATOR, operators)
+                       + anchors_for(Role.RECOVERY, recovery))
     board.storage.write({
         RECORD_DEVICE: device.encode(),
         RECORD_TRUST: trust.encode(),

@@ -18,7 +18,7 @@ from pathlib import Path
 import sfupdate
 from sfupdate.board.control import BootControl
 from sfupdate.board.hal import LIFECYCLE_PROVISIONED, Board, Fuse
-from sfupdate.board.records import RECORD_DEVICE, RECORD_TRUST, DeviceInfo, Role, TrustStore
+from sfupdate.board.records import RECORD_DEVICE, RECORD_TRUST, DeviceInfo, TrustStore
 from sfupdate.boot.verify import verify_slot
 from sfupdate.errors import DeviceStateError, SfuError
 
@@ -55,7 +55,7 @@ def _records(board: Board) -> tuple[DeviceInfo, TrustStore]:
 def boot_firmware(board: Board) -> BootResult:
     """Select, verify, measure and run a slot; revert a failing trial."""
     device, trust = _records(board)
-    keys = trust.keys(Role.FIRMWARE)
+    keys = trust.boot_keys()  # firmware and recovery anchors
     control = BootControl(board.storage)
     events: list[str] = []
     while True:

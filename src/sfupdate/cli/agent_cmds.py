@@ -1,4 +1,5 @@
-"""Device-side commands: `sfu agent serve|status|confirm|reject-trial` and `sfu install`."""
+"""Device-side commands: `sfu agent serve|status|confirm|reject-trial|check|attest|audit`,
+`sfu agent policy install` and `sfu install`."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from typing import BinaryIO
 import click
 
 from sfupdate.cli.render import emit_json, progress_bar
+from sfupdate.errors import IntegrityError, UsageError
 from sfupdate.ipc.client import AgentClient, AgentStatus
 from sfupdate.ipc.framing import DEFAULT_TIMEOUT, MAX_CHUNK
+from sfupdate.ipc.messages import MAX_POLICY
 
 _socket_option = click.option("--socket", "socket_path", required=True,
                               type=click.Path(path_type=Path, dir_okay=False),
@@ -40,7 +43,12 @@ def agent_group() -> None:
 @_timeout_option
 @click.option("--group-access", is_flag=True,
               help="Socket mode 0660 (owner and group) instead of 0600.")
-def serve(board_dir: Path, socket_path: Path, timeout: float, group_access: bool) -> None:
+@click.option("--check-interval", type=click.FloatRange(min=0), default=0, show_default=True,
+              metavar="SECONDS",
+              help="Re-measure the running slot, the agent bundle and the policy's regions "
+                   "every SECONDS (0: only on demand).")
+def serve(board_dir: Path, socket_path: Path, timeout: float, group_access: bool,
+          check_interval: float) -> None:
     """Serve the board's agent on a Unix socket until SIGTERM or Ctrl-C."""
     # Imported here: the client-side commands need none of the secure world's code.
     from sfupdate.agent.device import Device
@@ -49,7 +57,7 @@ def serve(board_dir: Path, socket_path: Path, timeout: float, group_access: bool
 
     device = Device(open_board(board_dir))
     device.status()  # refuse to start on an unprovisioned or tampered board
-    server = AgentServer(device, socket_path, timeout, group_access)
+    server = AgentServer(device, socket_path, timeout, group_access, check_interval or None)
     server.bind()
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -86,6 +94,90 @@ def confirm(socket_path: Path, timeout: float, as_json: bool) -> None:
 def reject_trial(socket_path: Path, timeout: float, as_json: bool) -> None:
     """Mark the trial image bad; the confirmed image boots next."""
     _show(AgentClient(socket_path, timeout).reject_trial(), as_json)
+
+
+@agent_group.command("check")
+@_socket_option
+@_timeout_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def check(socket_path: Path, timeout: float, as_json: bool) -> None:
+    """Re-measure the running slot, the agent bundle and the integrity policy's regions now.
+    Exit 16 if any region does not match (each mismatch is logged in secure storage)."""
+    report = AgentClient(socket_path, timeout).check()
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        for result in report.results:
+            action = "" if result.action == "none" else f" [{result.action}]"
+            click.echo(f"{result.result.upper():<9} {result.region:<24} {result.detail}{action}")
+    bad = [r.region for r in report.results if r.result != "ok"]
+    if bad:
+        raise IntegrityError(f"integrity check: {len(bad)} region(s) do not match: "
+                             f"{', '.join(bad)}")
+
+
+@agent_group.command("attest")
+@click.option("--nonce", required=True, help="8 to 64 bytes in hex, chosen by the verifier.")
+@_socket_option
+@_timeout_option
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the token (COSE_Sign1 EAT) here; default: hex on stdout.")
+def attest(nonce: str, socket_path: Path, timeout: float, output: Path | None) -> None:
+    """Ask the agent for an attestation token signed with the device identity key."""
+    token = AgentClient(socket_path, timeout).attest(parse_hex(nonce, "--nonce"))
+    if output is None:
+        click.echo(token.hex())
+    else:
+        output.write_bytes(token)
+        click.echo(f"{output}: attestation token, {len(token)} bytes", err=True)
+
+
+@agent_group.command("audit")
+@_socket_option
+@_timeout_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def audit(socket_path: Path, timeout: float, as_json: bool) -> None:
+    """Show the last remote command number, quarantine, the policy in force and the event
+    log (newest last)."""
+    info = AgentClient(socket_path, timeout).audit()
+    if as_json:
+        emit_json(info.to_json())
+        return
+    click.echo(f"last command     {info.last_command}")
+    click.echo(f"quarantine       {info.quarantine or 'no'}")
+    policy = "none" if info.policy_sequence is None else f"sequence {info.policy_sequence}"
+    click.echo(f"integrity policy {policy}")
+    click.echo(f"events           {info.events_total} logged, the newest {len(info.events)} "
+               "kept")
+    for event in info.events:
+        click.echo(f"  #{event.number} {event.time} {event.kind} {event.subject}: "
+                   f"{event.detail}")
+
+
+@agent_group.group("policy")
+def policy_group() -> None:
+    """Integrity policies (signed by an operator key: `sfu remote policy-sign`)."""
+
+
+@policy_group.command("install")
+@click.argument("policy_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@_socket_option
+@_timeout_option
+def policy_install(policy_file: Path, socket_path: Path, timeout: float) -> None:
+    """Install a signed integrity policy; the agent checks signature, target and sequence."""
+    with policy_file.open("rb") as f:
+        data = f.read(MAX_POLICY + 1)
+    if len(data) > MAX_POLICY:
+        raise UsageError(f"{policy_file} is larger than any policy ({MAX_POLICY} bytes)")
+    sequence, regions = AgentClient(socket_path, timeout).install_policy(data)
+    click.echo(f"installed integrity policy {sequence} ({regions} regions)")
+
+
+def parse_hex(text: str, what: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise UsageError(f"{what} must be hexadecimal") from None
 
 
 @click.command("install")

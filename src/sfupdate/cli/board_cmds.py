@@ -60,13 +60,22 @@ def create(directory: Path, slot_size: str) -> None:
 @click.option("--agent-key", type=_existing,
               help="Private key that signs the agent bundle; its hash is fused in OTP. "
                    "Default: a one-time key, forgotten after provisioning.")
+@click.option("--operator", "operator_files", type=_existing, multiple=True,
+              help="Public key trusted to sign remote commands and integrity policies "
+                   "(repeatable).")
+@click.option("--recovery", "recovery_files", type=_existing, multiple=True,
+              help="Public key trusted to sign images while the device is quarantined "
+                   "(repeatable).")
 def provision_cmd(directory: Path, trust_files: tuple[Path, ...], vendor: str, klass: str,
-                  firmware: Path, agent_key: Path | None) -> None:
+                  firmware: Path, agent_key: Path | None, operator_files: tuple[Path, ...],
+                  recovery_files: tuple[Path, ...]) -> None:
     """Fuse the root of trust, store trust anchors, install and confirm the first firmware."""
     board = open_board(directory)
     trusted = [keys.load_public_key(p) for p in trust_files]
+    operators = [keys.load_public_key(p) for p in operator_files]
+    recovery = [keys.load_public_key(p) for p in recovery_files]
     signer = keys.load_signer(agent_key) if agent_key else None
-    done = provision(board, trusted, vendor, klass, firmware, signer)
+    done = provision(board, trusted, vendor, klass, firmware, signer, operators, recovery)
     board.identity_public_path.write_bytes(done.identity_public_pem)
     click.echo(f"{directory}: provisioned; slot A confirmed at sequence {done.image.sequence}; "
                f"root-key hash {done.root_key_hash.hex()}; "

@@ -11,7 +11,7 @@ import sys
 import click
 
 from sfupdate import __version__
-from sfupdate.cli import agent_cmds, author_cmds, board_cmds, delivery_cmds
+from sfupdate.cli import agent_cmds, author_cmds, board_cmds, delivery_cmds, operator_cmds
 from sfupdate.errors import SfuError
 
 EXIT_INTERRUPTED = 130
@@ -28,6 +28,7 @@ author_cmds.register(cli)
 agent_cmds.register(cli)
 board_cmds.register(cli)
 delivery_cmds.register(cli)
+operator_cmds.register(cli)  # after delivery: adds `sfu client remote`
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,19 +18,32 @@ from sfupdate.errors import IpcError
 from sfupdate.ipc.framing import DEFAULT_TIMEOUT, MAX_CHUNK, Connection
 from sfupdate.ipc.messages import (
     AgentStatus,
+    AttestRequest,
+    AuditInfo,
+    AuditReply,
+    AuditRequest,
+    CheckRequest,
     ConfirmRequest,
     ErrorReply,
     InstallBegin,
     InstalledReply,
     InstallEnd,
     InstallResult,
+    IntegrityReply,
+    IntegrityReport,
+    PolicyInstallRequest,
+    PolicyReply,
     ReadyReply,
     RejectTrialRequest,
+    RemoteReply,
+    RemoteRequest,
+    RemoteResult,
     Reply,
     Request,
     SlotStatus,
     StatusReply,
     StatusRequest,
+    TokenReply,
     chunk_frame,
     decode_reply,
     encode_request,
@@ -38,7 +51,8 @@ from sfupdate.ipc.messages import (
 from sfupdate.progress import Progress, no_progress
 from sfupdate.sfui import cbor
 
-__all__ = ["AgentClient", "AgentStatus", "InstallResult", "SlotStatus"]
+__all__ = ["AgentClient", "AgentStatus", "AuditInfo", "InstallResult", "IntegrityReport",
+           "RemoteResult", "SlotStatus"]
 
 #: A slow storage's flush rate (bytes/s): the final reply's wait grows with the image size.
 FLUSH_RATE: Final = 8 * 1024 * 1024
@@ -66,6 +80,41 @@ class AgentClient:
     def reject_trial(self) -> AgentStatus:
         """Mark the trial slot bad and go back to the confirmed slot."""
         return self._status_call(RejectTrialRequest())
+
+    def check(self) -> IntegrityReport:
+        """Re-measure the running slot, the agent bundle and the policy's regions now."""
+        reply = self._call(CheckRequest())
+        if not isinstance(reply, IntegrityReply):
+            raise self._unexpected(reply)
+        return reply.report
+
+    def attest(self, nonce: bytes) -> bytes:
+        """An attestation token (EAT) for `nonce`; verify it with sfupdate.remote."""
+        reply = self._call(AttestRequest(nonce))
+        if not isinstance(reply, TokenReply):
+            raise self._unexpected(reply)
+        return reply.token
+
+    def install_policy(self, signed_policy: bytes) -> tuple[int, int]:
+        """Install a signed integrity policy; returns (its sequence, its region count)."""
+        reply = self._call(PolicyInstallRequest(signed_policy))
+        if not isinstance(reply, PolicyReply):
+            raise self._unexpected(reply)
+        return reply.sequence, reply.regions
+
+    def remote(self, signed_command: bytes) -> RemoteResult:
+        """Carry a signed remote command to the agent, and its answer back. The client can
+        neither forge nor replay one: the agent checks signature, target and number."""
+        reply = self._call(RemoteRequest(signed_command))
+        if not isinstance(reply, RemoteReply):
+            raise self._unexpected(reply)
+        return reply.result
+
+    def audit(self) -> AuditInfo:
+        reply = self._call(AuditRequest())
+        if not isinstance(reply, AuditReply):
+            raise self._unexpected(reply)
+        return reply.audit
 
     def install(self, chunks: Iterable[bytes], size: int | None = None,
                 progress: Progress | None = None) -> InstallResult:
@@ -101,13 +150,16 @@ class AgentClient:
                            f"{exc.strerror or exc}") from None
         return Connection(sock, self.timeout)
 
-    def _status_call(self, request: Request) -> AgentStatus:
+    def _call(self, request: Request) -> Reply:
         conn = self._connect()
         try:
             self._send(conn, [cbor.dumps(encode_request(request))])
-            reply = self._reply(conn)
+            return self._reply(conn)
         finally:
             conn.close()
+
+    def _status_call(self, request: Request) -> AgentStatus:
+        reply = self._call(request)
         if not isinstance(reply, StatusReply):
             raise self._unexpected(reply)
         return reply.status

@@ -26,6 +26,15 @@ SLOT_STATES: Final = ("confirmed", "trial", "invalid", "empty", "bad", "supersed
 _UUID_RE: Final = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _HEX256_RE: Final = re.compile(r"^[0-9a-f]{64}$")
 _ERROR_NAME_RE: Final = re.compile(r"^[A-Z][A-Za-z]{0,63}Error$")
+#: Signed objects the client carries to the agent (remote/commands.py, remote/policy.py).
+MAX_COMMAND: Final = 16 * 1024
+MAX_POLICY: Final = 32 * 1024
+MAX_TOKEN: Final = 64 * 1024
+MIN_NONCE, MAX_NONCE = 8, 64  # RFC 9711 nonce sizes
+REGION_RESULTS: Final = ("ok", "mismatch", "absent")
+REGION_ACTIONS: Final = ("none", "reported", "reverted", "revert-refused")
+MAX_RESULTS: Final = 64
+MAX_EVENTS: Final = 64
 
 Check = Callable[[Any], bool]
 
@@ -40,6 +49,10 @@ def _text(value: Any) -> bool:
 
 def _chunk(value: Any) -> bool:
     return isinstance(value, bytes) and 0 < len(value) <= MAX_CHUNK
+
+
+def _bytes(low: int, high: int) -> Check:
+    return lambda value: isinstance(value, bytes) and low <= len(value) <= high
 
 
 def _optional(check: Check) -> Check:
@@ -107,7 +120,47 @@ class RejectTrialRequest:
     op: ClassVar[str] = "reject-trial"
 
 
-Request = StatusRequest | InstallBegin | Chunk | InstallEnd | ConfirmRequest | RejectTrialRequest
+@dataclass(frozen=True)
+class CheckRequest:
+    """Re-measure the running slot, the agent bundle and the policy's regions now."""
+
+    op: ClassVar[str] = "check"
+
+
+@dataclass(frozen=True)
+class AttestRequest:
+    """An attestation token (EAT) answering `nonce` (8 to 64 bytes)."""
+
+    nonce: bytes
+    op: ClassVar[str] = "attest"
+
+
+@dataclass(frozen=True)
+class PolicyInstallRequest:
+    """A signed integrity policy (COSE_Sign1) to install."""
+
+    policy: bytes
+    op: ClassVar[str] = "policy-install"
+
+
+@dataclass(frozen=True)
+class RemoteRequest:
+    """A signed remote command (COSE_Sign1), carried as is from the operator."""
+
+    command: bytes
+    op: ClassVar[str] = "remote"
+
+
+@dataclass(frozen=True)
+class AuditRequest:
+    """The remote-command state, the integrity policy in force and the event log."""
+
+    op: ClassVar[str] = "audit"
+
+
+Request = (StatusRequest | InstallBegin | Chunk | InstallEnd | ConfirmRequest
+           | RejectTrialRequest | CheckRequest | AttestRequest | PolicyInstallRequest
+           | RemoteRequest | AuditRequest)
 
 _REQUEST_SCHEMAS: Final[dict[str, dict[str, Check]]] = {
     "status": {},
@@ -116,6 +169,11 @@ _REQUEST_SCHEMAS: Final[dict[str, dict[str, Check]]] = {
     "install-end": {},
     "confirm": {},
     "reject-trial": {},
+    "check": {},
+    "attest": {"nonce": _bytes(MIN_NONCE, MAX_NONCE)},
+    "policy-install": {"policy": _bytes(1, MAX_POLICY)},
+    "remote": {"command": _bytes(1, MAX_COMMAND)},
+    "audit": {},
 }
 
 
@@ -159,6 +217,12 @@ def encode_request(request: Request) -> dict[str, Any]:
         return {"op": request.op, "size": request.size}
     if isinstance(request, Chunk):
         return {"op": request.op, "data": request.data}
+    if isinstance(request, AttestRequest):
+        return {"op": request.op, "nonce": request.nonce}
+    if isinstance(request, PolicyInstallRequest):
+        return {"op": request.op, "policy": request.policy}
+    if isinstance(request, RemoteRequest):
+        return {"op": request.op, "command": request.command}
     return {"op": request.op}
 
 
@@ -172,8 +236,15 @@ def decode_request(obj: Mapping[str, Any]) -> Request:
         return InstallBegin(obj["size"])
     if op == "chunk":
         return Chunk(obj["data"])
+    if op == "attest":
+        return AttestRequest(obj["nonce"])
+    if op == "policy-install":
+        return PolicyInstallRequest(obj["policy"])
+    if op == "remote":
+        return RemoteRequest(obj["command"])
     simple: dict[str, Request] = {"status": StatusRequest(), "install-end": InstallEnd(),
-                                  "confirm": ConfirmRequest(), "reject-trial": RejectTrialRequest()}
+                                  "confirm": ConfirmRequest(), "reject-trial": RejectTrialRequest(),
+                                  "check": CheckRequest(), "audit": AuditRequest()}
     return simple[op]
 
 
@@ -298,12 +369,149 @@ class ErrorReply:
         return IpcError(f"agent reported an unknown error {self.error}: {self.message}")
 
 
-Reply = StatusReply | ReadyReply | InstalledReply | ErrorReply
+@dataclass(frozen=True)
+class RegionResult:
+    """One re-measured region: `result` ok/mismatch/absent; `action` what the agent did."""
+
+    region: str
+    result: str
+    detail: str
+    action: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"region": self.region, "result": self.result, "detail": self.detail,
+                "action": self.action}
+
+
+_REGION_SCHEMA: Final[dict[str, Check]] = {
+    "region": _text, "result": _one_of(*REGION_RESULTS), "detail": _text,
+    "action": _one_of(*REGION_ACTIONS),
+}
+
+
+@dataclass(frozen=True)
+class IntegrityReport:
+    results: tuple[RegionResult, ...]
+    events_total: int
+
+    @property
+    def intact(self) -> bool:
+        return all(r.result == "ok" for r in self.results)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"intact": self.intact, "events_total": self.events_total,
+                "results": [r.to_json() for r in self.results]}
+
+
+@dataclass(frozen=True)
+class IntegrityReply:
+    report: IntegrityReport
+    reply: ClassVar[str] = "integrity"
+
+
+@dataclass(frozen=True)
+class TokenReply:
+    """An attestation token (COSE_Sign1 EAT, signed by the device identity key)."""
+
+    token: bytes
+    reply: ClassVar[str] = "token"
+
+
+@dataclass(frozen=True)
+class PolicyReply:
+    sequence: int
+    regions: int
+    reply: ClassVar[str] = "policy"
+
+
+@dataclass(frozen=True)
+class RemoteResult:
+    """What a remote command did; `token` is an attestation of the state after it, whose
+    nonce is the command's (inspect) or the SHA-256 of the signed command (other actions)."""
+
+    action: str
+    number: int
+    message: str
+    token: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"action": self.action, "number": self.number, "message": self.message}
+
+
+@dataclass(frozen=True)
+class RemoteReply:
+    result: RemoteResult
+    reply: ClassVar[str] = "remote"
+
+
+@dataclass(frozen=True)
+class EventEntry:
+    number: int
+    time: int
+    kind: str
+    subject: str
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n": self.number, "time": self.time, "kind": self.kind,
+                "subject": self.subject, "detail": self.detail}
+
+
+_EVENT_SCHEMA: Final[dict[str, Check]] = {
+    "n": _uint, "time": _uint, "kind": _text, "subject": _text, "detail": _text,
+}
+
+
+@dataclass(frozen=True)
+class AuditInfo:
+    last_command: int
+    quarantine: str | None  # hex key ID of the recovery key, or None
+    policy_sequence: int | None
+    events_total: int
+    events: tuple[EventEntry, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"last_command": self.last_command, "quarantine": self.quarantine,
+                "policy_sequence": self.policy_sequence, "events_total": self.events_total,
+                "events": [e.to_json() for e in self.events]}
+
+
+@dataclass(frozen=True)
+class AuditReply:
+    audit: AuditInfo
+    reply: ClassVar[str] = "audit"
+
+
+Reply = (StatusReply | ReadyReply | InstalledReply | ErrorReply | IntegrityReply | TokenReply
+         | PolicyReply | RemoteReply | AuditReply)
+
+
+def _list_of(schema: Mapping[str, Check], limit: int) -> Check:
+    def check(value: Any) -> bool:
+        if not isinstance(value, list) or len(value) > limit:
+            return False
+        for item in value:
+            if not isinstance(item, dict):
+                return False
+            _fields(item, schema, "list item")
+        return True
+    return check
 
 
 def encode_reply(reply: Reply) -> dict[str, Any]:
     if isinstance(reply, StatusReply):
         return {"reply": reply.reply, "status": reply.status.to_json()}
+    if isinstance(reply, IntegrityReply):
+        return {"reply": reply.reply, "events_total": reply.report.events_total,
+                "results": [r.to_json() for r in reply.report.results]}
+    if isinstance(reply, TokenReply):
+        return {"reply": reply.reply, "token": reply.token}
+    if isinstance(reply, PolicyReply):
+        return {"reply": reply.reply, "sequence": reply.sequence, "regions": reply.regions}
+    if isinstance(reply, RemoteReply):
+        return {"reply": reply.reply, **reply.result.to_json(), "token": reply.result.token}
+    if isinstance(reply, AuditReply):
+        return {"reply": reply.reply, **reply.audit.to_json()}
     if isinstance(reply, InstalledReply):
         return {"reply": reply.reply, **reply.result.to_json()}
     if isinstance(reply, ErrorReply):
@@ -327,4 +535,34 @@ def decode_reply(obj: Mapping[str, Any]) -> Reply:
         _fields(obj, {"reply": _text, "error": _matches(_ERROR_NAME_RE), "message": _text},
                 "error reply")
         return ErrorReply(obj["error"], obj["message"])
+    return _decode_security_reply(kind, obj)
+
+
+def _decode_security_reply(kind: Any, obj: Mapping[str, Any]) -> Reply:
+    if kind == "integrity":
+        _fields(obj, {"reply": _text, "events_total": _uint,
+                      "results": _list_of(_REGION_SCHEMA, MAX_RESULTS)}, "integrity reply")
+        results = tuple(RegionResult(r["region"], r["result"], r["detail"], r["action"])
+                        for r in obj["results"])
+        return IntegrityReply(IntegrityReport(results, obj["events_total"]))
+    if kind == "token":
+        _fields(obj, {"reply": _text, "token": _bytes(1, MAX_TOKEN)}, "token reply")
+        return TokenReply(obj["token"])
+    if kind == "policy":
+        _fields(obj, {"reply": _text, "sequence": _uint, "regions": _uint}, "policy reply")
+        return PolicyReply(obj["sequence"], obj["regions"])
+    if kind == "remote":
+        _fields(obj, {"reply": _text, "action": _text, "number": _uint, "message": _text,
+                      "token": _bytes(1, MAX_TOKEN)}, "remote reply")
+        return RemoteReply(RemoteResult(obj["action"], obj["number"], obj["message"],
+                                        obj["token"]))
+    if kind == "audit":
+        _fields(obj, {"reply": _text, "last_command": _uint,
+                      "quarantine": _optional(_matches(_HEX256_RE)),
+                      "policy_sequence": _optional(_uint), "events_total": _uint,
+                      "events": _list_of(_EVENT_SCHEMA, MAX_EVENTS)}, "audit reply")
+        events = tuple(EventEntry(e["n"], e["time"], e["kind"], e["subject"], e["detail"])
+                       for e in obj["events"])
+        return AuditReply(AuditInfo(obj["last_command"], obj["quarantine"],
+                                    obj["policy_sequence"], obj["events_total"], events))
     raise IpcError(f"unknown reply {kind!r}"[:200])

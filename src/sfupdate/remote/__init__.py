@@ -10,17 +10,22 @@ from sfupdate.remote.eat import (
     ueid_for,
     verify_token,
 )
+from sfupdate.remote.policy import IntegrityPolicy, Region, sign_policy, verify_policy
 
 __all__ = [
     "ACTIONS",
     "AttestationClaims",
+    "IntegrityPolicy",
     "IntegrityResult",
+    "Region",
     "RemoteCommand",
     "SlotClaim",
     "Target",
     "sign_command",
+    "sign_policy",
     "sign_token",
     "ueid_for",
     "verify_command",
+    "verify_policy",
     "verify_token",
 ]

@@ -5,7 +5,8 @@ Registered claims used: nonce (10), ueid (256), oemid (258, the vendor UUID as a
 OEMID), hwmodel (259, the class UUID), oemboot (262, secure boot on), eat_profile (265),
 measurement results (274, the integrity checks), iat (6). sfupdate's own state goes in claims
 with text names (RFC 8392 allows them): "sfu-slots", "sfu-running", "sfu-trial",
-"sfu-floor", "sfu-boot-log".
+"sfu-floor", "sfu-boot-log", "sfu-quarantine" (the recovery key ID or null),
+"sfu-command" (the last remote command number the device accepted).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sfupdate.sfui.cose import PublicKey, Sign1, Signer, TrustedKey, key_id, sig
 
 PROFILE: Final = "tag:sfupdate.dev,2026:eat-v1"
 UEID_TYPE_RAND: Final = 0x01
+MIN_NONCE, MAX_NONCE = 8, 64  # RFC 9711 section 4.1
 MAX_TOKEN_SIZE: Final = 64 * 1024
 
 CLAIM_IAT, CLAIM_NONCE, CLAIM_UEID, CLAIM_OEMID, CLAIM_HWMODEL = 6, 10, 256, 258, 259
@@ -64,6 +66,8 @@ class AttestationClaims:
     boot_log: tuple[bytes, ...]
     integrity: tuple[IntegrityResult, ...]
     issued_at: int
+    quarantine: bytes | None = None
+    last_command: int = 0
 
     def encode(self) -> bytes:
         return cbor.dumps({
@@ -82,6 +86,8 @@ class AttestationClaims:
             "sfu-trial": self.trial_slot,
             "sfu-floor": self.rollback_floor,
             "sfu-boot-log": list(self.boot_log),
+            "sfu-quarantine": self.quarantine,
+            "sfu-command": self.last_command,
         })
 
     @classmethod
@@ -103,6 +109,8 @@ class AttestationClaims:
             "boot_log": [m.hex() for m in self.boot_log],
             "integrity": [{"region": r.region, "result": _RESULT_NAMES[r.result]}
                           for r in self.integrity],
+            "quarantine": self.quarantine.hex() if self.quarantine else None,
+            "last_command": self.last_command,
         }
 
 
@@ -135,6 +143,8 @@ def _decode(obj: Any) -> AttestationClaims:
         boot_log=tuple(_typed(m, bytes) for m in _typed(obj["sfu-boot-log"], list)),
         integrity=integrity,
         issued_at=_typed(obj[CLAIM_IAT], int),
+        quarantine=_optional(obj["sfu-quarantine"], bytes),
+        last_command=_typed(obj["sfu-command"], int),
     )
 
 

@@ -1,0 +1,145 @@
+"""Fixtures for the after-an-attack tests: boards provisioned with firmware, operator and
+recovery anchors (once per session, copied per test), and a real agent process on a real
+socket. The agent process helpers come from tests/agent, the short socket directory from
+tests/conftest.py, the in-process reboot (boot ROM + stage 2) from tests/board."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from sfupdate import keys
+from sfupdate.agent.device import Device
+from sfupdate.agent.install import install
+from sfupdate.board.sim import create_board, open_board
+from sfupdate.boot.provision import provision
+from sfupdate.keys.files import FileSigner
+from sfupdate.sfui import TrustedKey
+from tests.afterattack.support import FIRMWARE_V1, FIRMWARE_V2, SLOT_SIZE, serve_agent
+from tests.agent.support import RunningAgent
+from tests.board.conftest import reboot
+from tests.conftest import CLASS, VENDOR
+
+
+@dataclass(frozen=True)
+class Keys:
+    firmware: FileSigner  # es256_signer: signs v1 and v2
+    second_firmware: FileSigner  # eddsa_signer: a second firmware anchor
+    operator: FileSigner
+    recovery: FileSigner
+    operator_pub: Path
+    recovery_pub: Path
+    firmware_pub: Path
+    operator_key: Path  # the operator's private key file, for the CLI
+
+
+def _new_signer() -> FileSigner:
+    return FileSigner(keys.generate_private_key("ES256"))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def anchors(tmp_path_factory: pytest.TempPathFactory, es256_signer: FileSigner,
+            eddsa_signer: FileSigner) -> Keys:
+    root = tmp_path_factory.mktemp("anchors")
+    operator_key = keys.generate_private_key("ES256")
+    keys.write_private_key(operator_key, root / "operator.key")
+    operator, recovery = FileSigner(operator_key), _new_signer()  # type: ignore[arg-type]
+    paths = []
+    for name, signer in (("operator", operator), ("recovery", recovery),
+                         ("firmware", es256_signer)):
+        (root / f"{name}.pub").write_bytes(keys.public_pem(signer.public_key))
+        paths.append(root / f"{name}.pub")
+    return Keys(es256_signer, eddsa_signer, operator, recovery, *paths, root / "operator.key")
+
+
+def _signed(root: Path, name: str, payload: bytes, sequence: int, signer: FileSigner) -> Path:
+    from sfupdate.author import ImageSpec, sign_firmware
+
+    (root / f"{name}.bin").write_bytes(payload)
+    sign_firmware(root / f"{name}.bin", root / f"{name}.sfui", signer,
+                  ImageSpec(sequence, VENDOR, CLASS, f"{sequence}.0"))
+    return root / f"{name}.sfui"
+
+
+def _provisioned(root: Path, anchors: Keys, recovery: bool = True) -> Path:
+    path = root / "board"
+    board = create_board(path, SLOT_SIZE)
+    v1 = _signed(root, "v1", FIRMWARE_V1, 1, anchors.firmware)
+    done = provision(board, [TrustedKey(anchors.firmware.public_key),
+                             TrustedKey(anchors.second_firmware.public_key)],
+                     "example.com", "demo-board", v1,
+                     operators=[TrustedKey(anchors.operator.public_key)],
+                     recovery=[TrustedKey(anchors.recovery.public_key)] if recovery else [])
+    board.identity_public_path.write_bytes(done.identity_public_pem)
+    reboot(board)  # a first boot: the boot log holds agent, manifest and firmware
+    return path
+
+
+@pytest.fixture(scope="session")
+def confirmed_template(tmp_path_factory: pytest.TempPathFactory, anchors: Keys) -> Path:
+    """v1 (sequence 1, firmware key) confirmed in slot A and running."""
+    return _provisioned(tmp_path_factory.mktemp("confirmed"), anchors)
+
+
+@pytest.fixture(scope="session")
+def trial_template(tmp_path_factory: pytest.TempPathFactory, anchors: Keys) -> Path:
+    """As confirmed_template, then v2 (sequence 2, signed by the SECOND firmware key)
+    installed into slot B and booted as a trial: the device runs the trial."""
+    root = tmp_path_factory.mktemp("trial")
+    path = _provisioned(root, anchors)
+    v2 = _signed(root, "v2", FIRMWARE_V2, 2, anchors.second_firmware)
+    board = open_board(path)
+    install(Device(board), io.BytesIO(v2.read_bytes()))
+    result = reboot(board)
+    assert (result.slot, result.trial) == ("B", True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def no_recovery_template(tmp_path_factory: pytest.TempPathFactory, anchors: Keys) -> Path:
+    """v1 confirmed; firmware and operator anchors, but no recovery anchor."""
+    return _provisioned(tmp_path_factory.mktemp("norecovery"), anchors, recovery=False)
+
+
+CopyBoard = Callable[[Path], Path]
+
+
+@pytest.fixture
+def copy_board(tmp_path: Path) -> CopyBoard:
+    counter = iter(range(10**6))
+
+    def copy(template: Path) -> Path:
+        dest = tmp_path / f"board{next(counter)}"
+        shutil.copytree(template, dest)
+        return dest
+
+    return copy
+
+
+@pytest.fixture
+def board_dir(copy_board: CopyBoard, confirmed_template: Path) -> Path:
+    return copy_board(confirmed_template)
+
+
+@pytest.fixture
+def trial_board(copy_board: CopyBoard, trial_template: Path) -> Path:
+    return copy_board(trial_template)
+
+
+@pytest.fixture
+def agent(board_dir: Path, socket_dir: Path) -> Iterator[RunningAgent]:
+    """A real agent on the confirmed board (v1 in slot A, running)."""
+    with serve_agent(board_dir, socket_dir) as running:
+        yield running
+
+
+@pytest.fixture
+def trial_agent(trial_board: Path, socket_dir: Path) -> Iterator[RunningAgent]:
+    """A real agent on the trial board (v2 on trial in slot B, running; v1 confirmed in A)."""
+    with serve_agent(trial_board, socket_dir) as running:
+        yield running
