@@ -6,7 +6,7 @@ Reported as ratios to two references measured in the same run on the same file:
 (VmHWM) of the agent process and of the installing client process: both must stay flat
 whatever the image size.
 
-    .venv/bin/python benchmarks/bench_install.py --size 256M
+    .venv/bin/python benchmarks/bench_install.py --size-mib 256
 
 The files are generated in a temporary directory (a repeated random block, so generating
 1 GiB is quick) and deleted afterwards. The page cache is warmed with the SFUI first so that
@@ -33,14 +33,6 @@ from sfupdate.keys.files import FileSigner
 from sfupdate.sfui import TrustedKey, class_uuid, vendor_uuid
 
 MIB = 1024 * 1024
-UNITS = {"K": 1024, "M": MIB, "G": 1024 * MIB}
-
-
-def parse_size(text: str) -> int:
-    text = text.strip().upper().removesuffix("IB").removesuffix("B")
-    if text and text[-1] in UNITS:
-        return int(float(text[:-1]) * UNITS[text[-1]])
-    return int(text)
 
 
 def write_firmware(path: Path, size: int) -> None:
@@ -82,23 +74,17 @@ def start_agent(board: Path, sock: Path, log: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", default="1G", help="firmware size (default 1G; e.g. 256M)")
-    parser.add_argument("--dir", type=Path, default=None,
-                        help="where to put the temporary files (default: system temp dir)")
-    args = parser.parse_args()
-    size = parse_size(args.size)
+def run(size_mib: int = 1024, runs: int = 3, directory: Path | None = None) -> str:
+    """Measure and return a markdown section (each timing: median of `runs`)."""
+    size = size_mib * MIB
     if shutil.which("openssl") is None:
         raise SystemExit("openssl is required for the reference measure")
-
-    work = Path(tempfile.mkdtemp(prefix="sfu-bench-", dir=args.dir))
+    work = Path(tempfile.mkdtemp(prefix="sfu-bench-", dir=directory))
     agent: subprocess.Popen[bytes] | None = None
     try:
         signer = FileSigner(generate_private_key("ES256"))  # type: ignore[arg-type]
         vendor = vendor_uuid("example.com")
         klass = class_uuid(vendor, "demo-board")
-        print(f"generating and signing a {size / MIB:.0f} MiB image in {work} ...", flush=True)
         (work / "v1.bin").write_bytes(b"v1" * 4096)
         sign_firmware(work / "v1.bin", work / "v1.sfui", signer,
                       ImageSpec(1, vendor, klass, "1", None))
@@ -116,20 +102,26 @@ def main() -> None:
         total = sfui.stat().st_size
         timed(["cat", str(sfui)], stdout=subprocess.DEVNULL)  # warm the page cache
 
-        t_openssl, _ = timed(["openssl", "dgst", "-sha256", str(sfui)],
-                             stdout=subprocess.DEVNULL)
-        t_dd, _ = timed(["dd", f"if={sfui}", f"of={existing}", "conv=notrunc,fsync", "bs=1M"],
-                        stderr=subprocess.DEVNULL)
+        def median(argv: list[str], **kwargs: object) -> tuple[float, int]:
+            results = sorted(timed(argv, **kwargs) for _ in range(runs))  # type: ignore[arg-type]
+            return results[len(results) // 2][0], max(rss for _, rss in results)
+
+        t_openssl, _ = median(["openssl", "dgst", "-sha256", str(sfui)],
+                              stdout=subprocess.DEVNULL)
+        t_dd, _ = median(["dd", f"if={sfui}", f"of={existing}", "conv=notrunc,fsync", "bs=1M"],
+                         stderr=subprocess.DEVNULL)
         existing.unlink()
 
         sock = work / "agent.sock"
         agent = start_agent(board_dir, sock, work / "agent.log")
         agent_idle = vm_hwm_kib(agent.pid)
-        t_startup, _ = timed([sys.executable, "-m", "sfupdate.cli.main", "agent", "status",
-                              "--socket", str(sock)], stdout=subprocess.DEVNULL)
-        t_install, client_rss = timed([sys.executable, "-m", "sfupdate.cli.main", "install",
-                                       str(sfui), "--socket", str(sock)],
-                                      stdout=subprocess.DEVNULL)
+        t_startup, _ = median([sys.executable, "-m", "sfupdate.cli.main", "agent", "status",
+                               "--socket", str(sock)], stdout=subprocess.DEVNULL)
+        # Each run installs the same image again into the inactive slot (it stays above
+        # the floor while nothing is confirmed).
+        t_install, client_rss = median([sys.executable, "-m", "sfupdate.cli.main", "install",
+                                        str(sfui), "--socket", str(sock)],
+                                       stdout=subprocess.DEVNULL)
         agent_peak = vm_hwm_kib(agent.pid)
     finally:
         if agent is not None:
@@ -138,17 +130,32 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     rate = total / MIB
-    print(f"\nSFUI {total / MIB:.1f} MiB, {os.cpu_count()} CPUs, "
-          f"python {sys.version.split()[0]}\n")
-    print(f"{'measure':<34}{'seconds':>9}{'MiB/s':>9}{'x openssl':>11}{'x dd':>7}")
-    for name, t in (("openssl dgst -sha256", t_openssl),
-                    ("dd conv=notrunc,fsync bs=1M", t_dd),
-                    ("sfu install -> agent -> slot", t_install)):
-        print(f"{name:<34}{t:>9.2f}{rate / t:>9.0f}{t / t_openssl:>11.2f}{t / t_dd:>7.2f}")
-    print(f"(fixed cost in the install: client start-up and one request, measured as "
-          f"`sfu agent status`: {t_startup:.2f} s)")
-    print(f"\npeak RSS: agent {agent_peak / 1024:.1f} MiB (idle {agent_idle / 1024:.1f} MiB), "
-          f"installing client {client_rss / 1024:.1f} MiB")
+    rows = [f"| {name} | {t:.2f} | {rate / t:.0f} | {t / t_openssl:.2f} | {t / t_dd:.2f} |"
+            for name, t in (("`openssl dgst -sha256`", t_openssl),
+                            ("`dd conv=notrunc,fsync bs=1M`", t_dd),
+                            ("`sfu install` -> agent -> slot (fsync)", t_install))]
+    return "\n".join([
+        f"### Install through the agent: {total / MIB:.0f} MiB SFUI into a sim slot "
+        f"({os.cpu_count()} CPUs, Python {sys.version.split()[0]}, median of {runs})",
+        "",
+        "| measure | s | MiB/s | x openssl | x dd |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Fixed cost inside the install (client start-up and one request, measured as "
+        f"`sfu agent status`): {t_startup:.2f} s. Peak RSS: agent {agent_peak / 1024:.1f} MiB "
+        f"(idle {agent_idle / 1024:.1f} MiB), installing client {client_rss / 1024:.1f} MiB.",
+    ]) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mib", type=int, default=1024, help="firmware size in MiB")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--dir", type=Path, default=None,
+                        help="where to put the temporary files (default: system temp dir)")
+    args = parser.parse_args()
+    print(run(args.size_mib, args.runs, args.dir))
 
 
 if __name__ == "__main__":
