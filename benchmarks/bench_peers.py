@@ -225,12 +225,12 @@ def sfu_peer(ctx: Context, work: Path) -> Peer:
     verify = [str(sfu), "verify", "--key", str(work / "pub.pem")]
     return Peer(
         "sfu", importlib.metadata.version("sfupdate"),
-        "sign reads the file twice: it hashes it, then writes the signed header and copies "
-        "the file after it (copy_file_range), and fsyncs the result before renaming it into "
-        "place, hence wall time above CPU time. verify checks the COSE signature over the "
-        "manifest, then streams the payload counting bytes against image-size and compares "
-        "its SHA-256 at the end. Each run pays about 0.15 s of Python start-up and imports, "
-        "shown by the 4 KiB row.",
+        "sign reads the file once: it copies the payload to its place in the envelope while "
+        "hashing it, writes the signed header in front at the end, and fsyncs the result "
+        "before renaming it into place, hence wall time above CPU time. verify checks the "
+        "COSE signature over the manifest, then streams the payload counting bytes against "
+        "image-size and compares its SHA-256 at the end. Each run pays about 0.15 s of "
+        "Python start-up and imports, shown by the 4 KiB row.",
         package=[Op("sfu sign (ES256)", [*sign, str(ctx.payload), "-o", str(out)],
                     "SUIT manifest with SHA-256 + size, COSE_Sign1 ES256, payload integrated",
                     before=unlinker(out))],

@@ -65,3 +65,28 @@ def test_no_payload_byte_before_authentication(sign_image: SignImage) -> None:
         reader = EnvelopeReader(f)
         with pytest.raises(errors.SfuError, match="authenticate"):
             next(reader.payload())
+
+
+def test_firmware_that_changes_while_signing_is_refused(tmp_path: Path,
+                                                        es256_signer: FileSigner) -> None:
+    # A FIFO reports size 0 and then delivers bytes: the same as a file growing mid-sign.
+    import os
+    import threading
+
+    from sfupdate.author import ImageSpec, sign_firmware
+
+    fifo = tmp_path / "growing.bin"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "wb") as f:
+            f.write(b"more bytes than the size said")
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    out = tmp_path / "out.sfui"
+    with pytest.raises(errors.UsageError, match="grew"):
+        sign_firmware(fifo, out, es256_signer, ImageSpec(1, VENDOR, CLASS))
+    feeder.join(5)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["growing.bin"]  # no temp file left

@@ -1,23 +1,24 @@
 """Sign a firmware file into an SFUI, streaming: memory stays flat for any image size.
 
-Pass 1 hashes the firmware (the manifest must carry its digest and precedes the payload);
-pass 2 copies it into the envelope with copy_file_range, so the kernel moves the bytes.
+One pass: the payload is hashed while it is copied to its place in the envelope, and the
+signed header is written in front of it at the end (see sign_firmware).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 from sfupdate.errors import UsageError
 from sfupdate.progress import Progress, no_progress
 from sfupdate.sfui import cbor, suit
-from sfupdate.sfui.cose import Signer, sign1
+from sfupdate.sfui.cose import ALGORITHM_NAMES, Signer, sign1
 from sfupdate.sfui.model import (
     Command,
     Common,
@@ -33,6 +34,8 @@ from sfupdate.sfui.writer import envelope_prefix
 PAYLOAD_KEY: Final = "firmware"
 COMPONENT: Final = (b"firmware",)
 CHUNK: Final = 1024 * 1024
+#: Raw signature size of every algorithm sfupdate signs with (ES256 r||s, Ed25519).
+SIGNATURE_SIZE: Final = 64
 TEXT_LANGUAGE: Final = "en"
 
 
@@ -100,46 +103,20 @@ def _text(spec: ImageSpec) -> Text | None:
     return Text({TEXT_LANGUAGE: LocalizedText(entries, components)})
 
 
-def hash_file(path: Path, progress: Progress = no_progress) -> tuple[bytes, int]:
-    hasher = hashlib.sha256()
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
-    size = 0
-    total = path.stat().st_size
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buffer):
-            hasher.update(view[:n])
-            size += n
-            progress(size, total)
-    return hasher.digest(), size
+class _Placeholder:
+    """Stands in for the real signer while the envelope's length is worked out: same
+    algorithm and key ID, a signature of the same (fixed) size."""
+
+    def __init__(self, signer: Signer) -> None:
+        self.algorithm, self.kid = signer.algorithm, signer.kid
+
+    def sign(self, data: bytes) -> bytes:
+        return bytes(SIGNATURE_SIZE)
 
 
-def _copy(src: int, dst: int, length: int, progress: Progress) -> None:
-    offset = 0
-    while offset < length:
-        try:
-            n = os.copy_file_range(src, dst, min(length - offset, 64 * CHUNK))
-        except OSError:
-            n = _copy_slow(src, dst, length - offset)
-        if n == 0:
-            raise UsageError("firmware file shrank while it was being signed")
-        offset += n
-        progress(offset, length)
-
-
-def _copy_slow(src: int, dst: int, limit: int) -> int:
-    data = os.read(src, min(limit, CHUNK))
-    os.write(dst, data)
-    return len(data)
-
-
-def sign_firmware(firmware: Path, output: Path, signer: Signer, spec: ImageSpec,
-                  progress: Progress = no_progress) -> SignedImage:
-    """Write output atomically (temp file, fsync, rename)."""
-    try:
-        digest, size = hash_file(firmware, progress=lambda d, t: progress(d // 2, t))
-    except OSError as exc:
-        raise UsageError(f"cannot read firmware {firmware}: {exc.strerror}") from None
+def _prefix(spec: ImageSpec, digest: bytes, size: int, signer: Signer) -> tuple[Manifest,
+                                                                                  bytes]:
+    """The signed manifest and everything of the envelope before the payload's bytes."""
     text = _text(spec)
     manifest = build_manifest(spec, digest, size, text)
     manifest_bytes = manifest.encode()
@@ -148,19 +125,59 @@ def sign_firmware(firmware: Path, output: Path, signer: Signer, spec: ImageSpec,
     members = {suit.ENV_AUTHENTICATION: auth, suit.ENV_MANIFEST: manifest_bytes}
     if text is not None:
         members[suit.ENV_TEXT] = text.encode()
-    prefix = envelope_prefix(members, PAYLOAD_KEY, size)
+    return manifest, envelope_prefix(members, PAYLOAD_KEY, size)
+
+
+def _stream_payload(src: io.FileIO, dst: BinaryIO, size: int, progress: Progress) -> bytes:
+    """Copy exactly `size` bytes while hashing them; the digest of what was written."""
+    hasher = hashlib.sha256()
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    done = 0
+    while n := src.readinto(buffer):
+        if done + n > size:
+            raise UsageError("firmware file grew while it was being signed")
+        hasher.update(view[:n])
+        dst.write(view[:n])
+        done += n
+        progress(done, size)
+    if done != size:
+        raise UsageError("firmware file shrank while it was being signed")
+    return hasher.digest()
+
+
+def sign_firmware(firmware: Path, output: Path, signer: Signer, spec: ImageSpec,
+                  progress: Progress = no_progress) -> SignedImage:
+    """Sign in one pass over the firmware, written atomically (temp file, fsync, rename).
+
+    The manifest carries the payload's digest yet precedes the payload. Every field of the
+    envelope prefix has a size known before hashing (the digest is 32 bytes, the image size is
+    the file's, the signature has a fixed size), so the payload is copied and hashed at its
+    final offset first, and the real prefix is written in front of it at the end."""
+    if signer.algorithm not in ALGORITHM_NAMES:
+        raise UsageError(f"signer algorithm {signer.algorithm} is not supported")
+    try:
+        src = open(firmware, "rb", buffering=0)  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise UsageError(f"cannot read firmware {firmware}: {exc.strerror}") from None
     tmp = output.with_name(f".{output.name}.tmp{os.getpid()}")
     try:
-        with open(firmware, "rb") as src, open(tmp, "wb") as dst:
+        with src, open(tmp, "wb") as dst:
+            size = os.fstat(src.fileno()).st_size
+            _, placeholder = _prefix(spec, bytes(32), size, _Placeholder(signer))
+            dst.seek(len(placeholder))
+            digest = _stream_payload(src, dst, size, progress)
+            manifest, prefix = _prefix(spec, digest, size, signer)
+            if len(prefix) != len(placeholder):
+                raise UsageError("the signer made a signature of an unexpected size")
+            dst.seek(0)
             dst.write(prefix)
             dst.flush()
-            _copy(src.fileno(), dst.fileno(), size,
-                  lambda d, t: progress(size // 2 + d // 2, size))
             os.fsync(dst.fileno())
         os.replace(tmp, output)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write {output}: {exc.strerror}") from None
+        raise UsageError(f"cannot sign {firmware} into {output}: {exc.strerror}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
