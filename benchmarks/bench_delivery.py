@@ -31,21 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, make_random_file, table
+from common import machine, make_random_file, peak_rss_kib, sfu_measured, table
 
 MIB = 1024 * 1024
 VENDOR, CLASS = "example.com", "bench-board"
-
-# The client as a device runs it, plus its own peak RSS (VmHWM; see common.py for why).
-_CLIENT = """
-import sys
-from sfupdate.cli.main import main
-code = main(sys.argv[1:])
-with open("/proc/self/status") as status:
-    hwm = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
-print("maxrss_kib", hwm, file=sys.stderr)
-sys.exit(code)
-"""
 
 
 def _sfu(*args: str | Path) -> None:
@@ -197,14 +186,15 @@ def time_update(url: str, repo: Path, sock: Path, work: Path, runs: int) -> tupl
     for i in range(runs):
         state = work / f"client-state-{i}"
         start = time.perf_counter()
+        # The client as a device runs it, reporting its own peak RSS.
         result = subprocess.run(
-            [sys.executable, "-c", _CLIENT, "client", "update", "--repo", url, "--socket",
-             str(sock), "--trusted-root", str(repo / "metadata" / "1.root.json"),
-             "--state-dir", str(state)], capture_output=True, text=True, check=False)
+            sfu_measured(["client", "update", "--repo", url, "--socket", sock,
+                          "--trusted-root", repo / "metadata" / "1.root.json",
+                          "--state-dir", state]), capture_output=True, text=True, check=False)
         times.append(time.perf_counter() - start)
         if result.returncode != 0 or "installed sequence 2" not in result.stdout:
             raise RuntimeError(f"client failed ({result.returncode}): {result.stderr.strip()}")
-        peaks.append(int(result.stderr.split("maxrss_kib")[-1].split()[0]))
+        peaks.append(peak_rss_kib(result.stderr))
         shutil.rmtree(state)
     return statistics.median(times), max(peaks)
 

@@ -19,11 +19,16 @@ import argparse
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import time_command, time_sfu
 
 from sfupdate.author import ImageSpec, sign_firmware
 from sfupdate.board.sim import create_board
@@ -42,18 +47,6 @@ def write_firmware(path: Path, size: int) -> None:
             f.write(block[:min(MIB, size - offset)])
 
 
-def timed(argv: list[str], **kwargs: object) -> tuple[float, int]:
-    """Run a command; (wall seconds, peak RSS in KiB of that process alone)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(argv, **kwargs)  # type: ignore[call-overload]
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise SystemExit(f"{argv[0]} failed with exit code {proc.returncode}")
-    return elapsed, usage.ru_maxrss
-
-
 def vm_hwm_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -67,11 +60,20 @@ def start_agent(board: Path, sock: Path, log: Path) -> subprocess.Popen[bytes]:
                                  "--board", str(board), "--socket", str(sock)],
                                 stdout=out, stderr=out)
     deadline = time.monotonic() + 30
-    while not sock.exists():
+    while not _accepts(sock):  # bound AND listening, not just a socket file
         if proc.poll() is not None or time.monotonic() > deadline:
             raise SystemExit(f"agent did not start:\n{log.read_text()}")
         time.sleep(0.05)
     return proc
+
+
+def _accepts(sock: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(sock))
+        except OSError:
+            return False
+    return True
 
 
 def run(size_mib: int = 1024, runs: int = 3, directory: Path | None = None) -> str:
@@ -100,28 +102,19 @@ def run(size_mib: int = 1024, runs: int = 3, directory: Path | None = None) -> s
         with existing.open("wb") as f:  # the same kind of target as a sim slot
             f.truncate(slot_size)
         total = sfui.stat().st_size
-        timed(["cat", str(sfui)], stdout=subprocess.DEVNULL)  # warm the page cache
-
-        def median(argv: list[str], **kwargs: object) -> tuple[float, int]:
-            results = sorted(timed(argv, **kwargs) for _ in range(runs))  # type: ignore[arg-type]
-            return results[len(results) // 2][0], max(rss for _, rss in results)
-
-        t_openssl, _ = median(["openssl", "dgst", "-sha256", str(sfui)],
-                              stdout=subprocess.DEVNULL)
-        t_dd, _ = median(["dd", f"if={sfui}", f"of={existing}", "conv=notrunc,fsync", "bs=1M"],
-                         stderr=subprocess.DEVNULL)
+        time_command(["cat", str(sfui)], runs=1)  # warm the page cache
+        t_openssl = time_command(["openssl", "dgst", "-sha256", str(sfui)], runs)
+        t_dd = time_command(["dd", f"if={sfui}", f"of={existing}", "conv=notrunc,fsync",
+                             "bs=1M"], runs)
         existing.unlink()
 
         sock = work / "agent.sock"
         agent = start_agent(board_dir, sock, work / "agent.log")
         agent_idle = vm_hwm_kib(agent.pid)
-        t_startup, _ = median([sys.executable, "-m", "sfupdate.cli.main", "agent", "status",
-                               "--socket", str(sock)], stdout=subprocess.DEVNULL)
+        t_startup, _ = time_sfu(["agent", "status", "--socket", sock], runs)
         # Each run installs the same image again into the inactive slot (it stays above
         # the floor while nothing is confirmed).
-        t_install, client_rss = median([sys.executable, "-m", "sfupdate.cli.main", "install",
-                                        str(sfui), "--socket", str(sock)],
-                                       stdout=subprocess.DEVNULL)
+        t_install, client_rss = time_sfu(["install", sfui, "--socket", sock], runs)
         agent_peak = vm_hwm_kib(agent.pid)
     finally:
         if agent is not None:

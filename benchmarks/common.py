@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 
 # VmHWM, not getrusage's ru_maxrss: Python starts children with vfork, and ru_maxrss keeps the
 # parent's high-water mark across exec, so it would report the benchmark's own peak.
-_MEASURED = """
+MEASURED_SFU = """
 import sys
 from sfupdate.cli.main import main
 code = main(sys.argv[1:])
@@ -50,17 +49,28 @@ def time_command(argv: Sequence[str], runs: int = 3) -> float:
     return statistics.median(times)
 
 
-def time_sfu(args: Sequence[str], runs: int = 3) -> tuple[float, int]:
+def sfu_measured(args: Sequence[str | Path]) -> list[str]:
+    """argv that runs `sfu ARGS` and reports its own peak RSS on stderr (see peak_rss_kib)."""
+    return [sys.executable, "-c", MEASURED_SFU, *map(str, args)]
+
+
+def peak_rss_kib(stderr: str) -> int:
+    """The peak RSS an `sfu_measured` run reported."""
+    return int(stderr.split("maxrss_kib")[-1].split()[0])
+
+
+def time_sfu(args: Sequence[str | Path], runs: int = 3) -> tuple[float, int]:
     """Median wall time of `sfu ARGS` and the largest peak RSS (KiB) seen."""
     times, peaks = [], []
     for _ in range(runs):
         start = time.perf_counter()
-        result = subprocess.run([sys.executable, "-c", _MEASURED, *args], check=False,
-                                capture_output=True, text=True)
+        result = subprocess.run(sfu_measured(args), check=False, capture_output=True,
+                                text=True)
         times.append(time.perf_counter() - start)
         if result.returncode != 0:
-            raise RuntimeError(f"sfu {' '.join(args)} failed: {result.stderr.strip()}")
-        peaks.append(int(result.stderr.split("maxrss_kib")[-1].split()[0]))
+            raise RuntimeError(f"sfu {' '.join(map(str, args))} failed: "
+                               f"{result.stderr.strip()}")
+        peaks.append(peak_rss_kib(result.stderr))
     return statistics.median(times), max(peaks)
 
 
@@ -73,7 +83,3 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def children_peak_rss_kib() -> int:
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
