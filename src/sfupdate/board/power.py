@@ -99,15 +99,19 @@ class Power:
 
     # --- helpers built from the operations ------------------------------------------------
 
-    def write_file(self, path: Path, data: bytes) -> None:
-        """Write-new + fsync file + rename + fsync directory."""
-        tmp = path.with_name(f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    def write_new(self, path: Path, data: bytes) -> None:
+        """Create (or truncate) path, owner-only, with data, and fsync it."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             self.write(fd, data, 0)
             self.fsync(fd)
         finally:
             self.closed(fd)
             os.close(fd)
+
+    def write_file(self, path: Path, data: bytes) -> None:
+        """Write-new + fsync file + rename + fsync directory."""
+        tmp = path.with_name(f".{path.name}.tmp")
+        self.write_new(tmp, data)
         self.rename(tmp, path)
         self.fsync_dir(path.parent)

@@ -81,13 +81,7 @@ class SimFuses:
         if target.exists():
             raise DeviceStateError(f"fuse {fuse.value} is already burned (OTP is write-once)")
         tmp = self._dir / f".{fuse.value}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            self._power.write(fd, value, 0)
-            self._power.fsync(fd)
-        finally:
-            self._power.closed(fd)
-            os.close(fd)
+        self._power.write_new(tmp, value)
         try:
             os.link(tmp, target)
         except FileExistsError:
@@ -216,13 +210,7 @@ class SimStorage:
             if len(raw) > MAX_STORE:
                 raise UsageError("secure storage is full")
             path = self._dir / f"store-{new}"
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                self._power.write(fd, raw, 0)
-                self._power.fsync(fd)
-            finally:
-                self._power.closed(fd)
-                os.close(fd)
+            self._power.write_new(path, raw)
             self._power.fsync_dir(self._dir)
             self._power.write_file(self._register,
                                    cbor.dumps([new, hashlib.sha256(raw).digest()]))
