@@ -34,7 +34,6 @@ from sfupdate.errors import (
     SchemaError,
     SeverableMemberDigestError,
     SfuError,
-    TruncatedError,
     UnknownTagError,
     UnsupportedError,
 )
@@ -278,5 +277,5 @@ class EnvelopeReader:
         self._state = _State.DONE
 
 
-__all__ = ["EnvelopeReader", "PayloadRef", "SignatureInfo", "TruncatedError", "Verified",
+__all__ = ["EnvelopeReader", "PayloadRef", "SignatureInfo", "Verified",
            "manifest_digest"]
