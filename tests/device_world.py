@@ -33,6 +33,7 @@ from sfupdate.boot.rom import boot
 from sfupdate.boot.stage2 import BootResult, boot_firmware
 from sfupdate.errors import AgentBusyError
 from sfupdate.ipc.client import AgentClient, InstallResult
+from sfupdate.kernel import Kernel
 from sfupdate.keys.files import FileSigner
 from sfupdate.sfui import Digest, TrustedKey, cbor, manifest_digest, suit
 from sfupdate.sfui.cose import Signer, sign1
@@ -190,8 +191,7 @@ class DeviceWorld:
         return boot(board, lambda _bundle: boot_firmware(board))
 
     def record(self) -> BootRecord:
-        from sfupdate.board.control import BootControl
-        return BootControl(self.board().storage).record
+        return Kernel(self.board().storage).state().boot
 
     def snapshot(self) -> dict[str, Any]:
         """Status as the agent reports it, and the hash of every file of the slots, their

@@ -12,12 +12,10 @@ from typing import Any
 import pytest
 
 from sfupdate import keys
-from sfupdate.agent.device import event_log, remote_state
-from sfupdate.agent.trust import load_trust_store
-from sfupdate.board.control import BootControl
 from sfupdate.board.records import BootRecord, EventLog, RemoteState, TrustStore
 from sfupdate.board.sim import open_board
 from sfupdate.cli.main import main
+from sfupdate.kernel import Kernel, SecureState
 from sfupdate.keys.files import FileSigner
 from sfupdate.remote import (
     IntegrityPolicy,
@@ -49,20 +47,24 @@ def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
+def state(board: Path) -> SecureState:
+    return Kernel(open_board(board).storage).state()
+
+
 def boot_record(board: Path) -> BootRecord:
-    return BootControl(open_board(board).storage).record
+    return state(board).boot
 
 
 def trust_store(board: Path) -> TrustStore:
-    return load_trust_store(open_board(board).storage)
+    return state(board).trust
 
 
 def remote(board: Path) -> RemoteState:
-    return remote_state(open_board(board).storage)
+    return state(board).remote
 
 
 def events(board: Path) -> EventLog:
-    return event_log(open_board(board).storage)
+    return state(board).events
 
 
 def flip_byte(path: Path, offset: int) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from sfupdate import errors, keys
 from sfupdate.remote import verify_token
-from tests.afterattack.support import flip_byte, refused, run
+from tests.afterattack.support import flip_byte, refused, run, state
 from tests.agent.support import RunningAgent
 
 NONCE = "00112233445566778899aabbccddeeff"
@@ -33,8 +33,8 @@ def test_attestation_verifies_and_describes_the_device(agent: RunningAgent, tmp_
     assert claims["rollback_floor"] == status.rollback_floor
     assert claims["slots"][0] == {"name": "A", "state": "confirmed", "sequence": 1,
                                   "digest": status.slots["A"].digest}
-    boot_log = json.loads((agent.board / "boot-log.json").read_text())
-    assert claims["boot_log"] == [e["digest"] for e in boot_log["events"]]
+    measured = state(agent.board).measured
+    assert claims["boot_log"] == [e.digest.hex() for e in measured.events]
     assert claims["integrity"] == [{"region": "running-slot", "result": "ok"},
                                    {"region": "agent-bundle", "result": "ok"}]
     code, out, _ = run(capsys, "attest", "verify", token, "--device-key", device_key,

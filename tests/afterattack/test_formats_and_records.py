@@ -8,7 +8,15 @@ from typing import Any
 import pytest
 
 from sfupdate import errors
-from sfupdate.board.records import EVENT_LOG_CAPACITY, EventLog, RemoteState
+from sfupdate.board.records import (
+    EVENT_RING_CAPACITY,
+    MAX_EVENT_TEXT,
+    PINNED_CAPACITY,
+    TAMPER_RESERVE,
+    EventLog,
+    RemoteState,
+)
+from sfupdate.board.sim import MAX_RECORD
 from sfupdate.ipc.messages import (
     AttestRequest,
     AuditInfo,
@@ -95,7 +103,8 @@ def test_new_replies_round_trip() -> None:
         IntegrityReply(IntegrityReport((RegionResult("running-slot", "mismatch", "d",
                                                      "reported"),), 3)),
         RemoteReply(RemoteResult("revert", 7, "done", b"token")),
-        AuditReply(AuditInfo(7, "ab" * 32, None, 1, (EventEntry(1, 2, "k", "s", "d"),))),
+        AuditReply(AuditInfo(7, "ab" * 32, None, 1, 0, 5,
+                             (EventEntry(1, 2, 3, 2, "k", "s", "d", True),))),
     ]
     for reply in replies:
         assert decode_reply(cbor.loads(cbor.dumps(encode_reply(reply)), "t")) == reply
@@ -108,26 +117,72 @@ def test_malformed_integrity_reply_is_refused() -> None:
         decode_reply(obj)
 
 
-def test_event_log_keeps_the_newest_entries_and_the_total() -> None:
+def test_event_log_keeps_the_newest_unpinned_entries_and_the_total() -> None:
     log = EventLog()
-    for i in range(EVENT_LOG_CAPACITY + 10):
-        log = log.append(i, "integrity-mismatch", "running-slot", f"finding {i}" + "x" * 500)
+    for i in range(EVENT_RING_CAPACITY + 10):
+        log = log.append(i, "revert-refused", "integrity-policy", f"finding {i}" + "x" * 500)
     decoded = EventLog.decode(log.encode())
-    assert decoded == log and decoded.total == EVENT_LOG_CAPACITY + 10
-    assert len(decoded.events) == EVENT_LOG_CAPACITY
-    assert decoded.events[0].number == 11 and len(decoded.events[-1].detail) == 200
+    assert decoded == log and decoded.total == EVENT_RING_CAPACITY + 10
+    assert len(decoded.events) == EVENT_RING_CAPACITY
+    assert decoded.events[0].number == 11 and len(decoded.events[-1].detail) == MAX_EVENT_TEXT
+
+
+def test_repeated_identical_events_coalesce_with_count_first_and_last() -> None:
+    log = EventLog()
+    for t in range(100, 200):
+        log = log.append(t, "integrity-mismatch", "running-slot", "payload digest mismatch")
+    (event,) = log.events
+    assert (event.count, event.first, event.last, log.total) == (100, 100, 199, 1)
+
+
+def test_operator_events_and_first_tamper_stay_pinned_through_any_flood() -> None:
+    log = EventLog().append(1, "command", "revert", "command 1 by operator key ab")
+    log = log.append(2, "integrity-mismatch", "running-slot", "first tamper")
+    for i in range(10 * EVENT_RING_CAPACITY):  # distinct findings: no coalescing helps here
+        log = log.append(3 + i, "integrity-mismatch", "running-slot", f"variant {i}")
+        log = log.append(3 + i, "revert-refused", "integrity-policy", f"variant {i}")
+    assert [e.number for e in log.pinned] == [1, 2]
+    assert [e.detail for e in log.pinned] == ["command 1 by operator key ab", "first tamper"]
+    released = log.acknowledge(2)
+    assert released.pinned == () and released.acknowledged == 2
+    assert released.append(9, "integrity-mismatch", "running-slot", "again").pinned[0].number \
+        == log.total + 1  # once acknowledged, the next tamper is pinned as a first again
+
+
+def test_operator_events_stop_before_the_tamper_reserve_is_used() -> None:
+    log = EventLog()
+    while log.operator_room():
+        log = log.append(0, "command", "reboot", f"command {log.total + 1}")
+    assert len(log.pinned) == PINNED_CAPACITY - TAMPER_RESERVE
+    for region in range(TAMPER_RESERVE):  # every region a policy can name still gets pinned
+        log = log.append(1, "integrity-mismatch", f"policy:r{region}", "mismatch")
+    assert len(log.pinned) == PINNED_CAPACITY
+
+
+def test_a_full_event_log_fits_one_secure_storage_record() -> None:
+    log = EventLog()
+    for i in range(PINNED_CAPACITY + EVENT_RING_CAPACITY):
+        kind = "command" if i < PINNED_CAPACITY else "revert-refused"
+        log = log.append(2**40 + i, kind, "s" * 500, f"{i} " + "d" * 500)
+    assert len(log.pinned) == PINNED_CAPACITY and len(log.events) == len(log.pinned) + 32
+    assert len(log.encode()) <= MAX_RECORD
+
+
+def test_acknowledging_an_event_never_logged_is_refused() -> None:
+    with pytest.raises(ValueError, match="never logged"):
+        EventLog().append(1, "command", "reboot", "x").acknowledge(5)
 
 
 def test_inconsistent_event_log_is_a_storage_integrity_error() -> None:
-    log = EventLog().append(1, "k", "s", "d").append(2, "k", "s", "d")
+    log = EventLog().append(1, "k", "s", "d").append(2, "k", "s", "e")
     obj = cbor.loads(log.encode(), "t")
-    obj["total"] = 5  # numbering no longer matches the total
+    obj["total"] = 1  # an event numbered above the total
     with pytest.raises(errors.StorageIntegrityError):
         EventLog.decode(cbor.dumps(obj))
 
 
 def test_remote_state_round_trip_and_bad_key_id() -> None:
-    state = RemoteState(9, b"\x02" * 32)
+    state = RemoteState(9, b"\x02" * 32, 1_700_000_000)
     assert RemoteState.decode(state.encode()) == state
     bad = cbor.loads(state.encode(), "t")
     bad["quarantine"] = b"short"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sfupdate import errors
-from sfupdate.board.records import EVENT_LOG_CAPACITY, SlotStatus
+from sfupdate.board.records import EVENT_RING_CAPACITY, SlotStatus
 from sfupdate.board.sim import open_board
 from sfupdate.remote import Region
 from tests.afterattack.conftest import Keys
@@ -74,10 +74,29 @@ def test_asking_again_and_again_cannot_flush_the_event_log(agent: RunningAgent,
                                                            anchors: Keys) -> None:
     agent.client().remote(_reboot_command(agent, anchors))  # an event worth keeping
     flip_byte(agent.board / "slots" / "A.img", 100)
-    for _ in range(EVENT_LOG_CAPACITY + 5):
+    for _ in range(EVENT_RING_CAPACITY + 5):
         assert not agent.client().check().intact
     logged = events(agent.board)
     assert logged.total == 2 and logged.events[0].subject == "reboot"
+
+
+def test_toggling_a_byte_between_checks_cannot_flush_the_event_log(agent: RunningAgent,
+                                                                   anchors: Keys) -> None:
+    """The Rich OS flips one byte of the running slot back and forth between checks: every
+    check finds a new mismatch (the previous one healed), 100 times over. The operator's
+    command and the first tamper stay in the log; the repeats coalesce into one entry."""
+    agent.client().remote(_reboot_command(agent, anchors))
+    slot = agent.board / "slots" / "A.img"
+    for _ in range(100):
+        flip_byte(slot, 100)
+        assert not agent.client().check().intact
+        flip_byte(slot, 100)
+        assert agent.client().check().intact
+    logged = events(agent.board)
+    assert [(e.kind, e.subject) for e in logged.pinned] == [
+        ("command", "reboot"), ("integrity-mismatch", "running-slot")]
+    (tamper,) = [e for e in logged.events if e.kind == "integrity-mismatch"]
+    assert tamper.count == 100 and logged.total == 2
 
 
 def _reboot_command(agent: RunningAgent, anchors: Keys) -> bytes:

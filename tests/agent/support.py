@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sfupdate.board.control import BootControl
 from sfupdate.board.sim import open_board
+from sfupdate.boot.stage2 import BootResult, boot_firmware
 from sfupdate.errors import AgentBusyError
 from sfupdate.ipc.client import AgentClient, AgentStatus, InstallResult
 
@@ -98,9 +98,10 @@ def file_chunks(path: Path, size: int = 4096) -> Iterator[bytes]:
             yield chunk
 
 
-def reboot(board: Path) -> None:
-    """Stand-in for a reboot: the boot control's slot selection (tries decremented first)."""
-    BootControl(open_board(board).storage).start_boot()
+def reboot(board: Path) -> BootResult:
+    """A reboot without the ROM's subprocess: stage 2 in this process (slot selection with a
+    try spent first, verification against the recorded facts, measurement, health check)."""
+    return boot_firmware(open_board(board))
 
 
 def wait_for(agent: RunningAgent, condition: Callable[[AgentStatus], bool],

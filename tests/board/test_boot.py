@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from sfupdate.agent.device import Device
 from sfupdate.agent.install import install
-from sfupdate.board import BootControl, Slot, SlotStatus
+from sfupdate.board import Slot, SlotStatus
 from sfupdate.board.sim import create_board
 from sfupdate.boot.provision import provision
 from sfupdate.errors import (
@@ -17,6 +18,7 @@ from sfupdate.errors import (
     PayloadDigestError,
     WrongClassError,
 )
+from sfupdate.kernel import Kernel
 from sfupdate.sfui import TrustedKey
 from tests.board.conftest import CLASS_NAME, VENDOR_NAME, Images, fresh, reboot
 
@@ -30,10 +32,10 @@ def test_provisioned_board_boots_the_initial_image_and_measures_it(board_dir: Pa
     board = fresh(board_dir)
     result = reboot(board)
     assert (result.slot, result.trial, result.sequence, result.healthy) == ("A", False, 1, True)
-    stages = [e["stage"] for e in board.boot_log.events()]
-    assert stages == ["agent", "manifest", "firmware"]
-    assert result.pcr == board.boot_log.events()[-1]["pcr"]
-    assert BootControl(board.storage).record.floor == 1
+    state = Kernel(board.storage).state()
+    assert [e.stage for e in state.measured.events] == ["agent", "manifest", "firmware"]
+    assert result.pcr == state.measured.pcr.hex()
+    assert state.boot.floor == 1
 
 
 def test_provisioning_twice_is_refused(board_dir: Path, images: Images,
@@ -54,16 +56,15 @@ def test_full_cycle_trial_boot_then_confirm_raises_the_floor(board_dir: Path,
                                                              images: Images) -> None:
     _install(board_dir, images.v2)
     board = fresh(board_dir)
-    control = BootControl(board.storage)
-    assert control.record.floor == 1 and control.record.trial is Slot.B
+    kernel = Kernel(board.storage)
+    assert kernel.state().boot.floor == 1 and kernel.state().boot.trial is Slot.B
     with pytest.raises(DeviceStateError, match="not been booted"):
-        control.confirm()  # a trial that never ran cannot be confirmed
+        kernel.confirm()  # a trial that never ran cannot be confirmed
     result = reboot(board)
     assert (result.slot, result.trial, result.sequence) == ("B", True, 2)
-    assert control.record.tries_left == 2  # decremented before it booted
-    assert control.record.floor == 1  # not yet confirmed: the floor stays
-    control.confirm()
-    record = control.record
+    assert kernel.state().boot.tries_left == 2  # decremented before it booted
+    assert kernel.state().boot.floor == 1  # not yet confirmed: the floor stays
+    record = kernel.confirm().boot
     assert (record.confirmed, record.floor, record.trial) == (Slot.B, 2, None)
     assert record.slot(Slot.A).status is SlotStatus.SUPERSEDED
     assert reboot(board).slot == "B"
@@ -76,7 +77,7 @@ def test_failing_health_check_reverts_to_the_confirmed_image(board_dir: Path,
     result = reboot(board)
     assert (result.slot, result.trial, result.sequence) == ("A", False, 1)
     assert any("health check" in e for e in result.events)
-    record = BootControl(board.storage).record
+    record = Kernel(board.storage).state().boot
     assert record.slot(Slot.B).status is SlotStatus.BAD
     assert (record.trial, record.floor) == (None, 1)
 
@@ -88,19 +89,19 @@ def test_exhausted_tries_revert_to_the_confirmed_image(board_dir: Path, images: 
         assert reboot(board).slot == "B"  # booted on trial, never confirmed
     result = reboot(board)
     assert result.slot == "A" and "ran out of tries" in " ".join(result.events)
-    assert BootControl(board.storage).record.slot(Slot.B).status is SlotStatus.BAD
+    assert Kernel(board.storage).state().boot.slot(Slot.B).status is SlotStatus.BAD
 
 
 def test_downgrade_is_refused_by_boot_control(board_dir: Path, images: Images) -> None:
     _install(board_dir, images.v2)
     board = fresh(board_dir)
     reboot(board)
-    BootControl(board.storage).confirm()
-    control = BootControl(board.storage)
-    slot = control.begin_install()
-    from sfupdate.board import ImageRecord
+    kernel = Kernel(board.storage)
+    kernel.confirm()
+    slot = kernel.begin_install()
+    confirmed = kernel.state().boot.confirmed_image
     with pytest.raises(DowngradeError):
-        control.record_trial(slot, ImageRecord(1, b"\0" * 32, 10))
+        kernel.record_trial(slot, replace(confirmed, sequence=1, digest=b"\0" * 32))
 
 
 def _flip(path: Path, offset: int) -> None:
@@ -117,7 +118,7 @@ def test_tampered_trial_slot_at_rest_falls_back_to_the_confirmed_slot(
     result = reboot(board)
     assert result.slot == "A"
     assert "failed verification" in " ".join(result.events)
-    assert BootControl(board.storage).record.slot(Slot.B).status is SlotStatus.BAD
+    assert Kernel(board.storage).state().boot.slot(Slot.B).status is SlotStatus.BAD
 
 
 def test_tampered_confirmed_slot_at_rest_is_refused(board_dir: Path) -> None:
@@ -125,7 +126,8 @@ def test_tampered_confirmed_slot_at_rest_is_refused(board_dir: Path) -> None:
     board = fresh(board_dir)
     with pytest.raises(PayloadDigestError, match="refusing to boot confirmed slot A"):
         reboot(board)
-    assert [e["stage"] for e in board.boot_log.events()] == ["agent"]  # nothing ran
+    measured = Kernel(board.storage).state().measured
+    assert [e.stage for e in measured.events] == ["agent"]  # nothing ran
 
 
 def test_swapped_slot_header_is_refused(board_dir: Path, images: Images) -> None:

@@ -16,11 +16,10 @@ import pytest
 
 from sfupdate.agent.device import Device
 from sfupdate.agent.install import install
-from sfupdate.board import BootControl, DeviceInfo, Role, TrustStore
 from sfupdate.board.power import PowerCut
-from sfupdate.board.records import RECORD_DEVICE, RECORD_TRUST
 from sfupdate.board.sim import SimBoard
-from sfupdate.boot.verify import verify_slot
+from sfupdate.kernel import Kernel
+from sfupdate.kernel.verify import verify_slot
 from tests.board.conftest import CopyBoard, Images, fresh, reboot
 
 Cycle = Callable[[SimBoard], None]
@@ -31,7 +30,7 @@ def full_cycle(images: Images) -> Cycle:
         with open(images.v2, "rb") as f:
             install(Device(board), f)
         assert reboot(board).slot == "B"
-        BootControl(board.storage).confirm()
+        Kernel(board.storage).confirm()
     return run
 
 
@@ -53,20 +52,20 @@ def exhausted_tries_cycle(images: Images) -> Cycle:
 
 
 def check_invariants(path: Path, floor_before: int, allowed_confirmed: set[int]) -> None:
-    at_cut = BootControl(fresh(path).storage).record  # what the cut left committed
+    at_cut = Kernel(fresh(path).storage).state().boot  # what the cut left committed
     assert at_cut.floor >= floor_before
     assert at_cut.confirmed_image.sequence in allowed_confirmed
     board = fresh(path)
     result = reboot(board)  # raises if no authentic slot boots
-    record = BootControl(board.storage).record
+    state = Kernel(board.storage).state()
+    record = state.boot
     assert record.floor >= at_cut.floor
     assert record.confirmed_image == at_cut.confirmed_image  # a reboot never loses it
     assert result.sequence >= record.floor
     assert record.confirmed_image.sequence in allowed_confirmed
-    device = DeviceInfo.decode(board.storage.read(RECORD_DEVICE) or b"")
-    keys = TrustStore.decode(board.storage.read(RECORD_TRUST) or b"").keys(Role.FIRMWARE)
-    check = verify_slot(board, record.confirmed, record.confirmed_image, keys, device,
-                        record.floor)
+    image = record.confirmed_image
+    check = verify_slot(board, record.confirmed, image, state.signer_keys(image),
+                        state.device, record.floor)
     assert check.healthy
     assert record.floor == record.confirmed_image.sequence
 

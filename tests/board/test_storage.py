@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from sfupdate.board import BootControl, Fuse
+from sfupdate.board import Fuse
 from sfupdate.board.power import Power, PowerCut
 from sfupdate.board.sim import create_board, open_board
 from sfupdate.errors import DeviceStateError, StorageIntegrityError
+from sfupdate.kernel import Kernel
 from tests.board.conftest import Images, fresh, reboot
 
 
@@ -111,7 +112,7 @@ def test_restored_boot_record_cannot_lower_the_floor(board_dir: Path, images: Im
     with open(images.v2, "rb") as f:
         install(Device(board), f)
     reboot(board)
-    BootControl(board.storage).confirm()
+    Kernel(board.storage).confirm()
     shutil.rmtree(board_dir / "secure")
     shutil.copytree(tmp_path / "before", board_dir / "secure")
     with pytest.raises(StorageIntegrityError):

@@ -37,15 +37,14 @@ import pytest
 from sfupdate.agent.device import Device
 from sfupdate.agent.install import install
 from sfupdate.author import ImageSpec, sign_firmware
-from sfupdate.board import BootControl, DeviceInfo, Role, TrustStore
 from sfupdate.board.power import Power, PowerCut
-from sfupdate.board.records import RECORD_DEVICE, RECORD_TRUST
 from sfupdate.board.sim import SimBoard, create_board, open_board
 from sfupdate.boot.provision import provision
 from sfupdate.boot.rom import boot
 from sfupdate.boot.stage2 import BootResult, boot_firmware
-from sfupdate.boot.verify import HEALTH_FAIL_MARKER, verify_slot
 from sfupdate.errors import SfuError
+from sfupdate.kernel import Kernel
+from sfupdate.kernel.verify import HEALTH_FAIL_MARKER, verify_slot
 from sfupdate.keys.files import FileSigner
 from sfupdate.sfui import TrustedKey
 from tests.conftest import CLASS, VENDOR
@@ -109,7 +108,7 @@ def templates(tmp_path_factory: pytest.TempPathFactory, images: Images,
     board = fresh(later)
     install_file(board, images.good[2])
     reboot(board)
-    BootControl(board.storage).confirm()
+    Kernel(board.storage).confirm()
     return [first, later]
 
 
@@ -127,8 +126,8 @@ def scenarios(images: Images, base: int) -> dict[str, list[Step]]:
         return "install", lambda board: install_file(board, image)
 
     booting: Step = ("boot", reboot)
-    confirming: Step = ("confirm", lambda board: BootControl(board.storage).confirm())
-    rejecting: Step = ("reject", lambda board: BootControl(board.storage).reject_trial())
+    confirming: Step = ("confirm", lambda board: Kernel(board.storage).confirm())
+    rejecting: Step = ("reject", lambda board: Kernel(board.storage).reject_trial())
     return {
         "update": [installing(nxt), booting, confirming, booting],
         "revert": [installing(failing), booting, booting],
@@ -155,15 +154,15 @@ class Watch:
 
     def check(self, where: str) -> None:
         board = fresh(self.path)  # reading changes nothing
-        record = BootControl(board.storage).record
+        state = Kernel(board.storage).state()
+        record = state.boot
         assert record.floor >= self.floor, f"{where}: floor dropped {self.floor} -> {record.floor}"
         image = record.confirmed_image
         assert image.sequence >= self.confirmed, \
             f"{where}: confirmed image lost ({self.confirmed} -> {image.sequence})"
         assert record.floor == image.sequence, f"{where}: floor and confirmed image disagree"
-        device = DeviceInfo.decode(board.storage.read(RECORD_DEVICE) or b"")
-        keys = TrustStore.decode(board.storage.read(RECORD_TRUST) or b"").keys(Role.FIRMWARE)
-        verify_slot(board, record.confirmed, image, keys, device, record.floor)  # raises
+        verify_slot(board, record.confirmed, image, state.signer_keys(image), state.device,
+                    record.floor)  # raises
         self.floor, self.confirmed = record.floor, image.sequence
 
     def booted(self, result: BootResult, where: str) -> None:
@@ -238,7 +237,7 @@ def test_chained_power_cuts_never_brick_downgrade_or_lose_the_confirmed_image(
     # are drawn from.
     plans = []
     for template in templates:
-        base = BootControl(fresh(template).storage).record.confirmed_image.sequence
+        base = Kernel(fresh(template).storage).state().boot.confirmed_image.sequence
         for name, steps in scenarios(images, base).items():
             probe = tmp_path / "probe"
             shutil.copytree(template, probe)

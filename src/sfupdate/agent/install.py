@@ -1,64 +1,77 @@
 """The install pipeline, in the order the security argument needs:
 
-1. read the envelope's small members and authenticate the manifest with the stored
-   firmware trust anchors (only the named recovery anchor while the device is quarantined)
-   — before a byte is written;
-2. policy: vendor and class, anti-rollback (above the running image and the floor), size,
-   and the envelope's payload length equal to the signed size;
-3. mark the inactive slot invalid, then stream the payload into it while hashing;
-4. only after a complete payload with a matching digest, fsync and record the slot as a
-   trial with N tries.
+1. read the envelope's small members and authenticate the manifest with the keys the secure
+   state accepts for an install (the firmware anchors; only the named recovery anchor while
+   the device is quarantined) — before a byte is written;
+2. policy: vendor and class, signer, anti-rollback (above the running image, the confirmed
+   image and the floor: `SecureState.check_install`), size, and the envelope's payload length
+   equal to the signed size;
+3. the kernel marks the install slot invalid (never the running nor the confirmed slot),
+   then the payload is streamed into it while hashed;
+4. only after a complete payload with a matching digest, the kernel records the slot as a
+   trial together with the facts of its authentication (signer key ID, vendor, class,
+   sequence, digest, size), re-checking them against the state of that moment.
 
 A failure before step 3 changes nothing; a failure in step 3 leaves the slot invalid and
-everything else as it was (boot control changes only in `begin_install` and `record_trial`).
+everything else as it was.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import BinaryIO, cast
 
 from sfupdate.agent import policy
-from sfupdate.agent.device import Device, running_sequence
+from sfupdate.agent.device import Device
+from sfupdate.board.hal import Slot
 from sfupdate.board.records import ImageRecord
 from sfupdate.board.slotio import HeaderRecorder
 from sfupdate.errors import MissingMemberError, QuarantinedError, UnknownKeyError
-from sfupdate.ipc.messages import InstallResult
+from sfupdate.kernel.state import shown
 from sfupdate.sfui import EnvelopeReader, Verified
 
 
-def install(device: Device, stream: BinaryIO) -> InstallResult:
-    """Install the SFUI read from `stream` into the inactive slot as a trial."""
+@dataclass(frozen=True)
+class Installed:
+    slot: Slot
+    image: ImageRecord
+
+
+def install(device: Device, stream: BinaryIO) -> Installed:
+    """Install the SFUI read from `stream` into the install slot as a trial."""
     recorder = HeaderRecorder(stream)
     reader = EnvelopeReader(cast(BinaryIO, recorder))  # it only needs .read(n)
-    keys, quarantine = device.install_keys()
+    state = device.kernel.state()
     try:
-        verified = reader.authenticate(keys)
+        verified = reader.authenticate(state.install_keys())
     except UnknownKeyError:
+        quarantine = state.remote.quarantine
         if quarantine is None:
             raise
         raise QuarantinedError(f"the device is quarantined: only images signed by recovery "
-                               f"key {quarantine.hex()[:16]} are accepted until released"
+                               f"key {shown(quarantine)} are accepted until released"
                                ) from None
     info = verified.info
-    identity = device.info()
-    policy.check_identity(info, identity.vendor_id, identity.class_id)
-    record = device.boot_record()
-    policy.check_sequence(info.sequence_number, running_sequence(record), record.floor)
+    policy.check_identity(info, state.device.vendor_id, state.device.class_id)
     size = policy.check_size(info, device.board.slots.size)
     policy.check_payload(info, verified.payload)
     if info.image_digest is None:
         raise MissingMemberError("manifest declares no image-digest")
+    assert info.vendor_id is not None and info.class_id is not None  # check_identity
+    image = ImageRecord(info.sequence_number, info.image_digest.value, size,
+                        verified.signer.kid, info.vendor_id, info.class_id,
+                        _version_text(verified))
+    state.check_install(image)
+    state.install_slot()  # refuse before the header is taken if no slot may be written
     header = recorder.header()
 
-    slot = device.begin_install()
+    slot = device.kernel.begin_install()
     with device.board.slots.writer(slot, header) as writer:
         for chunk in reader.payload():
             writer.write(chunk)
         writer.finish()
-    image = ImageRecord(info.sequence_number, info.image_digest.value, size,
-                        _version_text(verified))
-    device.record_trial(slot, image)
-    return InstallResult(slot.value, image.sequence, image.digest.hex())
+    device.kernel.record_trial(slot, image)
+    return Installed(slot, image)
 
 
 def _version_text(verified: Verified) -> str | None:

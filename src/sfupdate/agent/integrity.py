@@ -1,11 +1,12 @@
 """Runtime integrity checks: re-measure the running slot, the agent bundle and the regions of
 the installed integrity policy; log every mismatch in secure storage; revert when a policy
-region says so and it is safe (agent/revert.py).
+region says so and it is safe (the kernel's revert rule: SecureState.revert).
 
 One check runs at a time; an attestation runs one first, so its integrity claims are measured
 when the token is made. A mismatch is logged when it is found, not again at every later check
-that finds the same thing (until the region matches again or the agent restarts): so nobody
-on the Rich-OS side can flush the bounded log by asking for checks in a loop.
+that finds the same thing (until the region matches again or the agent restarts); and the log
+itself coalesces repeats and pins the first mismatch of each region (board/records.EventLog),
+so nobody on the Rich-OS side can flush it by toggling a byte between checks.
 """
 
 from __future__ import annotations
@@ -13,47 +14,26 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
 
-from sfupdate.agent.attest import boot_measurements
-from sfupdate.agent.device import (
-    Device,
-    device_info,
-    event_log,
-    policy_record,
-    running_slot,
-)
+from sfupdate.agent.device import Device
 from sfupdate.agent.measure import (
     ABSENT,
     OK,
     Measurement,
+    confirmed_failure,
     measure_agent,
     measure_region,
     measure_slot,
 )
-from sfupdate.agent.revert import check_revert
-from sfupdate.agent.trust import load_trust_store
-from sfupdate.board.records import RECORD_EVENTS, BootRecord, DeviceInfo
-from sfupdate.errors import DeviceStateError
 from sfupdate.ipc.messages import IntegrityReport, RegionResult
+from sfupdate.kernel import SecureState
 from sfupdate.remote import IntegrityPolicy, IntegrityResult
 from sfupdate.remote.eat import RESULT_ABSENT, RESULT_FAIL, RESULT_SUCCESS
-from sfupdate.remote.policy import Region
-from sfupdate.sfui import TrustedKey
 
 RUNNING_SLOT: Final = "running-slot"
 AGENT_BUNDLE: Final = "agent-bundle"
 _CODES: Final = {OK: RESULT_SUCCESS, ABSENT: RESULT_ABSENT}
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    record: BootRecord
-    keys: list[TrustedKey]
-    device: DeviceInfo
-    regions: tuple[Region, ...]
-    agent_at_boot: bytes | None
 
 
 class IntegrityMonitor:
@@ -70,74 +50,46 @@ class IntegrityMonitor:
 
     def check(self) -> IntegrityReport:
         with self._lock:
-            snap = self._snapshot()
-            running = running_slot(snap.record)
-            image = snap.record.slot(running).image
-            found: list[tuple[str, Measurement, str]] = []
-            if image is None:
-                found.append((RUNNING_SLOT, Measurement(ABSENT, "no image recorded"), "report"))
-            else:
-                found.append((RUNNING_SLOT, measure_slot(self.device.board, running, image,
-                                                         snap.keys, snap.device,
-                                                         snap.record.floor), "report"))
-            found.append((AGENT_BUNDLE, measure_agent(self.device.board, snap.agent_at_boot),
-                          "report"))
-            for region in snap.regions:
-                found.append((f"policy:{region.name}",
-                              measure_region(self.device.board, snap.record, running, region),
+            board = self.device.board
+            state = self.device.kernel.state()
+            running = state.boot.running
+            regions = (IntegrityPolicy.decode(state.policy.body).regions if state.policy
+                       else ())
+            at_boot = state.measured.digests("agent")
+            found: list[tuple[str, Measurement, str]] = [
+                (RUNNING_SLOT, measure_slot(board, running, state), "report"),
+                (AGENT_BUNDLE, measure_agent(board, at_boot[-1] if at_boot else None),
+                 "report")]
+            for region in regions:
+                found.append((f"policy:{region.name}", measure_region(board, running, region),
                               region.on_mismatch))
-            results, total = self._commit(snap, found)
+            results, total = self._commit(state, found)
             return IntegrityReport(results, total)
 
-    def _snapshot(self) -> _Snapshot:
-        with self.device.transaction() as control:
-            storage = self.device.board.storage
-            record, device = control.record, device_info(storage)
-            keys = load_trust_store(storage).boot_keys()
-            stored = policy_record(storage)
-        regions = IntegrityPolicy.decode(stored.body).regions if stored else ()
-        at_boot = [digest for stage, digest in boot_measurements(self.device.board)
-                   if stage == "agent"]
-        return _Snapshot(record, keys, device, regions, at_boot[-1] if at_boot else None)
-
-    def _commit(self, snap: _Snapshot, found: list[tuple[str, Measurement, str]]
+    def _commit(self, state: SecureState, found: list[tuple[str, Measurement, str]]
                 ) -> tuple[tuple[RegionResult, ...], int]:
         """Log new mismatches; revert once if a newly failed region asks for it and it is
-        safe. Events and the revert are one atomic storage write."""
-        now = int(self._clock())
+        safe. Events and the revert are one atomic storage write (by the kernel)."""
         new = {name: m.detail for name, m, _ in found
                if not m.ok and self._logged.get(name) != m.detail}
         wants_revert = any(name in new and action == "revert" for name, _, action in found)
-        revert_action = "revert-refused"
-        with self.device.transaction() as control:
-            storage = self.device.board.storage
-            log = old_log = event_log(storage)
-            for name, detail in new.items():
-                log = log.append(now, "integrity-mismatch", name, detail)
-            if wants_revert:
-                record = control.record
-                try:
-                    if record != snap.record:
-                        raise DeviceStateError("the boot state changed during the check")
-                    done = check_revert(self.device.board, record, snap.keys, snap.device)
-                except DeviceStateError as exc:
-                    log = log.append(now, "revert-refused", "integrity-policy", str(exc))
-                else:
-                    log = log.append(now, "revert", "integrity-policy", done)
-                    control.reject_trial(also={RECORD_EVENTS: log.encode()})
-                    revert_action = "reverted"
-            if log != old_log and revert_action != "reverted":
-                storage.write({RECORD_EVENTS: log.encode()})
+        board = self.device.board
+        total, revert_action = state.events.total, None
+        if new or wants_revert:
+            after, revert_action = self.device.kernel.record_integrity(
+                int(self._clock()), list(new.items()),
+                (lambda s: confirmed_failure(board, s)) if wants_revert else None, state)
+            total = after.events.total
         self._logged = {name: m.detail for name, m, _ in found if not m.ok}
         results = []
         for name, measurement, action in found:
             done_action = "none"
             if not measurement.ok:  # a revert is tried when a mismatch is first found
-                done_action = (revert_action if action == "revert" and name in new
-                               else "reported")
+                done_action = (revert_action or "reported") if (
+                    action == "revert" and name in new) else "reported"
             results.append(RegionResult(name, measurement.result, measurement.detail,
                                         done_action))
-        return tuple(results), log.total
+        return tuple(results), total
 
     def run_every(self, interval: float, stop: threading.Event,
                   log: Callable[[str], None]) -> None:

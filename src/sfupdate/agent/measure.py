@@ -1,5 +1,6 @@
-"""Re-measuring what runs: a slot against its stored signed header, the agent bundle against
-its signed digest and the root-key hash in OTP, and the regions of an integrity policy.
+"""Re-measuring what runs: a slot against the facts secure storage recorded for it, the agent
+bundle against its signed digest and the root-key hash in OTP (both verified by
+sfupdate.kernel.verify, shared with the boot code), and the regions of an integrity policy.
 
 Every function reads the board and returns a `Measurement` (ok / mismatch / absent with a
 one-line detail) instead of raising: a mismatch is a finding to log and report, not a
@@ -10,27 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import os
 import stat
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Final, cast
+from typing import Final
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-
-from sfupdate.board.hal import Board, Fuse, Slot
-from sfupdate.board.records import BootRecord, DeviceInfo, ImageRecord
-from sfupdate.board.slotio import ChainStream
+from sfupdate.board.hal import Board, Slot
 from sfupdate.errors import SfuError
+from sfupdate.kernel import SecureState
+from sfupdate.kernel.verify import verify_agent_bundle, verify_slot
 from sfupdate.remote.policy import Region
-from sfupdate.sfui import EnvelopeReader, TrustedKey, class_uuid, vendor_uuid
 
 OK, MISMATCH, ABSENT = "ok", "mismatch", "absent"
-#: The agent bundle's vendor and class (sfupdate.boot.bundle, which the agent may not import).
-AGENT_VENDOR: Final = vendor_uuid("sfupdate.dev")
-AGENT_CLASS: Final = class_uuid(AGENT_VENDOR, "sfu-agent")
 _CHUNK: Final = 1 << 20
 
 
@@ -44,79 +36,45 @@ class Measurement:
         return self.result == OK
 
 
-def measure_slot(board: Board, slot: Slot, image: ImageRecord, keys: Sequence[TrustedKey],
-                 device: DeviceInfo, floor: int) -> Measurement:
-    """The slot's stored SFUI header must authenticate with `keys` and describe exactly the
-    image boot control recorded (sequence, size, digest, vendor, class, at or above the
-    floor), and the slot's bytes must hash to the signed digest."""
+def measure_slot(board: Board, slot: Slot, state: SecureState) -> Measurement:
+    """The slot against the facts secure storage recorded for it (kernel.verify.verify_slot:
+    its header verifies with the recorded signer and describes the recorded image, and its
+    bytes hash to the signed digest)."""
+    image = state.boot.slot(slot).image
+    if image is None:
+        return Measurement(ABSENT, f"slot {slot.value}: no image recorded")
     where = f"slot {slot.value} (sequence {image.sequence})"
-    header = board.slots.header(slot)
-    if header is None:
-        return Measurement(ABSENT, f"{where}: no stored SFUI header")
-    if image.size > board.slots.size:
-        return Measurement(MISMATCH, f"{where}: recorded size exceeds the slot")
     try:
-        stream = ChainStream(header, board.slots.read(slot, image.size))
-        reader = EnvelopeReader(cast(BinaryIO, stream))  # read(n) is all it uses
-        info = reader.authenticate(keys).info
-        if (info.vendor_id, info.class_id) != (device.vendor_id, device.class_id):
-            return Measurement(MISMATCH, f"{where}: signed for another vendor or class")
-        if info.sequence_number < floor:
-            return Measurement(MISMATCH, f"{where}: below the rollback floor {floor}")
-        if (info.sequence_number != image.sequence or info.image_size != image.size
-                or info.image_digest is None or info.image_digest.value != image.digest):
-            return Measurement(MISMATCH, f"{where}: the signed manifest is not the one boot "
-                                         "control recorded")
-        for _ in reader.payload():  # PayloadDigestError after the last chunk if altered
-            pass
+        verify_slot(board, slot, image, state.signer_keys(image), state.device,
+                    state.boot.floor)
     except SfuError as exc:
-        return Measurement(MISMATCH, f"{where}: {exc}")
+        return Measurement(ABSENT if board.slots.header(slot) is None else MISMATCH,
+                           f"{where}: {exc}")
     return Measurement(OK, f"{where}: matches its signed digest {image.digest.hex()[:16]}")
 
 
-def slot_signer(board: Board, slot: Slot, keys: Sequence[TrustedKey]) -> bytes | None:
-    """The key ID among `keys` whose signature the slot's stored header carries, or None
-    (no header, or no key of `keys` signed it). Reads the header only, not the image."""
-    header = board.slots.header(slot)
-    if header is None:
-        return None
-    try:
-        return EnvelopeReader(io.BytesIO(header)).authenticate(keys).signer.kid
-    except SfuError:
-        return None
+def confirmed_failure(board: Board, state: SecureState) -> str | None:
+    """None if the confirmed slot verifies now, else why not (the revert rule needs it)."""
+    found = measure_slot(board, state.boot.confirmed, state)
+    return None if found.ok else found.detail
 
 
 def measure_agent(board: Board, measured_at_boot: bytes | None) -> Measurement:
     """The agent bundle at rest: its signer key hashes to the ROOT_KEY_HASH fuse, it
     authenticates with that key as an agent bundle, its payload hashes to the signed digest,
-    and (if the boot log has one) that digest is the one the boot ROM measured."""
-    fused = board.fuses.read(Fuse.ROOT_KEY_HASH)
-    spki = board.agent.signer_key()
-    if fused is None or spki is None:
-        return Measurement(ABSENT, "agent bundle: no fused root-key hash or no signer key")
-    if not hmac.compare_digest(hashlib.sha256(spki).digest(), fused):
-        return Measurement(MISMATCH, "agent bundle: signer key does not match the OTP hash")
+    and (if the boot measured one) that digest is the one the boot ROM measured."""
     try:
-        key = serialization.load_der_public_key(spki)
-        if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
-            return Measurement(MISMATCH, "agent bundle: signer key of an unsupported type")
-        reader = EnvelopeReader(cast(BinaryIO, ChainStream(b"", board.agent.stream())))
-        info = reader.authenticate([TrustedKey(key)]).info
-        if (info.vendor_id, info.class_id) != (AGENT_VENDOR, AGENT_CLASS):
-            return Measurement(MISMATCH, "agent bundle: not of the agent class")
-        for _ in reader.payload():
+        digest, chunks = verify_agent_bundle(board)
+        for _ in chunks:  # PayloadDigestError after the last chunk if altered
             pass
-    except (SfuError, ValueError) as exc:
+    except SfuError as exc:
         return Measurement(MISMATCH, f"agent bundle: {exc}")
-    assert info.image_digest is not None  # payload() checked it
-    digest = info.image_digest.value
     if measured_at_boot is not None and measured_at_boot != digest:
         return Measurement(MISMATCH, "agent bundle: not the bundle the boot ROM measured")
     return Measurement(OK, f"agent bundle: matches its signed digest {digest.hex()[:16]}")
 
 
-def measure_region(board: Board, record: BootRecord, running: Slot,
-                   region: Region) -> Measurement:
+def measure_region(board: Board, running: Slot, region: Region) -> Measurement:
     """A policy region: a regular file, or a byte range of a slot, against its SHA-256."""
     where = f"region {region.name}"
     if region.path is not None:

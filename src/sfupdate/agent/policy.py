@@ -1,5 +1,7 @@
-"""The agent's install policy, as pure functions of what the signed manifest says and what the
-device is. No I/O: the install pipeline calls these between authentication and the first write.
+"""The agent's install policy on the envelope itself, as pure functions of what the signed
+manifest says and what the device is. No I/O: the install pipeline calls these between
+authentication and the first write. What depends on the secure state (signer, anti-rollback)
+is `sfupdate.kernel.SecureState.check_install`.
 """
 
 from __future__ import annotations
@@ -7,7 +9,6 @@ from __future__ import annotations
 import uuid
 
 from sfupdate.errors import (
-    DowngradeError,
     MissingMemberError,
     PayloadTooLongError,
     PayloadTooShortError,
@@ -28,14 +29,6 @@ def check_identity(info: ImageInfo, vendor_id: uuid.UUID, class_id: uuid.UUID) -
     if info.class_id != class_id:
         raise WrongClassError(f"image is for device class {info.class_id or 'unspecified'}, "
                               f"this device is {class_id}")
-
-
-def check_sequence(sequence: int, running_sequence: int, rollback_floor: int) -> None:
-    """Anti-rollback: strictly above both the running image and the floor."""
-    limit = max(running_sequence, rollback_floor)
-    if sequence <= limit:
-        raise DowngradeError(f"sequence number {sequence} is not above {limit} (running "
-                             f"{running_sequence}, rollback floor {rollback_floor})")
 
 
 def check_size(info: ImageInfo, slot_size: int) -> int:

@@ -23,23 +23,28 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Final, cast
 
-from sfupdate.agent.actions import RemoteActions
+from sfupdate.agent.actions import Audit, RemoteActions
 from sfupdate.agent.attest import attest
 from sfupdate.agent.device import Device
 from sfupdate.agent.install import install
 from sfupdate.agent.integrity import IntegrityMonitor
 from sfupdate.agent.stream import ChunkStream
+from sfupdate.board.hal import Slot
 from sfupdate.errors import AgentBusyError, IpcError, SfuError, UsageError
 from sfupdate.ipc.framing import DEFAULT_TIMEOUT, Connection, PeerClosedError
 from sfupdate.ipc.messages import (
+    AgentStatus,
     AttestRequest,
+    AuditInfo,
     AuditReply,
     AuditRequest,
     CheckRequest,
     ConfirmRequest,
     ErrorReply,
+    EventEntry,
     InstallBegin,
     InstalledReply,
+    InstallResult,
     IntegrityReply,
     PolicyInstallRequest,
     PolicyReply,
@@ -47,13 +52,16 @@ from sfupdate.ipc.messages import (
     RejectTrialRequest,
     RemoteReply,
     RemoteRequest,
+    RemoteResult,
     Reply,
+    SlotStatus,
     StatusReply,
     StatusRequest,
     TokenReply,
     encode_reply,
     read_request,
 )
+from sfupdate.kernel import SecureState
 
 #: Connections served at once; more get AgentBusyError straight away.
 MAX_CONNECTIONS: Final = 16
@@ -78,11 +86,22 @@ class AgentServer:
         self._connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._stopping = threading.Event()
         self._listener: socket.socket | None = None
+        self._board_lock = contextlib.ExitStack()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     def bind(self) -> None:
-        """Create the socket file with its final mode (never wider, not even briefly)."""
+        """Take the board (one agent per board: a second one is refused, naming the holder),
+        then create the socket file with its final mode (never wider, not even briefly)."""
+        self._board_lock.enter_context(self.device.board.agent_lock(
+            f"pid {os.getpid()}, socket {self.socket_path}"))
+        try:
+            self._bind()
+        except BaseException:
+            self._board_lock.close()
+            raise
+
+    def _bind(self) -> None:
         _remove_stale_socket(self.socket_path)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o777 & ~self._mode)
@@ -126,6 +145,7 @@ class AgentServer:
             self._listener = None
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
+        self._board_lock.close()
 
     def _dispatch(self, sock: socket.socket) -> None:
         conn = Connection(sock, self.timeout)
@@ -174,23 +194,25 @@ class AgentServer:
 
     def _handle(self, conn: Connection) -> Reply:
         request = read_request(conn)
+        kernel = self.device.kernel
         if isinstance(request, StatusRequest):
-            return StatusReply(self.device.status())
+            return StatusReply(agent_status(kernel.state()))
         if isinstance(request, InstallBegin):
             with self._exclusive("an install session is already in progress"):
                 conn.send(encode_reply(ReadyReply()))
                 stream = cast(BinaryIO, ChunkStream(conn, request.size))  # a .read(n) stream
-                result = install(self.device, stream)
-                _log(f"installed sequence {result.sequence} into slot {result.slot} (trial)")
-                return InstalledReply(result)
+                installed = install(self.device, stream)
+                image = installed.image
+                _log(f"installed sequence {image.sequence} into slot {installed.slot.value} "
+                     "(trial)")
+                return InstalledReply(InstallResult(installed.slot.value, image.sequence,
+                                                    image.digest.hex()))
         if isinstance(request, ConfirmRequest):
             with self._exclusive("an install session is in progress"):
-                self.device.confirm()
-                return StatusReply(self.device.status())
+                return StatusReply(agent_status(kernel.confirm()))
         if isinstance(request, RejectTrialRequest):
             with self._exclusive("an install session is in progress"):
-                self.device.reject_trial()
-                return StatusReply(self.device.status())
+                return StatusReply(agent_status(kernel.reject_trial()))
         if isinstance(request, CheckRequest):
             return IntegrityReply(self.monitor.check())
         if isinstance(request, AttestRequest):
@@ -205,9 +227,10 @@ class AgentServer:
             with self._exclusive("an install session is in progress"):
                 done = self.actions.execute(request.command)
             _log(f"remote command {done.number} ({done.action}): {done.message}")
-            return RemoteReply(done)
+            return RemoteReply(RemoteResult(done.action, done.number, done.message,
+                                            done.token))
         if isinstance(request, AuditRequest):
-            return AuditReply(self.actions.audit())
+            return AuditReply(audit_info(self.actions.audit()))
         raise IpcError(f"'{request.op}' is only allowed inside an install session")
 
     @contextlib.contextmanager
@@ -218,6 +241,30 @@ class AgentServer:
             yield
         finally:
             self._install_lock.release()
+
+
+def agent_status(state: SecureState) -> AgentStatus:
+    """The wire form of the device's status."""
+    boot = state.boot
+    slots = {}
+    for slot in Slot:
+        entry = boot.slot(slot)
+        image = entry.image
+        slots[slot.value] = SlotStatus(entry.status.value, image.sequence if image else None,
+                                       image.digest.hex() if image else None)
+    return AgentStatus(
+        vendor_id=str(state.device.vendor_id), class_id=str(state.device.class_id),
+        running_slot=boot.running.value, running_sequence=state.running_image.sequence,
+        rollback_floor=boot.floor, trial_slot=boot.trial.value if boot.trial else None,
+        trial_tries_left=boot.tries_left if boot.trial else None, slots=slots)
+
+
+def audit_info(audit: Audit) -> AuditInfo:
+    """The wire form of the security audit."""
+    return AuditInfo(audit.last_command, audit.quarantine.hex() if audit.quarantine else None,
+                     audit.policy_sequence, audit.total, audit.acknowledged, audit.time_floor,
+                     tuple(EventEntry(e.number, e.first, e.last, e.count, e.kind, e.subject,
+                                      e.detail, e.pinned) for e in audit.events))
 
 
 def _remove_stale_socket(path: Path) -> None:

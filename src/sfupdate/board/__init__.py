@@ -1,10 +1,8 @@
-"""The board: hardware abstraction (`hal`), secure-storage records, boot control, `sim` backend."""
+"""The board: hardware abstraction (`hal`), secure-storage records, the `sim` backend."""
 
-from sfupdate.board.control import BootControl
 from sfupdate.board.hal import (
     AgentPartition,
     Board,
-    BootLog,
     Fuse,
     Fuses,
     SecureStorage,
@@ -36,8 +34,6 @@ __all__ = [
     "RECORD_TRUST",
     "AgentPartition",
     "Board",
-    "BootControl",
-    "BootLog",
     "BootRecord",
     "DeviceInfo",
     "Fuse",

@@ -7,10 +7,11 @@ A board has four parts (see docs/board.md):
   and counted by the hardware, so an old copy put back is detected (StorageIntegrityError).
 * Two firmware slots A/B of a fixed size (`Slots`), each with the stored SFUI header of the
   image in it, so the boot can check the slot against its signed manifest.
-* The agent partition (the signed agent bundle the boot ROM verifies) and the measured boot log.
+* The agent partition (the signed agent bundle the boot ROM verifies).
 
-Only the agent and the boot code open these. Boot control and the rollback floor are records in
-secure storage, changed only through `sfupdate.board.control.BootControl`.
+Only the agent and the boot code open these. Everything they decide on (boot control, the
+rollback floor, trust anchors, the measured boot, the event log...) is a record in secure
+storage, changed only through `sfupdate.kernel.Kernel`.
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ class SecureStorage(Protocol):
         ...
 
     def names(self) -> list[str]:
+        ...
+
+    def read_all(self) -> Mapping[str, bytes]:
+        """Every record, from ONE authenticated read (a consistent snapshot)."""
         ...
 
     def write(self, changes: Mapping[str, bytes | None]) -> None:
@@ -147,21 +152,6 @@ class AgentPartition(Protocol):
         ...
 
 
-class BootLog(Protocol):
-    """The measured-boot log: a hash chain like a TPM PCR (see docs/board.md)."""
-
-    def reset(self) -> None:
-        """Start a new boot: PCR := 32 zero bytes, no events."""
-        ...
-
-    def extend(self, stage: str, digest: bytes, description: str) -> bytes:
-        """PCR := SHA-256(PCR || digest); record the event; return the new PCR."""
-        ...
-
-    def events(self) -> list[Mapping[str, str]]:
-        ...
-
-
 class Board(Protocol):
     """A whole board. `storage` raises DeviceStateError before the device secret is fused."""
 
@@ -181,6 +171,8 @@ class Board(Protocol):
     def agent(self) -> AgentPartition:
         ...
 
-    @property
-    def boot_log(self) -> BootLog:
+    def agent_lock(self, holder: str) -> AbstractContextManager[None]:
+        """Held by the one agent that serves this board, for its whole life: entering it
+        while another agent holds it raises AgentBusyError naming that holder (`holder` is
+        how this agent describes itself: its pid and socket)."""
         ...

@@ -8,10 +8,11 @@ a record is still parsed strictly: a record that does not decode is a StorageInt
 from __future__ import annotations
 
 import enum
+import hashlib
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Final
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -27,6 +28,7 @@ RECORD_IDENTITY: Final = "identity"  # the device identity private key, PKCS#8 D
 RECORD_REMOTE: Final = "remote"  # RemoteState: last accepted command number, quarantine
 RECORD_EVENTS: Final = "events"  # EventLog: integrity mismatches and remote actions (a ring)
 RECORD_POLICY: Final = "policy"  # PolicyRecord: the installed signed integrity policy
+RECORD_MEASURED: Final = "measured-boot"  # MeasuredBoot: what the boot code measured
 
 DEFAULT_TRIES: Final = 3
 FORMAT: Final = 1
@@ -121,12 +123,10 @@ class TrustAnchor:
 
 @dataclass(frozen=True)
 class TrustStore:
-    """All trust anchors, several per role; `thresholds` (k of n per role, default 1) and
-    `version` (raised by every signed change) are there so rotation, revocation and
-    thresholds fit later without migrating the record."""
+    """All trust anchors, several per role; `version` is raised by every signed change. No
+    k-of-n thresholds yet: one signature by an active anchor of the right role suffices."""
 
     anchors: tuple[TrustAnchor, ...]
-    thresholds: dict[Role, int] = field(default_factory=dict)
     version: int = 1
 
     def keys(self, role: Role) -> list[TrustedKey]:
@@ -145,6 +145,10 @@ class TrustStore:
                 return anchor
         return None
 
+    def boot_anchor(self, kid: bytes) -> TrustAnchor | None:
+        """The active firmware or recovery anchor with key ID `kid` (a bootable signer)."""
+        return self.active(Role.FIRMWARE, kid) or self.active(Role.RECOVERY, kid)
+
     def revoke(self, role: Role, kid: bytes) -> TrustStore:
         """A new store (version + 1) with that anchor marked revoked; KeyError if absent."""
         if self.active(role, kid) is None:
@@ -153,16 +157,12 @@ class TrustStore:
                         for a in self.anchors)
         return replace(self, anchors=anchors, version=self.version + 1)
 
-    def threshold(self, role: Role) -> int:
-        return self.thresholds.get(role, 1)
-
     def encode(self) -> bytes:
         return cbor.dumps({
             "format": FORMAT,
             "version": self.version,
             "anchors": [{"role": a.role.value, "spki": a.spki, "revoked": a.revoked}
                         for a in self.anchors],
-            "thresholds": {role.value: k for role, k in self.thresholds.items()},
         })
 
     @classmethod
@@ -180,16 +180,7 @@ class TrustStore:
                                  _get(item, "revoked", bool, RECORD_TRUST))
             anchor.key  # noqa: B018  (parses the key: fail at load, not at first use)
             anchors.append(anchor)
-        thresholds: dict[Role, int] = {}
-        for name, k in _get(obj, "thresholds", dict, RECORD_TRUST).items():
-            try:
-                role = Role(name)
-            except ValueError:
-                raise StorageIntegrityError("secure storage record trust: bad role") from None
-            if not isinstance(k, int) or k < 1:
-                raise StorageIntegrityError("secure storage record trust: bad threshold")
-            thresholds[role] = k
-        return cls(tuple(anchors), thresholds, _get(obj, "version", int, RECORD_TRUST))
+        return cls(tuple(anchors), _get(obj, "version", int, RECORD_TRUST))
 
 
 # --- boot control and the rollback floor ----------------------------------------------------
@@ -206,16 +197,24 @@ class SlotStatus(enum.Enum):
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """What the agent verified about the image in a slot."""
+    """The facts the agent established when it authenticated the image in a slot, recorded in
+    the same atomic write that made the slot a trial. Every later decision (boot, confirm,
+    revoke, quarantine, revert) reads these, never the slot's stored header (slot storage is
+    the Rich OS's to write)."""
 
     sequence: int
     digest: bytes  # SHA-256 of the image (the slot's first `size` bytes)
     size: int
+    signer: bytes  # key ID (SHA-256 of the SPKI) of the trust anchor whose signature verified
+    vendor_id: uuid.UUID
+    class_id: uuid.UUID
     version: str | None = None
 
     def to_cbor(self) -> dict[str, Any]:
         obj: dict[str, Any] = {"sequence": self.sequence, "digest": self.digest,
-                               "size": self.size}
+                               "size": self.size, "signer": self.signer,
+                               "vendor-id": self.vendor_id.bytes,
+                               "class-id": self.class_id.bytes}
         if self.version is not None:
             obj["version"] = self.version
         return obj
@@ -226,10 +225,15 @@ class ImageRecord:
             raise StorageIntegrityError("secure storage record boot: bad image")
         version = obj.get("version")
         digest = _get(obj, "digest", bytes, RECORD_BOOT)
-        if (version is not None and not isinstance(version, str)) or len(digest) != 32:
+        signer = _get(obj, "signer", bytes, RECORD_BOOT)
+        vendor = _get(obj, "vendor-id", bytes, RECORD_BOOT)
+        klass = _get(obj, "class-id", bytes, RECORD_BOOT)
+        if (version is not None and not isinstance(version, str)) or len(digest) != 32 \
+                or len(signer) != 32 or len(vendor) != 16 or len(klass) != 16:
             raise StorageIntegrityError("secure storage record boot: bad image")
         return cls(_get(obj, "sequence", int, RECORD_BOOT), digest,
-                   _get(obj, "size", int, RECORD_BOOT), version)
+                   _get(obj, "size", int, RECORD_BOOT), signer, uuid.UUID(bytes=vendor),
+                   uuid.UUID(bytes=klass), version)
 
 
 @dataclass(frozen=True)
@@ -241,14 +245,19 @@ class SlotRecord:
 @dataclass(frozen=True)
 class BootRecord:
     """Boot control and the rollback floor, written as ONE record so every transition is
-    one atomic storage write. Change it only through `sfupdate.board.control.BootControl`."""
+    one atomic storage write. Change it only through `sfupdate.kernel.Kernel`.
+
+    `booted` is the slot the last boot started (the running image). `trial_healthy` says the
+    boot code started the trial since it was recorded and the trial passed its health check:
+    only then may it be confirmed."""
 
     slots: tuple[SlotRecord, SlotRecord]  # A, B
     confirmed: Slot
     trial: Slot | None
     tries_left: int
     floor: int
-    booted: Slot | None = None  # the slot the last boot started (the running image)
+    booted: Slot | None = None
+    trial_healthy: bool = False
 
     def slot(self, slot: Slot) -> SlotRecord:
         return self.slots[0 if slot is Slot.A else 1]
@@ -258,10 +267,19 @@ class BootRecord:
         return replace(self, slots=slots)
 
     @property
+    def running(self) -> Slot:
+        """The slot the last boot started; the confirmed one before any boot."""
+        return self.booted or self.confirmed
+
+    @property
     def confirmed_image(self) -> ImageRecord:
         image = self.slot(self.confirmed).image
         assert image is not None  # decode() guarantees it
         return image
+
+    @property
+    def trial_image(self) -> ImageRecord | None:
+        return None if self.trial is None else self.slot(self.trial).image
 
     def encode(self) -> bytes:
         return cbor.dumps({
@@ -272,6 +290,7 @@ class BootRecord:
             "tries-left": self.tries_left,
             "floor": self.floor,
             "booted": self.booted.value if self.booted else None,
+            "trial-healthy": self.trial_healthy,
         })
 
     @classmethod
@@ -283,20 +302,25 @@ class BootRecord:
         slots = (_slot_from(raw_slots[0]), _slot_from(raw_slots[1]))
         record = cls(slots, _slot_name(obj.get("confirmed")), _opt_slot(obj.get("trial")),
                      _get(obj, "tries-left", int, RECORD_BOOT),
-                     _get(obj, "floor", int, RECORD_BOOT), _opt_slot(obj.get("booted")))
+                     _get(obj, "floor", int, RECORD_BOOT), _opt_slot(obj.get("booted")),
+                     _get(obj, "trial-healthy", bool, RECORD_BOOT))
         record.check()
         return record
 
     def check(self) -> None:
-        """The invariants every stored boot record satisfies."""
-        ok = self.slot(self.confirmed).status is SlotStatus.CONFIRMED \
-            and self.slot(self.confirmed).image is not None \
-            and self.slot(self.confirmed.other).status is not SlotStatus.CONFIRMED \
-            and (self.trial is None) == (self.slot(self.confirmed.other).status
-                                         is not SlotStatus.TRIAL) \
-            and self.trial is not self.confirmed and self.tries_left >= 0 and self.floor >= 0
-        if ok and self.trial is not None:
-            ok = self.slot(self.trial).image is not None
+        """The invariants every stored boot record satisfies (StorageIntegrityError)."""
+        confirmed = self.slot(self.confirmed)
+        trial = self.trial_image
+        ok = (confirmed.status is SlotStatus.CONFIRMED and confirmed.image is not None
+              and self.slot(self.confirmed.other).status is not SlotStatus.CONFIRMED
+              and (self.trial is None) == (self.slot(self.confirmed.other).status
+                                           is not SlotStatus.TRIAL)
+              and self.trial is not self.confirmed and self.tries_left >= 0
+              and confirmed.image.sequence >= self.floor >= 0
+              and (self.trial is None or (trial is not None and trial.sequence > self.floor))
+              and (self.trial is not None or self.tries_left == 0)
+              and (not self.trial_healthy or (self.trial is not None
+                                              and self.booted is self.trial)))
         if not ok:
             raise StorageIntegrityError("secure storage record boot is inconsistent")
 
@@ -349,14 +373,16 @@ class RemoteState:
     """Remote-command state. `last_command` only rises: a signed command is spent once the
     agent verified it, whether its action then succeeded or was refused for the device state.
     `quarantine` is the key ID of the recovery anchor that alone may sign images while the
-    device is quarantined, or None."""
+    device is quarantined, or None. `time_floor` (seconds since the epoch) only rises: the
+    latest signed issue time the agent verified; no expiry is judged by a clock below it."""
 
     last_command: int = 0
     quarantine: bytes | None = None
+    time_floor: int = 0
 
     def encode(self) -> bytes:
         return cbor.dumps({"format": FORMAT, "last-command": self.last_command,
-                           "quarantine": self.quarantine})
+                           "quarantine": self.quarantine, "time-floor": self.time_floor})
 
     @classmethod
     def decode(cls, data: bytes) -> RemoteState:
@@ -365,51 +391,119 @@ class RemoteState:
         if quarantine is not None and (not isinstance(quarantine, bytes)
                                        or len(quarantine) != 32):
             raise StorageIntegrityError("secure storage record remote: bad quarantine key ID")
-        return cls(_get(obj, "last-command", int, RECORD_REMOTE), quarantine)
+        return cls(_get(obj, "last-command", int, RECORD_REMOTE), quarantine,
+                   _get(obj, "time-floor", int, RECORD_REMOTE))
 
 
-EVENT_LOG_CAPACITY: Final = 64
-MAX_EVENT_TEXT: Final = 200
+#: Unpinned events kept (the newest); pinned ones are kept apart until acknowledged.
+EVENT_RING_CAPACITY: Final = 32
+#: Pinned events kept at most. Operator events may fill all but TAMPER_RESERVE of them, so the
+#: first mismatch of every region a policy can name (MAX_REGIONS + running slot + agent
+#: bundle) always finds room.
+PINNED_CAPACITY: Final = 64
+TAMPER_RESERVE: Final = 34
+MAX_EVENT_TEXT: Final = 160
+#: Event kinds that record what the operator did or what changed the keys: always pinned.
+OPERATOR_KINDS: Final = frozenset({"command", "command-refused", "policy-installed",
+                                   "revert", "key-revoked"})
+#: Event kinds whose first occurrence per subject is pinned (tamper findings).
+TAMPER_KINDS: Final = frozenset({"integrity-mismatch"})
 
 
 @dataclass(frozen=True)
 class Event:
-    """One security event: `number` counts every event ever logged (from 1)."""
+    """One security event. `number` counts every distinct event ever logged (from 1); an
+    identical event (same kind, subject and detail) logged again raises `count` and `last`
+    instead of taking a new number."""
 
     number: int
-    time: int  # seconds since the epoch, by the agent's clock
-    kind: str  # integrity-mismatch, revert, command, command-refused, policy-installed
+    first: int  # seconds since the epoch, by the agent's clock, of the first occurrence
+    last: int  # ... and of the latest
+    count: int
+    kind: str  # integrity-mismatch, revert, command, command-refused, policy-installed...
     subject: str  # the region checked, or the remote action
     detail: str
+    pinned: bool = False
+
+    def same(self, kind: str, subject: str, detail: str) -> bool:
+        return (self.kind, self.subject, self.detail) == (kind, subject, detail)
 
     def to_cbor(self) -> dict[str, Any]:
-        return {"n": self.number, "time": self.time, "kind": self.kind,
-                "subject": self.subject, "detail": self.detail}
+        return {"n": self.number, "first": self.first, "last": self.last, "count": self.count,
+                "kind": self.kind, "subject": self.subject, "detail": self.detail,
+                "pinned": self.pinned}
 
     @classmethod
     def from_cbor(cls, obj: Any) -> Event:
         if not isinstance(obj, dict):
             raise StorageIntegrityError("secure storage record events: bad event")
-        return cls(_get(obj, "n", int, RECORD_EVENTS), _get(obj, "time", int, RECORD_EVENTS),
-                   _get(obj, "kind", str, RECORD_EVENTS), _get(obj, "subject", str, RECORD_EVENTS),
-                   _get(obj, "detail", str, RECORD_EVENTS))
+        def number(key: str) -> int:
+            return int(_get(obj, key, int, RECORD_EVENTS))
+
+        def text(key: str) -> str:
+            return str(_get(obj, key, str, RECORD_EVENTS))
+
+        event = cls(number("n"), number("first"), number("last"), number("count"),
+                    text("kind"), text("subject"), text("detail"),
+                    _get(obj, "pinned", bool, RECORD_EVENTS))
+        if event.count < 1 or event.last < event.first:
+            raise StorageIntegrityError("secure storage record events: bad event")
+        return event
 
 
 @dataclass(frozen=True)
 class EventLog:
-    """Append-only, bounded: the newest EVENT_LOG_CAPACITY events and the total ever logged.
+    """The security event log: pinned events (what the operator did, key changes, the first
+    mismatch of each region) kept until a signed `acknowledge` command releases them, and a
+    ring of the newest EVENT_RING_CAPACITY other events. Repeats coalesce, so nothing the Rich
+    OS can make the agent log repeatedly flushes a pinned event out (docs/after-attack.md).
     Replay-protected because secure storage is: an old copy put back is detected."""
 
     total: int = 0
-    events: tuple[Event, ...] = ()
+    events: tuple[Event, ...] = ()  # pinned and ring events, in number order
+    acknowledged: int = 0  # the highest event number the operator acknowledged
+
+    @property
+    def pinned(self) -> tuple[Event, ...]:
+        return tuple(e for e in self.events if e.pinned)
+
+    def operator_room(self) -> bool:
+        """Whether another operator event can be pinned (else: acknowledge first)."""
+        return len(self.pinned) < PINNED_CAPACITY - TAMPER_RESERVE
 
     def append(self, time: int, kind: str, subject: str, detail: str) -> EventLog:
-        event = Event(self.total + 1, time, kind[:MAX_EVENT_TEXT], subject[:MAX_EVENT_TEXT],
-                      detail[:MAX_EVENT_TEXT])
-        return EventLog(self.total + 1, (*self.events, event)[-EVENT_LOG_CAPACITY:])
+        kind, subject, detail = (kind[:MAX_EVENT_TEXT], subject[:MAX_EVENT_TEXT],
+                                 detail[:MAX_EVENT_TEXT])
+        for i, event in enumerate(self.events):
+            if event.same(kind, subject, detail):
+                again = replace(event, last=max(event.last, time), count=event.count + 1)
+                return replace(self, events=(*self.events[:i], again, *self.events[i + 1:]))
+        pinned = self.pinned
+        pin = (kind in OPERATOR_KINDS and len(pinned) < PINNED_CAPACITY) or (
+            kind in TAMPER_KINDS and len(pinned) < PINNED_CAPACITY
+            and not any(e.kind == kind and e.subject == subject for e in pinned))
+        event = Event(self.total + 1, time, time, 1, kind, subject, detail, pin)
+        ring = [e for e in self.events if not e.pinned]
+        if not pin:
+            ring = [*ring, event][-EVENT_RING_CAPACITY:]
+        kept = [*pinned, event] if pin else list(pinned)
+        events = tuple(sorted(kept + ring, key=lambda e: e.number))
+        return replace(self, total=self.total + 1, events=events)
+
+    def acknowledge(self, through: int) -> EventLog:
+        """Unpin every event numbered up to `through` (it then ages out with the ring)."""
+        if through > self.total:
+            raise ValueError(f"event {through} was never logged (the last is {self.total})")
+        released = [replace(e, pinned=False) if e.number <= through else e
+                    for e in self.events]
+        ring = [e for e in released if not e.pinned][-EVENT_RING_CAPACITY:]
+        events = tuple(sorted([e for e in released if e.pinned] + ring,
+                              key=lambda e: e.number))
+        return replace(self, events=events, acknowledged=max(self.acknowledged, through))
 
     def encode(self) -> bytes:
         return cbor.dumps({"format": FORMAT, "total": self.total,
+                           "acknowledged": self.acknowledged,
                            "events": [e.to_cbor() for e in self.events]})
 
     @classmethod
@@ -417,10 +511,63 @@ class EventLog:
         obj = _load(data, RECORD_EVENTS)
         events = tuple(Event.from_cbor(e) for e in _get(obj, "events", list, RECORD_EVENTS))
         total = _get(obj, "total", int, RECORD_EVENTS)
-        if len(events) > EVENT_LOG_CAPACITY or total < len(events) or any(
-                e.number != total - len(events) + 1 + i for i, e in enumerate(events)):
+        numbers = [e.number for e in events]
+        if (sum(e.pinned for e in events) > PINNED_CAPACITY
+                or sum(not e.pinned for e in events) > EVENT_RING_CAPACITY
+                or numbers != sorted(set(numbers)) or any(not 1 <= n <= total for n in numbers)):
             raise StorageIntegrityError("secure storage record events is inconsistent")
-        return cls(total, events)
+        return cls(total, events, _get(obj, "acknowledged", int, RECORD_EVENTS))
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measured-boot event: the stage, the digest it measured, a description."""
+
+    stage: str
+    digest: bytes
+    description: str
+
+
+@dataclass(frozen=True)
+class MeasuredBoot:
+    """What the boot code measured during the current boot, kept in secure storage where the
+    Rich OS cannot write: a hash chain like a TPM PCR (pcr := SHA-256(pcr || digest))."""
+
+    pcr: bytes = bytes(32)
+    events: tuple[Measurement, ...] = ()
+
+    MAX_EVENTS: ClassVar[int] = 8
+
+    def extend(self, stage: str, digest: bytes, description: str) -> MeasuredBoot:
+        if len(self.events) >= self.MAX_EVENTS:
+            raise StorageIntegrityError("the measured boot log is full")
+        pcr = hashlib.sha256(self.pcr + digest).digest()
+        event = Measurement(stage, digest, description[:MAX_EVENT_TEXT])
+        return MeasuredBoot(pcr, (*self.events, event))
+
+    def digests(self, stage: str) -> list[bytes]:
+        return [e.digest for e in self.events if e.stage == stage]
+
+    def encode(self) -> bytes:
+        return cbor.dumps({"format": FORMAT, "pcr": self.pcr,
+                           "events": [{"stage": e.stage, "digest": e.digest,
+                                       "description": e.description} for e in self.events]})
+
+    @classmethod
+    def decode(cls, data: bytes) -> MeasuredBoot:
+        obj = _load(data, RECORD_MEASURED)
+        log = MeasuredBoot()
+        for item in _get(obj, "events", list, RECORD_MEASURED):
+            if not isinstance(item, dict):
+                raise StorageIntegrityError("secure storage record measured-boot: bad event")
+            digest = _get(item, "digest", bytes, RECORD_MEASURED)
+            if len(digest) != 32:
+                raise StorageIntegrityError("secure storage record measured-boot: bad digest")
+            log = log.extend(_get(item, "stage", str, RECORD_MEASURED), digest,
+                             _get(item, "description", str, RECORD_MEASURED))
+        if log.pcr != _get(obj, "pcr", bytes, RECORD_MEASURED):
+            raise StorageIntegrityError("secure storage record measured-boot is inconsistent")
+        return log
 
 
 @dataclass(frozen=True)

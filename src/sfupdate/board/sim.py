@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Final
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.hmac import HMAC
@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sfupdate.board.hal import Fuse, Slot
 from sfupdate.board.power import POWER_CUT_ENV, Power
 from sfupdate.errors import (
+    AgentBusyError,
     DeviceStateError,
     SfuError,
     StorageIntegrityError,
@@ -39,6 +40,7 @@ from sfupdate.sfui import cbor
 BOARD_FILE: Final = "board.json"
 BOARD_FORMAT: Final = "sfupdate-sim-board"
 POWER_KNOB: Final = "power-cut-at"
+AGENT_LOCK: Final = "agent.lock"
 MAX_RECORD: Final = 64 * 1024
 MAX_STORE: Final = 1024 * 1024
 MAX_HEADER: Final = 2 * 1024 * 1024
@@ -191,6 +193,11 @@ class SimStorage:
         with self.lock():
             return sorted(self._load()[1])
 
+    def read_all(self) -> dict[str, bytes]:
+        with self.lock():
+            records = self._load()[1]
+        return {k: v for k, v in records.items() if isinstance(v, bytes)}
+
     def write(self, changes: Mapping[str, bytes | None]) -> None:
         for name, value in changes.items():
             if not _RECORD_NAME.fullmatch(name):
@@ -313,7 +320,7 @@ class SimSlots:
                 yield chunk
 
 
-# --- agent partition and boot log -----------------------------------------------------------
+# --- agent partition -----------------------------------------------------------
 
 
 class SimAgentPartition:
@@ -343,44 +350,6 @@ class SimAgentPartition:
                 yield chunk
 
 
-class SimBootLog:
-    """boot-log.json: {"pcr": hex, "events": [{stage, digest, description, pcr}]}."""
-
-    def __init__(self, root: Path, power: Power) -> None:
-        self._path = root / "boot-log.json"
-        self._power = power
-
-    def _load(self) -> dict[str, Any]:
-        try:
-            obj = json.loads(self._path.read_text())
-        except (FileNotFoundError, ValueError):
-            return {"pcr": bytes(32).hex(), "events": []}
-        return obj if isinstance(obj, dict) else {"pcr": bytes(32).hex(), "events": []}
-
-    def reset(self) -> None:
-        self._save({"pcr": bytes(32).hex(), "events": []})
-
-    def _save(self, obj: dict[str, Any]) -> None:
-        self._power.write_file(self._path, json.dumps(obj, indent=1).encode())
-
-    def extend(self, stage: str, digest: bytes, description: str) -> bytes:
-        obj = self._load()
-        pcr = hashlib.sha256(bytes.fromhex(obj["pcr"]) + digest).digest()
-        obj["pcr"] = pcr.hex()
-        obj["events"].append({"stage": stage, "digest": digest.hex(),
-                              "description": description, "pcr": pcr.hex()})
-        self._save(obj)
-        return pcr
-
-    def events(self) -> list[Mapping[str, str]]:
-        events = self._load().get("events", [])
-        return events if isinstance(events, list) else []
-
-    @property
-    def pcr(self) -> bytes:
-        return bytes.fromhex(self._load()["pcr"])
-
-
 # --- the board ------------------------------------------------------------------------------
 
 
@@ -393,7 +362,6 @@ class SimBoard:
         self.fuses = SimFuses(root, power)
         self.slots = SimSlots(root, slot_size, power)
         self.agent = SimAgentPartition(root, power)
-        self.boot_log = SimBootLog(root, power)
         self._storage: SimStorage | None = None
 
     @property
@@ -405,6 +373,25 @@ class SimBoard:
                                        "(no device secret fused)")
             self._storage = SimStorage(self.root, secret, self.power)
         return self._storage
+
+    @contextmanager
+    def agent_lock(self, holder: str) -> Iterator[None]:
+        """An flock on `agent.lock`, which names its holder (the lock dies with the process,
+        so a killed agent leaves nothing to clean up)."""
+        path = self.root / AGENT_LOCK
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                other = os.pread(fd, 512, 0).decode(errors="replace").strip() or "unknown"
+                raise AgentBusyError(f"board {self.root} is already served by another agent "
+                                     f"({other})") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, holder.encode(), 0)
+            yield
+        finally:
+            os.close(fd)
 
     @property
     def identity_public_path(self) -> Path:

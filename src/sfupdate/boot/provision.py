@@ -4,8 +4,9 @@ Everything is checked before the first fuse is burned: the initial firmware is a
 with the given trust anchors, matched to vendor/class and slot size, and its digest checked.
 Then: fuse the root-key hash (of the key that signs the agent bundle) and a fresh device
 secret; write slot A; create the device identity key; store device info, trust anchors,
-identity and the initial boot record in ONE secure-storage write; install the agent bundle;
-fuse the lifecycle state last. A board with any fuse burned is refused (DeviceStateError).
+identity and the initial boot record in ONE secure-storage write (the kernel's first state);
+install the agent bundle; fuse the lifecycle state last. A board with any fuse burned is
+refused (DeviceStateError).
 
 Without an agent key, the bundle is signed with a one-time key that is then forgotten: the
 agent of that board can never be replaced (nor forged).
@@ -23,18 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sfupdate.board.hal import LIFECYCLE_PROVISIONED, Board, Fuse, Slot
-from sfupdate.board.records import (
-    RECORD_BOOT,
-    RECORD_DEVICE,
-    RECORD_IDENTITY,
-    RECORD_TRUST,
-    DeviceInfo,
-    ImageRecord,
-    Role,
-    TrustStore,
-    anchors_for,
-    initial_boot_record,
-)
+from sfupdate.board.records import DeviceInfo, ImageRecord, Role, TrustStore, anchors_for
 from sfupdate.board.slotio import HeaderRecorder
 from sfupdate.boot.bundle import build_agent_bundle
 from sfupdate.errors import (
@@ -44,6 +34,7 @@ from sfupdate.errors import (
     WrongClassError,
     WrongVendorError,
 )
+from sfupdate.kernel import Kernel
 from sfupdate.keys import FileSigner, generate_private_key
 from sfupdate.sfui import EnvelopeReader, TrustedKey, Verified, class_uuid, vendor_uuid
 
@@ -69,6 +60,7 @@ def _open(path: Path) -> BinaryIO:
 
 
 def _check(verified: Verified, device: DeviceInfo, slot_size: int) -> ImageRecord:
+    """The facts of the initial image, as the agent records them for every install."""
     info = verified.info
     if info.vendor_id != device.vendor_id:
         raise WrongVendorError(f"the firmware is for vendor {info.vendor_id}, "
@@ -81,7 +73,8 @@ def _check(verified: Verified, device: DeviceInfo, slot_size: int) -> ImageRecor
     if info.image_size > slot_size:
         raise TooLargeError(f"the image is {info.image_size} bytes; the slot holds {slot_size}")
     version = verified.text.component_version() if verified.text else None
-    return ImageRecord(info.sequence_number, info.image_digest.value, info.image_size, version)
+    return ImageRecord(info.sequence_number, info.image_digest.value, info.image_size,
+                       verified.signer.kid, device.vendor_id, device.class_id, version)
 
 
 def _verify_file(firmware: Path, keys: Sequence[TrustedKey], device: DeviceInfo,
@@ -139,12 +132,7 @@ def provision(board: Board, trusted: Sequence[TrustedKey], vendor: str, klass: s
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     trust = TrustStore(anchors_for(Role.FIRMWARE, trusted) + anchors_for(Role.OPERATOR, operators)
                        + anchors_for(Role.RECOVERY, recovery))
-    board.storage.write({
-        RECORD_DEVICE: device.encode(),
-        RECORD_TRUST: trust.encode(),
-        RECORD_IDENTITY: identity_der,
-        RECORD_BOOT: initial_boot_record(image).encode(),
-    })
+    Kernel(board.storage).initialise(device, trust, identity_der, image)
     board.agent.install(bundle, spki)
     board.fuses.burn(Fuse.LIFECYCLE, LIFECYCLE_PROVISIONED)
     return Provisioned(image, signer.kid, identity_pem, tuple(k.kid for k in trusted))

@@ -1,21 +1,18 @@
 """The boot ROM: verify the agent bundle against the OTP root-key hash, then run exactly the
 verified bytes.
 
-    boot_log.reset()                       PCR := 0
     key   := agent partition's signer key; SHA-256(SPKI) must equal the ROOT_KEY_HASH fuse
     agent := the bundle SFUI, authenticated with that key (class sfu-agent), its payload
-             streamed into a private temporary file while hashed
-    boot_log.extend("agent", image digest)
+             streamed into a private temporary file while hashed (sfupdate.kernel.verify)
+    measured boot := ["agent": image digest]   (in secure storage, through the kernel)
     run stage 2 from that file: `python -I agent.pyz boot BOARD` (`run_bundle`)
 
 A bundle that fails any check never runs: the error propagates and nothing on the board
-changes except the boot log.
+changes.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import subprocess
@@ -23,68 +20,32 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Final, cast
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from typing import Final
 
 from sfupdate import errors
-from sfupdate.board.hal import Board, Fuse
+from sfupdate.board.hal import Board
 from sfupdate.board.power import POWER_CUT_ENV, POWER_CUT_EXIT, Power, PowerCut
-from sfupdate.board.slotio import ChainStream
-from sfupdate.boot.bundle import AGENT_CLASS, AGENT_VENDOR
 from sfupdate.boot.stage2 import BootResult
-from sfupdate.errors import AuthenticationError, DeviceStateError, SfuError, WrongClassError
-from sfupdate.sfui import EnvelopeReader, TrustedKey
+from sfupdate.errors import SfuError
+from sfupdate.kernel import Kernel
+from sfupdate.kernel.verify import verify_agent_bundle
 
 STAGE2_TIMEOUT: Final = 120
 
 Stage2 = Callable[[Path], BootResult]
 
 
-def _fused_key(board: Board) -> TrustedKey:
-    fused = board.fuses.read(Fuse.ROOT_KEY_HASH)
-    if fused is None:
-        raise DeviceStateError("no root-key hash is fused: the board is not provisioned")
-    spki = board.agent.signer_key()
-    if spki is None:
-        raise DeviceStateError("the agent partition holds no signer key")
-    if not hmac.compare_digest(hashlib.sha256(spki).digest(), fused):
-        raise AuthenticationError("the agent bundle's signer key does not match the root-key "
-                                  "hash fused in OTP")
-    try:
-        key = serialization.load_der_public_key(spki)
-    except ValueError:
-        raise AuthenticationError("the agent bundle's signer key is unreadable") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
-        raise AuthenticationError("the agent bundle's signer key has an unsupported type")
-    return TrustedKey(key)
-
-
-def verify_agent(board: Board, out: BinaryIO) -> bytes:
-    """Authenticate the agent bundle and write its verified payload (the zipapp) to `out`.
-    Returns the payload digest. Raises before `out` is complete on any failure."""
-    key = _fused_key(board)
-    reader = EnvelopeReader(cast(BinaryIO, ChainStream(b"", board.agent.stream())))
-    verified = reader.authenticate([key])
-    if verified.info.vendor_id != AGENT_VENDOR or verified.info.class_id != AGENT_CLASS:
-        raise WrongClassError("the agent partition holds an image that is not an agent bundle")
-    for chunk in reader.payload():  # PayloadDigestError after the last chunk if tampered
-        out.write(chunk)
-    out.flush()
-    digest = verified.info.image_digest
-    assert digest is not None  # payload() checked it
-    return digest.value
-
-
 def boot(board: Board, stage2: Stage2) -> BootResult:
-    """Reset the boot log, verify and measure the agent, then hand over to `stage2`."""
-    board.boot_log.reset()
+    """Verify and measure the agent bundle (a new measured boot in secure storage), then
+    hand over to `stage2` with exactly the verified bytes."""
+    kernel = Kernel(board.storage)
     with tempfile.TemporaryDirectory(prefix="sfu-boot-") as tmp:
         bundle = Path(tmp) / "agent.pyz"
+        digest, chunks = verify_agent_bundle(board)
         with open(bundle, "wb") as out:
-            digest = verify_agent(board, out)
-        board.boot_log.extend("agent", digest, "sfupdate agent bundle")
+            for chunk in chunks:  # PayloadDigestError after the last chunk if tampered
+                out.write(chunk)
+        kernel.measure_agent(digest)
         return stage2(bundle)
 
 

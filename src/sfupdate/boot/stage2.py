@@ -2,9 +2,12 @@
 signed manifest, measures it, "runs" it (the health-check hook) and reverts a failing trial.
 
 Selection: the trial slot while it has tries (decremented and persisted BEFORE it runs), else
-the confirmed slot. A trial that fails verification or its health check is marked bad and the
-confirmed slot boots in the same boot. A confirmed slot that fails verification is never run:
-the boot halts with that error (an image below the floor is never a fallback).
+the confirmed slot. The slot is verified against the facts secure storage recorded for it
+(its signer, sequence, digest, size). A trial that fails verification or its health check is
+marked bad and the confirmed slot boots in the same boot; a trial that passes is recorded as
+healthy (only then may it be confirmed) together with its measurements, in one write. A
+confirmed slot that fails verification is never run: the boot halts with that error (an image
+below the floor is never a fallback). Every transition goes through `sfupdate.kernel`.
 """
 
 from __future__ import annotations
@@ -16,11 +19,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import sfupdate
-from sfupdate.board.control import BootControl
 from sfupdate.board.hal import LIFECYCLE_PROVISIONED, Board, Fuse
-from sfupdate.board.records import RECORD_DEVICE, RECORD_TRUST, DeviceInfo, TrustStore
-from sfupdate.boot.verify import verify_slot
 from sfupdate.errors import DeviceStateError, SfuError
+from sfupdate.kernel import Kernel
+from sfupdate.kernel.verify import verify_slot
 
 
 @dataclass
@@ -43,50 +45,37 @@ class BootResult:
         return cls(**json.loads(text))
 
 
-def _records(board: Board) -> tuple[DeviceInfo, TrustStore]:
-    if board.fuses.read(Fuse.LIFECYCLE) != LIFECYCLE_PROVISIONED:
-        raise DeviceStateError("the board is not provisioned")
-    device, trust = board.storage.read(RECORD_DEVICE), board.storage.read(RECORD_TRUST)
-    if device is None or trust is None:
-        raise DeviceStateError("secure storage lacks the device or trust record")
-    return DeviceInfo.decode(device), TrustStore.decode(trust)
-
-
 def boot_firmware(board: Board) -> BootResult:
     """Select, verify, measure and run a slot; revert a failing trial."""
-    device, trust = _records(board)
-    keys = trust.boot_keys()  # firmware and recovery anchors
-    control = BootControl(board.storage)
+    if board.fuses.read(Fuse.LIFECYCLE) != LIFECYCLE_PROVISIONED:
+        raise DeviceStateError("the board is not provisioned")
+    kernel = Kernel(board.storage)
     events: list[str] = []
     while True:
-        before = control.record
-        slot, trial = control.start_boot()
-        if before.trial is not None and not trial and before.trial is not slot:
-            events.append(f"trial slot {before.trial.value} ran out of tries; reverted")
-        record = control.record
-        image = record.slot(slot).image
+        before = kernel.state().boot.trial
+        state, slot, trial = kernel.start_boot()
+        if before is not None and not trial and before is not slot:
+            events.append(f"trial slot {before.value} ran out of tries; reverted")
+        image = state.boot.slot(slot).image
         if image is None:  # BootRecord.check() makes this unreachable for a stored record
             raise DeviceStateError(f"slot {slot.value} has no image record")
-        kind = "trial" if trial else "confirmed"
         try:
-            check = verify_slot(board, slot, image, keys, device, record.floor)
+            check = verify_slot(board, slot, image, state.signer_keys(image), state.device,
+                                state.boot.floor)
         except SfuError as exc:
             if not trial:
                 raise type(exc)(f"refusing to boot confirmed slot {slot.value}: {exc}") from None
             events.append(f"trial slot {slot.value} failed verification ({exc}); marked bad")
-            control.mark_bad(slot)
+            kernel.trial_failed(slot)
             continue
-        board.boot_log.extend("manifest", check.manifest_digest,
-                              f"slot {slot.value} ({kind}) sequence {image.sequence}")
-        pcr = board.boot_log.extend("firmware", image.digest, f"slot {slot.value} image")
+        after = kernel.booted(slot, check.manifest_digest, check.healthy)
         if trial:
-            events.append(f"trial slot {slot.value} booted, {record.tries_left} tries left")
+            events.append(f"trial slot {slot.value} booted, {state.boot.tries_left} tries left")
         if not check.healthy and trial:
             events.append(f"trial slot {slot.value} failed its health check; reverted")
-            control.reject_trial()
             continue
         return BootResult(slot.value, trial, image.sequence, image.version, check.healthy,
-                          pcr.hex(), events)
+                          after.measured.pcr.hex(), events)
 
 
 def _running_from_bundle() -> bool:

@@ -56,7 +56,7 @@ def serve(board_dir: Path, socket_path: Path, timeout: float, group_access: bool
     from sfupdate.board.sim import open_board
 
     device = Device(open_board(board_dir))
-    device.status()  # refuse to start on an unprovisioned or tampered board
+    device.kernel.state()  # refuse to start on an unprovisioned or tampered board
     server = AgentServer(device, socket_path, timeout, group_access, check_interval or None)
     server.bind()
 
@@ -147,11 +147,15 @@ def audit(socket_path: Path, timeout: float, as_json: bool) -> None:
     click.echo(f"quarantine       {info.quarantine or 'no'}")
     policy = "none" if info.policy_sequence is None else f"sequence {info.policy_sequence}"
     click.echo(f"integrity policy {policy}")
-    click.echo(f"events           {info.events_total} logged, the newest {len(info.events)} "
-               "kept")
+    click.echo(f"time floor       {info.time_floor}")
+    pinned = sum(e.pinned for e in info.events)
+    click.echo(f"events           {info.events_total} logged; {len(info.events)} kept, "
+               f"{pinned} pinned until acknowledged (acknowledged up to #{info.acknowledged})")
     for event in info.events:
-        click.echo(f"  #{event.number} {event.time} {event.kind} {event.subject}: "
-                   f"{event.detail}")
+        repeats = f" (x{event.count}, last {event.last})" if event.count > 1 else ""
+        pin = "*" if event.pinned else " "
+        click.echo(f" {pin}#{event.number} {event.first} {event.kind} {event.subject}: "
+                   f"{event.detail}{repeats}")
 
 
 @agent_group.group("policy")

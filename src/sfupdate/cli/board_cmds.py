@@ -9,15 +9,14 @@ from typing import Any
 import click
 
 from sfupdate import keys
-from sfupdate.board.control import BootControl
 from sfupdate.board.hal import Fuse, Slot
 from sfupdate.board.power import POWER_CUT_EXIT, PowerCut
-from sfupdate.board.records import RECORD_DEVICE, DeviceInfo
 from sfupdate.board.sim import SimBoard, create_board, open_board
 from sfupdate.boot.provision import provision
 from sfupdate.boot.rom import boot, run_bundle
 from sfupdate.cli.render import emit_json
 from sfupdate.errors import UsageError
+from sfupdate.kernel import Kernel
 
 _dir = click.Path(path_type=Path, file_okay=False)
 _existing = click.Path(path_type=Path, dir_okay=False, exists=True)
@@ -87,13 +86,14 @@ def _describe(board: SimBoard) -> dict[str, Any]:
     out: dict[str, Any] = {"provisioned": provisioned, "slot_size": board.slots.size}
     if not provisioned:
         return out
-    record = BootControl(board.storage).record
-    device = DeviceInfo.decode(board.storage.read(RECORD_DEVICE) or b"")
+    state = Kernel(board.storage).state()
+    record, device = state.boot, state.device
     out.update({
         "vendor": device.vendor_name, "class": device.class_name,
         "confirmed": record.confirmed.value, "trial": record.trial.value if record.trial else None,
         "tries_left": record.tries_left, "floor": record.floor,
         "booted": record.booted.value if record.booted else None,
+        "trial_healthy": record.trial_healthy,
         "write_counter": board.storage.write_counter,
         "slots": {s.value: _slot(record.slot(s)) for s in Slot},
     })
@@ -154,8 +154,9 @@ def boot_cmd(directory: Path, as_json: bool) -> None:
 @board_group.command("confirm")
 @click.argument("directory", type=_dir)
 def confirm(directory: Path) -> None:
-    """Confirm the running trial image; only then the rollback floor rises to it."""
+    """Confirm the running trial image; only then the rollback floor rises to it. The same
+    transition, with the same checks, as `sfu agent confirm` (sfupdate.kernel)."""
     board = open_board(directory)
-    image = BootControl(board.storage).confirm()
-    click.echo(f"confirmed sequence {image.sequence}; rollback floor is now "
-               f"{BootControl(board.storage).record.floor}")
+    state = Kernel(board.storage).confirm()
+    click.echo(f"confirmed sequence {state.boot.confirmed_image.sequence}; rollback floor is "
+               f"now {state.boot.floor}")

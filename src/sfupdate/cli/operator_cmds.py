@@ -27,9 +27,11 @@ from sfupdate.remote import (
     Region,
     RemoteCommand,
     Target,
+    read_command,
     sign_command,
     sign_policy,
     ueid_for,
+    verify_answer,
     verify_token,
 )
 from sfupdate.remote.eat import MAX_TOKEN_SIZE
@@ -108,29 +110,40 @@ def remote_group() -> None:
 @click.option("--recovery-key", metavar="PUB|KEYID",
               help="quarantine: the recovery anchor that alone may sign images.")
 @click.option("--revoke", metavar="PUB|KEYID", help="revoke-key: the firmware anchor to revoke.")
+@click.option("--through", type=click.IntRange(0, 2**64 - 1), metavar="N",
+              help="acknowledge: release the pinned events numbered up to N (sfu agent audit).")
 @click.option("-o", "--output", type=_path, required=True, help="The signed command to write.")
 def remote_sign(key_file: Path, action: str, device_key: Path | None, vendor: str | None,
                 klass: str | None, number: int, expires_in: int | None, nonce: str | None,
-                recovery_key: str | None, revoke: str | None, output: Path) -> None:
-    """Sign a remote command (COSE_Sign1 over CBOR) for one device or a device class."""
-    given = {"nonce": nonce, "recovery_key_id": recovery_key, "key_id": revoke}
-    options = {"nonce": "--nonce", "recovery_key_id": "--recovery-key", "key_id": "--revoke"}
+                recovery_key: str | None, revoke: str | None, through: int | None,
+                output: Path) -> None:
+    """Sign a remote command (COSE_Sign1 over CBOR) for one device or a device class. Its
+    issue time (now) is signed too: the device never judges an expiry by a clock below the
+    latest issue time it verified."""
+    given: dict[str, str | int | None] = {"nonce": nonce, "recovery_key_id": recovery_key,
+                                          "key_id": revoke, "through": through}
+    options = {"nonce": "--nonce", "recovery_key_id": "--recovery-key", "key_id": "--revoke",
+               "through": "--through"}
     arguments: dict[str, Any] = {}
     for name, value in given.items():
         if value is None:
             continue
         if name not in ACTIONS[action]:
             raise UsageError(f"{options[name]} does not apply to {action}")
-        arguments[name] = (parse_hex(value, "--nonce") if name == "nonce"
-                           else _key_id(value, options[name]))
+        if isinstance(value, int):
+            arguments[name] = value
+        else:
+            arguments[name] = (parse_hex(value, "--nonce") if name == "nonce"
+                               else _key_id(value, options[name]))
     if action == "inspect" and "nonce" not in arguments:
         arguments["nonce"] = os.urandom(16)
     missing = set(ACTIONS[action]) - set(arguments)
     if missing:
         raise UsageError(f"{action} needs " + ", ".join(options[m] for m in sorted(missing)))
-    expires = int(time.time()) + expires_in if expires_in else None
+    now = int(time.time())
+    expires = now + expires_in if expires_in else None
     command = RemoteCommand(_target(device_key, vendor, klass), number, action, arguments,
-                            expires)
+                            expires, issued=now)
     _write(output, sign_command(command, keys.load_signer(key_file)))
     nonce_note = f", nonce {arguments['nonce'].hex()}" if action == "inspect" else ""
     click.echo(f"{output}: {action} command {number}{nonce_note}")
@@ -212,19 +225,20 @@ def attest_group() -> None:
               help="The device's identity public key (device-id.pub.pem).")
 @click.option("--nonce", help="The nonce the token must answer (hex).")
 @click.option("--command", "command_file", type=_existing,
-              help="Or: the signed command it answers (its SHA-256 is the nonce).")
+              help="Or: the signed command it answers; the token must then be the device's "
+                   "answer to exactly that command (nonce and answer claim).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def attest_verify(token_file: Path, device_key: Path, nonce: str | None,
                   command_file: Path | None, as_json: bool) -> None:
     """Check a token's signature (device identity key) and nonce; print its claims."""
     if (nonce is None) == (command_file is None):
         raise UsageError("give --nonce HEX or --command CMD.cose")
+    token, device = _read(token_file, MAX_TOKEN_SIZE), keys.load_public_key(device_key)
     if command_file is not None:
-        expected = hashlib.sha256(_read(command_file, MAX_COMMAND)).digest()
+        signed = _read(command_file, MAX_COMMAND)
+        claims = verify_answer(token, device, read_command(signed), signed)
     else:
-        expected = parse_hex(nonce or "", "--nonce")
-    claims = verify_token(_read(token_file, MAX_TOKEN_SIZE), keys.load_public_key(device_key),
-                          expected)
+        claims = verify_token(token, device, parse_hex(nonce or "", "--nonce"))
     if as_json:
         emit_json(claims.to_json())
     else:
@@ -258,6 +272,9 @@ def _show_claims(claims: AttestationClaims) -> None:
     quarantine = claims.quarantine.hex()[:16] if claims.quarantine else "no"
     click.echo(f"quarantine       {quarantine}")
     click.echo(f"last command     {claims.last_command}")
+    if claims.answer is not None:
+        click.echo(f"answers command  {claims.answer.command} ({claims.answer.action}): "
+                   f"{claims.answer.outcome}")
     click.echo("integrity")
     for item in claims.to_json()["integrity"]:
         click.echo(f"  {item['result']:<9} {item['region']}")

@@ -34,7 +34,7 @@ MIN_NONCE, MAX_NONCE = 8, 64  # RFC 9711 nonce sizes
 REGION_RESULTS: Final = ("ok", "mismatch", "absent")
 REGION_ACTIONS: Final = ("none", "reported", "reverted", "revert-refused")
 MAX_RESULTS: Final = 64
-MAX_EVENTS: Final = 64
+MAX_EVENTS: Final = 128
 
 Check = Callable[[Any], bool]
 
@@ -446,19 +446,27 @@ class RemoteReply:
 
 @dataclass(frozen=True)
 class EventEntry:
+    """One logged event; `count` occurrences between `first` and `last`; `pinned` until the
+    operator acknowledges it."""
+
     number: int
-    time: int
+    first: int
+    last: int
+    count: int
     kind: str
     subject: str
     detail: str
+    pinned: bool
 
     def to_json(self) -> dict[str, Any]:
-        return {"n": self.number, "time": self.time, "kind": self.kind,
-                "subject": self.subject, "detail": self.detail}
+        return {"n": self.number, "first": self.first, "last": self.last, "count": self.count,
+                "kind": self.kind, "subject": self.subject, "detail": self.detail,
+                "pinned": self.pinned}
 
 
 _EVENT_SCHEMA: Final[dict[str, Check]] = {
-    "n": _uint, "time": _uint, "kind": _text, "subject": _text, "detail": _text,
+    "n": _uint, "first": _uint, "last": _uint, "count": _uint, "kind": _text,
+    "subject": _text, "detail": _text, "pinned": lambda v: isinstance(v, bool),
 }
 
 
@@ -468,11 +476,14 @@ class AuditInfo:
     quarantine: str | None  # hex key ID of the recovery key, or None
     policy_sequence: int | None
     events_total: int
+    acknowledged: int  # the highest event number the operator acknowledged
+    time_floor: int
     events: tuple[EventEntry, ...]
 
     def to_json(self) -> dict[str, Any]:
         return {"last_command": self.last_command, "quarantine": self.quarantine,
                 "policy_sequence": self.policy_sequence, "events_total": self.events_total,
+                "acknowledged": self.acknowledged, "time_floor": self.time_floor,
                 "events": [e.to_json() for e in self.events]}
 
 
@@ -560,9 +571,12 @@ def _decode_security_reply(kind: Any, obj: Mapping[str, Any]) -> Reply:
         _fields(obj, {"reply": _text, "last_command": _uint,
                       "quarantine": _optional(_matches(_HEX256_RE)),
                       "policy_sequence": _optional(_uint), "events_total": _uint,
+                      "acknowledged": _uint, "time_floor": _uint,
                       "events": _list_of(_EVENT_SCHEMA, MAX_EVENTS)}, "audit reply")
-        events = tuple(EventEntry(e["n"], e["time"], e["kind"], e["subject"], e["detail"])
+        events = tuple(EventEntry(e["n"], e["first"], e["last"], e["count"], e["kind"],
+                                  e["subject"], e["detail"], e["pinned"])
                        for e in obj["events"])
         return AuditReply(AuditInfo(obj["last_command"], obj["quarantine"],
-                                    obj["policy_sequence"], obj["events_total"], events))
+                                    obj["policy_sequence"], obj["events_total"],
+                                    obj["acknowledged"], obj["time_floor"], events))
     raise IpcError(f"unknown reply {kind!r}"[:200])

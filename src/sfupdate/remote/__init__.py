@@ -1,13 +1,22 @@
 """Formats shared by the operator and the agent, pure like sfui: signed remote commands
 (COSE_Sign1 over CBOR) and attestation tokens (RFC 9711 EAT)."""
 
-from sfupdate.remote.commands import ACTIONS, RemoteCommand, Target, sign_command, verify_command
+from sfupdate.remote.commands import (
+    ACTIONS,
+    RemoteCommand,
+    Target,
+    read_command,
+    sign_command,
+    verify_command,
+)
 from sfupdate.remote.eat import (
     AttestationClaims,
+    CommandAnswer,
     IntegrityResult,
     SlotClaim,
     sign_token,
     ueid_for,
+    verify_answer,
     verify_token,
 )
 from sfupdate.remote.policy import IntegrityPolicy, Region, sign_policy, verify_policy
@@ -15,16 +24,19 @@ from sfupdate.remote.policy import IntegrityPolicy, Region, sign_policy, verify_
 __all__ = [
     "ACTIONS",
     "AttestationClaims",
+    "CommandAnswer",
     "IntegrityPolicy",
     "IntegrityResult",
     "Region",
     "RemoteCommand",
     "SlotClaim",
     "Target",
+    "read_command",
     "sign_command",
     "sign_policy",
     "sign_token",
     "ueid_for",
+    "verify_answer",
     "verify_command",
     "verify_policy",
     "verify_token",

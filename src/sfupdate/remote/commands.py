@@ -7,11 +7,14 @@ A command is a COSE_Sign1 (RFC 9052) whose attached payload is a deterministic C
      3: N,                      / command number: strictly increasing per device /
      4: "revert",               / action /
      5: {...},                  / arguments (action-specific) /
-     6: T}                      / optional expiry, seconds since the epoch /
+     6: T,                      / optional expiry, seconds since the epoch /
+     7: T}                      / optional issue time, seconds since the epoch /
 
 The signature must come from a trust anchor with the role `operator`, separate from firmware
 signing. The device refuses a number not above the last one it accepted (replay), a target
-that is not itself, an expired command, and anything malformed.
+that is not itself, an expired command, and anything malformed. The issue time, being signed,
+raises the device's time floor (docs/after-attack.md): no later expiry is judged by a clock
+below it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from sfupdate.sfui.cose import Sign1, Signer, TrustedKey, sign1
 
 FORMAT_VERSION: Final = 1
 KEY_VERSION, KEY_TARGET, KEY_NUMBER, KEY_ACTION, KEY_ARGS, KEY_EXPIRES = 1, 2, 3, 4, 5, 6
+KEY_ISSUED: Final = 7
 TARGET_UEID, TARGET_VENDOR, TARGET_CLASS = 1, 2, 3
 MAX_COMMAND_SIZE: Final = 16 * 1024
 
@@ -38,6 +42,7 @@ ACTIONS: Final[Mapping[str, Mapping[str, type]]] = {
     "release": {},
     "revoke-key": {"key_id": bytes},
     "reboot": {},
+    "acknowledge": {"through": int},
 }
 
 
@@ -81,6 +86,7 @@ class RemoteCommand:
     action: str
     arguments: Mapping[str, Any] = field(default_factory=dict)
     expires: int | None = None
+    issued: int | None = None
 
     def encode(self) -> bytes:
         _check_action(self.action, self.arguments)
@@ -89,6 +95,8 @@ class RemoteCommand:
                                KEY_ARGS: dict(self.arguments)}
         if self.expires is not None:
             obj[KEY_EXPIRES] = self.expires
+        if self.issued is not None:
+            obj[KEY_ISSUED] = self.issued
         return cbor.dumps(obj)
 
     @classmethod
@@ -96,20 +104,22 @@ class RemoteCommand:
         obj = cbor.loads(data, "remote command")
         if not isinstance(obj, dict):
             raise SchemaError("remote command is not a map")
-        allowed = {KEY_VERSION, KEY_TARGET, KEY_NUMBER, KEY_ACTION, KEY_ARGS, KEY_EXPIRES}
+        allowed = {KEY_VERSION, KEY_TARGET, KEY_NUMBER, KEY_ACTION, KEY_ARGS, KEY_EXPIRES,
+                   KEY_ISSUED}
         if set(obj) - allowed or not {KEY_VERSION, KEY_TARGET, KEY_NUMBER, KEY_ACTION,
                                        KEY_ARGS} <= set(obj):
             raise SchemaError("remote command has missing or unknown members")
         if obj[KEY_VERSION] != FORMAT_VERSION:
             raise UnsupportedError(f"remote command format {obj[KEY_VERSION]!r}")
         number, action, args = obj[KEY_NUMBER], obj[KEY_ACTION], obj[KEY_ARGS]
-        expires = obj.get(KEY_EXPIRES)
-        if not _uint(number) or (expires is not None and not _uint(expires)):
-            raise SchemaError("command number and expiry must be unsigned integers")
+        expires, issued = obj.get(KEY_EXPIRES), obj.get(KEY_ISSUED)
+        if not _uint(number) or any(t is not None and not _uint(t) for t in (expires, issued)):
+            raise SchemaError("command number, expiry and issue time must be unsigned "
+                              "integers")
         if not isinstance(action, str) or not isinstance(args, dict):
             raise SchemaError("command action must be text and its arguments a map")
         _check_action(action, args)
-        return cls(Target.from_cbor(obj[KEY_TARGET]), number, action, args, expires)
+        return cls(Target.from_cbor(obj[KEY_TARGET]), number, action, args, expires, issued)
 
 
 def _uint(value: Any) -> bool:
@@ -124,13 +134,25 @@ def _check_action(action: str, arguments: Mapping[str, Any]) -> None:
         raise SchemaError(f"action {action!r} takes arguments {sorted(spec)}, "
                           f"got {sorted(map(str, arguments))}")
     for name, kind in spec.items():
-        if not isinstance(arguments[name], kind):
+        value = arguments[name]
+        if not isinstance(value, kind) or (kind is int and not _uint(value)):
             raise SchemaError(f"argument {name!r} of {action!r} must be {kind.__name__}")
 
 
 def sign_command(command: RemoteCommand, signer: Signer) -> bytes:
     """A tagged COSE_Sign1 carrying the command as its (attached) payload."""
     return sign1(command.encode(), signer, detached=False)
+
+
+def read_command(data: bytes) -> RemoteCommand:
+    """The command inside a signed command, WITHOUT checking its signature: for the operator's
+    side, which holds a command it signed and wants to match a device's answer to it."""
+    if len(data) > MAX_COMMAND_SIZE:
+        raise SchemaError(f"remote command larger than {MAX_COMMAND_SIZE} bytes")
+    envelope = Sign1.decode(data)
+    if envelope.payload is None:
+        raise SchemaError("remote command has no payload")
+    return RemoteCommand.decode(envelope.payload)
 
 
 def verify_command(data: bytes, operators: Sequence[TrustedKey]) -> tuple[RemoteCommand,
@@ -146,4 +168,5 @@ def verify_command(data: bytes, operators: Sequence[TrustedKey]) -> tuple[Remote
     return RemoteCommand.decode(envelope.payload), signer
 
 
-__all__ = ["ACTIONS", "RemoteCommand", "Target", "sign_command", "verify_command"]
+__all__ = ["ACTIONS", "RemoteCommand", "Target", "read_command", "sign_command",
+           "verify_command"]

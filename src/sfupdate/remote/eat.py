@@ -6,17 +6,23 @@ OEMID), hwmodel (259, the class UUID), oemboot (262, secure boot on), eat_profil
 measurement results (274, the integrity checks), iat (6). sfupdate's own state goes in claims
 with text names (RFC 8392 allows them): "sfu-slots", "sfu-running", "sfu-trial",
 "sfu-floor", "sfu-boot-log", "sfu-quarantine" (the recovery key ID or null),
-"sfu-command" (the last remote command number the device accepted).
+"sfu-command" (the last remote command number the device accepted), and, only in a token
+that answers a remote command, "sfu-answer": {"command": N, "action": A, "outcome": text}.
+The agent puts "sfu-answer" only into the answer to a command it executed; a plain attest
+request cannot produce it, so `verify_answer` (which requires it) cannot be satisfied by a
+token obtained with a nonce equal to the command's hash.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import uuid
 from dataclasses import dataclass
 from typing import Any, Final
 
 from sfupdate.errors import AuthenticationError, SchemaError
+from sfupdate.remote.commands import RemoteCommand
 from sfupdate.sfui import cbor
 from sfupdate.sfui.cose import PublicKey, Sign1, Signer, TrustedKey, key_id, sign1
 
@@ -54,6 +60,18 @@ class IntegrityResult:
 
 
 @dataclass(frozen=True)
+class CommandAnswer:
+    """The answer claim: which command the token answers, and what the device did."""
+
+    command: int
+    action: str
+    outcome: str
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"command": self.command, "action": self.action, "outcome": self.outcome}
+
+
+@dataclass(frozen=True)
 class AttestationClaims:
     nonce: bytes
     ueid: bytes
@@ -68,9 +86,12 @@ class AttestationClaims:
     issued_at: int
     quarantine: bytes | None = None
     last_command: int = 0
+    answer: CommandAnswer | None = None
 
     def encode(self) -> bytes:
+        answer = {} if self.answer is None else {"sfu-answer": self.answer.to_cbor()}
         return cbor.dumps({
+            **answer,
             CLAIM_IAT: self.issued_at,
             CLAIM_NONCE: self.nonce,
             CLAIM_UEID: self.ueid,
@@ -111,6 +132,7 @@ class AttestationClaims:
                           for r in self.integrity],
             "quarantine": self.quarantine.hex() if self.quarantine else None,
             "last_command": self.last_command,
+            "answer": None if self.answer is None else self.answer.to_cbor(),
         }
 
 
@@ -131,6 +153,13 @@ def _decode(obj: Any) -> AttestationClaims:
                       for region, result in results)
     if any(r.result not in _RESULT_NAMES for r in integrity):
         raise SchemaError("unknown measurement result code")
+    answer = None
+    if "sfu-answer" in obj:
+        raw = _typed(obj["sfu-answer"], dict)
+        if set(raw) != {"command", "action", "outcome"}:
+            raise SchemaError("malformed answer claim")
+        answer = CommandAnswer(_typed(raw["command"], int), _typed(raw["action"], str),
+                               _typed(raw["outcome"], str))
     return AttestationClaims(
         nonce=_typed(obj[CLAIM_NONCE], bytes),
         ueid=_typed(obj[CLAIM_UEID], bytes),
@@ -145,6 +174,7 @@ def _decode(obj: Any) -> AttestationClaims:
         issued_at=_typed(obj[CLAIM_IAT], int),
         quarantine=_optional(obj["sfu-quarantine"], bytes),
         last_command=_typed(obj["sfu-command"], int),
+        answer=answer,
     )
 
 
@@ -175,4 +205,23 @@ def verify_token(token: bytes, device_key: TrustedKey, nonce: bytes) -> Attestat
         raise AuthenticationError("attestation token answers another nonce (replayed?)")
     if claims.ueid != ueid_for(device_key.public_key):
         raise AuthenticationError("attestation token's UEID is not the signing device's")
+    return claims
+
+
+def verify_answer(token: bytes, device_key: TrustedKey, command: RemoteCommand,
+                  signed_command: bytes) -> AttestationClaims:
+    """Check that `token` is the device's answer to `command` (whose signed bytes are
+    `signed_command`): signed by the device, bound to the command's nonce (the inspect nonce,
+    else the SHA-256 of the signed command), and carrying the answer claim for exactly that
+    command number and action — which only executing the command produces."""
+    nonce = (command.arguments["nonce"] if command.action == "inspect"
+             else hashlib.sha256(signed_command).digest())
+    claims = verify_token(token, device_key, nonce)
+    answer = claims.answer
+    if answer is None:
+        raise AuthenticationError("the token is a plain attestation, not the device's answer "
+                                  "to a command (it carries no answer claim)")
+    if (answer.command, answer.action) != (command.number, command.action):
+        raise AuthenticationError(f"the token answers command {answer.command} "
+                                  f"({answer.action}), not {command.number} ({command.action})")
     return claims

@@ -1,0 +1,129 @@
+"""Verification of what sits on the board's storage, in one place for the boot code and the
+agent: a slot against the facts recorded for it in secure storage, and the agent bundle
+against the root-key hash fused in OTP.
+
+The slot's stored SFUI header is only an input to this re-verification: it must verify with
+the signer recorded when the image was authenticated (while that is an active anchor) and
+describe exactly the recorded image; the slot's bytes must hash to the signed digest. No
+decision elsewhere reads a header. Reads are streamed; memory stays flat for any size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO, Final, cast
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from sfupdate.board.hal import Board, Fuse, Slot
+from sfupdate.board.records import DeviceInfo, ImageRecord
+from sfupdate.board.slotio import ChainStream
+from sfupdate.errors import (
+    AuthenticationError,
+    DeviceStateError,
+    DowngradeError,
+    UnknownKeyError,
+    WrongClassError,
+    WrongVendorError,
+)
+from sfupdate.sfui import (
+    EnvelopeReader,
+    TrustedKey,
+    Verified,
+    class_uuid,
+    manifest_digest,
+    vendor_uuid,
+)
+
+#: The agent bundle's vendor and class.
+AGENT_VENDOR: Final = vendor_uuid("sfupdate.dev")
+AGENT_CLASS: Final = class_uuid(AGENT_VENDOR, "sfu-agent")
+#: The sim's firmware health hook: an image is unhealthy if its bytes contain this marker
+#: anywhere (the stand-in for running it; demo images carry it to show a revert).
+HEALTH_FAIL_MARKER: Final = b"SFU-HEALTH:FAIL"
+
+
+@dataclass(frozen=True)
+class SlotCheck:
+    verified: Verified
+    manifest_digest: bytes
+    healthy: bool
+
+
+def verify_slot(board: Board, slot: Slot, image: ImageRecord, keys: list[TrustedKey],
+                device: DeviceInfo, floor: int) -> SlotCheck:
+    """Authenticate the slot's stored header with `keys` (the recorded signer's key, see
+    SecureState.signer_keys), check it describes the recorded image (sequence, digest, size,
+    vendor, class, not below the floor), then hash the slot's bytes against the signed
+    digest. Raises on any mismatch."""
+    if not keys:
+        raise UnknownKeyError(f"slot {slot.value}: its recorded signer is no longer an active "
+                              "anchor")
+    header = board.slots.header(slot)
+    if header is None:
+        raise DeviceStateError(f"slot {slot.value} has no stored SFUI header")
+    if image.size > board.slots.size:
+        raise DeviceStateError(f"slot {slot.value}: recorded size exceeds the slot")
+    stream = ChainStream(header, board.slots.read(slot, image.size))
+    reader = EnvelopeReader(cast(BinaryIO, stream))  # read(n) is all the reader uses
+    verified = reader.authenticate(keys)
+    info = verified.info
+    if info.vendor_id != device.vendor_id:
+        raise WrongVendorError(f"slot {slot.value} holds an image for another vendor")
+    if info.class_id != device.class_id:
+        raise WrongClassError(f"slot {slot.value} holds an image for another device class")
+    if info.sequence_number < floor:
+        raise DowngradeError(f"slot {slot.value} holds sequence {info.sequence_number}, "
+                             f"below the rollback floor {floor}")
+    if (info.sequence_number != image.sequence or info.image_size != image.size
+            or info.image_digest is None or info.image_digest.value != image.digest
+            or not hmac.compare_digest(verified.signer.kid, image.signer)):
+        raise AuthenticationError(f"slot {slot.value}: the signed manifest is not the one "
+                                  "recorded for this slot")
+    healthy = True
+    tail = b""
+    for chunk in reader.payload():  # raises PayloadDigestError after the last chunk
+        window = tail + chunk
+        if HEALTH_FAIL_MARKER in window:
+            healthy = False
+        tail = window[-(len(HEALTH_FAIL_MARKER) - 1):]
+    return SlotCheck(verified, manifest_digest(reader.manifest_bytes), healthy)
+
+
+def _fused_key(board: Board) -> TrustedKey:
+    fused = board.fuses.read(Fuse.ROOT_KEY_HASH)
+    if fused is None:
+        raise DeviceStateError("no root-key hash is fused: the board is not provisioned")
+    spki = board.agent.signer_key()
+    if spki is None:
+        raise DeviceStateError("the agent partition holds no signer key")
+    if not hmac.compare_digest(hashlib.sha256(spki).digest(), fused):
+        raise AuthenticationError("the agent bundle's signer key does not match the root-key "
+                                  "hash fused in OTP")
+    try:
+        key = serialization.load_der_public_key(spki)
+    except ValueError:
+        raise AuthenticationError("the agent bundle's signer key is unreadable") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
+        raise AuthenticationError("the agent bundle's signer key has an unsupported type")
+    return TrustedKey(key)
+
+
+def verify_agent_bundle(board: Board) -> tuple[bytes, Iterator[bytes]]:
+    """Authenticate the agent bundle with the key whose hash is fused in OTP, as an agent
+    bundle. Returns the signed payload digest and the payload's chunks: the iterator raises
+    PayloadDigestError after the last chunk if the bytes do not match, so whoever uses them
+    (the ROM writing the zipapp it will run, the agent re-measuring) must drain it."""
+    key = _fused_key(board)
+    reader = EnvelopeReader(cast(BinaryIO, ChainStream(b"", board.agent.stream())))
+    verified = reader.authenticate([key])
+    if verified.info.vendor_id != AGENT_VENDOR or verified.info.class_id != AGENT_CLASS:
+        raise WrongClassError("the agent partition holds an image that is not an agent bundle")
+    digest = verified.info.image_digest
+    if digest is None:
+        raise AuthenticationError("the agent bundle declares no image digest")
+    return digest.value, reader.payload()
