@@ -35,8 +35,9 @@ FIRMWARE_V2 = b"firmware v2 " * 1200
 
 
 def command(signer: FileSigner, target: Target, number: int, action: str,
-            expires: int | None = None, **arguments: Any) -> bytes:
-    return sign_command(RemoteCommand(target, number, action, arguments, expires), signer)
+            expires: int | None = None, issued: int | None = None, **arguments: Any) -> bytes:
+    return sign_command(RemoteCommand(target, number, action, arguments, expires, issued),
+                        signer)
 
 
 def policy(signer: FileSigner, target: Target, sequence: int, *regions: Region) -> bytes:

@@ -115,9 +115,19 @@ def test_confirm_without_trial_exits_12(agent: RunningAgent,
 
 
 def test_serve_refuses_a_socket_another_agent_listens_on(
-        agent: RunningAgent, capsys: pytest.CaptureFixture[str]) -> None:
-    line = refused(capsys, 2, "agent", "serve", "--board", agent.board, "--socket", agent.socket)
+        agent: RunningAgent, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    other_board = tmp_path / "other-board"  # another board: its lock is free
+    shutil.copytree(agent.board, other_board)
+    line = refused(capsys, 2, "agent", "serve", "--board", other_board, "--socket",
+                   agent.socket)
     assert "already listening" in line
+
+
+def test_serve_refuses_a_board_another_agent_serves(
+        agent: RunningAgent, socket_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    line = refused(capsys, 9, "agent", "serve", "--board", agent.board, "--socket",
+                   socket_dir / "other.sock")
+    assert "already served by another agent" in line
 
 
 def test_serve_refuses_to_replace_a_file_that_is_not_a_socket(

@@ -147,12 +147,13 @@ class SecureState:
         """Invariants of every stored state (StorageIntegrityError: the kernel never writes
         one that breaks them, so a stored one that does was not written by it)."""
         self.boot.check()
-        for slot in (self.boot.confirmed, self.boot.trial):
-            image = None if slot is None else self.boot.slot(slot).image
-            if image is not None and self.trust.boot_anchor(image.signer) is None:
-                raise StorageIntegrityError(
-                    f"the image in slot {slot.value if slot else '?'} is recorded with a "
-                    "signer that is not an active firmware or recovery anchor")
+        confirmed = self.boot.confirmed_image
+        if self.trust.boot_anchor(confirmed.signer) is None:
+            raise StorageIntegrityError("the confirmed image is recorded with a signer that is "
+                                        "not an active firmware or recovery anchor")
+        # A trial whose signer is no longer active is not an inconsistency: the boot marks it
+        # bad and confirm refuses it.
+        for image in (confirmed, self.boot.trial_image):
             if image is not None and (image.vendor_id, image.class_id) != (
                     self.device.vendor_id, self.device.class_id):
                 raise StorageIntegrityError("an image is recorded for another vendor or class")
