@@ -114,7 +114,7 @@ def _print_description(desc: dict[str, Any]) -> None:
         ("class-id", desc["class_id"]),
         ("image-digest", desc["image_digest"] and f"sha-256:{desc['image_digest']}"),
         ("image-size", desc["image_size"]),
-        ("payload", f"integrated '#{payload['key']}', {payload['length']} bytes"
+        ("payload", f"integrated '{payload['key']}', {payload['length']} bytes"
          if payload["integrated"] else f"not integrated (uri {payload['uri']})"),
         ("version", desc["version"]),
         ("description", desc["description"]),

@@ -63,7 +63,8 @@ class SignatureInfo:
 
 @dataclass(frozen=True)
 class PayloadRef:
-    """Where the integrated payload is: its key and length (bytes not yet read)."""
+    """Where the integrated payload is: its key (the URI that references it, e.g. "#firmware")
+    and length (bytes not yet read)."""
 
     key: str
     length: int
@@ -248,8 +249,8 @@ class EnvelopeReader:
         ref, info = self._verified.payload, self._verified.info
         if ref is None:
             raise MissingMemberError("the SFUI has no integrated payload")
-        if info.payload_uri != "#" + ref.key:
-            raise SchemaError(f"integrated payload '{ref.key}' is not the one the manifest "
+        if info.payload_uri != ref.key:  # the draft keys an integrated payload by its URI
+            raise SchemaError(f"integrated payload {ref.key!r} is not the one the manifest "
                               f"installs ({info.payload_uri!r})")
         if info.image_size is None or info.image_digest is None:
             raise MissingMemberError("manifest declares no image-size or image-digest")
