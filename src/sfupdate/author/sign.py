@@ -36,7 +36,7 @@ from sfupdate.sfui.writer import envelope_prefix
 PAYLOAD_URI: Final = "#firmware"
 COMPONENT: Final = (b"firmware",)
 CHUNK: Final = 1024 * 1024
-#: Raw signature size of every algorithm sfupdate signs with (ES256 r||s, Ed25519).
+#: Raw signature size of every algorithm sfupdate signs with (ECDSA P-256 r||s, Ed25519).
 SIGNATURE_SIZE: Final = 64
 TEXT_LANGUAGE: Final = "en"
 
