@@ -183,7 +183,8 @@ def verify(file: Path, key_files: tuple[Path, ...], vendor: str | None, klass: s
             raise WrongVendorError(f"vendor-id is {info.vendor_id}, not {vendor}")
         if klass is not None:
             base = vendor_uuid(vendor) if vendor else info.vendor_id
-            if base is None or info.class_id != class_uuid(base, klass):
+            if base is None or info.class_id != class_uuid(
+                    base if isinstance(base, uuid.UUID) else None, klass):
                 raise WrongClassError(f"class-id is {info.class_id}, not {klass}")
         payload_checked = verified.payload is not None
         if payload_checked:

@@ -26,6 +26,7 @@ import json
 import os
 import re
 import tempfile
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -212,9 +213,9 @@ class Repository:
             reader = EnvelopeReader(f)  # indexing only: the device verifies the signature
             info = ImageInfo.from_manifest(reader.unverified_manifest())
             text = reader.unverified_text()
-            if info.vendor_id is None or info.class_id is None:
-                raise UsageError(f"{sfui}: the manifest names no vendor-id/class-id, so no "
-                                 "device could select it")
+            if not isinstance(info.vendor_id, uuid.UUID) or info.class_id is None:
+                raise UsageError(f"{sfui}: the manifest names no UUID vendor-id or no "
+                                 "class-id, so no device could select it")
             f.seek(0)
             length, sha256 = self._store(f, name)
         entry = Entry(name, length, sha256, info.sequence_number, str(info.vendor_id),
