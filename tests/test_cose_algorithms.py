@@ -37,14 +37,14 @@ def _declared(path: Path) -> list[int]:
 
 
 def test_fully_specified_is_the_default() -> None:
-    assert FileSigner(keys.generate_private_key("ESP256")).algorithm == -9  # type: ignore[arg-type]
-    assert FileSigner(keys.generate_private_key("Ed25519")).algorithm == -19  # type: ignore[arg-type]
+    assert FileSigner(keys.generate_private_key("ESP256")).algorithm == -9
+    assert FileSigner(keys.generate_private_key("Ed25519")).algorithm == -19
 
 
 @pytest.mark.parametrize(("key_alg", "style"), sorted(EXPECTED, key=str))
 def test_each_style_signs_and_verifies(key_alg: str, style: AlgorithmStyle,
                                        sign_image: SignImage) -> None:
-    signer = FileSigner(keys.generate_private_key(key_alg), style)  # type: ignore[arg-type]
+    signer = FileSigner(keys.generate_private_key(key_alg), style)
     path = sign_image(b"fw" * 100, signer=signer)
     assert _declared(path) == [EXPECTED[(key_alg, style)]]
     reader = EnvelopeReader(io.BytesIO(path.read_bytes()))
@@ -56,7 +56,7 @@ def test_each_style_signs_and_verifies(key_alg: str, style: AlgorithmStyle,
     ("ESP256", "P-256"), ("ES256", "P-256"), ("Ed25519", "Ed25519"), ("EdDSA", "Ed25519")])
 def test_key_names_and_aliases(name: str, key_type: str) -> None:
     assert keys.ALGORITHMS[name] == key_type
-    signer = FileSigner(keys.generate_private_key(name))  # type: ignore[arg-type]
+    signer = FileSigner(keys.generate_private_key(name))
     assert signer.algorithm == (ALG_ESP256 if key_type == "P-256" else ALG_ED25519)
 
 

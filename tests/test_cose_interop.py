@@ -39,7 +39,7 @@ ALGS = {
 
 def _signer(alg: str) -> FileSigner:
     key_type, style = ALGS[alg]
-    return FileSigner(keys.generate_private_key(key_type), style)  # type: ignore[arg-type]
+    return FileSigner(keys.generate_private_key(key_type), style)
 
 
 def _private_pem(signer: FileSigner) -> bytes:
