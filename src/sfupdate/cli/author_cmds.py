@@ -110,7 +110,8 @@ def _describe(info: ImageInfo, text: Text | None, payload: PayloadRef | None) ->
     return {
         "sequence": info.sequence_number,
         "components": [[part.hex() for part in c] for c in info.components],
-        "vendor_id": str(info.vendor_id) if info.vendor_id else None,
+        "vendor_id": (str(info.vendor_id) if info.vendor_id
+                      else str(info.vendor_pen) if info.vendor_pen else None),
         "class_id": str(info.class_id) if info.class_id else None,
         "image_digest": info.image_digest.value.hex() if info.image_digest else None,
         "image_size": info.image_size,
@@ -180,11 +181,13 @@ def verify(file: Path, key_files: tuple[Path, ...], vendor: str | None, klass: s
         verified = reader.authenticate(trusted)
         info = verified.info
         if vendor is not None and info.vendor_id != vendor_uuid(vendor):
-            raise WrongVendorError(f"vendor-id is {info.vendor_id}, not {vendor}")
+            raise WrongVendorError(f"vendor-id is {info.vendor_id or info.vendor_pen}, "
+                                   f"not {vendor}")
         if klass is not None:
             base = vendor_uuid(vendor) if vendor else info.vendor_id
-            if base is None or info.class_id != class_uuid(
-                    base if isinstance(base, uuid.UUID) else None, klass):
+            # a PEN vendor has no UUID to derive from: class_uuid then takes only a UUID
+            if (base is None and info.vendor_pen is None) or info.class_id != class_uuid(
+                    base, klass):
                 raise WrongClassError(f"class-id is {info.class_id}, not {klass}")
         payload_checked = verified.payload is not None
         if payload_checked:

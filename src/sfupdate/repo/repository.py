@@ -26,7 +26,6 @@ import json
 import os
 import re
 import tempfile
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -213,7 +212,7 @@ class Repository:
             reader = EnvelopeReader(f)  # indexing only: the device verifies the signature
             info = ImageInfo.from_manifest(reader.unverified_manifest())
             text = reader.unverified_text()
-            if not isinstance(info.vendor_id, uuid.UUID) or info.class_id is None:
+            if info.vendor_id is None or info.class_id is None:
                 raise UsageError(f"{sfui}: the manifest names no UUID vendor-id or no "
                                  "class-id, so no device could select it")
             f.seek(0)

@@ -442,7 +442,8 @@ class ImageInfo:
 
     sequence_number: int
     components: tuple[ComponentId, ...]
-    vendor_id: uuid.UUID | Pen | None
+    vendor_id: uuid.UUID | None  # None also when the vendor is given as a PEN
+    vendor_pen: Pen | None
     class_id: uuid.UUID | None
     image_digest: Digest | None
     image_size: int | None
@@ -461,7 +462,9 @@ class ImageInfo:
         return cls(
             sequence_number=manifest.sequence_number,
             components=manifest.common.components,
-            vendor_id=_vendor(vendor),
+            vendor_id=uuid.UUID(bytes=vendor) if isinstance(vendor, bytes) else None,
+            vendor_pen=None if vendor is None or isinstance(vendor, bytes)
+            else Pen.from_cbor(vendor, "vendor-id"),
             class_id=uuid.UUID(bytes=klass) if klass else None,
             image_digest=Digest.decode(digest, "image-digest") if digest else None,
             image_size=first.get(suit.PARAM_IMAGE_SIZE),
@@ -469,12 +472,6 @@ class ImageInfo:
             checks_vendor=suit.COND_VENDOR_ID in codes,
             checks_class=suit.COND_CLASS_ID in codes,
         )
-
-
-def _vendor(value: bytes | cbor2.CBORTag | None) -> uuid.UUID | Pen | None:
-    if value is None:
-        return None
-    return uuid.UUID(bytes=value) if isinstance(value, bytes) else Pen.from_cbor(value, "vendor-id")
 
 
 def _component_parameters(manifest: Manifest) -> tuple[dict[int, dict[int, Any]], set[int]]:
