@@ -2,9 +2,9 @@
 
 SUIT asks for deterministic CBOR (RFC 8949 section 4.2.1). We hold every input to it: definite
 lengths only, shortest heads, map keys unique and in bytewise order, no floats, no trailing
-bytes, bounded nesting, and only the tags SUIT and COSE use. A structural walk checks all of
-that *before* cbor2 sees the bytes, so cbor2 only ever decodes inputs already known to be
-small, shallow and well formed.
+bytes, bounded nesting, and only the tags SUIT and COSE use, each where it belongs (loads takes
+the allowed tags). A structural walk checks all of that *before* cbor2 sees the bytes, so cbor2
+only ever decodes inputs already known to be small, shallow and well formed.
 """
 
 from __future__ import annotations
