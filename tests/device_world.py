@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sfupdate.author import ImageSpec
-from sfupdate.author.sign import COMPONENT, PAYLOAD_KEY, build_manifest
+from sfupdate.author.sign import COMPONENT, PAYLOAD_URI, build_manifest
 from sfupdate.board.hal import Slot
 from sfupdate.board.power import Power
 from sfupdate.board.records import RECORD_TRUST, BootRecord, Role, TrustAnchor, TrustStore
@@ -94,7 +94,7 @@ def envelope(manifest_bytes: bytes, payload: bytes, signer: Signer | None, *,
     if auth is not None:
         members[suit.ENV_AUTHENTICATION] = auth
     length = len(payload) if declared is None else declared
-    return envelope_prefix(members, PAYLOAD_KEY, length) + payload
+    return envelope_prefix(members, PAYLOAD_URI, length) + payload
 
 
 def flip(data: bytes, offset: int, mask: int = 0x01) -> bytes:

@@ -9,7 +9,7 @@ from typing import Any
 import cbor2
 
 from sfupdate.author import ImageSpec
-from sfupdate.author.sign import build_manifest
+from sfupdate.author.sign import PAYLOAD_URI, build_manifest
 from sfupdate.sfui import Digest, EnvelopeReader, TrustedKey, cbor, manifest_digest, suit
 from sfupdate.sfui.cose import Signer, sign1
 from sfupdate.sfui.writer import envelope_prefix
@@ -35,7 +35,7 @@ def envelope(manifest: bytes, signer: Signer | None, payload: bytes | None = b""
         all_members.setdefault(suit.ENV_AUTHENTICATION, auth_for(manifest, signer))
     if payload is None:
         return envelope_prefix(all_members, None, 0)
-    return envelope_prefix(all_members, "firmware", len(payload)) + payload
+    return envelope_prefix(all_members, PAYLOAD_URI, len(payload)) + payload
 
 
 def read(data: bytes, trusted: list[TrustedKey]) -> bytes:

@@ -14,11 +14,32 @@ from cwt import COSE, COSEKey
 
 from sfupdate import keys
 from sfupdate.keys.files import FileSigner
-from sfupdate.sfui import Digest, EnvelopeReader, TrustedKey, cbor, manifest_digest, suit
+from sfupdate.sfui import (
+    ALGORITHM_NAMES,
+    AlgorithmStyle,
+    Digest,
+    EnvelopeReader,
+    TrustedKey,
+    cbor,
+    manifest_digest,
+    suit,
+)
+from sfupdate.sfui.cose import Sign1
 from tests.envelopes import envelope, manifest_for
 
 PAYLOAD = b"interop" * 50
-ALGS = {"ES256": "ES256", "EdDSA": "EdDSA"}
+# cwt's name of each COSE algorithm: (key type, how our signer declares it).
+ALGS = {
+    "ESP256": ("ESP256", AlgorithmStyle.FULLY_SPECIFIED),
+    "Ed25519": ("Ed25519", AlgorithmStyle.FULLY_SPECIFIED),
+    "ES256": ("ESP256", AlgorithmStyle.POLYMORPHIC),
+    "EdDSA": ("Ed25519", AlgorithmStyle.POLYMORPHIC),
+}
+
+
+def _signer(alg: str) -> FileSigner:
+    key_type, style = ALGS[alg]
+    return FileSigner(keys.generate_private_key(key_type), style)
 
 
 def _private_pem(signer: FileSigner) -> bytes:
@@ -29,11 +50,12 @@ def _private_pem(signer: FileSigner) -> bytes:
 
 @pytest.mark.parametrize("alg", sorted(ALGS))
 def test_cwt_verifies_our_signature(alg: str) -> None:
-    signer = FileSigner(keys.generate_private_key(alg))  # type: ignore[arg-type]
+    signer = _signer(alg)
+    assert ALGORITHM_NAMES[signer.algorithm] == alg
     data = envelope(manifest_for(PAYLOAD), signer, PAYLOAD)
     auth = cbor2.loads(cbor2.loads(data).value[suit.ENV_AUTHENTICATION])
     digest_bytes, sign1 = auth[0], auth[1]
-    public = COSEKey.from_pem(keys.public_pem(signer.public_key), alg=ALGS[alg], kid=signer.kid)
+    public = COSEKey.from_pem(keys.public_pem(signer.public_key), alg=alg, kid=signer.kid)
     cose = COSE.new()
     assert cose.decode(sign1, public, detached_payload=digest_bytes) == digest_bytes
     with pytest.raises(Exception, match=r"(?i)fail|invalid|verif"):
@@ -42,12 +64,13 @@ def test_cwt_verifies_our_signature(alg: str) -> None:
 
 @pytest.mark.parametrize("alg", sorted(ALGS))
 def test_we_verify_cwt_signature(alg: str) -> None:
-    signer = FileSigner(keys.generate_private_key(alg))  # type: ignore[arg-type]
-    private = COSEKey.from_pem(_private_pem(signer), alg=ALGS[alg])
+    signer = _signer(alg)
+    private = COSEKey.from_pem(_private_pem(signer), alg=alg)
     manifest = manifest_for(PAYLOAD)
     digest_bytes = Digest(manifest_digest(manifest)).encode()
     # cwt makes an attached COSE_Sign1; we accept it when its payload is the manifest digest.
     sign1 = COSE.new(alg_auto_inclusion=True).encode_and_sign(digest_bytes, private)
+    assert ALGORITHM_NAMES[Sign1.decode(sign1).algorithm] == alg
     auth = cbor.dumps([digest_bytes, sign1])
     data = envelope(manifest, None, PAYLOAD, members={suit.ENV_AUTHENTICATION: auth})
     reader = EnvelopeReader(io.BytesIO(data))

@@ -47,7 +47,7 @@ def check_payload(info: ImageInfo, payload: PayloadRef | None) -> None:
     checking here refuses a lying envelope before the install slot is touched."""
     if payload is None:
         raise MissingMemberError("the SFUI has no integrated payload")
-    if info.payload_uri != "#" + payload.key:
+    if info.payload_uri != payload.key:
         raise SchemaError(f"integrated payload '{payload.key}' is not the one the manifest "
                           f"installs ({info.payload_uri!r})")
     if info.image_size is not None and payload.length > info.image_size:

@@ -31,10 +31,12 @@ from sfupdate.sfui.model import (
 from sfupdate.sfui.reader import manifest_digest
 from sfupdate.sfui.writer import envelope_prefix
 
-PAYLOAD_KEY: Final = "firmware"
+#: The integrated payload's URI, a fragment-only reference; as draft-ietf-suit-manifest
+#: requires, the payload's envelope key is this same string.
+PAYLOAD_URI: Final = "#firmware"
 COMPONENT: Final = (b"firmware",)
 CHUNK: Final = 1024 * 1024
-#: Raw signature size of every algorithm sfupdate signs with (ES256 r||s, Ed25519).
+#: Raw signature size of every algorithm sfupdate signs with (ECDSA P-256 r||s, Ed25519).
 SIGNATURE_SIZE: Final = 64
 TEXT_LANGUAGE: Final = "en"
 
@@ -76,7 +78,7 @@ def build_manifest(spec: ImageSpec, image_digest: bytes, image_size: int,
         Command(suit.COND_CLASS_ID, report),
     )
     install = (
-        Command(suit.DIR_OVERRIDE_PARAMETERS, {suit.PARAM_URI: "#" + PAYLOAD_KEY}),
+        Command(suit.DIR_OVERRIDE_PARAMETERS, {suit.PARAM_URI: PAYLOAD_URI}),
         Command(suit.DIR_FETCH, report),
         Command(suit.COND_IMAGE_MATCH, report),
     )
@@ -125,7 +127,7 @@ def _prefix(spec: ImageSpec, digest: bytes, size: int, signer: Signer) -> tuple[
     members = {suit.ENV_AUTHENTICATION: auth, suit.ENV_MANIFEST: manifest_bytes}
     if text is not None:
         members[suit.ENV_TEXT] = text.encode()
-    return manifest, envelope_prefix(members, PAYLOAD_KEY, size)
+    return manifest, envelope_prefix(members, PAYLOAD_URI, size)
 
 
 def _stream_payload(src: io.FileIO, dst: BinaryIO, size: int, progress: Progress) -> bytes:

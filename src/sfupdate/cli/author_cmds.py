@@ -12,7 +12,15 @@ from sfupdate import keys
 from sfupdate.author import ImageSpec, sign_firmware
 from sfupdate.cli.render import emit_json, progress_bar
 from sfupdate.errors import UsageError, WrongClassError, WrongVendorError
-from sfupdate.sfui import ALGORITHM_NAMES, EnvelopeReader, ImageInfo, Text, class_uuid, vendor_uuid
+from sfupdate.sfui import (
+    ALGORITHM_NAMES,
+    AlgorithmStyle,
+    EnvelopeReader,
+    ImageInfo,
+    Text,
+    class_uuid,
+    vendor_uuid,
+)
 from sfupdate.sfui.reader import PayloadRef
 
 _path = click.Path(path_type=Path, dir_okay=False)
@@ -32,8 +40,10 @@ def keys_group() -> None:
 
 
 @keys_group.command("generate")
-@click.option("--alg", "algorithm", type=click.Choice(sorted(keys.ALGORITHMS)), default="ES256",
-              show_default=True, help="Signature algorithm.")
+@click.option("--alg", "algorithm", type=click.Choice(list(keys.ALGORITHMS)), default="ESP256",
+              show_default=True,
+              help="Key type, by algorithm: ESP256 (P-256) or Ed25519; ES256 and EdDSA are "
+                   "aliases. The COSE algorithm ID is chosen when signing (sfu sign --cose-alg).")
 @click.option("-o", "--output", type=_path, required=True, help="Private key file to create.")
 def keys_generate(algorithm: str, output: Path) -> None:
     """Generate a private signing key (PEM, mode 0600)."""
@@ -70,11 +80,17 @@ def _uuids(vendor: str, klass: str) -> tuple[uuid.UUID, uuid.UUID]:
 @click.option("--class", "klass", required=True, help="Device class name or class UUID.")
 @click.option("--version-text", help="Human-readable version, e.g. 1.2.3.")
 @click.option("--description", help="Human-readable description of the update.")
+@click.option("--cose-alg", "cose_alg", type=click.Choice([s.value for s in AlgorithmStyle]),
+              default=AlgorithmStyle.FULLY_SPECIFIED.value, show_default=True,
+              help="COSE algorithm IDs: fully-specified ESP256 (-9) / Ed25519 (-19), as RFC 9864 "
+                   "and the SUIT MTI profiles name them, or the deprecated polymorphic "
+                   "ES256 (-7) / EdDSA (-8) for recipients that know only those.")
 @click.option("-o", "--output", type=_path, required=True, help="The SFUI file to write.")
 def sign(firmware: Path, key_file: Path, sequence: int, vendor: str, klass: str,
-         version_text: str | None, description: str | None, output: Path) -> None:
+         version_text: str | None, description: str | None, cose_alg: str,
+         output: Path) -> None:
     """Sign FIRMWARE into a Secured Firmware Update Image (SUIT envelope)."""
-    signer = keys.load_signer(key_file)
+    signer = keys.load_signer(key_file, AlgorithmStyle(cose_alg))
     vendor_id, class_id = _uuids(vendor, klass)
     spec = ImageSpec(sequence, vendor_id, class_id, version_text, description)
     with progress_bar("signing") as progress:
@@ -94,7 +110,8 @@ def _describe(info: ImageInfo, text: Text | None, payload: PayloadRef | None) ->
     return {
         "sequence": info.sequence_number,
         "components": [[part.hex() for part in c] for c in info.components],
-        "vendor_id": str(info.vendor_id) if info.vendor_id else None,
+        "vendor_id": (str(info.vendor_id) if info.vendor_id
+                      else str(info.vendor_pen) if info.vendor_pen else None),
         "class_id": str(info.class_id) if info.class_id else None,
         "image_digest": info.image_digest.value.hex() if info.image_digest else None,
         "image_size": info.image_size,
@@ -114,7 +131,7 @@ def _print_description(desc: dict[str, Any]) -> None:
         ("class-id", desc["class_id"]),
         ("image-digest", desc["image_digest"] and f"sha-256:{desc['image_digest']}"),
         ("image-size", desc["image_size"]),
-        ("payload", f"integrated '#{payload['key']}', {payload['length']} bytes"
+        ("payload", f"integrated '{payload['key']}', {payload['length']} bytes"
          if payload["integrated"] else f"not integrated (uri {payload['uri']})"),
         ("version", desc["version"]),
         ("description", desc["description"]),
@@ -164,10 +181,13 @@ def verify(file: Path, key_files: tuple[Path, ...], vendor: str | None, klass: s
         verified = reader.authenticate(trusted)
         info = verified.info
         if vendor is not None and info.vendor_id != vendor_uuid(vendor):
-            raise WrongVendorError(f"vendor-id is {info.vendor_id}, not {vendor}")
+            raise WrongVendorError(f"vendor-id is {info.vendor_id or info.vendor_pen}, "
+                                   f"not {vendor}")
         if klass is not None:
             base = vendor_uuid(vendor) if vendor else info.vendor_id
-            if base is None or info.class_id != class_uuid(base, klass):
+            # a PEN vendor has no UUID to derive from: class_uuid then takes only a UUID
+            if (base is None and info.vendor_pen is None) or info.class_id != class_uuid(
+                    base, klass):
                 raise WrongClassError(f"class-id is {info.class_id}, not {klass}")
         payload_checked = verified.payload is not None
         if payload_checked:

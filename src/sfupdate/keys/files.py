@@ -10,20 +10,33 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from sfupdate.errors import KeyFileError, UsageError
-from sfupdate.sfui.cose import ALG_EDDSA, ALG_ES256, PublicKey, TrustedKey, ecdsa_der_to_raw, key_id
+from sfupdate.sfui.cose import (
+    AlgorithmStyle,
+    PublicKey,
+    TrustedKey,
+    algorithm_for,
+    ecdsa_der_to_raw,
+    key_id,
+)
 
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
-ALGORITHMS: Final = {"ES256": ALG_ES256, "EdDSA": ALG_EDDSA}
+P256: Final = "P-256"
+ED25519: Final = "Ed25519"
+#: Algorithm names a key can be generated for, and the key type each makes: the fully
+#: specified COSE names (RFC 9864) and the polymorphic ones as aliases. A PEM key file does not
+#: record an algorithm; the COSE ID is chosen when signing (AlgorithmStyle).
+ALGORITHMS: Final = {"ESP256": P256, "Ed25519": ED25519, "ES256": P256, "EdDSA": ED25519}
 MAX_KEY_FILE: Final = 64 * 1024
 
 
 def generate_private_key(algorithm: str) -> PrivateKey:
-    if algorithm == "ES256":
+    kind = ALGORITHMS.get(algorithm)
+    if kind == P256:
         return ec.generate_private_key(ec.SECP256R1())
-    if algorithm == "EdDSA":
+    if kind == ED25519:
         return ed25519.Ed25519PrivateKey.generate()
-    raise UsageError(f"unknown algorithm {algorithm!r} (choose ES256 or EdDSA)")
+    raise UsageError(f"unknown algorithm {algorithm!r} (choose {', '.join(ALGORITHMS)})")
 
 
 def write_private_key(key: PrivateKey, path: Path) -> None:
@@ -100,15 +113,18 @@ def load_public_key(path: Path) -> TrustedKey:
 
 
 class FileSigner:
-    """Signs with a private key held in a PEM file (the key is loaded once)."""
+    """Signs with a private key held in a PEM file (the key is loaded once), declaring the
+    COSE algorithm ID of `style`."""
 
-    def __init__(self, key: PrivateKey) -> None:
+    def __init__(self, key: PrivateKey,
+                 style: AlgorithmStyle = AlgorithmStyle.FULLY_SPECIFIED) -> None:
         self._key = key
         self.public_key: PublicKey = key.public_key()
+        self._style = style
 
     @property
     def algorithm(self) -> int:
-        return ALG_ES256 if isinstance(self._key, ec.EllipticCurvePrivateKey) else ALG_EDDSA
+        return algorithm_for(self.public_key, self._style)
 
     @property
     def kid(self) -> bytes:
@@ -120,5 +136,5 @@ class FileSigner:
         return self._key.sign(data)
 
 
-def load_signer(path: Path) -> FileSigner:
-    return FileSigner(load_private_key(path))
+def load_signer(path: Path, style: AlgorithmStyle = AlgorithmStyle.FULLY_SPECIFIED) -> FileSigner:
+    return FileSigner(load_private_key(path), style)

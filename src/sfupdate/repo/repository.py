@@ -213,8 +213,8 @@ class Repository:
             info = ImageInfo.from_manifest(reader.unverified_manifest())
             text = reader.unverified_text()
             if info.vendor_id is None or info.class_id is None:
-                raise UsageError(f"{sfui}: the manifest names no vendor-id/class-id, so no "
-                                 "device could select it")
+                raise UsageError(f"{sfui}: the manifest names no UUID vendor-id or no "
+                                 "class-id, so no device could select it")
             f.seek(0)
             length, sha256 = self._store(f, name)
         entry = Entry(name, length, sha256, info.sequence_number, str(info.vendor_id),

@@ -3,7 +3,7 @@
 Pure: bytes and streams in, typed objects or precise `sfupdate.errors` out.
 """
 
-from sfupdate.sfui.cose import ALGORITHM_NAMES, Signer, TrustedKey, key_id
+from sfupdate.sfui.cose import ALGORITHM_NAMES, AlgorithmStyle, Signer, TrustedKey, key_id
 from sfupdate.sfui.model import (
     Command,
     Common,
@@ -19,6 +19,7 @@ from sfupdate.sfui.writer import PayloadSource, write_envelope
 
 __all__ = [
     "ALGORITHM_NAMES",
+    "AlgorithmStyle",
     "Command",
     "Common",
     "Digest",

@@ -2,9 +2,9 @@
 
 SUIT asks for deterministic CBOR (RFC 8949 section 4.2.1). We hold every input to it: definite
 lengths only, shortest heads, map keys unique and in bytewise order, no floats, no trailing
-bytes, bounded nesting, and only the tags SUIT and COSE use. A structural walk checks all of
-that *before* cbor2 sees the bytes, so cbor2 only ever decodes inputs already known to be
-small, shallow and well formed.
+bytes, bounded nesting, and only the tags SUIT and COSE use, each where it belongs (loads takes
+the allowed tags). A structural walk checks all of that *before* cbor2 sees the bytes, so cbor2
+only ever decodes inputs already known to be small, shallow and well formed.
 """
 
 from __future__ import annotations
@@ -28,8 +28,12 @@ MAJOR_SIMPLE: Final = 7
 TAG_COSE_SIGN1: Final = 18
 TAG_COSE_MAC0: Final = 17
 TAG_SUIT_ENVELOPE: Final = 107
-#: Tags that may appear inside SUIT structures: COSE Sign1/Mac0/Sign/Mac, CBOR PEN (112).
-ALLOWED_INNER_TAGS: Final = frozenset({TAG_COSE_MAC0, TAG_COSE_SIGN1, 97, 98, 112})
+TAG_CBOR_PEN: Final = 112
+#: Tags loads() allows by default: the SUIT envelope and COSE Sign1/Mac0/Sign/Mac.
+DEFAULT_TAGS: Final = frozenset({TAG_SUIT_ENVELOPE, TAG_COSE_MAC0, TAG_COSE_SIGN1, 97, 98})
+#: Tags allowed in a SUIT command sequence: only a CBOR PEN (RFC 9090 relative OID), which the
+#: draft allows as a vendor-id parameter; sfupdate.sfui.model refuses it anywhere else.
+SEQUENCE_TAGS: Final = frozenset({TAG_CBOR_PEN})
 
 MAX_DEPTH: Final = 16
 MAX_ITEMS: Final = 100_000
@@ -95,9 +99,10 @@ class _Walker:
     """Walks one encoded item checking well-formedness and determinism without recursion
     into Python objects; returns the end offset."""
 
-    def __init__(self, data: bytes, max_depth: int) -> None:
+    def __init__(self, data: bytes, max_depth: int, tags: frozenset[int]) -> None:
         self.data = data
         self.max_depth = max_depth
+        self.tags = tags
         self.items = 0
 
     def head(self, pos: int) -> tuple[int, int, int]:
@@ -149,7 +154,7 @@ class _Walker:
                 pos = self.item(pos, depth + 1)
             return pos
         if major == MAJOR_TAG:
-            if value not in ALLOWED_INNER_TAGS and value != TAG_SUIT_ENVELOPE:
+            if value not in self.tags:
                 raise UnknownTagError(f"unexpected CBOR tag {value}")
             return self.item(pos, depth + 1)
         # major 7: only false/true/null; floats and other simple values have no place in SUIT.
@@ -163,10 +168,12 @@ class _Walker:
             raise TruncatedError("CBOR container declares more items than bytes remain")
 
 
-def loads(data: bytes, what: str, max_depth: int = MAX_DEPTH) -> Any:
-    """Decode one complete, deterministic CBOR item, or raise a precise FormatError."""
+def loads(data: bytes, what: str, max_depth: int = MAX_DEPTH,
+          tags: frozenset[int] = DEFAULT_TAGS) -> Any:
+    """Decode one complete, deterministic CBOR item, or raise a precise FormatError. Only the
+    given tags may appear in it."""
     try:
-        end = _Walker(data, max_depth).item(0, 0)
+        end = _Walker(data, max_depth, tags).item(0, 0)
     except TruncatedError as exc:
         raise TruncatedError(f"{what}: {exc}") from None
     except (EncodingError, LimitExceededError, UnknownTagError) as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Final, Protocol
 
 import cbor2
@@ -43,6 +44,25 @@ ALGORITHM_NAMES: Final = {
 }
 _P256_ALGS: Final = frozenset({ALG_ES256, ALG_ESP256})
 _ED25519_ALGS: Final = frozenset({ALG_EDDSA, ALG_ED25519})
+
+
+class AlgorithmStyle(Enum):
+    """Which COSE algorithm IDs a signer declares; both are accepted on read.
+
+    RFC 9864 deprecates the polymorphic ES256 (-7) and EdDSA (-8), whose meaning depends on the
+    key, for the fully specified ESP256 (-9) and Ed25519 (-19), the IDs draft-ietf-suit-mti's
+    profiles name. Polymorphic is for recipients that do not know the new IDs yet."""
+
+    FULLY_SPECIFIED = "fully-specified"
+    POLYMORPHIC = "polymorphic"
+
+
+def algorithm_for(key: PublicKey, style: AlgorithmStyle) -> int:
+    """The COSE algorithm ID a signature by `key` declares in `style`."""
+    p256 = isinstance(key, ec.EllipticCurvePublicKey)
+    if style is AlgorithmStyle.FULLY_SPECIFIED:
+        return ALG_ESP256 if p256 else ALG_ED25519
+    return ALG_ES256 if p256 else ALG_EDDSA
 
 HEADER_ALG: Final = 1
 HEADER_KID: Final = 4

@@ -14,6 +14,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import cbor2
+
 from sfupdate.errors import (
     MissingMemberError,
     SchemaError,
@@ -85,7 +87,7 @@ def decode_sequence(data: bytes, what: str, depth: int = 0) -> CommandSequence:
     """Decode and fully validate a SUIT_Command_Sequence (recursing into nested ones)."""
     if depth > 4:
         raise SchemaError(f"{what}: command sequences nested too deeply")
-    items = cbor.loads(data, what)
+    items = cbor.loads(data, what, tags=cbor.SEQUENCE_TAGS)
     _require(isinstance(items, list) and len(items) > 0 and len(items) % 2 == 0,
              f"{what} is not a non-empty list of command/argument pairs")
     commands = []
@@ -127,10 +129,52 @@ def _check_command(code: Any, argument: Any, what: str, depth: int) -> None:
             decode_sequence(branch, what, depth + 1)
 
 
-_UUID_PARAMS = {suit.PARAM_VENDOR_ID, suit.PARAM_CLASS_ID, suit.PARAM_DEVICE_ID}
+@dataclass(frozen=True)
+class Pen:
+    """A vendor ID given as an IANA Private Enterprise Number: the draft's cbor-pen,
+    #6.112(bstr), a relative OID (RFC 9090) under 1.3.6.1.4.1 holding the one arc that is the
+    enterprise's number."""
+
+    number: int
+
+    def __str__(self) -> str:
+        return f"PEN {self.number}"
+
+    @classmethod
+    def from_cbor(cls, obj: Any, what: str) -> Pen:
+        _require(isinstance(obj, cbor2.CBORTag) and obj.tag == cbor.TAG_CBOR_PEN
+                 and isinstance(obj.value, bytes), f"{what} is neither a UUID nor a CBOR PEN")
+        arcs = _relative_oid_arcs(obj.value, what)
+        _require(len(arcs) == 1, f"{what}: a PEN is one relative-OID arc, not {len(arcs)}")
+        return cls(arcs[0])
+
+
+def _relative_oid_arcs(data: bytes, what: str) -> list[int]:
+    """The arcs of a relative OID's contents (X.690 8.20, as RFC 9090 tag 112 carries them):
+    base-128 big-endian, every byte but an arc's last with bit 8 set, no leading 0x80. Each
+    arc is an SMI sub-identifier, at most 2**32 - 1."""
+    _require(bool(data) and data[-1] < 0x80, f"{what}: malformed relative OID")
+    arcs: list[int] = []
+    arc, start = 0, True
+    for byte in data:
+        _require(not (start and byte == 0x80), f"{what}: relative OID arc has a leading zero")
+        arc = arc << 7 | byte & 0x7F
+        _require(arc < 1 << 32, f"{what}: relative OID arc exceeds 32 bits")
+        start = byte < 0x80
+        if start:
+            arcs.append(arc)
+            arc = 0
+    return arcs
+
+
+_UUID_PARAMS = {suit.PARAM_CLASS_ID, suit.PARAM_DEVICE_ID}
 _UINT_PARAMS = {suit.PARAM_IMAGE_SIZE, suit.PARAM_COMPONENT_SLOT, suit.PARAM_SOURCE_COMPONENT}
 _BOOL_PARAMS = {suit.PARAM_STRICT_ORDER, suit.PARAM_SOFT_FAILURE}
-_BYTES_PARAMS = {suit.PARAM_CONTENT, suit.PARAM_INVOKE_ARGS}
+_BYTES_PARAMS = {suit.PARAM_CONTENT, suit.PARAM_INVOKE_ARGS, suit.PARAM_FETCH_ARGUMENTS}
+
+
+def _is_uuid(value: Any) -> bool:
+    return isinstance(value, bytes) and len(value) == 16
 
 
 def check_parameters(params: Any, what: str) -> None:
@@ -138,11 +182,14 @@ def check_parameters(params: Any, what: str) -> None:
     for key, value in params.items():
         if not isinstance(key, int) or isinstance(key, bool):
             raise SchemaError(f"{what}: parameter key {key!r} is not an integer")
-        if key < 0:
-            continue  # custom parameter
-        if key in _UUID_PARAMS:
-            _require(isinstance(value, bytes) and len(value) == 16,
-                     f"{what}: parameter {key} must be a 16-byte UUID")
+        if key < 0:  # suit-parameter-custom: int / bool / tstr / bstr
+            _require(isinstance(value, (int, str, bytes)),
+                     f"{what}: custom parameter {key} has a bad value")
+        elif key == suit.PARAM_VENDOR_ID:  # RFC4122_UUID / cbor-pen
+            if not _is_uuid(value):
+                Pen.from_cbor(value, f"{what}: vendor-id")
+        elif key in _UUID_PARAMS:
+            _require(_is_uuid(value), f"{what}: parameter {key} must be a 16-byte UUID")
         elif key == suit.PARAM_IMAGE_DIGEST:
             _require(isinstance(value, bytes), f"{what}: image-digest must be a byte string")
             Digest.decode(value, f"{what}: image-digest")
@@ -395,7 +442,8 @@ class ImageInfo:
 
     sequence_number: int
     components: tuple[ComponentId, ...]
-    vendor_id: uuid.UUID | None
+    vendor_id: uuid.UUID | None  # None also when the vendor is given as a PEN
+    vendor_pen: Pen | None
     class_id: uuid.UUID | None
     image_digest: Digest | None
     image_size: int | None
@@ -414,7 +462,9 @@ class ImageInfo:
         return cls(
             sequence_number=manifest.sequence_number,
             components=manifest.common.components,
-            vendor_id=uuid.UUID(bytes=vendor) if vendor else None,
+            vendor_id=uuid.UUID(bytes=vendor) if isinstance(vendor, bytes) else None,
+            vendor_pen=None if vendor is None or isinstance(vendor, bytes)
+            else Pen.from_cbor(vendor, "vendor-id"),
             class_id=uuid.UUID(bytes=klass) if klass else None,
             image_digest=Digest.decode(digest, "image-digest") if digest else None,
             image_size=first.get(suit.PARAM_IMAGE_SIZE),

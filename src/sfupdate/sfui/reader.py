@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import BinaryIO, Final
 
@@ -63,7 +63,8 @@ class SignatureInfo:
 
 @dataclass(frozen=True)
 class PayloadRef:
-    """Where the integrated payload is: its key and length (bytes not yet read)."""
+    """Where the integrated payload is: its key (the URI that references it, e.g. "#firmware")
+    and length (bytes not yet read)."""
 
     key: str
     length: int
@@ -161,12 +162,15 @@ class EnvelopeReader:
         return self._members[suit.ENV_MANIFEST]
 
     def unverified_manifest(self) -> Manifest:
-        """Decode the manifest WITHOUT checking any signature (for inspection only)."""
-        return Manifest.decode(self.manifest_bytes)
+        """Decode the manifest WITHOUT checking any signature (for inspection only). Severed
+        members the envelope carries are read in, as in authenticate(), once they match the
+        manifest's digests."""
+        return self._with_severed(Manifest.decode(self.manifest_bytes))
 
     def unverified_text(self) -> Text | None:
-        raw = self._members.get(suit.ENV_TEXT)
-        return Text.decode(raw) if raw is not None else None
+        """The manifest's text, inline or severed, WITHOUT checking any signature."""
+        text = self.unverified_manifest().text
+        return text if isinstance(text, Text) else None
 
     def signatures(self) -> list[SignatureInfo]:
         """The authentication blocks' algorithms and key IDs (unverified)."""
@@ -208,8 +212,8 @@ class EnvelopeReader:
             raise first_error
         if manifest_digest(self.manifest_bytes) != digest.value:
             raise ManifestDigestError("manifest does not match the signed digest")
-        manifest = Manifest.decode(self.manifest_bytes)
-        text = self._check_severable(manifest)
+        manifest = self._with_severed(Manifest.decode(self.manifest_bytes))
+        text = manifest.text if isinstance(manifest.text, Text) else None
         info = ImageInfo.from_manifest(manifest)
         if len(manifest.common.components) != 1 and self.payload_ref is not None:
             raise UnsupportedError("integrated payloads are supported for one component only")
@@ -217,25 +221,37 @@ class EnvelopeReader:
         self._state = _State.AUTHENTICATED
         return self._verified
 
-    def _check_severable(self, manifest: Manifest) -> Text | None:
-        pairs = {suit.ENV_TEXT: manifest.text, suit.ENV_INSTALL: manifest.install,
-                 suit.ENV_PAYLOAD_FETCH: manifest.payload_fetch}
-        text = manifest.text if isinstance(manifest.text, Text) else None
-        for key, in_manifest in pairs.items():
-            member = self._members.get(key)
-            if member is None:
-                continue
-            if not isinstance(in_manifest, Digest):
-                raise SeverableMemberDigestError(
-                    f"envelope member {key} is not covered by a digest in the signed manifest")
-            if hashlib.sha256(cbor.bstr_wrap(member)).digest() != in_manifest.value:
-                raise SeverableMemberDigestError(f"severable member {key} does not match "
-                                                 "the digest in the signed manifest")
-            if key == suit.ENV_TEXT:
-                text = Text.decode(member)
-            else:
-                decode_sequence(member, f"severable member {key}")
-        return text
+    def _with_severed(self, manifest: Manifest) -> Manifest:
+        """The manifest with each severed member replaced by the envelope's copy of it.
+
+        A severed member's envelope copy *is* the member (draft-ietf-suit-manifest, severable
+        fields): once it matches the digest the manifest holds for it, it is used exactly as
+        if it were inline. A copy the manifest does not cover by a digest is refused."""
+        install = self._severed_copy(suit.ENV_INSTALL, manifest.install)
+        fetch = self._severed_copy(suit.ENV_PAYLOAD_FETCH, manifest.payload_fetch)
+        text = self._severed_copy(suit.ENV_TEXT, manifest.text)
+        return replace(
+            manifest,
+            install=manifest.install if install is None
+            else decode_sequence(install, "severed install"),
+            payload_fetch=manifest.payload_fetch if fetch is None
+            else decode_sequence(fetch, "severed payload-fetch"),
+            text=manifest.text if text is None else Text.decode(text),
+        )
+
+    def _severed_copy(self, key: int, in_manifest: object) -> bytes | None:
+        """The envelope's copy of severable member `key`, checked against the manifest's
+        digest of it; None when the envelope has no copy."""
+        member = self._members.get(key)
+        if member is None:
+            return None
+        if not isinstance(in_manifest, Digest):
+            raise SeverableMemberDigestError(
+                f"envelope member {key} is not covered by a digest in the manifest")
+        if hashlib.sha256(cbor.bstr_wrap(member)).digest() != in_manifest.value:
+            raise SeverableMemberDigestError(f"severable member {key} does not match "
+                                             "the digest in the manifest")
+        return member
 
     # --- payload ----------------------------------------------------------------------------
 
@@ -248,8 +264,8 @@ class EnvelopeReader:
         ref, info = self._verified.payload, self._verified.info
         if ref is None:
             raise MissingMemberError("the SFUI has no integrated payload")
-        if info.payload_uri != "#" + ref.key:
-            raise SchemaError(f"integrated payload '{ref.key}' is not the one the manifest "
+        if info.payload_uri != ref.key:  # the draft keys an integrated payload by its URI
+            raise SchemaError(f"integrated payload {ref.key!r} is not the one the manifest "
                               f"installs ({info.payload_uri!r})")
         if info.image_size is None or info.image_digest is None:
             raise MissingMemberError("manifest declares no image-size or image-digest")

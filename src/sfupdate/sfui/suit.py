@@ -82,6 +82,7 @@ PARAM_URI: Final = 21
 PARAM_SOURCE_COMPONENT: Final = 22
 PARAM_INVOKE_ARGS: Final = 23
 PARAM_DEVICE_ID: Final = 24
+PARAM_FETCH_ARGUMENTS: Final = 25
 
 # Digest algorithms (COSE algorithm IDs)
 DIGEST_SHA256: Final = -16

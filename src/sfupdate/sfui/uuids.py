@@ -17,10 +17,16 @@ def vendor_uuid(name_or_uuid: str) -> uuid.UUID:
     return parsed if parsed is not None else uuid.uuid5(uuid.NAMESPACE_DNS, _name(name_or_uuid))
 
 
-def class_uuid(vendor_id: uuid.UUID, name_or_uuid: str) -> uuid.UUID:
-    """A class ID from a UUID string, or from a model name within the vendor's namespace."""
+def class_uuid(vendor_id: uuid.UUID | None, name_or_uuid: str) -> uuid.UUID:
+    """A class ID from a UUID string, or from a model name within the vendor's namespace.
+    `vendor_id` is None when the vendor has no UUID (a PEN): then only a UUID is accepted."""
     parsed = _maybe_uuid(name_or_uuid)
-    return parsed if parsed is not None else uuid.uuid5(vendor_id, _name(name_or_uuid))
+    if parsed is not None:
+        return parsed
+    if vendor_id is None:
+        raise UsageError(f"class {name_or_uuid!r}: a class name is derived from a UUID vendor "
+                         "ID, and this vendor has none; give the class as a UUID")
+    return uuid.uuid5(vendor_id, _name(name_or_uuid))
 
 
 def _name(value: str) -> str:

@@ -11,7 +11,8 @@ from sfupdate.sfui import cbor, suit
 
 @dataclass(frozen=True)
 class PayloadSource:
-    """An integrated payload: its envelope key (without '#'), exact length and its bytes."""
+    """An integrated payload: its envelope key (equal to the URI that references it, e.g.
+    "#firmware"), exact length and its bytes."""
 
     key: str
     length: int
