@@ -126,10 +126,11 @@ def test_the_lazy_table_matches_what_the_modules_register() -> None:
     eager = click.Group("sfu")
     for name in MODULES:
         importlib.import_module(f"sfupdate.cli.{name}").register(eager)
-    assert sorted(COMMANDS) == sorted(eager.commands)
+    fix = "update COMMANDS in src/sfupdate/cli/main.py"
+    assert sorted(COMMANDS) == sorted(eager.commands), fix
     for name, command in eager.commands.items():
         first_paragraph = (command.help or "").split("\n\n")[0]
-        assert COMMANDS[name].help == " ".join(first_paragraph.split()), name
+        assert COMMANDS[name].help == " ".join(first_paragraph.split()), f"{name}: {fix}"
         assert not command.hidden and command.short_help is None, name
     for width, text in listings.items():
         assert text == _listing(eager, width)
