@@ -8,26 +8,20 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import click
 
 from sfupdate.cli.render import emit_json, progress_bar
-from sfupdate.client import (
-    Agent,
-    FileSource,
-    HttpSource,
-    RepositoryIndex,
-    Source,
-    TransferPolicy,
-    check,
-    install_file,
-    update,
-)
 from sfupdate.errors import UsageError
 from sfupdate.ipc.client import AgentClient
 from sfupdate.progress import Progress
-from sfupdate.repo import RepoServer, Repository
+
+# sfupdate.client (tuf, httpx) and sfupdate.repo (tuf, securesystemslib) are imported by the
+# commands that use them: registering these commands (which `sfu client remote` also needs)
+# stays cheap.
+if TYPE_CHECKING:
+    from sfupdate.client import Agent, RepositoryIndex, Source, TransferPolicy
 
 EXIT_UPDATE_AVAILABLE: Final = 100
 MIB: Final = 1024 * 1024
@@ -59,6 +53,8 @@ def repo_group() -> None:
               help="How long each publish of the index stays valid; republish before.")
 def repo_init(directory: Path, key_file: Path, expires_days: int) -> None:
     """Create an empty repository in DIRECTORY."""
+    from sfupdate.repo import Repository
+
     Repository.init(directory, key_file, expires_days)
     click.echo(f"{directory}: repository created; give devices "
                f"{directory / 'metadata' / '1.root.json'} as their trusted root")
@@ -69,6 +65,8 @@ def repo_init(directory: Path, key_file: Path, expires_days: int) -> None:
 @click.argument("sfuis", type=_existing, nargs=-1, required=True)
 def repo_add(directory: Path, sfuis: tuple[Path, ...]) -> None:
     """Stage SFUIs for the next publish (their signatures are checked by devices)."""
+    from sfupdate.repo import Repository
+
     repo = Repository(directory)
     for sfui in sfuis:
         entry = repo.add(sfui)
@@ -82,6 +80,8 @@ def repo_add(directory: Path, sfuis: tuple[Path, ...]) -> None:
 @click.argument("directory", type=_existing_dir)
 def repo_publish(directory: Path) -> None:
     """Sign and publish the index (also renews its expiry)."""
+    from sfupdate.repo import Repository
+
     repo = Repository(directory)
     version = repo.publish()
     count = len(repo.published()[3])
@@ -95,6 +95,8 @@ def repo_publish(directory: Path) -> None:
               help="0 picks a free port.")
 def serve(directory: Path, host: str, port: int) -> None:
     """Serve DIRECTORY over HTTP for development (production: any static server)."""
+    from sfupdate.repo import RepoServer
+
     try:
         server = RepoServer(directory, host, port)
     except OSError as exc:
@@ -123,6 +125,8 @@ def _state_dir(repo: str, given: Path | None) -> Path:
 
 
 def _source(repo: str, policy: TransferPolicy) -> Source:
+    from sfupdate.client import FileSource, HttpSource
+
     if repo.startswith(("http://", "https://")):
         return HttpSource(repo, policy.connect_timeout, policy.read_timeout)
     return FileSource(Path(repo))
@@ -133,6 +137,8 @@ def _log(line: str) -> None:
 
 
 def _index(repo: str, trusted_root: Path | None, state_dir: Path | None) -> RepositoryIndex:
+    from sfupdate.client import RepositoryIndex, TransferPolicy
+
     policy = TransferPolicy()
     return RepositoryIndex(_source(repo, policy), _state_dir(repo, state_dir), trusted_root,
                            policy, _log)
@@ -184,6 +190,8 @@ def client_check(repo: str | None, socket_path: Path, trusted_root: Path | None,
 
     Exit 0: up to date; 100: an update is available; other codes: errors (docs/cli.md).
     """
+    from sfupdate.client import check
+
     if repo is None:
         raise UsageError("--repo is required")
     result = check(_index(repo, trusted_root, state_dir), _agent(socket_path))
@@ -210,6 +218,8 @@ def client_check(repo: str | None, socket_path: Path, trusted_root: Path | None,
 def client_update(repo: str | None, from_file: Path | None, socket_path: Path,
                   trusted_root: Path | None, state_dir: Path | None) -> None:
     """Install the newest image for this device, streaming it to the agent as it downloads."""
+    from sfupdate.client import install_file, update
+
     if (repo is None) == (from_file is None):
         raise UsageError("give exactly one of --repo and --from")
     agent = _agent(socket_path)

@@ -2,33 +2,109 @@
 
 Every deliberate error (`sfupdate.errors.SfuError`) prints one line on stderr,
 `sfu: error: <what happened>`, and exits with the code documented in docs/cli.md.
+
+Start-up: this module imports only click and `sfupdate.errors`. The command modules (and with
+them tuf, httpx, rich, cryptography) are imported when a command of theirs is invoked or its
+help is asked for; see `LazyGroup` and tests/test_startup_imports.py.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import click
 
 from sfupdate import __version__
-from sfupdate.cli import agent_cmds, author_cmds, board_cmds, delivery_cmds, operator_cmds
 from sfupdate.errors import SfuError
 
 EXIT_INTERRUPTED = 130
 EXIT_IO = 2
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Lazy(NamedTuple):
+    """Where a top-level command comes from, and what `sfu --help` says about it."""
+
+    #: `sfupdate.cli` modules whose `register(group)` add the command, in order (a later one
+    #: may extend what an earlier one added: operator_cmds adds `sfu client remote`).
+    modules: tuple[str, ...]
+    #: The first paragraph of the command's help (its docstring).
+    help: str
+
+
+class LazyGroup(click.Group):
+    """A click group whose commands are registered only when needed.
+
+    `lazy` names every command with its modules and one-line help: `sfu --help` lists them all
+    from the table alone; invoking a command, or asking for its help, imports just its modules
+    and runs their `register(group)`. The table must match what the modules register
+    (tests/test_startup_imports.py checks names and help).
+    """
+
+    def __init__(self, *args: Any, lazy: Mapping[str, Lazy], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy)
+        self._registered: set[str] = set()
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = self.lazy.get(cmd_name)
+        if entry is not None:
+            self.register_modules(entry.modules)
+        return self.commands.get(cmd_name)
+
+    def register_modules(self, modules: tuple[str, ...]) -> None:
+        for name in modules:
+            if name not in self._registered:
+                importlib.import_module(f"sfupdate.cli.{name}").register(self)
+                self._registered.add(name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """As click's, but a command not yet imported is described by its table entry."""
+        rows: list[tuple[str, click.Command]] = []
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name) or click.Command(name, help=self.lazy[name].help)
+            if not command.hidden:
+                rows.append((name, command))
+        if rows:
+            limit = formatter.width - 6 - max(len(name) for name, _ in rows)
+            with formatter.section("Commands"):
+                formatter.write_dl([(name, cmd.get_short_help_str(limit)) for name, cmd in rows])
+
+
+_AUTHOR = ("author_cmds",)
+_AGENT = ("agent_cmds",)
+_DELIVERY = ("delivery_cmds",)
+_OPERATOR = ("delivery_cmds", "operator_cmds")  # operator_cmds extends `sfu client`
+
+COMMANDS: Mapping[str, Lazy] = {
+    "keys": Lazy(_AUTHOR, "Create signing keys and export their public halves."),
+    "sign": Lazy(_AUTHOR, "Sign FIRMWARE into a Secured Firmware Update Image (SUIT envelope)."),
+    "inspect": Lazy(_AUTHOR, "Show what an SFUI says, WITHOUT checking its signature."),
+    "verify": Lazy(_AUTHOR, "Check that an SFUI is authentic and complete; exit 0 only then."),
+    "agent": Lazy(_AGENT, "Run the SFU Agent, or talk to a running one."),
+    "install": Lazy(_AGENT,
+                    "Install an SFUI through the local agent (as a trial; reboot to run it)."),
+    "board": Lazy(("board_cmds",), "Simulated board: create, provision, boot, confirm, status."),
+    "repo": Lazy(_DELIVERY, "Publish SFUIs in a static repository with a signed index."),
+    "serve": Lazy(_DELIVERY,
+                  "Serve DIRECTORY over HTTP for development (production: any static server)."),
+    "client": Lazy(_OPERATOR,
+                   "The device-side client: check for and install updates through the agent."),
+    "remote": Lazy(_OPERATOR,
+                   "Operator side: sign remote commands and integrity policies for devices."),
+    "attest": Lazy(_OPERATOR, "Operator side: verify attestation tokens from devices."),
+}
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sfu")
 def cli() -> None:
     """sfupdate: secure firmware update with SUIT envelopes."""
-
-
-author_cmds.register(cli)
-agent_cmds.register(cli)
-board_cmds.register(cli)
-delivery_cmds.register(cli)
-operator_cmds.register(cli)  # after delivery: adds `sfu client remote`
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import click
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from sfupdate.progress import Progress as ProgressCallback
 from sfupdate.progress import no_progress
@@ -21,6 +20,9 @@ def progress_bar(description: str) -> Iterator[ProgressCallback]:
     if not sys.stderr.isatty():
         yield no_progress
         return
+    # Imported here: rich costs more start-up time than most commands take otherwise.
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                   TransferSpeedColumn(), transient=True) as bar:
         task = bar.add_task(description, total=None)

@@ -1,0 +1,149 @@
+"""Start-up (issue 15): a light command imports only what it needs.
+
+Each command runs in a fresh interpreter, which reports the modules it ended with. The test
+asserts the import graph, not a time: `sfu --version`, `sfu --help` and `sfu agent status`
+must not import tuf, httpx, rich, securesystemslib or cryptography (or the command modules
+and packages they do not use), while a heavy command still gets what it needs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+import sfupdate.sfui
+from sfupdate import __version__, errors
+from sfupdate.cli.main import COMMANDS, LazyGroup
+from tests.agent.support import RunningAgent
+
+#: Third-party packages only some commands need (cryptography: its OpenSSL backend alone is
+#: a large part of a light command's start-up).
+HEAVY = ("tuf", "httpx", "rich", "securesystemslib", "cryptography", "urllib3")
+#: All of ours a client of the agent needs: the IPC contract, the CBOR codec it uses, and the
+#: `sfu agent` commands (the rest of sfui, keys, remote, client and the secure world: not).
+IPC_CLIENT = {"sfupdate", "sfupdate.errors", "sfupdate.progress", "sfupdate.sfui",
+              "sfupdate.sfui.cbor", "sfupdate.cli", "sfupdate.cli.main",
+              "sfupdate.cli.agent_cmds", "sfupdate.cli.render"}
+#: The order main.py registered the command modules in before they became lazy.
+MODULES = ("author_cmds", "agent_cmds", "board_cmds", "delivery_cmds", "operator_cmds")
+
+CHILD = """
+import json, sys
+from sfupdate.cli.main import main
+code = main(sys.argv[2:])
+with open(sys.argv[1], "w") as f:
+    json.dump({"code": code, "modules": sorted(sys.modules)}, f)
+"""
+
+
+class Run:
+    def __init__(self, tmp_path: Path, *args: str | Path) -> None:
+        report = tmp_path / "modules.json"
+        result = subprocess.run([sys.executable, "-c", CHILD, str(report), *map(str, args)],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and report.exists(), result.stderr
+        data = json.loads(report.read_text())
+        self.code: int = data["code"]
+        self.modules: set[str] = set(data["modules"])
+        self.out, self.err = result.stdout, result.stderr
+
+    def heavy(self) -> list[str]:
+        return sorted(m for m in self.modules if m.split(".")[0] in HEAVY)
+
+    def ours(self, *prefixes: str) -> list[str]:
+        return sorted(m for m in self.modules
+                      if any(m == p or m.startswith(p + ".") for p in prefixes))
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["-h"]])
+def test_version_and_help_import_no_command_module(tmp_path: Path, args: list[str]) -> None:
+    run = Run(tmp_path, *args)
+    assert run.code == 0
+    assert run.heavy() == []
+    assert run.ours("sfupdate") == ["sfupdate", "sfupdate.cli", "sfupdate.cli.main",
+                                    "sfupdate.errors"]
+    if args == ["--version"]:
+        assert run.out == f"sfu, version {__version__}\n"
+    else:
+        listed = run.out.split("Commands:\n", 1)[1].splitlines()
+        assert [line.split()[0] for line in listed] == sorted(COMMANDS)
+
+
+def _assert_only_ipc(run: Run) -> None:
+    assert run.heavy() == []
+    assert "sfupdate.ipc.client" in run.modules
+    assert [m for m in run.ours("sfupdate") if m not in IPC_CLIENT
+            and not m.startswith("sfupdate.ipc.") and m != "sfupdate.ipc"] == []
+
+
+def test_agent_status_imports_only_the_ipc(tmp_path: Path, agent: RunningAgent) -> None:
+    run = Run(tmp_path, "agent", "status", "--socket", agent.socket, "--json")
+    assert run.code == 0
+    assert json.loads(run.out)["running_sequence"] == 1
+    _assert_only_ipc(run)
+    help_run = Run(tmp_path, "agent", "status", "--help")
+    assert help_run.code == 0 and "--socket" in help_run.out
+    _assert_only_ipc(help_run)
+
+
+def test_agent_status_refusal_keeps_the_one_line_contract(tmp_path: Path) -> None:
+    run = Run(tmp_path, "agent", "status", "--socket", tmp_path / "no-agent.sock")
+    assert run.code == errors.IpcError.exit_code
+    assert run.out == ""
+    assert len(run.err.splitlines()) == 1 and run.err.startswith("sfu: error: ")
+    _assert_only_ipc(run)
+
+
+def test_a_heavy_command_still_imports_what_it_needs(tmp_path: Path) -> None:
+    """`sfu repo init` signs TUF metadata: the lazy imports still happen (and the checks above
+    would see them)."""
+    key = tmp_path / "repo.key"
+    assert Run(tmp_path, "keys", "generate", "-o", key).code == 0
+    run = Run(tmp_path, "repo", "init", tmp_path / "repo", "--key", key)
+    assert run.code == 0, run.err
+    assert (tmp_path / "repo" / "metadata" / "1.root.json").is_file()
+    assert {"tuf", "securesystemslib", "cryptography"} <= {m.split(".")[0] for m in run.heavy()}
+
+
+def _listing(group: click.Group, width: int) -> str:
+    ctx = click.Context(group, info_name="sfu")
+    formatter = click.HelpFormatter(width=width)
+    group.format_commands(ctx, formatter)
+    return formatter.getvalue()
+
+
+def test_the_lazy_table_matches_what_the_modules_register() -> None:
+    """Names, help lines and the rendered `sfu --help` listing from the table alone equal those
+    of every command module registered eagerly, as main.py did before."""
+    lazy = LazyGroup("sfu", lazy=COMMANDS)
+    listings = {width: _listing(lazy, width) for width in (50, 80, 120, 400)}
+    assert lazy.commands == {}  # the listing came from the table
+    eager = click.Group("sfu")
+    for name in MODULES:
+        importlib.import_module(f"sfupdate.cli.{name}").register(eager)
+    fix = "update COMMANDS in src/sfupdate/cli/main.py"
+    assert sorted(COMMANDS) == sorted(eager.commands), fix
+    for name, command in eager.commands.items():
+        first_paragraph = (command.help or "").split("\n\n")[0]
+        assert COMMANDS[name].help == " ".join(first_paragraph.split()), f"{name}: {fix}"
+        assert not command.hidden and command.short_help is None, name
+    for width, text in listings.items():
+        assert text == _listing(eager, width)
+    ctx = click.Context(lazy, info_name="sfu")
+    for name in COMMANDS:  # each entry's modules register its command
+        assert lazy.get_command(ctx, name) is eager.commands[name]
+    assert lazy.get_command(ctx, "no-such-command") is None
+
+
+def test_the_sfui_names_resolve_lazily() -> None:
+    for name in sfupdate.sfui.__all__:
+        assert getattr(sfupdate.sfui, name) is not None
+    assert set(sfupdate.sfui.__all__) <= set(dir(sfupdate.sfui))
+    with pytest.raises(AttributeError):
+        sfupdate.sfui.no_such_name  # noqa: B018
