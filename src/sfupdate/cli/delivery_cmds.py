@@ -55,11 +55,18 @@ def repo_group() -> None:
 @click.argument("directory", type=_dir)
 @click.option("--key", "key_file", type=_existing, required=True,
               help="Private key that signs the index (every role, for now).")
+@click.option("--firmware-key", "firmware_keys", type=_existing, multiple=True, required=True,
+              help="Public key SFUIs must be signed with to be added (repeatable); kept in "
+                   "the repository's configuration.")
 @click.option("--expires-days", type=click.IntRange(1, 3650), default=7, show_default=True,
               help="How long each publish of the index stays valid; republish before.")
-def repo_init(directory: Path, key_file: Path, expires_days: int) -> None:
+def repo_init(directory: Path, key_file: Path, firmware_keys: tuple[Path, ...],
+              expires_days: int) -> None:
     """Create an empty repository in DIRECTORY."""
-    Repository.init(directory, key_file, expires_days)
+    from sfupdate.keys import load_public_key
+
+    trusted = [load_public_key(path) for path in firmware_keys]
+    Repository.init(directory, key_file, trusted, expires_days)
     click.echo(f"{directory}: repository created; give devices "
                f"{directory / 'metadata' / '1.root.json'} as their trusted root")
 
@@ -67,15 +74,55 @@ def repo_init(directory: Path, key_file: Path, expires_days: int) -> None:
 @repo_group.command("add")
 @click.argument("directory", type=_existing_dir)
 @click.argument("sfuis", type=_existing, nargs=-1, required=True)
-def repo_add(directory: Path, sfuis: tuple[Path, ...]) -> None:
-    """Stage SFUIs for the next publish (their signatures are checked by devices)."""
+@click.option("--trust", "trust", type=_existing, multiple=True,
+              help="Also accept SFUIs signed with this public key, for this add only "
+                   "(repeatable).")
+@click.option("--replace", is_flag=True,
+              help="Withdraw an image with the same name, or the same vendor, class and "
+                   "sequence, in the same publish.")
+def repo_add(directory: Path, sfuis: tuple[Path, ...], trust: tuple[Path, ...],
+             replace: bool) -> None:
+    """Verify SFUIs completely (signature with the repository's firmware keys, payload size
+    and digest) and stage them for the next publish."""
+    from sfupdate.keys import load_public_key
+
     repo = Repository(directory)
+    trusted = [load_public_key(path) for path in trust]
     for sfui in sfuis:
-        entry = repo.add(sfui)
+        entry = repo.add(sfui, trusted, replace)
         click.echo(f"staged {entry.name}: sequence {entry.sequence}"
                    + (f" (version {entry.version})" if entry.version else "")
                    + f", {entry.length} bytes, class {entry.class_id}")
     click.echo(f"run `sfu repo publish {directory}` to make them visible")
+
+
+@repo_group.command("remove")
+@click.argument("directory", type=_existing_dir)
+@click.argument("names", nargs=-1, required=True)
+def repo_remove(directory: Path, names: tuple[str, ...]) -> None:
+    """Withdraw images (by the NAME `sfu repo list` shows) at the next publish."""
+    repo = Repository(directory)
+    for name in names:
+        entry = repo.remove(name)
+        click.echo(f"staged the removal of {entry.name} (sequence {entry.sequence})")
+    click.echo(f"run `sfu repo publish {directory}` to withdraw them from the index")
+
+
+@repo_group.command("list")
+@click.argument("directory", type=_existing_dir)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def repo_list(directory: Path, as_json: bool) -> None:
+    """List the published images and the changes staged for the next publish."""
+    rows = Repository(directory).listing()
+    if as_json:
+        emit_json([row.to_json() for row in rows])
+        return
+    if not rows:
+        click.echo(f"{directory}: no images")
+    for row in rows:
+        e = row.entry
+        click.echo(f"{e.name:<24} sequence {e.sequence:<6} version {e.version or '-':<10} "
+                   f"{e.length:>10} bytes  class {e.class_id}  {row.state}")
 
 
 @repo_group.command("publish")
