@@ -266,7 +266,7 @@ def client_update(repo: str | None, from_file: Path | None, socket_path: Path,
     else:
         index = _index(repo or "", trusted_root, state_dir)
         with _transfer_progress("updating") as progress:
-            result = update(index, agent, progress)
+            result = update(index, agent, progress, _log)
         if result.installed is None:
             click.echo(f"up to date: device runs sequence {result.check.running_sequence}")
             return

@@ -8,15 +8,23 @@ and against a test verifier. The client only selects and transports: the agent d
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from sfupdate.client.download import TransferPolicy, fetch
 from sfupdate.client.index import Candidate, RepositoryIndex
 from sfupdate.client.sources import FileSource
-from sfupdate.errors import IpcError
+from sfupdate.errors import (
+    AuthenticationError,
+    DowngradeError,
+    DownloadError,
+    FormatError,
+    IpcError,
+    PolicyError,
+    SfuError,
+)
 from sfupdate.progress import Progress
 
 
@@ -85,11 +93,18 @@ def select(candidates: Iterable[Candidate], status: DeviceStatus) -> CheckResult
     """The newest candidate for the device's vendor and class above what it runs and its
     rollback floor (the agent enforces this too; the client just avoids useless downloads)."""
     vendor, klass = _uuid(status.vendor_id, "vendor-id"), _uuid(status.class_id, "class-id")
-    floor = max(status.running_sequence, status.rollback_floor)
+    ranked = _ranked(candidates, vendor, klass,
+                     max(status.running_sequence, status.rollback_floor))
+    best = ranked[0] if ranked else None
+    return CheckResult(vendor, klass, status.running_sequence, status.rollback_floor, best)
+
+
+def _ranked(candidates: Iterable[Candidate], vendor: uuid.UUID, klass: uuid.UUID,
+            floor: int) -> list[Candidate]:
+    """The device's candidates above `floor`, best first (newest sequence, then name)."""
     mine = [c for c in candidates
             if c.vendor_id == vendor and c.class_id == klass and c.sequence > floor]
-    best = max(mine, key=lambda c: (c.sequence, c.name), default=None)
-    return CheckResult(vendor, klass, status.running_sequence, status.rollback_floor, best)
+    return sorted(mine, key=lambda c: (c.sequence, c.name), reverse=True)
 
 
 def check(index: RepositoryIndex, agent: Agent) -> CheckResult:
@@ -98,21 +113,59 @@ def check(index: RepositoryIndex, agent: Agent) -> CheckResult:
     return select(candidates, agent.status())
 
 
+#: Failures of one candidate that another may not share: the agent refused the image (format,
+#: authenticity, policy) or its download failed after retries. A downgrade refusal is not
+#: among them (every next candidate is older), nor are an unreachable or busy agent, its
+#: storage or device state: they would fail every candidate alike.
+FALLBACK_ERRORS: Final = (FormatError, AuthenticationError, PolicyError, DownloadError)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A candidate that was tried and not installed, and why."""
+
+    candidate: Candidate
+    error: SfuError
+
+
 @dataclass(frozen=True)
 class UpdateResult:
     check: CheckResult
     installed: Installed | None  # None: already up to date
+    chosen: Candidate | None = None  # the candidate installed: check.available or a fallback
+    skipped: tuple[Skipped, ...] = ()  # better candidates tried first, in order
 
 
-def update(index: RepositoryIndex, agent: Agent, progress: Progress | None = None
-           ) -> UpdateResult:
-    """Refresh, select, and stream the chosen SFUI into the agent while it downloads."""
-    result = check(index, agent)
+def update(index: RepositoryIndex, agent: Agent, progress: Progress | None = None,
+           log: Callable[[str], None] | None = None) -> UpdateResult:
+    """Refresh, select, and stream the chosen SFUI into the agent while it downloads.
+
+    If the agent refuses that image, or its download fails after retries, fall back to the
+    next-best candidate of the index, and so on; `log` is told of each fallback. When every
+    candidate fails, the first (best) candidate's error is raised.
+    """
+    candidates = index.refresh()
+    result = select(candidates, agent.status())
     if result.available is None:
         return UpdateResult(result, None)
-    chosen = result.available
-    installed = agent.install(index.stream(chosen), chosen.length, progress)
-    return UpdateResult(result, installed)
+    ranked = _ranked(candidates, result.vendor_id, result.class_id,
+                     max(result.running_sequence, result.rollback_floor))
+    skipped: list[Skipped] = []
+    for position, candidate in enumerate(ranked):
+        try:
+            installed = agent.install(index.stream(candidate), candidate.length, progress)
+        except DowngradeError:
+            raise
+        except FALLBACK_ERRORS as exc:
+            skipped.append(Skipped(candidate, exc))
+            if log:
+                after = ranked[position + 1] if position + 1 < len(ranked) else None
+                log(f"{candidate.name} (sequence {candidate.sequence}) not installed: {exc}; "
+                    + (f"falling back to {after.name} (sequence {after.sequence})" if after
+                       else "no other candidate for this device"))
+            continue
+        return UpdateResult(result, installed, candidate, tuple(skipped))
+    raise skipped[0].error
 
 
 def install_file(path: Path, agent: Agent, progress: Progress | None = None,
