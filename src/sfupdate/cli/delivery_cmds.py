@@ -22,6 +22,7 @@ from sfupdate.client import (
     TransferPolicy,
     check,
     install_file,
+    install_stream,
     update,
 )
 from sfupdate.errors import UsageError
@@ -191,8 +192,9 @@ def _agent(socket: Path) -> Agent:
 
 
 @contextmanager
-def _transfer_progress(description: str) -> Iterator[Progress]:
-    """A bar on a terminal; otherwise a plain line at every 10 %."""
+def _transfer_progress(description: str, sized: bool = True) -> Iterator[Progress]:
+    """A bar on a terminal; otherwise a plain line at every 10 % (every MiB when the total
+    is not known: an SFUI read from a pipe)."""
     if sys.stderr.isatty():
         with progress_bar(description) as bar:
             yield bar
@@ -206,7 +208,13 @@ def _transfer_progress(description: str) -> Iterator[Progress]:
             last = tenth
             _log(f"{description}: {tenth * 10}% ({done / MIB:.1f} of {total / MIB:.1f} MiB)")
 
-    yield log
+    def log_unsized(done: int, total: int) -> None:
+        nonlocal last
+        if done // MIB != last:
+            last = done // MIB
+            _log(f"{description}: {done / MIB:.1f} MiB sent")
+
+    yield log if sized else log_unsized
 
 
 _repo_opt = click.option("--repo", help="Repository URL (http/https) or directory.")
@@ -249,8 +257,10 @@ def client_check(repo: str | None, socket_path: Path, trusted_root: Path | None,
 
 @client_group.command("update")
 @_repo_opt
-@click.option("--from", "from_file", type=_existing,
-              help="Install this SFUI from local media instead of a repository.")
+@click.option("--from", "from_file",
+              type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True),
+              help="Install this SFUI from local media instead of a repository; - reads it "
+                   "from stdin.")
 @_socket_opt
 @_root_opt
 @_state_opt
@@ -260,8 +270,11 @@ def client_update(repo: str | None, from_file: Path | None, socket_path: Path,
     if (repo is None) == (from_file is None):
         raise UsageError("give exactly one of --repo and --from")
     agent = _agent(socket_path)
-    if from_file is not None:
-        with _transfer_progress("installing") as progress:
+    if from_file is not None and str(from_file) == "-":
+        with _transfer_progress("installing", sized=False) as progress:
+            installed = install_stream(sys.stdin.buffer, "stdin", agent, progress)
+    elif from_file is not None:  # a FIFO or /dev/stdin has no size either
+        with _transfer_progress("installing", sized=from_file.is_file()) as progress:
             installed = install_file(from_file, agent, progress)
     else:
         index = _index(repo or "", trusted_root, state_dir)

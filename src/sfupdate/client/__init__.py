@@ -16,6 +16,7 @@ from sfupdate.client.update import (
     UpdateResult,
     check,
     install_file,
+    install_stream,
     select,
     update,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "check",
     "fetch",
     "install_file",
+    "install_stream",
     "select",
     "update",
 ]

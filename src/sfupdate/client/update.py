@@ -7,15 +7,17 @@ and against a test verifier. The client only selects and transports: the agent d
 
 from __future__ import annotations
 
+import os
+import stat
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, BinaryIO, Final, Protocol
 
 from sfupdate.client.download import TransferPolicy, fetch
 from sfupdate.client.index import Candidate, RepositoryIndex
-from sfupdate.client.sources import FileSource
+from sfupdate.client.sources import CHUNK, FileSource
 from sfupdate.errors import (
     AuthenticationError,
     DowngradeError,
@@ -24,6 +26,7 @@ from sfupdate.errors import (
     IpcError,
     PolicyError,
     SfuError,
+    UsageError,
 )
 from sfupdate.progress import Progress
 
@@ -170,8 +173,34 @@ def update(index: RepositoryIndex, agent: Agent, progress: Progress | None = Non
 
 def install_file(path: Path, agent: Agent, progress: Progress | None = None,
                  policy: TransferPolicy | None = None) -> Installed:
-    """`update --from`: stream one SFUI from local media to the agent, which verifies it."""
+    """`update --from`: stream one SFUI from local media to the agent, which verifies it.
+
+    A regular file is read with its size announced, resuming after a read error like any
+    source; anything else (a pipe, /dev/stdin, a FIFO) goes to `install_stream`."""
+    try:
+        stream = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise UsageError(f"cannot open {path}: {exc.strerror}") from None
+    with stream:
+        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+            return install_stream(stream, str(path), agent, progress)
     source = FileSource(path.parent)
     size = source.size(path.name)
     chunks = fetch(source, path.name, size, policy or TransferPolicy())
     return agent.install(chunks, size, progress)
+
+
+def install_stream(stream: BinaryIO, name: str, agent: Agent,
+                   progress: Progress | None = None) -> Installed:
+    """`update --from -`: stream one SFUI of unknown length (stdin, a pipe) to the agent, read
+    once to its end (a pipe cannot be resumed). The agent bounds it: the envelope declares
+    its payload's size."""
+    return agent.install(_read_all(stream, name), None, progress)
+
+
+def _read_all(stream: BinaryIO, name: str) -> Iterator[bytes]:
+    try:
+        while chunk := stream.read(CHUNK):
+            yield chunk
+    except OSError as exc:
+        raise DownloadError(f"{name}: read failed: {exc.strerror or exc}") from None
