@@ -273,13 +273,8 @@ class Repository:
 
     def _current(self) -> dict[str, Entry]:
         """What the next publish would list: the published index with the staged changes."""
-        entries = {n: Entry.from_target_file(t) for n, t in self.published()[3].items()}
-        for name, data in self._staged().items():
-            if data is None:
-                entries.pop(name, None)
-            else:
-                entries[name] = Entry.from_target_file(TargetFile.from_dict(dict(data), name))
-        return entries
+        return {row.entry.name: row.entry for row in self.listing()
+                if row.state != "removal staged"}
 
     def add(self, sfui: Path, trust: Sequence[TrustedKey] = (), replace: bool = False) -> Entry:
         """Verify an SFUI completely, copy it into targets/ (content-addressed) and stage its
@@ -306,9 +301,9 @@ class Repository:
             entry = Entry(name, admitted.length, admitted.sha256, info.sequence_number,
                           str(info.vendor_id), str(info.class_id),
                           text.component_version() if text else None)
-            staged = self._staged()
+            staged, published = self._staged(), self.published()[3]
             for other in self._clashes(entry, replace):
-                if other in self.published()[3]:
+                if other in published:
                     staged[other] = None
                 else:
                     del staged[other]
@@ -328,15 +323,16 @@ class Repository:
             if other == entry:
                 continue
             if other.name == entry.name:
-                why = f"{entry.name} is already in the repository with other content"
+                why = (f"{entry.name} is already in the repository with other content; give "
+                       "the new image another file name, or pass --replace to replace it")
             elif other.release == entry.release:
                 why = (f"{other.name} already has sequence {entry.sequence} for this vendor "
-                       "and class")
+                       f"and class; pass --replace to withdraw it and publish {entry.name} "
+                       "instead")
             else:
                 continue
             if not replace:
-                raise DuplicateImageError(f"{why}; pass --replace to withdraw it and publish "
-                                          f"{entry.name} instead")
+                raise DuplicateImageError(why)
             if other.name != entry.name:
                 clashes.append(other.name)
         return clashes
