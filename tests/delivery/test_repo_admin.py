@@ -13,6 +13,7 @@ from sfupdate import errors, keys
 from sfupdate.cli.main import main
 from sfupdate.client import FileSource, RepositoryIndex, check, update
 from sfupdate.keys.files import FileSigner
+from sfupdate.repo import Repository
 from sfupdate.sfui import TrustedKey, class_uuid
 from tests.conftest import VENDOR, SignImage
 from tests.delivery.device import Device
@@ -97,9 +98,21 @@ def test_only_images_signed_with_a_firmware_key_are_added(
         world.repo.add(sign_image(sequence=3, signer=eddsa_signer))
 
 
-def test_firmware_keys_are_required_at_init(tmp_path: Path, repo_key: Path) -> None:
-    from sfupdate.repo import Repository
+def test_a_repository_made_before_firmware_keys_needs_trust(
+        world: RepoWorld, es256_trusted: TrustedKey) -> None:
+    """repo.json without firmware keys (an older repository): add refuses rather than admit
+    an unverified image, and works when told which key to trust."""
+    config = world.dir / ".sfu" / "repo.json"
+    old = json.loads(config.read_text())
+    del old["firmware_keys"]
+    config.write_text(json.dumps(old))
+    repo = Repository(world.dir)
+    with pytest.raises(errors.UsageError, match=r"knows no firmware key.*--trust"):
+        repo.add(world.image(2))
+    assert repo.add(world.image(2), [es256_trusted]).sequence == 2
 
+
+def test_firmware_keys_are_required_at_init(tmp_path: Path, repo_key: Path) -> None:
     with pytest.raises(errors.UsageError, match="at least one firmware key"):
         Repository.init(tmp_path / "r", repo_key, [])
     assert not (tmp_path / "r").exists()
