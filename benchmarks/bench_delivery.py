@@ -59,7 +59,8 @@ def build_world(work: Path, size: int) -> tuple[Path, Path]:
     _sfu("board", "provision", board, "--trust", work / "author.pub", "--vendor", VENDOR,
          "--class", CLASS, "--firmware", work / "v1.sfui")
     repo = work / "repo"
-    _sfu("repo", "init", repo, "--key", work / "repo.key")
+    _sfu("repo", "init", repo, "--key", work / "repo.key", "--firmware-key",
+         work / "author.pub")
     _sfu("repo", "add", repo, work / "v2.sfui")
     _sfu("repo", "publish", repo)
     (work / "v2.sfui").unlink()

@@ -219,8 +219,8 @@ def sfu_peer(ctx: Context, work: Path) -> Peer:
     setup([str(sfu), "keys", "public", "k.pem", "-o", "pub.pem"], work, ctx.env)
     out, small = work / "fw.sfui", work / "small.sfui"
     (work / "small.bin").write_bytes(os.urandom(4096))
-    sign = [str(sfu), "sign", "--key", str(work / "k.pem"), "--sequence", "1", "--vendor",
-            "example.com", "--class", "bench"]
+    sign = [str(sfu), "sign", "--force", "--key", str(work / "k.pem"), "--sequence", "1",
+            "--vendor", "example.com", "--class", "bench"]
     setup([*sign, str(work / "small.bin"), "-o", str(small)], work, ctx.env)
     verify = [str(sfu), "verify", "--key", str(work / "pub.pem")]
     return Peer(

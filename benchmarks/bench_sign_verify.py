@@ -27,7 +27,7 @@ def run(size_mib: int = 1024, runs: int = 3) -> str:
             openssl = time_command(["openssl", "dgst", "-sha256", str(firmware)], runs)
             sign_s, sign_rss = time_sfu(["sign", str(firmware), "--key", str(key), "--sequence",
                                          "1", "--vendor", "example.com", "--class", "bench",
-                                         "-o", str(out)], runs)
+                                         "-o", str(out), "--force"], runs)
             verify_s, verify_rss = time_sfu(["verify", str(out), "--key", str(key)], runs)
             rows.append([f"sign {alg}", f"{sign_s:.2f}", f"{openssl:.2f}",
                          f"{sign_s / openssl:.2f}", sign_rss // 1024])

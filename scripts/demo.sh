@@ -120,7 +120,7 @@ act_device() {
 act_publish() {
     act "3. The update repository: a signed index (TUF metadata) listing v2"
     sfu keys generate --alg ES256 -o repo.key >/dev/null
-    run sfu repo init repo --key repo.key
+    run sfu repo init repo --key repo.key --firmware-key author.pub
     run sfu repo add repo v2.sfui
     run sfu repo publish repo
 }
@@ -177,6 +177,8 @@ act_refusals() {
     printf '\xff' | dd of=tampered.sfui bs=1 seek=500000 conv=notrunc status=none
     expect_refused "tampered image (one payload byte flipped) handed to the agent" 4 \
         sfu client update --from tampered.sfui --socket "$sock"
+    expect_refused "tampered image offered to the repository (add verifies it)" 4 \
+        sfu repo add repo tampered.sfui
 
     sfu repo add repo v3.sfui >/dev/null
     sfu repo publish repo >/dev/null

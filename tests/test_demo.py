@@ -22,6 +22,7 @@ KEY_LINES = [
     "ok  v2 confirmed; rollback floor 2",
     "downgrade: v1 (validly signed) from local media: refused (exit 7)",
     "handed to the agent: refused (exit 4): payload does not match the signed image-digest",
+    "offered to the repository (add verifies it): refused (exit 4): ",
     "tampered image on the server (the signed index has its digest): refused (exit 14)",
     "ok  v3 installed into slot A as a trial, booted, failed its health check, reverted to v2",
     "MISMATCH  running-slot",

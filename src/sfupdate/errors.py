@@ -221,3 +221,15 @@ class RemoteFileNotFoundError(DownloadError):
 class TransferInterruptedError(DownloadError):
     """One attempt failed in a way worth retrying (connection dropped or refused, no data
     within the read timeout, server error 5xx); the downloader resumes or gives up."""
+
+
+# --- publishing: the repository's own refusals ----------------------------------------------
+
+
+class DuplicateImageError(UsageError):
+    """`sfu repo add`: the repository already lists another image under that name, or for the
+    same vendor, class and sequence number; `--replace` replaces it."""
+
+
+class NotInRepositoryError(UsageError):
+    """`sfu repo remove`: no image of that name is published or staged."""

@@ -11,6 +11,7 @@ import pytest
 
 from sfupdate import keys
 from sfupdate.repo import RepoServer
+from sfupdate.sfui import TrustedKey
 from tests.agent.support import RunningAgent
 from tests.conftest import SignImage
 from tests.delivery.device import Device
@@ -25,8 +26,18 @@ def repo_key(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def world(tmp_path: Path, repo_key: Path, sign_image: SignImage) -> RepoWorld:
-    return RepoWorld(tmp_path / "world", repo_key, sign_image)
+def firmware_pub(tmp_path: Path, es256_trusted: TrustedKey) -> Path:
+    """The public PEM of the key `sign_image` signs with (for `--firmware-key`, `--trust`)."""
+    path = tmp_path / "firmware.pub"
+    path.write_bytes(keys.public_pem(es256_trusted.public_key))
+    return path
+
+
+@pytest.fixture
+def world(tmp_path: Path, repo_key: Path, sign_image: SignImage,
+          es256_trusted: TrustedKey) -> RepoWorld:
+    """A repository whose firmware key is the one `sign_image` signs with."""
+    return RepoWorld(tmp_path / "world", repo_key, sign_image, [es256_trusted])
 
 
 @pytest.fixture

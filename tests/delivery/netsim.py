@@ -16,13 +16,14 @@ import hashlib
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from sfupdate.client import HttpSource, RepositoryIndex, Source, TransferPolicy
 from sfupdate.repo import Repository
+from sfupdate.sfui import TrustedKey
 
 # Short limits so hostile servers are detected in well under a second or two.
 FAST = TransferPolicy(retries=2, backoff=0.01, backoff_max=0.05, min_rate=2000.0,
@@ -32,12 +33,13 @@ FAST = TransferPolicy(retries=2, backoff=0.01, backoff_max=0.05, min_rate=2000.0
 class RepoWorld:
     """A repository, its publishes, and one client's trusted state."""
 
-    def __init__(self, base: Path, key_file: Path, sign: Callable[..., Path]) -> None:
+    def __init__(self, base: Path, key_file: Path, sign: Callable[..., Path],
+                 firmware_keys: Sequence[TrustedKey]) -> None:
         self.base = base
         self.dir = base / "repo"
         self.key_file = key_file
         self._sign = sign
-        self.repo = Repository.init(self.dir, key_file)
+        self.repo = Repository.init(self.dir, key_file, firmware_keys)
         self.publishes: list[Path] = [self._freeze()]
         self.state = base / "client-state"
         self.trusted_root = self.dir / "metadata" / "1.root.json"

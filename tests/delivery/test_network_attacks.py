@@ -21,6 +21,7 @@ import pytest
 from sfupdate import errors
 from sfupdate.client import check, update
 from sfupdate.repo import Repository
+from sfupdate.sfui import TrustedKey
 from tests.conftest import SignImage
 from tests.delivery.device import Device
 from tests.delivery.netsim import (
@@ -194,14 +195,15 @@ def test_endless_index_file_is_cut_off(world: RepoWorld, hostile: Hostile,
 
 def test_index_signed_by_another_key_is_refused(world: RepoWorld, hostile: Hostile,
                                                 device: Device, tmp_path: Path,
-                                                sign_image: SignImage) -> None:
+                                                sign_image: SignImage,
+                                                es256_trusted: TrustedKey) -> None:
     from sfupdate import keys
 
     image = world.image(2)
     world.publish(image)
     other_key = tmp_path / "other.pem"
     keys.write_private_key(keys.generate_private_key("ES256"), other_key)
-    impostor = Repository.init(tmp_path / "impostor", other_key)
+    impostor = Repository.init(tmp_path / "impostor", other_key, [es256_trusted])
     impostor.add(image)
     impostor.publish()
     server = hostile(tmp_path / "impostor")

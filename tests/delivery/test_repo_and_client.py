@@ -13,7 +13,7 @@ from sfupdate import errors
 from sfupdate.cli.main import main
 from sfupdate.client import FileSource, RepositoryIndex, check, install_file, update
 from sfupdate.repo import RepoServer, Repository
-from sfupdate.sfui import class_uuid
+from sfupdate.sfui import TrustedKey, class_uuid
 from tests.conftest import CLASS, VENDOR, SignImage
 from tests.delivery.device import Device
 from tests.delivery.netsim import FAST, RepoWorld
@@ -69,9 +69,10 @@ def test_a_file_that_is_not_an_sfui_is_not_added(world: RepoWorld, tmp_path: Pat
         world.repo.add(junk)
 
 
-def test_init_refuses_an_existing_repository(world: RepoWorld, repo_key: Path) -> None:
+def test_init_refuses_an_existing_repository(world: RepoWorld, repo_key: Path,
+                                             es256_trusted: TrustedKey) -> None:
     with pytest.raises(errors.UsageError, match="already a repository"):
-        Repository.init(world.dir, repo_key)
+        Repository.init(world.dir, repo_key, [es256_trusted])
 
 
 def test_trusted_metadata_persists_between_runs(world: RepoWorld) -> None:
@@ -141,11 +142,12 @@ def test_tampered_image_from_local_media_is_refused(sign_image: SignImage,
 
 
 def test_repo_commands_build_a_repository(tmp_path: Path, repo_key: Path,
-                                          sign_image: SignImage,
+                                          sign_image: SignImage, firmware_pub: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     repo = tmp_path / "r"
     image = sign_image(sequence=4, version_text="4.1")
-    assert main(["repo", "init", str(repo), "--key", str(repo_key), "--expires-days", "3"]) == 0
+    assert main(["repo", "init", str(repo), "--key", str(repo_key), "--firmware-key",
+                 str(firmware_pub), "--expires-days", "3"]) == 0
     assert main(["repo", "add", str(repo), str(image)]) == 0
     assert main(["repo", "publish", str(repo)]) == 0
     out = capsys.readouterr().out
@@ -153,7 +155,8 @@ def test_repo_commands_build_a_repository(tmp_path: Path, repo_key: Path,
     assert "published index version 2 (1 images)" in out
     timestamp = json.loads((repo / "metadata" / "timestamp.json").read_text())
     assert timestamp["signed"]["version"] == 2
-    assert main(["repo", "init", str(repo), "--key", str(repo_key)]) == 2
+    assert main(["repo", "init", str(repo), "--key", str(repo_key), "--firmware-key",
+                 str(firmware_pub)]) == 2
     assert "already a repository" in capsys.readouterr().err
 
 

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -185,21 +188,36 @@ def parse_hex(text: str, what: str) -> bytes:
 
 
 @click.command("install")
-@click.argument("sfui", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.argument("sfui", type=click.Path(path_type=Path, dir_okay=False, exists=True,
+                                        allow_dash=True))
 @_socket_option
 @_timeout_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def install_cmd(sfui: Path, socket_path: Path, timeout: float, as_json: bool) -> None:
-    """Install an SFUI through the local agent (as a trial; reboot to run it)."""
+    """Install an SFUI through the local agent (as a trial; reboot to run it).
+
+    SFUI may be - (stdin), /dev/stdin or another pipe: its length is then unknown to the
+    client, and the agent bounds it by what the envelope declares."""
     client = AgentClient(socket_path, timeout)
-    with sfui.open("rb") as f, progress_bar("installing") as progress:
-        size = sfui.stat().st_size
-        result = client.install(_read_chunks(f), size=size, progress=progress)
+    with _open_sfui(sfui) as f, progress_bar("installing") as progress:
+        result = client.install(_read_chunks(f), size=_known_size(f), progress=progress)
     if as_json:
         emit_json(result.to_json())
     else:
         click.echo(f"installed sequence {result.sequence} into slot {result.slot} as a trial "
                    f"(sha256 {result.digest}); reboot to run it")
+
+
+def _open_sfui(sfui: Path) -> BinaryIO:
+    if str(sfui) == "-":
+        return open(sys.stdin.fileno(), "rb", closefd=False)
+    return sfui.open("rb")
+
+
+def _known_size(f: BinaryIO) -> int | None:
+    """The bytes left in a regular file; None for a pipe, a FIFO or a terminal."""
+    info = os.fstat(f.fileno())
+    return info.st_size - f.tell() if stat.S_ISREG(info.st_mode) else None
 
 
 def _read_chunks(f: BinaryIO) -> Iterator[bytes]:

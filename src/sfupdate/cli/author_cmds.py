@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import uuid
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -11,7 +13,7 @@ import click
 from sfupdate import keys
 from sfupdate.author import ImageSpec, sign_firmware
 from sfupdate.cli.render import emit_json, progress_bar
-from sfupdate.errors import UsageError, WrongClassError, WrongVendorError
+from sfupdate.errors import TruncatedError, UsageError, WrongClassError, WrongVendorError
 from sfupdate.sfui import (
     ALGORITHM_NAMES,
     AlgorithmStyle,
@@ -86,10 +88,13 @@ def _uuids(vendor: str, klass: str) -> tuple[uuid.UUID, uuid.UUID]:
                    "and the SUIT MTI profiles name them, or the deprecated polymorphic "
                    "ES256 (-7) / EdDSA (-8) for recipients that know only those.")
 @click.option("-o", "--output", type=_path, required=True, help="The SFUI file to write.")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 def sign(firmware: Path, key_file: Path, sequence: int, vendor: str, klass: str,
          version_text: str | None, description: str | None, cose_alg: str,
-         output: Path) -> None:
+         output: Path, force: bool) -> None:
     """Sign FIRMWARE into a Secured Firmware Update Image (SUIT envelope)."""
+    if not force and os.path.lexists(output):  # before the work; the final rename is atomic
+        raise UsageError(f"{output} exists; refusing to overwrite it (--force replaces it)")
     signer = keys.load_signer(key_file, AlgorithmStyle(cose_alg))
     vendor_id, class_id = _uuids(vendor, klass)
     spec = ImageSpec(sequence, vendor_id, class_id, version_text, description)
@@ -141,13 +146,27 @@ def _print_description(desc: dict[str, Any]) -> None:
             click.echo(f"{name + ':':<14}{value}")
 
 
+def _check_complete(file: Path, stream: BinaryIO, payload: PayloadRef | None) -> None:
+    """Refuse a regular file that ends before its integrated payload does; the bytes are not
+    read (inspect stays instant on a large image): the file size says it."""
+    info = os.fstat(stream.fileno())
+    if payload is None or not stat.S_ISREG(info.st_mode):
+        return
+    held = info.st_size - stream.tell()
+    if held < payload.length:
+        raise TruncatedError(f"{file} is truncated: its payload is declared as "
+                             f"{payload.length} bytes, the file holds {held} of them")
+
+
 @click.command()
 @click.argument("file", type=_existing)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def inspect(file: Path, as_json: bool) -> None:
-    """Show what an SFUI says, WITHOUT checking its signature."""
+    """Show what an SFUI says, WITHOUT checking its signature. Exit 3 if the file is not a
+    well-formed SFUI or is truncated (shorter than its envelope declares)."""
     with _open(file) as stream:
         reader = EnvelopeReader(stream)
+        _check_complete(file, stream, reader.payload_ref)
         manifest = reader.unverified_manifest()
         info = ImageInfo.from_manifest(manifest)
         desc = _describe(info, reader.unverified_text(), reader.payload_ref)

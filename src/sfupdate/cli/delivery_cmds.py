@@ -49,13 +49,19 @@ def repo_group() -> None:
 @click.argument("directory", type=_dir)
 @click.option("--key", "key_file", type=_existing, required=True,
               help="Private key that signs the index (every role, for now).")
+@click.option("--firmware-key", "firmware_keys", type=_existing, multiple=True, required=True,
+              help="Public key SFUIs must be signed with to be added (repeatable); kept in "
+                   "the repository's configuration.")
 @click.option("--expires-days", type=click.IntRange(1, 3650), default=7, show_default=True,
               help="How long each publish of the index stays valid; republish before.")
-def repo_init(directory: Path, key_file: Path, expires_days: int) -> None:
+def repo_init(directory: Path, key_file: Path, firmware_keys: tuple[Path, ...],
+              expires_days: int) -> None:
     """Create an empty repository in DIRECTORY."""
+    from sfupdate.keys import load_public_key
     from sfupdate.repo import Repository
 
-    Repository.init(directory, key_file, expires_days)
+    trusted = [load_public_key(path) for path in firmware_keys]
+    Repository.init(directory, key_file, trusted, expires_days)
     click.echo(f"{directory}: repository created; give devices "
                f"{directory / 'metadata' / '1.root.json'} as their trusted root")
 
@@ -63,17 +69,60 @@ def repo_init(directory: Path, key_file: Path, expires_days: int) -> None:
 @repo_group.command("add")
 @click.argument("directory", type=_existing_dir)
 @click.argument("sfuis", type=_existing, nargs=-1, required=True)
-def repo_add(directory: Path, sfuis: tuple[Path, ...]) -> None:
-    """Stage SFUIs for the next publish (their signatures are checked by devices)."""
+@click.option("--trust", "trust", type=_existing, multiple=True,
+              help="Also accept SFUIs signed with this public key, for this add only "
+                   "(repeatable).")
+@click.option("--replace", is_flag=True,
+              help="Withdraw an image with the same name, or the same vendor, class and "
+                   "sequence, in the same publish.")
+def repo_add(directory: Path, sfuis: tuple[Path, ...], trust: tuple[Path, ...],
+             replace: bool) -> None:
+    """Verify SFUIs completely (signature with the repository's firmware keys, payload size
+    and digest) and stage them for the next publish."""
+    from sfupdate.keys import load_public_key
     from sfupdate.repo import Repository
 
     repo = Repository(directory)
+    trusted = [load_public_key(path) for path in trust]
     for sfui in sfuis:
-        entry = repo.add(sfui)
+        entry = repo.add(sfui, trusted, replace)
         click.echo(f"staged {entry.name}: sequence {entry.sequence}"
                    + (f" (version {entry.version})" if entry.version else "")
                    + f", {entry.length} bytes, class {entry.class_id}")
     click.echo(f"run `sfu repo publish {directory}` to make them visible")
+
+
+@repo_group.command("remove")
+@click.argument("directory", type=_existing_dir)
+@click.argument("names", nargs=-1, required=True)
+def repo_remove(directory: Path, names: tuple[str, ...]) -> None:
+    """Withdraw images (by the NAME `sfu repo list` shows) at the next publish."""
+    from sfupdate.repo import Repository
+
+    repo = Repository(directory)
+    for name in names:
+        entry = repo.remove(name)
+        click.echo(f"staged the removal of {entry.name} (sequence {entry.sequence})")
+    click.echo(f"run `sfu repo publish {directory}` to withdraw them from the index")
+
+
+@repo_group.command("list")
+@click.argument("directory", type=_existing_dir)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def repo_list(directory: Path, as_json: bool) -> None:
+    """List the published images and the changes staged for the next publish."""
+    from sfupdate.repo import Repository
+
+    rows = Repository(directory).listing()
+    if as_json:
+        emit_json([row.to_json() for row in rows])
+        return
+    if not rows:
+        click.echo(f"{directory}: no images")
+    for row in rows:
+        e = row.entry
+        click.echo(f"{e.name:<24} sequence {e.sequence:<6} version {e.version or '-':<10} "
+                   f"{e.length:>10} bytes  class {e.class_id}  {row.state}")
 
 
 @repo_group.command("publish")
@@ -150,8 +199,9 @@ def _agent(socket: Path) -> Agent:
 
 
 @contextmanager
-def _transfer_progress(description: str) -> Iterator[Progress]:
-    """A bar on a terminal; otherwise a plain line at every 10 %."""
+def _transfer_progress(description: str, sized: bool = True) -> Iterator[Progress]:
+    """A bar on a terminal; otherwise a plain line at every 10 % (every MiB when the total
+    is not known: an SFUI read from a pipe)."""
     if sys.stderr.isatty():
         with progress_bar(description) as bar:
             yield bar
@@ -165,7 +215,13 @@ def _transfer_progress(description: str) -> Iterator[Progress]:
             last = tenth
             _log(f"{description}: {tenth * 10}% ({done / MIB:.1f} of {total / MIB:.1f} MiB)")
 
-    yield log
+    def log_unsized(done: int, total: int) -> None:
+        nonlocal last
+        if done // MIB != last:
+            last = done // MIB
+            _log(f"{description}: {done / MIB:.1f} MiB sent")
+
+    yield log if sized else log_unsized
 
 
 _repo_opt = click.option("--repo", help="Repository URL (http/https) or directory.")
@@ -210,26 +266,31 @@ def client_check(repo: str | None, socket_path: Path, trusted_root: Path | None,
 
 @client_group.command("update")
 @_repo_opt
-@click.option("--from", "from_file", type=_existing,
-              help="Install this SFUI from local media instead of a repository.")
+@click.option("--from", "from_file",
+              type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True),
+              help="Install this SFUI from local media instead of a repository; - reads it "
+                   "from stdin.")
 @_socket_opt
 @_root_opt
 @_state_opt
 def client_update(repo: str | None, from_file: Path | None, socket_path: Path,
                   trusted_root: Path | None, state_dir: Path | None) -> None:
     """Install the newest image for this device, streaming it to the agent as it downloads."""
-    from sfupdate.client import install_file, update
+    from sfupdate.client import install_file, install_stream, update
 
     if (repo is None) == (from_file is None):
         raise UsageError("give exactly one of --repo and --from")
     agent = _agent(socket_path)
-    if from_file is not None:
-        with _transfer_progress("installing") as progress:
+    if from_file is not None and str(from_file) == "-":
+        with _transfer_progress("installing", sized=False) as progress:
+            installed = install_stream(sys.stdin.buffer, "stdin", agent, progress)
+    elif from_file is not None:  # a FIFO or /dev/stdin has no size either
+        with _transfer_progress("installing", sized=from_file.is_file()) as progress:
             installed = install_file(from_file, agent, progress)
     else:
         index = _index(repo or "", trusted_root, state_dir)
         with _transfer_progress("updating") as progress:
-            result = update(index, agent, progress)
+            result = update(index, agent, progress, _log)
         if result.installed is None:
             click.echo(f"up to date: device runs sequence {result.check.running_sequence}")
             return

@@ -7,6 +7,7 @@ from sfupdate.keys.files import (
     key_id_hex,
     load_public_key,
     load_signer,
+    parse_public_pem,
     public_pem,
     write_private_key,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "key_id_hex",
     "load_public_key",
     "load_signer",
+    "parse_public_pem",
     "public_pem",
     "write_private_key",
 ]

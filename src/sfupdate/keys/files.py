@@ -83,7 +83,7 @@ def _check_private(key: object, path: Path) -> PrivateKey:
     raise KeyFileError(f"{path}: unsupported key type (need P-256 or Ed25519)")
 
 
-def _check_public(key: object, path: Path) -> PublicKey:
+def _check_public(key: object, path: Path | str) -> PublicKey:
     if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
         return key
     if isinstance(key, ed25519.Ed25519PublicKey):
@@ -105,11 +105,16 @@ def load_public_key(path: Path) -> TrustedKey:
     data = _read(path)
     if b"PRIVATE KEY" in data:
         return TrustedKey(load_private_key(path).public_key())
+    return parse_public_pem(data, str(path))
+
+
+def parse_public_pem(data: bytes, where: str) -> TrustedKey:
+    """A trusted key from public PEM bytes; `where` names them in errors."""
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError) as exc:
-        raise KeyFileError(f"{path} is not a PEM public key ({exc})") from None
-    return TrustedKey(_check_public(key, path))
+        raise KeyFileError(f"{where} is not a PEM public key ({exc})") from None
+    return TrustedKey(_check_public(key, where))
 
 
 class FileSigner:

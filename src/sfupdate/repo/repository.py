@@ -8,8 +8,10 @@ Layout of a repository directory (everything but `.sfu/` is what clients fetch):
     DIR/metadata/N.targets.json      what is available: one entry per SFUI (hashes, length,
                                      custom: sequence, vendor_id, class_id, version)
     DIR/targets/<sha256>.<name>      the SFUIs, content-addressed (consistent snapshots)
-    DIR/.sfu/repo.json               signing configuration: key FILE PATHS per role, expiries
-    DIR/.sfu/staged.json             entries added since the last publish
+    DIR/.sfu/repo.json               signing configuration: key FILE PATHS per role, expiries;
+                                     the firmware keys `add` verifies SFUIs with (public PEMs)
+    DIR/.sfu/staged.json             changes since the last publish: name -> new entry, or
+                                     name -> null for a removal
 
 Publishing writes new versioned files first and `timestamp.json` last (atomic renames, fsync),
 so a client reading the tree during a publish sees either the old or the new index, never a
@@ -17,15 +19,20 @@ mix. Old versions stay in place: a CDN may serve them for a while, clients refus
 
 Each role has its own list of key files and threshold in repo.json; `init` puts the one
 `--key` in every role, and nothing else assumes that they are the same key.
+
+`add` admits only an SFUI that verifies completely (sfupdate.repo.admit) with the firmware
+keys given to `init` (and those given to that `add`), and only one image per vendor, class and
+sequence number. `remove` stages a withdrawal: the next publish is an index without it, and
+clients that refresh are no longer offered it (its file stays: a client may be fetching it).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,9 +51,15 @@ from tuf.api.metadata import (
     Timestamp,
 )
 
-from sfupdate.errors import RepositoryError, UsageError
-from sfupdate.keys.files import load_private_key
-from sfupdate.sfui import EnvelopeReader, ImageInfo
+from sfupdate.errors import (
+    DuplicateImageError,
+    NotInRepositoryError,
+    RepositoryError,
+    UsageError,
+)
+from sfupdate.keys.files import load_private_key, parse_public_pem, public_pem
+from sfupdate.repo.admit import admit
+from sfupdate.sfui import TrustedKey
 
 METADATA: Final = "metadata"
 TARGETS: Final = "targets"
@@ -55,7 +68,6 @@ CONFIG: Final = "repo.json"
 STAGED: Final = "staged.json"
 ROOT_EXPIRES_DAYS: Final = 365
 DEFAULT_EXPIRES_DAYS: Final = 7
-CHUNK: Final = 1024 * 1024
 _NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]{0,199}")
 
 
@@ -76,6 +88,35 @@ class Entry:
                   "class_id": self.class_id, "version": self.version}
         return TargetFile(self.length, {"sha256": self.sha256}, self.name,
                           unrecognized_fields={"custom": custom})
+
+    @classmethod
+    def from_target_file(cls, target: TargetFile) -> Entry:
+        """The entry an index lists (written by `target_file`)."""
+        custom = target.custom if isinstance(target.custom, dict) else {}
+        return cls(target.path, target.length, str(target.hashes.get("sha256")),
+                   int(custom.get("sequence", -1)), str(custom.get("vendor_id")),
+                   str(custom.get("class_id")), custom.get("version"))
+
+    @property
+    def release(self) -> tuple[str, str, int]:
+        """What must be unique in a repository: vendor, class and sequence number."""
+        return self.vendor_id, self.class_id, self.sequence
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "length": self.length, "sha256": self.sha256,
+                "sequence": self.sequence, "vendor_id": self.vendor_id,
+                "class_id": self.class_id, "version": self.version}
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One line of `sfu repo list`: an entry and where it stands."""
+
+    entry: Entry
+    state: str  # "published", "staged" (added or replaced), "removal staged"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.entry.to_json(), "state": self.state}
 
 
 def _open(path: Path) -> BinaryIO:
@@ -129,11 +170,16 @@ class Repository:
     # --- creation ---------------------------------------------------------------------------
 
     @classmethod
-    def init(cls, root: Path, key_file: Path, expires_days: int = DEFAULT_EXPIRES_DAYS,
-             now: datetime | None = None) -> Repository:
-        """Create the tree, root metadata v1 and an empty first publish."""
+    def init(cls, root: Path, key_file: Path, firmware_keys: Sequence[TrustedKey],
+             expires_days: int = DEFAULT_EXPIRES_DAYS, now: datetime | None = None
+             ) -> Repository:
+        """Create the tree, root metadata v1 and an empty first publish. `firmware_keys` are
+        the keys SFUIs must be signed with to be added (their public PEMs go in repo.json)."""
         if expires_days < 1:
             raise UsageError("--expires-days must be at least 1")
+        if not firmware_keys:
+            raise UsageError("a repository needs at least one firmware key (--firmware-key): "
+                             "the public key SFUIs are signed with")
         if (root / PRIVATE).exists():
             raise UsageError(f"{root} is already a repository")
         key_path = str(key_file.resolve())
@@ -141,10 +187,11 @@ class Repository:
         roles = {name: {"keys": [key_path], "threshold": 1,
                         "expires_days": ROOT_EXPIRES_DAYS if name == Root.type else expires_days}
                  for name in sorted(TOP_LEVEL_ROLE_NAMES)}
+        pems = list(dict.fromkeys(public_pem(k.public_key).decode() for k in firmware_keys))
         for sub in (PRIVATE, METADATA, TARGETS):
             (root / sub).mkdir(parents=True, exist_ok=True)
-        _write_atomic(root / PRIVATE / CONFIG,
-                      json.dumps({"format": 1, "roles": roles}, indent=2).encode())
+        config = {"format": 1, "roles": roles, "firmware_keys": pems}
+        _write_atomic(root / PRIVATE / CONFIG, json.dumps(config, indent=2).encode())
         repo = cls(root)
         repo._write_root(now or _now())
         repo.publish(now)
@@ -196,59 +243,115 @@ class Repository:
     # --- staging and publishing -------------------------------------------------------------
 
     def _staged(self) -> dict[str, Any]:
+        """name -> TargetFile dict to add or replace, or None to remove."""
         path = self.root / PRIVATE / STAGED
         if not path.exists():
             return {}
         staged: dict[str, Any] = json.loads(path.read_text())
         return staged
 
-    def add(self, sfui: Path) -> Entry:
-        """Copy an SFUI into targets/ (content-addressed) and stage its index entry."""
+    def _write_staged(self, staged: dict[str, Any]) -> None:
+        _write_atomic(self.root / PRIVATE / STAGED, json.dumps(staged, indent=2).encode())
+
+    def firmware_keys(self) -> list[TrustedKey]:
+        """The keys `add` verifies SFUIs with (from `init --firmware-key`)."""
+        return [parse_public_pem(pem.encode(), f"{self.root / PRIVATE / CONFIG} firmware key")
+                for pem in self._config.get("firmware_keys", [])]
+
+    def listing(self) -> list[Listed]:
+        """Every published image and every staged change, by vendor, class and sequence."""
+        published = {n: Entry.from_target_file(t) for n, t in self.published()[3].items()}
+        rows = {name: Listed(entry, "published") for name, entry in published.items()}
+        for name, data in self._staged().items():
+            if data is None:
+                if name in published:
+                    rows[name] = Listed(published[name], "removal staged")
+            else:
+                rows[name] = Listed(Entry.from_target_file(TargetFile.from_dict(dict(data), name)),
+                                    "staged")
+        return sorted(rows.values(), key=lambda r: (*r.entry.release, r.entry.name))
+
+    def _current(self) -> dict[str, Entry]:
+        """What the next publish would list: the published index with the staged changes."""
+        return {row.entry.name: row.entry for row in self.listing()
+                if row.state != "removal staged"}
+
+    def add(self, sfui: Path, trust: Sequence[TrustedKey] = (), replace: bool = False) -> Entry:
+        """Verify an SFUI completely, copy it into targets/ (content-addressed) and stage its
+        index entry.
+
+        It must verify with one of the repository's firmware keys or `trust`. An image under
+        the same name with other content, or another image for the same vendor, class and
+        sequence number, is refused (DuplicateImageError) unless `replace`: then they are
+        withdrawn from the index in the same publish.
+        """
         name = sfui.name
         if not _NAME.fullmatch(name):
             raise UsageError(f"{name!r}: a target name is letters, digits and ._+- "
                              "(not starting with a dot), at most 200 characters")
+        trusted = [*self.firmware_keys(), *trust]
+        if not trusted:
+            raise UsageError(f"{self.root} knows no firmware key to verify {sfui} with: pass "
+                             "--trust PUB (repositories made by `sfu repo init "
+                             "--firmware-key` remember theirs)")
         with _open(sfui) as f:
-            reader = EnvelopeReader(f)  # indexing only: the device verifies the signature
-            info = ImageInfo.from_manifest(reader.unverified_manifest())
-            text = reader.unverified_text()
-            if info.vendor_id is None or info.class_id is None:
-                raise UsageError(f"{sfui}: the manifest names no UUID vendor-id or no "
-                                 "class-id, so no device could select it")
-            f.seek(0)
-            length, sha256 = self._store(f, name)
-        entry = Entry(name, length, sha256, info.sequence_number, str(info.vendor_id),
-                      str(info.class_id), text.component_version() if text else None)
-        known = {**self.published()[3], **{n: TargetFile.from_dict(dict(d), n)
-                                             for n, d in self._staged().items()}}
-        if name in known and known[name] != entry.target_file():
-            (self.root / TARGETS / f"{sha256}.{name}").unlink(missing_ok=True)
-            raise UsageError(f"{name} is already in the repository with other content; "
-                             "give the new image another file name")
-        staged = self._staged()
-        staged[name] = entry.target_file().to_dict()
-        _write_atomic(self.root / PRIVATE / STAGED, json.dumps(staged, indent=2).encode())
-        return entry
-
-    def _store(self, f: BinaryIO, name: str) -> tuple[int, str]:
-        """Copy into targets/<sha256>.<name>, hashing on the way (one pass, flat memory)."""
-        hasher = hashlib.sha256()
-        length = 0
-        fd, tmp = tempfile.mkstemp(dir=self.root / TARGETS, prefix=".tmp-")
+            admitted = admit(f, sfui, self.root / TARGETS, trusted)
         try:
-            with os.fdopen(fd, "wb") as out:
-                while chunk := f.read(CHUNK):
-                    hasher.update(chunk)
-                    length += len(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.root / TARGETS / f"{hasher.hexdigest()}.{name}")
+            info, text = admitted.info, admitted.text
+            entry = Entry(name, admitted.length, admitted.sha256, info.sequence_number,
+                          str(info.vendor_id), str(info.class_id),
+                          text.component_version() if text else None)
+            staged, published = self._staged(), self.published()[3]
+            for other in self._clashes(entry, replace):
+                if other in published:
+                    staged[other] = None
+                else:
+                    del staged[other]
+            staged[name] = entry.target_file().to_dict()
+            os.replace(admitted.tmp, self.root / TARGETS / f"{admitted.sha256}.{name}")
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            admitted.tmp.unlink(missing_ok=True)
             raise
         _fsync_dir(self.root / TARGETS)
-        return length, hasher.hexdigest()
+        self._write_staged(staged)
+        return entry
+
+    def _clashes(self, entry: Entry, replace: bool) -> list[str]:
+        """Names of other current entries `entry` would replace (refused unless `replace`)."""
+        clashes = []
+        for other in self._current().values():
+            if other == entry:
+                continue
+            if other.name == entry.name:
+                why = (f"{entry.name} is already in the repository with other content; give "
+                       "the new image another file name, or pass --replace to replace it")
+            elif other.release == entry.release:
+                why = (f"{other.name} already has sequence {entry.sequence} for this vendor "
+                       f"and class; pass --replace to withdraw it and publish {entry.name} "
+                       "instead")
+            else:
+                continue
+            if not replace:
+                raise DuplicateImageError(why)
+            if other.name != entry.name:
+                clashes.append(other.name)
+        return clashes
+
+    def remove(self, name: str) -> Entry:
+        """Stage the withdrawal of an image: the next publish no longer lists it. Its file
+        stays in targets/ (a client may be fetching it under the previous index)."""
+        staged = self._staged()
+        published = self.published()[3]
+        current = self._current()
+        if name not in current:
+            raise NotInRepositoryError(f"{name}: no such image in {self.root} (see "
+                                       "`sfu repo list`)")
+        if name in published:
+            staged[name] = None
+        else:
+            del staged[name]
+        self._write_staged(staged)
+        return current[name]
 
     def publish(self, now: datetime | None = None) -> int:
         """Sign new targets, snapshot and timestamp versions; timestamp.json goes last.
@@ -259,7 +362,10 @@ class Repository:
         now = now or _now()
         ts_v, snap_v, targets_v, targets = self.published()
         for name, data in self._staged().items():
-            targets[name] = TargetFile.from_dict(dict(data), name)
+            if data is None:
+                targets.pop(name, None)
+            else:
+                targets[name] = TargetFile.from_dict(dict(data), name)
         new_targets = Targets(version=targets_v + 1, expires=self._expires(Targets.type, now),
                               targets=targets)
         self._sign_write(Metadata(new_targets), f"{targets_v + 1}.targets.json")

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 
 #: Each exported name and the submodule it lives in.
 _EXPORTS = {
-    "ALGORITHM_NAMES": "cose", "AlgorithmStyle": "cose", "Signer": "cose", "TrustedKey": "cose", "key_id": "cose",
+    "ALGORITHM_NAMES": "cose", "AlgorithmStyle": "cose", "Signer": "cose",
+    "TrustedKey": "cose", "key_id": "cose",
     "Command": "model", "Common": "model", "Digest": "model", "ImageInfo": "model",
     "LocalizedText": "model", "Manifest": "model", "Text": "model",
     "EnvelopeReader": "reader", "PayloadRef": "reader", "Verified": "reader",

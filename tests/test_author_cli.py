@@ -1,0 +1,87 @@
+"""The author's commands on the files they are given: `sfu sign` does not overwrite an
+existing output without --force; `sfu inspect` says a truncated SFUI is truncated and fails."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sfupdate import errors, keys
+from sfupdate.cli.main import main
+from sfupdate.sfui import EnvelopeReader
+from tests.conftest import SignImage
+
+
+def sfu(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_error_line(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sfu: error: "), err
+    return lines[0]
+
+
+@pytest.fixture
+def author_key(tmp_path: Path) -> Path:
+    key = tmp_path / "author.key"
+    keys.write_private_key(keys.generate_private_key("ES256"), key)
+    return key
+
+
+@pytest.fixture
+def signing(tmp_path: Path, author_key: Path) -> list[str]:
+    """`sfu sign` arguments up to -o, for a small firmware."""
+    firmware, key = tmp_path / "fw.bin", author_key
+    firmware.write_bytes(b"firmware" * 1000)
+    return ["sign", str(firmware), "--key", str(key), "--sequence", "2", "--vendor",
+            "example.com", "--class", "demo-board"]
+
+
+def test_sign_refuses_to_overwrite_an_existing_output(
+        tmp_path: Path, signing: list[str], author_key: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    output = tmp_path / "precious.sfui"
+    output.write_bytes(b"the only copy of something")
+    code, out, err = sfu(capsys, *signing, "-o", output)
+    assert code == errors.UsageError.exit_code and out == ""
+    assert "--force" in one_error_line(err)
+    assert output.read_bytes() == b"the only copy of something"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+    assert sfu(capsys, *signing, "-o", output, "--force")[0] == 0
+    with output.open("rb") as f:
+        trusted = keys.load_public_key(author_key)
+        assert EnvelopeReader(f).authenticate([trusted]).info.sequence_number == 2
+
+
+def test_sign_writes_a_new_output_without_force(
+        tmp_path: Path, signing: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert sfu(capsys, *signing, "-o", tmp_path / "new.sfui")[0] == 0
+    assert (tmp_path / "new.sfui").stat().st_size > 8000
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_inspect_of_a_truncated_file_says_so_and_fails(
+        tmp_path: Path, sign_image: SignImage, as_json: bool,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    image = sign_image(payload=b"x" * 10_000, sequence=2)
+    truncated = tmp_path / "truncated.sfui"
+    truncated.write_bytes(image.read_bytes()[:-2500])
+    code, out, err = sfu(capsys, "inspect", truncated, *(["--json"] if as_json else []))
+    assert code == errors.TruncatedError.exit_code and out == ""
+    assert one_error_line(err) == (f"sfu: error: {truncated} is truncated: its payload is "
+                                   "declared as 10000 bytes, the file holds 7500 of them")
+
+
+def test_inspect_of_a_complete_file_succeeds(sign_image: SignImage,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    image = sign_image(payload=b"x" * 10_000, sequence=2)
+    code, out, _ = sfu(capsys, "inspect", "--json", image)
+    assert code == 0
+    described = json.loads(out)
+    assert described["image_size"] == described["payload"]["length"] == 10_000
