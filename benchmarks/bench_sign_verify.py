@@ -19,16 +19,18 @@ def run(size_mib: int = 1024, runs: int = 3) -> str:
     with tempfile.TemporaryDirectory(prefix="sfu-bench-") as tmp:
         work = Path(tmp)
         firmware, out, key = work / "fw.bin", work / "fw.sfui", work / "k.pem"
+        public = work / "k.pub"
         make_random_file(firmware, size_mib * 1024 * 1024)
         rows = []
         for alg in ("ES256", "EdDSA"):
             key.unlink(missing_ok=True)
             time_sfu(["keys", "generate", "--alg", alg, "-o", str(key)], runs=1)
+            time_sfu(["keys", "public", str(key), "-o", str(public)], runs=1)
             openssl = time_command(["openssl", "dgst", "-sha256", str(firmware)], runs)
             sign_s, sign_rss = time_sfu(["sign", str(firmware), "--key", str(key), "--sequence",
                                          "1", "--vendor", "example.com", "--class", "bench",
                                          "-o", str(out), "--force"], runs)
-            verify_s, verify_rss = time_sfu(["verify", str(out), "--key", str(key)], runs)
+            verify_s, verify_rss = time_sfu(["verify", str(out), "--key", str(public)], runs)
             rows.append([f"sign {alg}", f"{sign_s:.2f}", f"{openssl:.2f}",
                          f"{sign_s / openssl:.2f}", sign_rss // 1024])
             rows.append([f"verify {alg}", f"{verify_s:.2f}", f"{openssl:.2f}",

@@ -49,7 +49,7 @@ def _build() -> tuple[Path, list[Path]]:
     vendor = vendor_uuid("example.com")
     sign_firmware(firmware, sfui, keys.load_signer(key),
                   ImageSpec(1, vendor, class_uuid(vendor, "fuzz")))
-    repo = Repository.init(REPO, key, [keys.load_public_key(key)])
+    repo = Repository.init(REPO, key, [keys.load_public_half(key)])
     repo.add(sfui)
     repo.publish()
     meta = REPO / "metadata"

@@ -55,7 +55,7 @@ def test_sign_refuses_to_overwrite_an_existing_output(
 
     assert sfu(capsys, *signing, "-o", output, "--force")[0] == 0
     with output.open("rb") as f:
-        trusted = keys.load_public_key(author_key)
+        trusted = keys.load_public_half(author_key)
         assert EnvelopeReader(f).authenticate([trusted]).info.sequence_number == 2
 
 

@@ -76,8 +76,10 @@ def test_cli_sign_cose_alg_option(tmp_path: Path) -> None:
     assert _declared(poly) == [ALG_EDDSA]
     inspected = _sfu("inspect", default)
     assert "Ed25519 by key" in inspected.stdout
+    public = tmp_path / "author.pub"
+    assert _sfu("keys", "public", key, "-o", public).returncode == 0
     for path in (default, poly):
-        verified = _sfu("verify", path, "--key", key)
+        verified = _sfu("verify", path, "--key", public)
         assert verified.returncode == 0, verified.stderr
     bad = _sfu(*common, "--cose-alg", "es256", "-o", tmp_path / "bad.sfui")
     assert bad.returncode == 2

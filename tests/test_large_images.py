@@ -37,8 +37,10 @@ def sfu_measured(*args: str) -> tuple[subprocess.CompletedProcess[str], int]:
 
 @pytest.mark.slow
 def test_sparse_5gib_image_signs_inspects_and_verifies_with_flat_memory(tmp_path: Path) -> None:
-    key = tmp_path / "k.pem"
-    keys.write_private_key(keys.generate_private_key("EdDSA"), key)
+    key, public = tmp_path / "k.pem", tmp_path / "k.pub"
+    private = keys.generate_private_key("EdDSA")
+    keys.write_private_key(private, key)
+    public.write_bytes(keys.public_pem(private.public_key()))
     firmware = tmp_path / "big.bin"
     with open(firmware, "wb") as f:  # sparse: a few real bytes at both ends, holes between
         f.write(b"head")
@@ -58,7 +60,7 @@ def test_sparse_5gib_image_signs_inspects_and_verifies_with_flat_memory(tmp_path
         assert desc["image_size"] == FIVE_GIB
         assert desc["payload"]["length"] == FIVE_GIB
 
-        verified, verify_rss = sfu_measured("verify", str(out), "--key", str(key))
+        verified, verify_rss = sfu_measured("verify", str(out), "--key", str(public))
         assert verified.returncode == 0, verified.stderr
         print(f"5 GiB: sign peak RSS {sign_rss // 1024} MiB, verify {verify_rss // 1024} MiB")
         assert sign_rss < RSS_LIMIT_KIB
@@ -69,7 +71,7 @@ def test_sparse_5gib_image_signs_inspects_and_verifies_with_flat_memory(tmp_path
             byte = f.read(1)
             f.seek(-3, 2)
             f.write(bytes([byte[0] ^ 1]))
-        tampered, _ = sfu_measured("verify", str(out), "--key", str(key))
+        tampered, _ = sfu_measured("verify", str(out), "--key", str(public))
         assert tampered.returncode == 4
         assert "image-digest" in tampered.stderr
     finally:

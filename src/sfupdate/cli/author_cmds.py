@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import uuid
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -12,8 +13,16 @@ import click
 
 from sfupdate import keys
 from sfupdate.author import ImageSpec, sign_firmware
+from sfupdate.cli.key_options import (
+    KEY_METAVAR,
+    ask,
+    passphrase_file_option,
+    unlock,
+    unlock_options,
+)
 from sfupdate.cli.render import emit_json, progress_bar
 from sfupdate.errors import TruncatedError, UsageError, WrongClassError, WrongVendorError
+from sfupdate.keys.unlock import PASSPHRASE_ENV, read_secret_file
 from sfupdate.sfui import (
     ALGORITHM_NAMES,
     AlgorithmStyle,
@@ -47,19 +56,47 @@ def keys_group() -> None:
               help="Key type, by algorithm: ESP256 (P-256) or Ed25519; ES256 and EdDSA are "
                    "aliases. The COSE algorithm ID is chosen when signing (sfu sign --cose-alg).")
 @click.option("-o", "--output", type=_path, required=True, help="Private key file to create.")
-def keys_generate(algorithm: str, output: Path) -> None:
+@click.option("--encrypt", is_flag=True,
+              help="Encrypt the key with a passphrase (from --passphrase-file, else "
+                   "$SFU_KEY_PASSPHRASE, else asked twice on a terminal).")
+@passphrase_file_option
+def keys_generate(algorithm: str, output: Path, encrypt: bool,
+                  passphrase_file: Path | None) -> None:
     """Generate a private signing key (PEM, mode 0600)."""
+    passphrase = _new_passphrase(passphrase_file) if encrypt else None
+    if passphrase_file is not None and not encrypt:
+        raise UsageError("--passphrase-file goes with --encrypt")
     key = keys.generate_private_key(algorithm)
-    keys.write_private_key(key, output)
-    click.echo(f"{output}: {algorithm} key {keys.key_id_hex(key.public_key())}")
+    keys.write_private_key(key, output, passphrase)
+    click.echo(f"{output}: {algorithm} key {keys.key_id_hex(key.public_key())}"
+               + (" (encrypted)" if passphrase else ""))
+
+
+def _new_passphrase(passphrase_file: Path | None) -> bytes:
+    if passphrase_file is not None:
+        return read_secret_file(passphrase_file, "passphrase")
+    if os.environ.get(PASSPHRASE_ENV):
+        return os.environ[PASSPHRASE_ENV].encode()
+    if not sys.stdin.isatty():
+        raise UsageError(f"--encrypt needs --passphrase-file FILE or {PASSPHRASE_ENV} (no "
+                         "terminal to ask on)")
+    first = ask("New passphrase")
+    if not first:
+        raise UsageError("an empty passphrase encrypts nothing")
+    if ask("Repeat the passphrase") != first:
+        raise UsageError("the passphrases differ; nothing written")
+    return first.encode()
 
 
 @keys_group.command("public")
-@click.argument("key_file", type=_existing)
+@click.argument("key", metavar=KEY_METAVAR)
 @click.option("-o", "--output", type=_path, help="Write the public PEM here (default: stdout).")
-def keys_public(key_file: Path, output: Path | None) -> None:
-    """Print a key's public half (SubjectPublicKeyInfo PEM) and its key ID."""
-    trusted = keys.load_public_key(key_file)
+@unlock_options
+def keys_public(key: str, output: Path | None, passphrase_file: Path | None,
+                pkcs11_module: str | None) -> None:
+    """Print a key's public half (SubjectPublicKeyInfo PEM) and its key ID. KEY is a PEM file
+    of either half or a pkcs11: URI (the key pair's public object in the token)."""
+    trusted = keys.load_public_half(key, unlock(passphrase_file, pkcs11_module))
     pem = keys.public_pem(trusted.public_key)
     if output:
         output.write_bytes(pem)
@@ -75,7 +112,8 @@ def _uuids(vendor: str, klass: str) -> tuple[uuid.UUID, uuid.UUID]:
 
 @click.command()
 @click.argument("firmware", type=_existing)
-@click.option("--key", "key_file", type=_existing, required=True, help="Private signing key.")
+@click.option("--key", "key_ref", metavar=KEY_METAVAR, required=True,
+              help="Private signing key: a PEM file or a pkcs11: URI.")
 @click.option("--sequence", type=click.IntRange(0, 2**64 - 1), required=True,
               help="Sequence number: the anti-rollback version.")
 @click.option("--vendor", required=True, help="Vendor name (domain) or vendor UUID.")
@@ -89,13 +127,16 @@ def _uuids(vendor: str, klass: str) -> tuple[uuid.UUID, uuid.UUID]:
                    "ES256 (-7) / EdDSA (-8) for recipients that know only those.")
 @click.option("-o", "--output", type=_path, required=True, help="The SFUI file to write.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
-def sign(firmware: Path, key_file: Path, sequence: int, vendor: str, klass: str,
+@unlock_options
+def sign(firmware: Path, key_ref: str, sequence: int, vendor: str, klass: str,
          version_text: str | None, description: str | None, cose_alg: str,
-         output: Path, force: bool) -> None:
+         output: Path, force: bool, passphrase_file: Path | None,
+         pkcs11_module: str | None) -> None:
     """Sign FIRMWARE into a Secured Firmware Update Image (SUIT envelope)."""
     if not force and os.path.lexists(output):  # before the work; the final rename is atomic
         raise UsageError(f"{output} exists; refusing to overwrite it (--force replaces it)")
-    signer = keys.load_signer(key_file, AlgorithmStyle(cose_alg))
+    signer = keys.load_signer(key_ref, AlgorithmStyle(cose_alg),
+                              unlock(passphrase_file, pkcs11_module))
     vendor_id, class_id = _uuids(vendor, klass)
     spec = ImageSpec(sequence, vendor_id, class_id, version_text, description)
     with progress_bar("signing") as progress:

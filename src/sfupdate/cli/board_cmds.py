@@ -14,6 +14,7 @@ from sfupdate.board.power import POWER_CUT_EXIT, PowerCut
 from sfupdate.board.sim import SimBoard, create_board, open_board
 from sfupdate.boot.provision import provision
 from sfupdate.boot.rom import boot, run_bundle
+from sfupdate.cli.key_options import passphrase_file_option, unlock
 from sfupdate.cli.render import emit_json
 from sfupdate.errors import UsageError
 from sfupdate.kernel import Kernel
@@ -59,6 +60,7 @@ def create(directory: Path, slot_size: str) -> None:
 @click.option("--agent-key", type=_existing,
               help="Private key that signs the agent bundle; its hash is fused in OTP. "
                    "Default: a one-time key, forgotten after provisioning.")
+@passphrase_file_option
 @click.option("--operator", "operator_files", type=_existing, multiple=True,
               help="Public key trusted to sign remote commands and integrity policies "
                    "(repeatable).")
@@ -66,14 +68,15 @@ def create(directory: Path, slot_size: str) -> None:
               help="Public key trusted to sign images while the device is quarantined "
                    "(repeatable).")
 def provision_cmd(directory: Path, trust_files: tuple[Path, ...], vendor: str, klass: str,
-                  firmware: Path, agent_key: Path | None, operator_files: tuple[Path, ...],
-                  recovery_files: tuple[Path, ...]) -> None:
+                  firmware: Path, agent_key: Path | None, passphrase_file: Path | None,
+                  operator_files: tuple[Path, ...], recovery_files: tuple[Path, ...]) -> None:
     """Fuse the root of trust, store trust anchors, install and confirm the first firmware."""
     board = open_board(directory)
     trusted = [keys.load_public_key(p) for p in trust_files]
     operators = [keys.load_public_key(p) for p in operator_files]
     recovery = [keys.load_public_key(p) for p in recovery_files]
-    signer = keys.load_signer(agent_key) if agent_key else None
+    signer = (keys.FileSigner(keys.load_private_key(agent_key, unlock(passphrase_file)))
+              if agent_key else None)
     done = provision(board, trusted, vendor, klass, firmware, signer, operators, recovery)
     board.identity_public_path.write_bytes(done.identity_public_pem)
     click.echo(f"{directory}: provisioned; slot A confirmed at sequence {done.image.sequence}; "

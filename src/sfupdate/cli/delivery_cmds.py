@@ -8,10 +8,11 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 
+from sfupdate.cli.key_options import KEY_METAVAR, unlock, unlock_options
 from sfupdate.cli.render import emit_json, progress_bar
 from sfupdate.errors import UsageError
 from sfupdate.ipc.client import AgentClient
@@ -45,25 +46,63 @@ def repo_group() -> None:
     """Publish SFUIs in a static repository with a signed index."""
 
 
+_ROLES = ("root", "targets", "snapshot", "timestamp")  # sfupdate.repo.roles.ROLES, unimported
+
+
 @repo_group.command("init")
 @click.argument("directory", type=_dir)
-@click.option("--key", "key_file", type=_existing, required=True,
-              help="Private key that signs the index (every role, for now).")
+@click.option("--key", "key_ref", metavar=KEY_METAVAR,
+              help="Key for every role not given its own below (a PEM file or pkcs11: URI).")
+@click.option("--root-key", metavar=KEY_METAVAR,
+              help="Root role key: signs the trust anchor and key rotations; keep it offline.")
+@click.option("--targets-key", metavar=KEY_METAVAR, help="Targets role key: signs the index.")
+@click.option("--snapshot-key", metavar=KEY_METAVAR, help="Snapshot role key.")
+@click.option("--timestamp-key", metavar=KEY_METAVAR,
+              help="Timestamp role key: signs every publish, the shortest-lived metadata.")
 @click.option("--firmware-key", "firmware_keys", type=_existing, multiple=True, required=True,
               help="Public key SFUIs must be signed with to be added (repeatable); kept in "
                    "the repository's configuration.")
 @click.option("--expires-days", type=click.IntRange(1, 3650), default=7, show_default=True,
               help="How long each publish of the index stays valid; republish before.")
-def repo_init(directory: Path, key_file: Path, firmware_keys: tuple[Path, ...],
-              expires_days: int) -> None:
-    """Create an empty repository in DIRECTORY."""
+@unlock_options
+def repo_init(directory: Path, key_ref: str | None, root_key: str | None,
+              targets_key: str | None, snapshot_key: str | None, timestamp_key: str | None,
+              firmware_keys: tuple[Path, ...], expires_days: int, passphrase_file: Path | None,
+              pkcs11_module: str | None) -> None:
+    """Create an empty repository in DIRECTORY.
+
+    The online roles' key references (not root's) are remembered for `sfu repo publish`."""
     from sfupdate.keys import load_public_key
     from sfupdate.repo import Repository
 
+    given = zip(_ROLES, (root_key, targets_key, snapshot_key, timestamp_key), strict=True)
+    role_keys = {role: [chosen] for role, ref in given if (chosen := ref or key_ref)}
     trusted = [load_public_key(path) for path in firmware_keys]
-    Repository.init(directory, key_file, trusted, expires_days)
+    Repository.init(directory, role_keys, trusted, expires_days,
+                    unlock=unlock(passphrase_file, pkcs11_module))
     click.echo(f"{directory}: repository created; give devices "
                f"{directory / 'metadata' / '1.root.json'} as their trusted root")
+
+
+_role_key_options = [
+    click.option("--key", "role_keys", metavar="ROLE=KEY", multiple=True,
+                 help="Sign ROLE (targets, snapshot, timestamp; root for rotate) with KEY, a "
+                      "PEM file or pkcs11: URI, instead of the remembered key (repeatable)."),
+    click.option("--keys-file", type=_existing,
+                 help='JSON {"ROLE": ["KEY", ...]} naming the keys (paths relative to it).'),
+]
+
+
+def _with_role_keys(f: Any) -> Any:
+    for option in reversed(_role_key_options):
+        f = option(f)
+    return unlock_options(f)
+
+
+def _role_keys(role_keys: tuple[str, ...], keys_file: Path | None) -> dict[str, list[str]]:
+    from sfupdate.repo.roles import parse_role_keys, read_keys_file
+
+    return {**(read_keys_file(keys_file) if keys_file else {}), **parse_role_keys(role_keys)}
 
 
 @repo_group.command("add")
@@ -127,14 +166,71 @@ def repo_list(directory: Path, as_json: bool) -> None:
 
 @repo_group.command("publish")
 @click.argument("directory", type=_existing_dir)
-def repo_publish(directory: Path) -> None:
+@_with_role_keys
+def repo_publish(directory: Path, role_keys: tuple[str, ...], keys_file: Path | None,
+                 passphrase_file: Path | None, pkcs11_module: str | None) -> None:
     """Sign and publish the index (also renews its expiry)."""
     from sfupdate.repo import Repository
 
     repo = Repository(directory)
-    version = repo.publish()
+    version = repo.publish(keys=_role_keys(role_keys, keys_file),
+                           unlock=unlock(passphrase_file, pkcs11_module))
     count = len(repo.published()[3])
     click.echo(f"{directory}: published index version {version} ({count} images)")
+
+
+@repo_group.command("rotate")
+@click.argument("directory", type=_existing_dir)
+@click.argument("role", type=click.Choice(_ROLES))
+@click.option("--new-key", "new_keys", metavar=KEY_METAVAR, multiple=True, required=True,
+              help="The role's new key (repeatable: any one of them signs); it replaces all "
+                   "of the role's keys.")
+@click.option("--root-key", "root_keys", metavar=KEY_METAVAR, multiple=True, required=True,
+              help="The current root key, which signs the new root version (repeatable).")
+@_with_role_keys
+def repo_rotate(directory: Path, role: str, new_keys: tuple[str, ...],
+                root_keys: tuple[str, ...], role_keys: tuple[str, ...], keys_file: Path | None,
+                passphrase_file: Path | None, pkcs11_module: str | None) -> None:
+    """Replace ROLE's keys in a new root version signed by the root key; clients follow it.
+
+    A new targets, snapshot or timestamp key is remembered, and the index is republished
+    with it at once; a new root key signs its root version too."""
+    from sfupdate.repo import Repository
+
+    repo = Repository(directory)
+    version = repo.rotate(role, new_keys, root_keys, _role_keys(role_keys, keys_file),
+                          unlock(passphrase_file, pkcs11_module))
+    click.echo(f"{directory}: {role} key rotated; root version {version} "
+               f"({directory / 'metadata' / f'{version}.root.json'})")
+
+
+@repo_group.command("status")
+@click.argument("directory", type=_existing_dir)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def repo_status(directory: Path, as_json: bool) -> None:
+    """Show each role's keys, threshold, newest version and expiry."""
+    from sfupdate.repo import Repository
+
+    rows = Repository(directory).status()
+    if as_json:
+        emit_json([row.to_json() for row in rows])
+        return
+    for row in rows:
+        expiry = "never published" if row.expires is None else (
+            f"expires {row.expires:%Y-%m-%d %H:%M} UTC ({_left(row.seconds_left or 0)})")
+        click.echo(f"{row.role:<10} version {row.version or '-':<5} {expiry}; "
+                   f"threshold {row.threshold} of keys {', '.join(k[:16] for k in row.keyids)}")
+        for ref in row.remembered:
+            click.echo(f"{'':<10} signs with {ref}")
+
+
+def _left(seconds: int) -> str:
+    if seconds < 0:
+        return "EXPIRED: publish now"
+    days, rest = divmod(seconds, 86400)
+    if days:
+        return f"in {days} d {rest // 3600} h"
+    return f"in {rest // 3600} h {rest % 3600 // 60} min"
 
 
 @click.command()

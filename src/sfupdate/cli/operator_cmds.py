@@ -15,6 +15,7 @@ import click
 
 from sfupdate import keys
 from sfupdate.cli.agent_cmds import parse_hex
+from sfupdate.cli.key_options import KEY_METAVAR, unlock, unlock_options
 from sfupdate.cli.render import emit_json
 from sfupdate.errors import UsageError
 from sfupdate.ipc.client import AgentClient
@@ -98,8 +99,10 @@ def remote_group() -> None:
 
 
 @remote_group.command("sign")
-@click.option("--key", "key_file", type=_existing, required=True,
-              help="The operator's private key (provisioned as an operator anchor).")
+@click.option("--key", "key_ref", metavar=KEY_METAVAR, required=True,
+              help="The operator's private key (provisioned as an operator anchor): a PEM "
+                   "file or a pkcs11: URI.")
+@unlock_options
 @click.option("--action", type=click.Choice(sorted(ACTIONS)), required=True)
 @_with_target
 @click.option("--number", type=click.IntRange(1, 2**64 - 1), required=True,
@@ -113,7 +116,8 @@ def remote_group() -> None:
 @click.option("--through", type=click.IntRange(0, 2**64 - 1), metavar="N",
               help="acknowledge: release the pinned events numbered up to N (sfu agent audit).")
 @click.option("-o", "--output", type=_path, required=True, help="The signed command to write.")
-def remote_sign(key_file: Path, action: str, device_key: Path | None, vendor: str | None,
+def remote_sign(key_ref: str, passphrase_file: Path | None, pkcs11_module: str | None,
+                action: str, device_key: Path | None, vendor: str | None,
                 klass: str | None, number: int, expires_in: int | None, nonce: str | None,
                 recovery_key: str | None, revoke: str | None, through: int | None,
                 output: Path) -> None:
@@ -144,20 +148,24 @@ def remote_sign(key_file: Path, action: str, device_key: Path | None, vendor: st
     expires = now + expires_in if expires_in else None
     command = RemoteCommand(_target(device_key, vendor, klass), number, action, arguments,
                             expires, issued=now)
-    _write(output, sign_command(command, keys.load_signer(key_file)))
+    signer = keys.load_signer(key_ref, unlock=unlock(passphrase_file, pkcs11_module))
+    _write(output, sign_command(command, signer))
     nonce_note = f", nonce {arguments['nonce'].hex()}" if action == "inspect" else ""
     click.echo(f"{output}: {action} command {number}{nonce_note}")
 
 
 @remote_group.command("policy-sign")
 @click.argument("policy_json", type=_existing)
-@click.option("--key", "key_file", type=_existing, required=True,
-              help="The operator's private key (provisioned as an operator anchor).")
+@click.option("--key", "key_ref", metavar=KEY_METAVAR, required=True,
+              help="The operator's private key (provisioned as an operator anchor): a PEM "
+                   "file or a pkcs11: URI.")
+@unlock_options
 @_with_target
 @click.option("--sequence", type=click.IntRange(1, 2**64 - 1), required=True,
               help="Policy sequence number: must be above the installed policy's.")
 @click.option("-o", "--output", type=_path, required=True, help="The signed policy to write.")
-def policy_sign(policy_json: Path, key_file: Path, device_key: Path | None, vendor: str | None,
+def policy_sign(policy_json: Path, key_ref: str, passphrase_file: Path | None,
+                pkcs11_module: str | None, device_key: Path | None, vendor: str | None,
                 klass: str | None, sequence: int, output: Path) -> None:
     """Sign an integrity policy from POLICY_JSON: {"regions": [{"name", "file" | "slot",
     "offset", "length", "sha256" (hex) | "sha256_of" (a reference file here),
@@ -170,7 +178,8 @@ def policy_sign(policy_json: Path, key_file: Path, device_key: Path | None, vend
         raise UsageError(f"{policy_json}: expected an object with a \"regions\" list")
     regions = tuple(_region(item, policy_json.parent) for item in spec["regions"])
     policy = IntegrityPolicy(_target(device_key, vendor, klass), sequence, regions)
-    _write(output, sign_policy(policy, keys.load_signer(key_file)))
+    signer = keys.load_signer(key_ref, unlock=unlock(passphrase_file, pkcs11_module))
+    _write(output, sign_policy(policy, signer))
     click.echo(f"{output}: integrity policy {sequence}, {len(regions)} regions")
 
 

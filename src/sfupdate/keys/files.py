@@ -1,4 +1,5 @@
-"""PEM key files (PKCS#8 private, SubjectPublicKeyInfo public) and the file-backed signer."""
+"""PEM key files (PKCS#8 private, optionally passphrase-encrypted; SubjectPublicKeyInfo
+public) and the file-backed signer."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Final
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from sfupdate.errors import KeyFileError, UsageError
+from sfupdate.errors import KeyFileError, KeyPassphraseError, NotAPublicKeyError, UsageError
+from sfupdate.keys.unlock import Unlock
 from sfupdate.sfui.cose import (
     AlgorithmStyle,
     PublicKey,
@@ -39,10 +41,14 @@ def generate_private_key(algorithm: str) -> PrivateKey:
     raise UsageError(f"unknown algorithm {algorithm!r} (choose {', '.join(ALGORITHMS)})")
 
 
-def write_private_key(key: PrivateKey, path: Path) -> None:
-    """Write a PKCS#8 PEM readable by the owner only; refuses to overwrite."""
+def write_private_key(key: PrivateKey, path: Path, passphrase: bytes | None = None) -> None:
+    """Write a PKCS#8 PEM readable by the owner only, encrypted with `passphrase` if given
+    (the best encryption the cryptography library offers); refuses to overwrite."""
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase) if passphrase
+        else serialization.NoEncryption())
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+                            encryption)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -91,21 +97,38 @@ def _check_public(key: object, path: Path | str) -> PublicKey:
     raise KeyFileError(f"{path}: unsupported key type (need P-256 or Ed25519)")
 
 
-def load_private_key(path: Path) -> PrivateKey:
+def load_private_key(path: Path, unlock: Unlock | None = None) -> PrivateKey:
+    """A private key from a PEM file; an encrypted one is opened with the passphrase
+    `unlock` gives (file, environment or prompt)."""
     data = _read(path)
     try:
         key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        raise KeyFileError(f"{path} is not an unencrypted PEM private key ({exc})") from None
+    except TypeError:  # encrypted
+        passphrase = (unlock or Unlock()).passphrase(str(path))
+        try:
+            key = serialization.load_pem_private_key(data, password=passphrase)
+        except ValueError:
+            raise KeyPassphraseError(f"{path}: wrong passphrase") from None
+    except ValueError as exc:
+        raise KeyFileError(f"{path} is not a PEM private key ({exc})") from None
     return _check_private(key, path)
 
 
 def load_public_key(path: Path) -> TrustedKey:
-    """A trusted key from a public PEM, or from a private PEM (its public half)."""
+    """A trust anchor from a public PEM; a private key is refused: whoever holds a trust
+    anchor file must not hold the power to sign with it."""
     data = _read(path)
     if b"PRIVATE KEY" in data:
-        return TrustedKey(load_private_key(path).public_key())
+        raise NotAPublicKeyError(f"{path} is a private key; a trust anchor is its public half "
+                                 f"(sfu keys public {path} -o PUB.pem)")
     return parse_public_pem(data, str(path))
+
+
+def public_half(path: Path, unlock: Unlock | None = None) -> TrustedKey:
+    """The public key of a PEM file holding either half."""
+    if b"PRIVATE KEY" in _read(path):
+        return TrustedKey(load_private_key(path, unlock).public_key())
+    return load_public_key(path)
 
 
 def parse_public_pem(data: bytes, where: str) -> TrustedKey:
@@ -139,7 +162,3 @@ class FileSigner:
         if isinstance(self._key, ec.EllipticCurvePrivateKey):
             return ecdsa_der_to_raw(self._key.sign(data, ec.ECDSA(hashes.SHA256())))
         return self._key.sign(data)
-
-
-def load_signer(path: Path, style: AlgorithmStyle = AlgorithmStyle.FULLY_SPECIFIED) -> FileSigner:
-    return FileSigner(load_private_key(path), style)

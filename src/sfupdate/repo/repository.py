@@ -8,8 +8,12 @@ Layout of a repository directory (everything but `.sfu/` is what clients fetch):
     DIR/metadata/N.targets.json      what is available: one entry per SFUI (hashes, length,
                                      custom: sequence, vendor_id, class_id, version)
     DIR/targets/<sha256>.<name>      the SFUIs, content-addressed (consistent snapshots)
-    DIR/.sfu/repo.json               signing configuration: key FILE PATHS per role, expiries;
-                                     the firmware keys `add` verifies SFUIs with (public PEMs)
+    DIR/metadata/N.root.json         later root versions (key rotations), each signed by the
+                                     previous root's keys; clients follow the chain
+    DIR/.sfu/repo.json               configuration: expiry per role; the firmware keys `add`
+                                     verifies SFUIs with (public PEMs)
+    DIR/.sfu/keys.json               the online roles' key references (paths, pkcs11: URIs; no
+                                     secrets) that `publish` uses unless given others
     DIR/.sfu/staged.json             changes since the last publish: name -> new entry, or
                                      name -> null for a removal
 
@@ -17,8 +21,11 @@ Publishing writes new versioned files first and `timestamp.json` last (atomic re
 so a client reading the tree during a publish sees either the old or the new index, never a
 mix. Old versions stay in place: a CDN may serve them for a while, clients refuse them.
 
-Each role has its own list of key files and threshold in repo.json; `init` puts the one
-`--key` in every role, and nothing else assumes that they are the same key.
+Each role has its own keys, listed in the root metadata (sfupdate.repo.roles): `init` takes
+one key per role (or one for all), `publish` signs with the keys it is given or the
+remembered online ones, and `rotate` replaces a role's keys in a new root version signed by
+the root keys. The root key is never remembered: it can stay offline (in an HSM, or a file
+on a machine that never serves the repository).
 
 `add` admits only an SFUI that verifies completely (sfupdate.repo.admit) with the firmware
 keys given to `init` (and those given to that `add`), and only one image per vendor, class and
@@ -32,18 +39,16 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
-from securesystemslib.signer import CryptoSigner, SSlibKey
+from securesystemslib.signer import Signer
 from tuf.api.metadata import (
-    TOP_LEVEL_ROLE_NAMES,
     Metadata,
     MetaFile,
-    Role,
     Root,
     Snapshot,
     TargetFile,
@@ -57,18 +62,22 @@ from sfupdate.errors import (
     RepositoryError,
     UsageError,
 )
-from sfupdate.keys.files import load_private_key, parse_public_pem, public_pem
+from sfupdate.keys import Unlock, parse_public_pem, public_pem
 from sfupdate.repo.admit import admit
+from sfupdate.repo.roles import ONLINE_ROLES, ROLES, Keyring, RoleKeys, normalise
+from sfupdate.repo.status import RoleStatus
 from sfupdate.sfui import TrustedKey
 
 METADATA: Final = "metadata"
 TARGETS: Final = "targets"
 PRIVATE: Final = ".sfu"
 CONFIG: Final = "repo.json"
+KEYS: Final = "keys.json"
 STAGED: Final = "staged.json"
 ROOT_EXPIRES_DAYS: Final = 365
 DEFAULT_EXPIRES_DAYS: Final = 7
 _NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]{0,199}")
+_ROOT_FILE: Final = re.compile(r"([1-9][0-9]*)\.root\.json")
 
 
 @dataclass(frozen=True)
@@ -170,11 +179,14 @@ class Repository:
     # --- creation ---------------------------------------------------------------------------
 
     @classmethod
-    def init(cls, root: Path, key_file: Path, firmware_keys: Sequence[TrustedKey],
-             expires_days: int = DEFAULT_EXPIRES_DAYS, now: datetime | None = None
-             ) -> Repository:
-        """Create the tree, root metadata v1 and an empty first publish. `firmware_keys` are
-        the keys SFUIs must be signed with to be added (their public PEMs go in repo.json)."""
+    def init(cls, root: Path, keys: RoleKeys | str | Path, firmware_keys: Sequence[TrustedKey],
+             expires_days: int = DEFAULT_EXPIRES_DAYS, now: datetime | None = None,
+             unlock: Unlock | None = None) -> Repository:
+        """Create the tree, root metadata v1 and an empty first publish.
+
+        `keys` names each role's signing keys (role -> references), or is one reference for
+        every role. `firmware_keys` are the keys SFUIs must be signed with to be added
+        (their public PEMs go in repo.json)."""
         if expires_days < 1:
             raise UsageError("--expires-days must be at least 1")
         if not firmware_keys:
@@ -182,43 +194,106 @@ class Repository:
                              "the public key SFUIs are signed with")
         if (root / PRIVATE).exists():
             raise UsageError(f"{root} is already a repository")
-        key_path = str(key_file.resolve())
-        load_private_key(key_file)  # fail now, not at the first publish
-        roles = {name: {"keys": [key_path], "threshold": 1,
-                        "expires_days": ROOT_EXPIRES_DAYS if name == Root.type else expires_days}
-                 for name in sorted(TOP_LEVEL_ROLE_NAMES)}
+        role_keys = ({role: [normalise(keys)] for role in ROLES}
+                     if isinstance(keys, str | Path)
+                     else {role: [normalise(ref) for ref in refs] for role, refs in keys.items()})
+        missing = [role for role in ROLES if not role_keys.get(role)]
+        if missing:
+            raise UsageError("a repository needs a key for every role: --key KEY for all, or "
+                             + ", ".join(f"--{role}-key" for role in missing))
+        keyring = Keyring(role_keys, unlock)
+        now = now or _now()
+        metadata = Root(version=1, consistent_snapshot=True,
+                        expires=now + timedelta(days=ROOT_EXPIRES_DAYS))
+        for role in ROLES:
+            for ref in role_keys[role]:  # each key loads, and can sign, before anything is made
+                metadata.add_key(keyring.signer(ref).public_key, role)
+        roles = {role: {"expires_days": ROOT_EXPIRES_DAYS if role == Root.type else expires_days}
+                 for role in ROLES}
         pems = list(dict.fromkeys(public_pem(k.public_key).decode() for k in firmware_keys))
         for sub in (PRIVATE, METADATA, TARGETS):
             (root / sub).mkdir(parents=True, exist_ok=True)
-        config = {"format": 1, "roles": roles, "firmware_keys": pems}
+        config = {"format": 2, "roles": roles, "firmware_keys": pems}
         _write_atomic(root / PRIVATE / CONFIG, json.dumps(config, indent=2).encode())
         repo = cls(root)
-        repo._write_root(now or _now())
-        repo.publish(now)
+        repo._remember({role: role_keys[role] for role in ONLINE_ROLES})
+        repo._write_root(metadata, keyring.signers(Root.type, metadata))
+        repo.publish(now, unlock=unlock, keyring=keyring)
         return repo
-
-    def _signers(self, role: str) -> list[CryptoSigner]:
-        return [CryptoSigner(load_private_key(Path(p)))
-                for p in self._config["roles"][role]["keys"]]
 
     def _expires(self, role: str, now: datetime) -> datetime:
         return now + timedelta(days=int(self._config["roles"][role]["expires_days"]))
 
-    def _write_root(self, now: datetime) -> None:
-        root = Root(version=1, expires=self._expires(Root.type, now), consistent_snapshot=True)
-        for role in TOP_LEVEL_ROLE_NAMES:
-            config = self._config["roles"][role]
-            root.roles[role] = Role([], int(config["threshold"]))
-            for signer in self._signers(role):
-                key = signer.public_key
-                assert isinstance(key, SSlibKey)
-                root.add_key(key, role)
-        md = Metadata(root)
-        for signer in self._signers(Root.type):
+    def _write_root(self, metadata: Root, signers: Sequence[Signer]) -> None:
+        md = Metadata(metadata)
+        for signer in signers:
             md.sign(signer, append=True)
-        _write_atomic(self._meta("1.root.json"), md.to_bytes())
+        _write_atomic(self._meta(f"{metadata.version}.root.json"), md.to_bytes())
 
-    # --- reading the published state --------------------------------------------------------
+    # --- signing keys -----------------------------------------------------------------------
+
+    def remembered_keys(self) -> dict[str, list[str]]:
+        """The online roles' key references `publish` uses by default (.sfu/keys.json; a
+        repository made before it existed kept them in repo.json's roles)."""
+        path = self.root / PRIVATE / KEYS
+        if path.exists():
+            try:
+                remembered: dict[str, list[str]] = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                raise UsageError(f"cannot read {path}: {exc}") from None
+            return remembered
+        return {role: list(self._config["roles"][role].get("keys", []))
+                for role in ONLINE_ROLES}
+
+    def _remember(self, keys: RoleKeys) -> None:
+        remembered = {**self.remembered_keys(), **{r: list(k) for r, k in keys.items()}}
+        _write_atomic(self.root / PRIVATE / KEYS, json.dumps(remembered, indent=2).encode())
+
+    def trusted_root(self) -> Root:
+        """The newest root metadata: which keys sign for each role, and the thresholds."""
+        versions = [int(m.group(1)) for f in (self.root / METADATA).iterdir()
+                    if (m := _ROOT_FILE.fullmatch(f.name))]
+        if not versions:
+            raise RepositoryError(f"{self.root / METADATA} holds no root metadata")
+        root: Root = self._load(f"{max(versions)}.root.json").signed
+        return root
+
+    def rotate(self, role: str, new_keys: Sequence[str | Path], root_keys: Sequence[str | Path],
+               keys: RoleKeys | None = None, unlock: Unlock | None = None,
+               now: datetime | None = None) -> int:
+        """Replace `role`'s keys by `new_keys` in a new root version, signed by the current
+        root keys (and, for the root role, by the new root keys too, as TUF requires).
+
+        A new online key is remembered for later publishes, and the index is republished
+        at once with it, so clients that take the new root find metadata it vouches for.
+        Returns the new root version."""
+        if role not in ROLES:
+            raise UsageError(f"no role {role!r} (one of {', '.join(ROLES)})")
+        if not new_keys:
+            raise UsageError("give the new key: --new-key KEY")
+        if not root_keys:
+            raise UsageError("a rotation is signed by the current root key: --root-key KEY")
+        new_refs = [normalise(ref) for ref in new_keys]
+        now = now or _now()
+        keyring = Keyring({**self.remembered_keys(), **(keys or {}), role: new_refs}, unlock)
+        current = self.trusted_root()
+        signers = keyring.signers(Root.type, current, [normalise(r) for r in root_keys])
+        metadata = Root.from_dict(current.to_dict())
+        for keyid in list(metadata.roles[role].keyids):
+            metadata.revoke_key(keyid, role)
+        for ref in new_refs:
+            metadata.add_key(keyring.signer(ref).public_key, role)
+        metadata.version = current.version + 1
+        metadata.expires = self._expires(Root.type, now)
+        if role == Root.type:
+            signers += keyring.signers(Root.type, metadata)
+        self._write_root(metadata, signers)
+        if role in ONLINE_ROLES:
+            self._remember({role: new_refs})
+            self.publish(now, unlock=unlock, keyring=keyring)
+        return metadata.version
+
+        # --- reading the published state --------------------------------------------------------
 
     def _meta(self, name: str) -> Path:
         return self.root / METADATA / name
@@ -353,13 +428,19 @@ class Repository:
         self._write_staged(staged)
         return current[name]
 
-    def publish(self, now: datetime | None = None) -> int:
+    def publish(self, now: datetime | None = None, keys: RoleKeys | None = None,
+                unlock: Unlock | None = None, keyring: Keyring | None = None) -> int:
         """Sign new targets, snapshot and timestamp versions; timestamp.json goes last.
 
-        Every publish renews all three expiries, so publishing with nothing staged is how a
-        repository keeps its index fresh. Returns the new targets version.
+        The keys are `keys` (role -> references), for roles not given there the remembered
+        ones; each must be listed for its role by the newest root. Every publish renews all
+        three expiries, so publishing with nothing staged is how a repository keeps its index
+        fresh. Returns the new targets version.
         """
         now = now or _now()
+        keyring = keyring or Keyring({**self.remembered_keys(), **(keys or {})}, unlock)
+        root = self.trusted_root()
+        signers = {role: keyring.signers(role, root) for role in ONLINE_ROLES}
         ts_v, snap_v, targets_v, targets = self.published()
         for name, data in self._staged().items():
             if data is None:
@@ -368,17 +449,40 @@ class Repository:
                 targets[name] = TargetFile.from_dict(dict(data), name)
         new_targets = Targets(version=targets_v + 1, expires=self._expires(Targets.type, now),
                               targets=targets)
-        self._sign_write(Metadata(new_targets), f"{targets_v + 1}.targets.json")
+        self._sign_write(Metadata(new_targets), f"{targets_v + 1}.targets.json", signers)
         snapshot = Snapshot(version=snap_v + 1, expires=self._expires(Snapshot.type, now),
                             meta={"targets.json": MetaFile(version=targets_v + 1)})
-        self._sign_write(Metadata(snapshot), f"{snap_v + 1}.snapshot.json")
+        self._sign_write(Metadata(snapshot), f"{snap_v + 1}.snapshot.json", signers)
         timestamp = Timestamp(version=ts_v + 1, expires=self._expires(Timestamp.type, now),
                               snapshot_meta=MetaFile(version=snap_v + 1))
-        self._sign_write(Metadata(timestamp), "timestamp.json")
+        self._sign_write(Metadata(timestamp), "timestamp.json", signers)
         (self.root / PRIVATE / STAGED).unlink(missing_ok=True)
         return targets_v + 1
 
-    def _sign_write(self, md: Metadata[Any], filename: str) -> None:
-        for signer in self._signers(md.signed.type):
+    def _sign_write(self, md: Metadata[Any], filename: str,
+                    signers: Mapping[str, Sequence[Signer]]) -> None:
+        for signer in signers[md.signed.type]:
             md.sign(signer, append=True)
         _write_atomic(self._meta(filename), md.to_bytes())
+
+    def status(self, now: datetime | None = None) -> list[RoleStatus]:
+        """Each role's keys, threshold, newest version and expiry."""
+        now = now or _now()
+        root = self.trusted_root()
+        newest: dict[str, Metadata[Any]] = {}
+        if self._meta("timestamp.json").exists():
+            newest[Timestamp.type] = self._load("timestamp.json")
+            snap_v = newest[Timestamp.type].signed.snapshot_meta.version
+            newest[Snapshot.type] = self._load(f"{snap_v}.snapshot.json")
+            targets_v = newest[Snapshot.type].signed.meta["targets.json"].version
+            newest[Targets.type] = self._load(f"{targets_v}.targets.json")
+        remembered = self.remembered_keys()
+        rows = []
+        for role in ROLES:
+            signed = root if role == Root.type else (
+                newest[role].signed if role in newest else None)
+            rows.append(RoleStatus(
+                role, list(root.roles[role].keyids), root.roles[role].threshold,
+                signed.version if signed else None, signed.expires if signed else None, now,
+                remembered.get(role, [])))
+        return rows

@@ -185,7 +185,7 @@ class Sign1:
             if not _alg_fits_key(self.algorithm, key.public_key):
                 continue
             mismatched_type = False
-            if _verify_one(key.public_key, self.signature, to_be_signed):
+            if verify_raw(key.public_key, self.signature, to_be_signed):
                 return key
         if mismatched_type:
             raise UnsupportedAlgorithmError(
@@ -200,7 +200,8 @@ def _alg_fits_key(alg: int, key: PublicKey) -> bool:
     return alg in _ED25519_ALGS
 
 
-def _verify_one(key: PublicKey, signature: bytes, data: bytes) -> bool:
+def verify_raw(key: PublicKey, signature: bytes, data: bytes) -> bool:
+    """Whether `signature` (COSE format: raw r||s for ECDSA) by `key` is valid over `data`."""
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
             if len(signature) != 64:
