@@ -125,8 +125,8 @@ class HsmSigner:
                  style: AlgorithmStyle = AlgorithmStyle.FULLY_SPECIFIED) -> None:
         session = _session(uri, unlock)
         self.uri = uri
-        self.public_key: PublicKey = _public_key(_find(session, uri, "public"), uri)
         self._private = _find(session, uri, "private")
+        self.public_key: PublicKey = _public_key(_find(session, uri, "public"), uri)
         self._style = style
 
     @property
