@@ -86,8 +86,8 @@ def repo_init(directory: Path, key_ref: str | None, root_key: str | None,
 
 _role_key_options = [
     click.option("--key", "role_keys", metavar="ROLE=KEY", multiple=True,
-                 help="Sign ROLE (targets, snapshot, timestamp; root for rotate) with KEY, a "
-                      "PEM file or pkcs11: URI, instead of the remembered key (repeatable)."),
+                 help="Sign ROLE (targets, snapshot or timestamp) with KEY, a PEM file or "
+                      "pkcs11: URI, instead of the remembered key (repeatable)."),
     click.option("--keys-file", type=_existing,
                  help='JSON {"ROLE": ["KEY", ...]} naming the keys (paths relative to it).'),
 ]

@@ -287,6 +287,9 @@ class Repository:
         metadata.expires = self._expires(Root.type, now)
         if role == Root.type:
             signers += keyring.signers(Root.type, metadata)
+        else:  # the publish below must not fail once the new root is out
+            for online in ONLINE_ROLES:
+                keyring.signers(online, metadata)
         self._write_root(metadata, signers)
         if role in ONLINE_ROLES:
             self._remember({role: new_refs})

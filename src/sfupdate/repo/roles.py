@@ -36,20 +36,21 @@ def normalise(ref: str | Path) -> str:
 
 
 def parse_role_keys(items: Iterable[str]) -> dict[str, list[str]]:
-    """`ROLE=KEY` options (repeatable, several keys per role) as role -> references."""
+    """`ROLE=KEY` options (repeatable, several keys per role) as role -> references; only
+    the online roles (a root key is always named on its own: `--root-key`)."""
     keys: dict[str, list[str]] = {}
     for item in items:
         role, eq, ref = item.partition("=")
-        if not eq or role not in ROLES or not ref:
+        if not eq or role not in ONLINE_ROLES or not ref:
             raise UsageError(f"--key {item!r}: expected ROLE=KEY, ROLE one of "
-                             f"{', '.join(ROLES)}")
+                             f"{', '.join(ONLINE_ROLES)}")
         keys.setdefault(role, []).append(normalise(ref))
     return keys
 
 
 def read_keys_file(path: Path) -> dict[str, list[str]]:
-    """A keys file: a JSON object of role -> list of key references (paths are relative to
-    the file's directory)."""
+    """A keys file: a JSON object of online role -> list of key references (paths are
+    relative to the file's directory)."""
     try:
         with open(path, "rb") as f:
             data: Any = json.loads(f.read(MAX_KEYS_FILE + 1))
@@ -58,10 +59,10 @@ def read_keys_file(path: Path) -> dict[str, list[str]]:
     except ValueError as exc:
         raise UsageError(f"keys file {path} is not JSON ({exc})") from None
     if not isinstance(data, dict) or not all(
-            role in ROLES and isinstance(refs, list) and all(isinstance(r, str) for r in refs)
-            for role, refs in data.items()):
+            role in ONLINE_ROLES and isinstance(refs, list)
+            and all(isinstance(r, str) for r in refs) for role, refs in data.items()):
         raise UsageError(f"keys file {path}: expected {{ROLE: [KEY, ...]}}, ROLE one of "
-                         f"{', '.join(ROLES)}")
+                         f"{', '.join(ONLINE_ROLES)}")
     return {role: [ref if is_pkcs11_uri(ref) else normalise(path.parent / ref)
                    for ref in refs] for role, refs in data.items()}
 
@@ -86,8 +87,8 @@ class Keyring:
         its threshold of them."""
         refs = self.keys.get(role, []) if refs is None else refs
         if not refs:
-            raise RoleKeyError(f"no key for the {role} role: give --key {role}=KEY or a "
-                               "--keys-file")
+            option = "--root-key KEY" if role == Root.type else f"--key {role}=KEY or a --keys-file"
+            raise RoleKeyError(f"no key for the {role} role: give {option}")
         listed = root.roles[role]
         signers = []
         for ref in dict.fromkeys(refs):
