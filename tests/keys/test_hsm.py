@@ -91,11 +91,23 @@ def test_repository_roles_sign_in_the_token_and_a_client_verifies(
     assert run(capsys, "repo", "add", repo, sign_image(sequence=2))[0] == 0
     assert run(capsys, "repo", "publish", repo)[0] == 0
 
-    index = RepositoryIndex(FileSource(repo), tmp_path / "state",
-                            repo / "metadata" / "1.root.json", TransferPolicy())
-    assert [c.sequence for c in index.refresh()] == [2]
-    root = json.loads((repo / "metadata" / "1.root.json").read_text())["signed"]
-    for role, uri in uris.items():  # root v1 lists exactly the token's keys, one per role
+    def refresh() -> list[int]:
+        index = RepositoryIndex(FileSource(repo), tmp_path / "state",
+                                repo / "metadata" / "1.root.json", TransferPolicy())
+        return [c.sequence for c in index.refresh()]
+
+    assert refresh() == [2]
+    new_timestamp = hsm_env.generate("repo-timestamp-2")  # rotated to another token key
+    code, _, err = run(capsys, "repo", "rotate", repo, "timestamp", "--new-key", new_timestamp,
+                       "--root-key", uris["root"])
+    assert code == 0, err
+    assert run(capsys, "repo", "add", repo, sign_image(sequence=3))[0] == 0
+    assert run(capsys, "repo", "publish", repo)[0] == 0
+    assert refresh() == [2, 3]
+    assert json.loads((tmp_path / "state" / "root.json").read_text())["signed"]["version"] == 2
+    uris["timestamp"] = new_timestamp
+    root = json.loads((repo / "metadata" / "2.root.json").read_text())["signed"]
+    for role, uri in uris.items():  # root v2 lists exactly the token's keys, one per role
         exported = _export(capsys, uri, tmp_path / f"{role}.pub")
         assert root["roles"][role]["keyids"] == [SSlibKey.from_crypto(exported.public_key).keyid]
 
