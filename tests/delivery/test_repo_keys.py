@@ -166,3 +166,18 @@ def test_status_says_when_the_timestamp_has_expired(
     assert code == 0 and "EXPIRED: publish now" in out
     assert run(capsys, "repo", "publish", repo)[0] == 0  # what the timer runs
     assert _status(capsys, repo)["timestamp"]["expired"] is False
+
+
+def test_a_repository_made_before_keys_per_role_still_publishes(
+        repo: Path, role_keys: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Format 1 kept every role's key paths in repo.json (and no keys.json)."""
+    config = json.loads((repo / ".sfu" / "repo.json").read_text())
+    config["format"] = 1
+    for role in ROLES:
+        config["roles"][role].update(keys=[str(role_keys[role])], threshold=1)
+    (repo / ".sfu" / "repo.json").write_text(json.dumps(config))
+    (repo / ".sfu" / "keys.json").unlink()
+    assert run(capsys, "repo", "publish", repo)[0] == 0
+    status = _status(capsys, repo)
+    assert status["targets"]["version"] == 2
+    assert status["snapshot"]["keys"] == [str(role_keys["snapshot"])]

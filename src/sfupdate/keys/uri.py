@@ -61,13 +61,14 @@ class Pkcs11Uri:
                                    f"{', '.join(sorted(_PATH_ATTRS | _QUERY_ATTRS))})")
                 if name in attrs:
                     raise HsmError(f"{text}: attribute {name!r} given twice")
+                attrs[name] = value
+                if name == "id":  # bytes, percent-encoded
+                    raw_id = unquote_to_bytes(value)
+                    continue
                 try:
                     attrs[name] = unquote(value, errors="strict")
                 except UnicodeDecodeError:
-                    if name != "id":
-                        raise HsmError(f"{text}: {name} is not UTF-8") from None
-                if name == "id":
-                    raw_id = unquote_to_bytes(value)
+                    raise HsmError(f"{text}: {name} is not UTF-8") from None
         if attrs.get("type", "private") not in ("private", "public"):
             raise HsmError(f"{text}: type={attrs['type']} is not a key pair half")
         if "object" not in attrs and raw_id is None:
