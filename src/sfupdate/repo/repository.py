@@ -206,7 +206,7 @@ class Repository:
         metadata = Root(version=1, consistent_snapshot=True,
                         expires=now + timedelta(days=ROOT_EXPIRES_DAYS))
         for role in ROLES:
-            for ref in role_keys[role]:  # each key loads, and can sign, before anything is made
+            for ref in role_keys[role]:  # every key loads (and unlocks) before anything is made
                 metadata.add_key(keyring.signer(ref).public_key, role)
         roles = {role: {"expires_days": ROOT_EXPIRES_DAYS if role == Root.type else expires_days}
                  for role in ROLES}
@@ -218,7 +218,7 @@ class Repository:
         repo = cls(root)
         repo._remember({role: role_keys[role] for role in ONLINE_ROLES})
         repo._write_root(metadata, keyring.signers(Root.type, metadata))
-        repo.publish(now, unlock=unlock, keyring=keyring)
+        repo.publish(now, keyring=keyring)
         return repo
 
     def _expires(self, role: str, now: datetime) -> datetime:
@@ -293,7 +293,7 @@ class Repository:
         self._write_root(metadata, signers)
         if role in ONLINE_ROLES:
             self._remember({role: new_refs})
-            self.publish(now, unlock=unlock, keyring=keyring)
+            self.publish(now, keyring=keyring)
         return metadata.version
 
         # --- reading the published state --------------------------------------------------------
@@ -436,9 +436,10 @@ class Repository:
         """Sign new targets, snapshot and timestamp versions; timestamp.json goes last.
 
         The keys are `keys` (role -> references), for roles not given there the remembered
-        ones; each must be listed for its role by the newest root. Every publish renews all
-        three expiries, so publishing with nothing staged is how a repository keeps its index
-        fresh. Returns the new targets version.
+        ones, or those of `keyring` (init and rotate pass theirs, already unlocked); each must
+        be listed for its role by the newest root. Every publish renews all three expiries, so
+        publishing with nothing staged is how a repository keeps its index fresh. Returns the
+        new targets version.
         """
         now = now or _now()
         keyring = keyring or Keyring({**self.remembered_keys(), **(keys or {})}, unlock)
