@@ -77,6 +77,28 @@ class SoftHsm:
         return self.uri(label)
 
 
+    def mismatch(self, label: str) -> str:
+        """A URI whose public key object belongs to another private key (a token mislabelled
+        by hand): signatures made with it cannot verify."""
+        self.generate(label)
+        self.generate(f"{label}-other")
+        subprocess.run([sys.executable, "-c", _SWAP_PUBLIC, self.module, TOKEN, PIN, label],
+                       check=True, capture_output=True, env={**os.environ})
+        return self.uri(label)
+
+
+_SWAP_PUBLIC = """
+import sys
+import pkcs11
+
+module, token_label, pin, label = sys.argv[1:]
+token = pkcs11.lib(module).get_token(token_label=token_label)
+with token.open(rw=True, user_pin=pin) as session:
+    session.get_key(pkcs11.ObjectClass.PUBLIC_KEY, label=label).destroy()
+    other = session.get_key(pkcs11.ObjectClass.PUBLIC_KEY, label=label + "-other")
+    other[pkcs11.Attribute.LABEL] = label
+"""
+
 _GENERATE = """
 import sys
 import pkcs11

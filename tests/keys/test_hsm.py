@@ -145,3 +145,21 @@ def test_a_missing_or_wrong_pin_is_refused(hsm_env: SoftHsm, tmp_path: Path, pin
     assert result.returncode == errors.KeyFileError.exit_code
     assert result.stderr.startswith("sfu: error: ") and len(result.stderr.splitlines()) == 1
     assert says in result.stderr
+
+
+def test_a_mislabelled_key_pair_signs_nothing(hsm_env: SoftHsm, tmp_path: Path,
+                                              firmware_pub: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """The token's signature is checked against its public key object before it is used:
+    a mislabelled pair fails with one line, for an SFUI and for TUF metadata alike."""
+    uri = hsm_env.mismatch("mislabelled")
+    firmware = tmp_path / "fw.bin"
+    firmware.write_bytes(b"x" * 100)
+    line = refused(capsys, 6, "sign", firmware, "--key", uri, "--sequence", "1", "--vendor",
+                   "example.com", "--class", "c", "-o", tmp_path / "fw.sfui")
+    assert "does not verify" in line
+    assert not (tmp_path / "fw.sfui").exists()
+    line = refused(capsys, 6, "repo", "init", tmp_path / "repo", "--key", uri,
+                   "--firmware-key", firmware_pub)
+    assert "does not verify" in line
+    assert list((tmp_path / "repo").iterdir()) == []  # nothing half-made: init can be rerun

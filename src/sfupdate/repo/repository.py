@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Final
 
 from securesystemslib.signer import Signer
+from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import (
     Metadata,
     MetaFile,
@@ -60,11 +62,19 @@ from sfupdate.errors import (
     DuplicateImageError,
     NotInRepositoryError,
     RepositoryError,
+    SfuError,
     UsageError,
 )
 from sfupdate.keys import Unlock, parse_public_pem, public_pem
 from sfupdate.repo.admit import admit
-from sfupdate.repo.roles import ONLINE_ROLES, ROLES, Keyring, RoleKeys, normalise
+from sfupdate.repo.roles import (
+    ONLINE_ROLES,
+    ROLES,
+    Keyring,
+    RoleKeys,
+    normalise,
+    read_keys_file,
+)
 from sfupdate.repo.status import RoleStatus
 from sfupdate.sfui import TrustedKey
 
@@ -162,6 +172,18 @@ def _fsync_dir(path: Path) -> None:
         os.close(dfd)
 
 
+def _sign(md: Metadata[Any], signers: Sequence[Signer]) -> None:
+    """Add each signer's signature; our own errors (a token refusing to sign) come out as
+    they are, not wrapped by python-tuf."""
+    for signer in signers:
+        try:
+            md.sign(signer, append=True)
+        except UnsignedMetadataError as exc:
+            if isinstance(exc.__cause__, SfuError):
+                raise exc.__cause__ from None
+            raise
+
+
 class Repository:
     """A repository directory: load it, stage SFUIs, publish signed metadata."""
 
@@ -211,14 +233,20 @@ class Repository:
         roles = {role: {"expires_days": ROOT_EXPIRES_DAYS if role == Root.type else expires_days}
                  for role in ROLES}
         pems = list(dict.fromkeys(public_pem(k.public_key).decode() for k in firmware_keys))
-        for sub in (PRIVATE, METADATA, TARGETS):
-            (root / sub).mkdir(parents=True, exist_ok=True)
-        config = {"format": 2, "roles": roles, "firmware_keys": pems}
-        _write_atomic(root / PRIVATE / CONFIG, json.dumps(config, indent=2).encode())
-        repo = cls(root)
-        repo._remember({role: role_keys[role] for role in ONLINE_ROLES})
-        repo._write_root(metadata, keyring.signers(Root.type, metadata))
-        repo.publish(now, keyring=keyring)
+        created = [root / sub for sub in (PRIVATE, METADATA, TARGETS) if not (root / sub).exists()]
+        try:
+            for sub in (PRIVATE, METADATA, TARGETS):
+                (root / sub).mkdir(parents=True, exist_ok=True)
+            config = {"format": 2, "roles": roles, "firmware_keys": pems}
+            _write_atomic(root / PRIVATE / CONFIG, json.dumps(config, indent=2).encode())
+            repo = cls(root)
+            repo._remember({role: role_keys[role] for role in ONLINE_ROLES})
+            repo._write_root(metadata, keyring.signers(Root.type, metadata))
+            repo.publish(now, keyring=keyring)
+        except BaseException:  # a key that fails to sign: no half-made repository stays
+            for path in created:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
         return repo
 
     def _expires(self, role: str, now: datetime) -> datetime:
@@ -226,8 +254,7 @@ class Repository:
 
     def _write_root(self, metadata: Root, signers: Sequence[Signer]) -> None:
         md = Metadata(metadata)
-        for signer in signers:
-            md.sign(signer, append=True)
+        _sign(md, signers)
         _write_atomic(self._meta(f"{metadata.version}.root.json"), md.to_bytes())
 
     # --- signing keys -----------------------------------------------------------------------
@@ -237,11 +264,7 @@ class Repository:
         repository made before it existed kept them in repo.json's roles)."""
         path = self.root / PRIVATE / KEYS
         if path.exists():
-            try:
-                remembered: dict[str, list[str]] = json.loads(path.read_text())
-            except (OSError, ValueError) as exc:
-                raise UsageError(f"cannot read {path}: {exc}") from None
-            return remembered
+            return read_keys_file(path)
         return {role: list(self._config["roles"][role].get("keys", []))
                 for role in ONLINE_ROLES}
 
@@ -465,8 +488,7 @@ class Repository:
 
     def _sign_write(self, md: Metadata[Any], filename: str,
                     signers: Mapping[str, Sequence[Signer]]) -> None:
-        for signer in signers[md.signed.type]:
-            md.sign(signer, append=True)
+        _sign(md, signers[md.signed.type])
         _write_atomic(self._meta(filename), md.to_bytes())
 
     def status(self, now: datetime | None = None) -> list[RoleStatus]:
