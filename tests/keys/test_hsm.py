@@ -49,28 +49,39 @@ def test_sign_an_sfui_in_the_token_and_verify_it_with_the_exported_key(
         assert EnvelopeReader(f).authenticate([public]).signer == public
 
 
-def test_remote_command_signed_in_the_token(softhsm: SoftHsm, tmp_path: Path, pin_file: Path,
-                                            monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
-    """The module from --pkcs11-module, the PIN from the URI's pin-source file."""
-    monkeypatch.delenv("SFU_PKCS11_PIN", raising=False)
-    monkeypatch.delenv("SFU_PKCS11_MODULE", raising=False)
+def _sfu_process(*args: str | Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`sfu ARGS` in a process of its own (its own token login), stdin not a terminal."""
+    return subprocess.run([sys.executable, "-m", "sfupdate.cli.main", *map(str, args)],
+                          env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_remote_command_signed_in_the_token(softhsm: SoftHsm, tmp_path: Path,
+                                            pin_file: Path) -> None:
+    """The module from --pkcs11-module, the PIN from the URI's pin-source file: nothing in
+    the environment (a process of its own, so the PIN is really read)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("SFU_PKCS11_PIN", "SFU_PKCS11_MODULE")}
     softhsm.generate("operator")
     uri = softhsm.uri("operator", **{"pin-source": f"file:{pin_file}"})
-    code, _, err = run(capsys, "keys", "public", uri, "--pkcs11-module", softhsm.module,
-                       "-o", tmp_path / "operator.pub")
-    assert code == 0, err
+    exported = _sfu_process("keys", "public", uri, "--pkcs11-module", softhsm.module, "-o",
+                            tmp_path / "operator.pub", env=env)
+    assert exported.returncode == 0, exported.stderr
     command = tmp_path / "reboot.cose"
-    code, _, err = run(capsys, "remote", "sign", "--key", uri, "--pkcs11-module",
-                         softhsm.module, "--action", "reboot", "--vendor", "example.com",
-                         "--class", "demo-board", "--number", "7", "-o", command)
-    assert code == 0, err
+    signed_by = _sfu_process("remote", "sign", "--key", uri, "--pkcs11-module", softhsm.module,
+                             "--action", "reboot", "--vendor", "example.com", "--class",
+                             "demo-board", "--number", "7", "-o", command, env=env)
+    assert signed_by.returncode == 0, signed_by.stderr
     signed, _ = verify_command(command.read_bytes(),
-                                [keys.load_public_key(tmp_path / "operator.pub")])
+                               [keys.load_public_key(tmp_path / "operator.pub")])
     assert (signed.action, signed.number) == ("reboot", 7)
     other = TrustedKey(keys.generate_private_key("ES256").public_key())
     with pytest.raises(errors.AuthenticationError):
         verify_command(command.read_bytes(), [other])
+    pin_file.write_text("0000\n")  # the file is what is read: a wrong PIN in it is refused
+    refused_run = _sfu_process("keys", "public", uri, "--pkcs11-module", softhsm.module,
+                               env=env)
+    assert refused_run.returncode == 6 and "wrong PIN" in refused_run.stderr
 
 
 def test_repository_roles_sign_in_the_token_and_a_client_verifies(
@@ -139,9 +150,7 @@ def test_a_missing_or_wrong_pin_is_refused(hsm_env: SoftHsm, tmp_path: Path, pin
     env = {k: v for k, v in os.environ.items() if k != "SFU_PKCS11_PIN"}
     if pin is not None:
         env["SFU_PKCS11_PIN"] = pin
-    result = subprocess.run([sys.executable, "-m", "sfupdate.cli.main", "keys", "public", uri],
-                            env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                            timeout=60)
+    result = _sfu_process("keys", "public", uri, env=env)
     assert result.returncode == errors.KeyFileError.exit_code
     assert result.stderr.startswith("sfu: error: ") and len(result.stderr.splitlines()) == 1
     assert says in result.stderr
