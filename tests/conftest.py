@@ -25,12 +25,12 @@ CLASS = class_uuid(VENDOR, "demo-board")
 
 @pytest.fixture(scope="session")
 def es256_signer() -> FileSigner:
-    return FileSigner(keys.generate_private_key("ES256"))  # type: ignore[arg-type]
+    return FileSigner(keys.generate_private_key("ES256"))
 
 
 @pytest.fixture(scope="session")
 def eddsa_signer() -> FileSigner:
-    return FileSigner(keys.generate_private_key("EdDSA"))  # type: ignore[arg-type]
+    return FileSigner(keys.generate_private_key("EdDSA"))
 
 
 @pytest.fixture(scope="session")

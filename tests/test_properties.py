@@ -28,7 +28,8 @@ def test_manifest_round_trip(sequence: int, size: int, digest: bytes, vendor: uu
                              klass: uuid.UUID, version: str | None,
                              description: str | None) -> None:
     entries = {1: description} if description else {}
-    components = {(b"firmware",): {6: version}} if version else {}
+    components: dict[tuple[bytes, ...], dict[int, str]] = (
+        {(b"firmware",): {6: version}} if version else {})
     text = Text({"en": LocalizedText(entries, components)}) if entries or components else None
     manifest = build_manifest(ImageSpec(sequence, vendor, klass), digest, size, text)
     encoded = manifest.encode()

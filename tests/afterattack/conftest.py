@@ -39,7 +39,7 @@ class Keys:
 
 
 def _new_signer() -> FileSigner:
-    return FileSigner(keys.generate_private_key("ES256"))  # type: ignore[arg-type]
+    return FileSigner(keys.generate_private_key("ES256"))
 
 
 @pytest.fixture(scope="session")
@@ -48,13 +48,12 @@ def anchors(tmp_path_factory: pytest.TempPathFactory, es256_signer: FileSigner,
     root = tmp_path_factory.mktemp("anchors")
     operator_key = keys.generate_private_key("ES256")
     keys.write_private_key(operator_key, root / "operator.key")
-    operator, recovery = FileSigner(operator_key), _new_signer()  # type: ignore[arg-type]
-    paths = []
+    operator, recovery = FileSigner(operator_key), _new_signer()
     for name, signer in (("operator", operator), ("recovery", recovery),
                          ("firmware", es256_signer)):
         (root / f"{name}.pub").write_bytes(keys.public_pem(signer.public_key))
-        paths.append(root / f"{name}.pub")
-    return Keys(es256_signer, eddsa_signer, operator, recovery, *paths, root / "operator.key")
+    return Keys(es256_signer, eddsa_signer, operator, recovery, root / "operator.pub",
+                root / "recovery.pub", root / "firmware.pub", root / "operator.key")
 
 
 def _signed(root: Path, name: str, payload: bytes, sequence: int, signer: FileSigner) -> Path:

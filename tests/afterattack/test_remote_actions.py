@@ -281,7 +281,7 @@ def test_command_for_another_class_or_vendor_is_refused(agent: RunningAgent,
 
 def test_command_signed_by_an_unknown_key_is_refused(agent: RunningAgent) -> None:
     from sfupdate import keys
-    stranger = FileSigner(keys.generate_private_key("ES256"))  # type: ignore[arg-type]
+    stranger = FileSigner(keys.generate_private_key("ES256"))
     assert_refused(agent, command(stranger, device_target(agent.board), 1, "revert"),
                    errors.UnknownKeyError)
 

@@ -32,7 +32,7 @@ class Images:
 @pytest.fixture(scope="session")
 def agent_signer() -> FileSigner:
     from sfupdate import keys
-    return FileSigner(keys.generate_private_key("ES256"))  # type: ignore[arg-type]
+    return FileSigner(keys.generate_private_key("ES256"))
 
 
 @pytest.fixture(scope="session")

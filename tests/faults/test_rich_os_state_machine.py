@@ -68,7 +68,7 @@ NONCE = b"state-machine-nonce"
 
 
 def _signer() -> FileSigner:
-    return FileSigner(keys.generate_private_key("ES256"))  # type: ignore[arg-type]
+    return FileSigner(keys.generate_private_key("ES256"))
 
 
 @dataclass(frozen=True)
