@@ -16,14 +16,12 @@ import pytest
 from sfupdate import keys
 from sfupdate.agent.device import Device
 from sfupdate.agent.install import install
-from sfupdate.board.sim import create_board, open_board
-from sfupdate.boot.provision import provision
+from sfupdate.board.sim import open_board
 from sfupdate.keys.files import FileSigner
 from sfupdate.sfui import TrustedKey
-from tests.afterattack.support import FIRMWARE_V1, FIRMWARE_V2, SLOT_SIZE, serve_agent
+from tests.afterattack.support import serve_agent
 from tests.agent.support import RunningAgent
-from tests.board.conftest import reboot
-from tests.conftest import CLASS, VENDOR
+from tests.world import CLASS, FIRMWARE_V1, FIRMWARE_V2, VENDOR, provision_board, reboot
 
 
 @dataclass(frozen=True)
@@ -67,15 +65,12 @@ def _signed(root: Path, name: str, payload: bytes, sequence: int, signer: FileSi
 
 def _provisioned(root: Path, anchors: Keys, recovery: bool = True) -> Path:
     path = root / "board"
-    board = create_board(path, SLOT_SIZE)
     v1 = _signed(root, "v1", FIRMWARE_V1, 1, anchors.firmware)
-    done = provision(board, [TrustedKey(anchors.firmware.public_key),
-                             TrustedKey(anchors.second_firmware.public_key)],
-                     "example.com", "demo-board", v1,
-                     operators=[TrustedKey(anchors.operator.public_key)],
-                     recovery=[TrustedKey(anchors.recovery.public_key)] if recovery else [])
-    board.identity_public_path.write_bytes(done.identity_public_pem)
-    reboot(board)  # a first boot: the boot log holds agent, manifest and firmware
+    provision_board(path, v1, [TrustedKey(anchors.firmware.public_key),
+                               TrustedKey(anchors.second_firmware.public_key)],
+                    operators=[TrustedKey(anchors.operator.public_key)],
+                    recovery=[TrustedKey(anchors.recovery.public_key)] if recovery else [])
+    reboot(path)  # a first boot: the boot log holds agent, manifest and firmware
     return path
 
 

@@ -20,7 +20,6 @@ from sfupdate.remote import Target, verify_token
 from sfupdate.sfui import TrustedKey
 from tests.afterattack.conftest import CopyBoard, Keys
 from tests.afterattack.support import (
-    FIRMWARE_V2,
     boot_record,
     class_target,
     command,
@@ -31,8 +30,8 @@ from tests.afterattack.support import (
     trust_store,
 )
 from tests.agent.support import RunningAgent, file_chunks
-from tests.board.conftest import reboot
-from tests.conftest import CLASS, VENDOR, SignImage
+from tests.conftest import SignImage
+from tests.world import CLASS, FIRMWARE_V2, VENDOR, reboot
 
 
 def device_key(board: Path) -> TrustedKey:
