@@ -84,9 +84,9 @@ def test_a_missing_or_wrong_passphrase_is_one_line_exit_6(
     empty.write_text("")
     assert "is empty" in refused(capsys, 6, *_sign_args(tmp_path, encrypted_key),
                                  "--passphrase-file", empty)
-    operator = ["remote", "sign", "--key", encrypted_key, "--action", "reboot", "--vendor",
-                "example.com", "--class", "demo-board", "--number", "1", "-o",
-                tmp_path / "cmd.cose"]
+    operator: list[str | Path] = [
+        "remote", "sign", "--key", encrypted_key, "--action", "reboot", "--vendor",
+        "example.com", "--class", "demo-board", "--number", "1", "-o", tmp_path / "cmd.cose"]
     assert "wrong passphrase" in refused(capsys, 6, *operator, "--passphrase-file", wrong)
     assert run(capsys, *operator, "--passphrase-file", tmp_path / "passphrase")[0] == 0
 
