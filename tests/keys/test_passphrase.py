@@ -158,3 +158,33 @@ def test_an_unencrypted_key_needs_no_passphrase(tmp_path: Path,
     assert run(capsys, *_sign_args(tmp_path, key))[0] == 0
     assert subprocess.run([sys.executable, "-m", "sfupdate.cli.main", "keys", "public",
                            str(key)], capture_output=True, timeout=60).returncode == 0
+
+
+def test_an_encrypted_agent_key_provisions_and_signs_bundles(
+        tmp_path: Path, encrypted_key: Path, passphrase_file: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.world import FIRMWARE_V1, SLOT_SIZE
+
+    monkeypatch.delenv("SFU_KEY_PASSPHRASE", raising=False)
+    author = tmp_path / "author.plain.key"
+    assert run(capsys, "keys", "generate", "-o", author)[0] == 0
+    assert run(capsys, "keys", "public", author, "-o", tmp_path / "author.pub")[0] == 0
+    (tmp_path / "v1.bin").write_bytes(FIRMWARE_V1)
+    assert run(capsys, "sign", tmp_path / "v1.bin", "--key", author, "--sequence", "1",
+               "--vendor", "example.com", "--class", "demo-board", "-o",
+               tmp_path / "v1.sfui")[0] == 0
+    board = tmp_path / "board"
+    assert run(capsys, "board", "create", board, "--slot-size", str(SLOT_SIZE))[0] == 0
+    provision: list[str | Path] = [
+        "board", "provision", board, "--trust", tmp_path / "author.pub", "--vendor",
+        "example.com", "--class", "demo-board", "--firmware", tmp_path / "v1.sfui",
+        "--agent-key", encrypted_key]
+    assert "is encrypted" in refused(capsys, 6, *provision)
+    code, _, err = run(capsys, *provision, "--passphrase-file", passphrase_file)
+    assert code == 0, err
+    bundle: list[str | Path] = ["agent", "bundle", "--key", encrypted_key, "--sequence", "2",
+                                "-o", tmp_path / "a2.sfui"]
+    assert "is encrypted" in refused(capsys, 6, *bundle)
+    code, _, err = run(capsys, *bundle, "--passphrase-file", passphrase_file)
+    assert code == 0, err
+    assert (tmp_path / "a2.sfui").stat().st_size > 0

@@ -81,14 +81,19 @@ def serve(board_dir: Path, socket_path: Path, timeout: float, group_access: bool
               help="The bundle's sequence number: above the agent floor of the boards.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               required=True, help="The signed agent bundle (SFUI) to write.")
-def bundle(key_file: Path, sequence: int, output: Path) -> None:
+# as sfupdate.cli.key_options' option, which `sfu agent status` must not import
+@click.option("--passphrase-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="File whose first line is the passphrase of an encrypted key (else "
+                   "$SFU_KEY_PASSPHRASE, else asked on a terminal).")
+def bundle(key_file: Path, sequence: int, output: Path, passphrase_file: Path | None) -> None:
     """Build and sign an agent bundle of the installed sfupdate, to update the agent of
     provisioned boards: `sfu install BUNDLE` puts it in the inactive agent partition, the
     next boot runs it once, and it confirms itself."""
     from sfupdate.boot.bundle import build_agent_bundle
+    from sfupdate.cli.key_options import unlock
     from sfupdate.keys import load_signer
 
-    data = build_agent_bundle(load_signer(key_file), sequence)
+    data = build_agent_bundle(load_signer(key_file, unlock=unlock(passphrase_file)), sequence)
     output.write_bytes(data)
     click.echo(f"{output}: agent bundle sequence {sequence}, {len(data)} bytes")
 
