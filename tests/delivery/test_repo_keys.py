@@ -109,6 +109,11 @@ def test_publish_with_given_keys_checks_them_against_the_root(
     keys_file.write_text(json.dumps({r: [f"{r}.key"] for r in ROLES[1:]}))
     code, _, err = run(capsys, "repo", "publish", repo, "--keys-file", keys_file)
     assert code == 0, err
+    bad = tmp_path / "bad.json"
+    for text, says in (("{", "not JSON"), ('{"root": ["root.key"]}', "ROLE one of targets"),
+                       ('{"targets": "t.key"}', "expected {ROLE: [KEY, ...]}")):
+        bad.write_text(text)
+        assert says in refused(capsys, 2, "repo", "publish", repo, "--keys-file", bad)
     assert [c.sequence for c in _client(repo, tmp_path / "state").refresh()] == [2]
 
 

@@ -53,9 +53,13 @@ def read_keys_file(path: Path) -> dict[str, list[str]]:
     relative to the file's directory)."""
     try:
         with open(path, "rb") as f:
-            data: Any = json.loads(f.read(MAX_KEYS_FILE + 1))
+            raw = f.read(MAX_KEYS_FILE + 1)
     except OSError as exc:
         raise UsageError(f"cannot read keys file {path}: {exc.strerror}") from None
+    if len(raw) > MAX_KEYS_FILE:
+        raise UsageError(f"{path} is too large to be a keys file")
+    try:
+        data: Any = json.loads(raw)
     except ValueError as exc:
         raise UsageError(f"keys file {path} is not JSON ({exc})") from None
     if not isinstance(data, dict) or not all(
