@@ -35,7 +35,6 @@ from sfupdate.kernel import Kernel
 from sfupdate.kernel.verify import verify_slot
 
 BOOT_ID: Final = Path("/proc/sys/kernel/random/boot_id")
-CMDLINE: Final = Path("/proc/cmdline")
 HEALTH_TIMEOUT: Final = 600.0
 
 
@@ -124,3 +123,9 @@ def reconcile(board: LinuxBoard, running: Slot, boot_id: str, confirm: bool) -> 
     if board.mirror is not None:
         board.mirror.sync(state.boot)
     return Reconciled(running.value, trial, healthy, done, events)
+
+
+def reconcile_this_boot(board: LinuxBoard, confirm: bool) -> Reconciled:
+    """`reconcile` for the running system: its kernel command line and boot ID."""
+    running = running_slot(board.config.cmdline.read_text())
+    return reconcile(board, running, BOOT_ID.read_text().strip(), confirm)

@@ -3,6 +3,7 @@
     [device]
     state_dir = "/var/lib/sfupdate"           # storage files, agent bundle, TPM auth, locks
     socket = "/run/sfupdate/agent.sock"
+    cmdline = "/proc/cmdline"                 # where the bootloader's sfu.slot=X is read
 
     [slots]                                   # path, PARTLABEL=... or PARTUUID=...
     A = "PARTLABEL=rootfs-a"
@@ -61,6 +62,7 @@ class DeviceConfig:
     path: Path
     state_dir: Path
     socket: Path
+    cmdline: Path
     slots: dict[Slot, str]
     bootloader: str
     env_config: Path | None
@@ -72,7 +74,7 @@ class DeviceConfig:
 
 
 _KNOWN: Final = {
-    "device": {"state_dir", "socket"},
+    "device": {"state_dir", "socket", "cmdline"},
     "slots": {"A", "B"},
     "bootloader": {"type", "env_config", "env_defaults", "grubenv"},
     "tpm": {"tcti", "auth_file"},
@@ -130,6 +132,7 @@ def load_config(path: Path) -> DeviceConfig:
     device = _Table(path, "device", data.get("device", {}))
     state_dir = device.path_of("state_dir") or Path("/var/lib/sfupdate")
     socket = device.path_of("socket") or Path("/run/sfupdate/agent.sock")
+    cmdline = device.path_of("cmdline") or Path("/proc/cmdline")
     slots = _Table(path, "slots", data.get("slots", {}))
     boot = _Table(path, "bootloader", data.get("bootloader", {}))
     kind = boot.need("type", str)
@@ -151,6 +154,7 @@ def load_config(path: Path) -> DeviceConfig:
         client = ClientConfig(table.need("repository", str), trusted,
                               float(table.get("poll_interval", float, 3600.0)))
     return DeviceConfig(
-        path, state_dir, socket, {slot: slots.need(slot.value, str) for slot in Slot}, kind,
+        path, state_dir, socket, cmdline,
+        {slot: slots.need(slot.value, str) for slot in Slot}, kind,
         boot.path_of("env_config", required=kind == "u-boot"), boot.path_of("env_defaults"),
         boot.path_of("grubenv", required=kind == "grub"), tpm, tuple(health), client)
