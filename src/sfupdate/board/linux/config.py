@@ -22,10 +22,8 @@
     [health]
     command = ["/usr/bin/systemctl", "is-system-running", "--wait"]
 
-    [client]
-    repository = "https://updates.example.com/"
-    trusted_root = "/etc/sfupdate/root.json"
-    poll_interval = 3600
+The client (Rich OS, unprivileged) does not read this file: its repository, trusted root and
+poll interval are its unit's (units/sfupdate-client.service, .timer, /etc/sfupdate/client.env).
 """
 
 from __future__ import annotations
@@ -51,13 +49,6 @@ class TpmConfig:
 
 
 @dataclass(frozen=True)
-class ClientConfig:
-    repository: str
-    trusted_root: Path
-    poll_interval: float
-
-
-@dataclass(frozen=True)
 class DeviceConfig:
     path: Path
     state_dir: Path
@@ -70,7 +61,6 @@ class DeviceConfig:
     grubenv: Path | None
     tpm: TpmConfig | None
     health_command: tuple[str, ...]
-    client: ClientConfig | None
 
 
 _KNOWN: Final = {
@@ -79,7 +69,6 @@ _KNOWN: Final = {
     "bootloader": {"type", "env_config", "env_defaults", "grubenv"},
     "tpm": {"tcti", "auth_file"},
     "health": {"command"},
-    "client": {"repository", "trusted_root", "poll_interval"},
 }
 
 
@@ -96,8 +85,7 @@ class _Table:
 
     def get(self, key: str, kind: type, default: Any = None) -> Any:
         value = self.data.get(key, default)
-        if value is None or (kind is float and isinstance(value, int)
-                             and not isinstance(value, bool)):
+        if value is None:
             return value
         if not isinstance(value, kind):
             raise UsageError(f"{self.path}: [{self.name}] {key} must be a {kind.__name__}")
@@ -146,15 +134,8 @@ def load_config(path: Path) -> DeviceConfig:
     health = _Table(path, "health", data.get("health", {})).get("command", list, [])
     if not all(isinstance(arg, str) for arg in health):
         raise UsageError(f"{path}: [health] command must be a list of strings")
-    client = None
-    if "client" in data:
-        table = _Table(path, "client", data["client"])
-        trusted = table.path_of("trusted_root", required=True)
-        assert trusted is not None
-        client = ClientConfig(table.need("repository", str), trusted,
-                              float(table.get("poll_interval", float, 3600.0)))
     return DeviceConfig(
         path, state_dir, socket, cmdline,
         {slot: slots.need(slot.value, str) for slot in Slot}, kind,
         boot.path_of("env_config", required=kind == "u-boot"), boot.path_of("env_defaults"),
-        boot.path_of("grubenv", required=kind == "grub"), tpm, tuple(health), client)
+        boot.path_of("grubenv", required=kind == "grub"), tpm, tuple(health))
