@@ -66,8 +66,8 @@ class Tpm:
         self.tcti = tcti
 
     def run(self, args: Sequence[str], data: bytes = b"", auths: Sequence[bytes] = ()) -> bytes:
-        """Run one tpm2-tools command; `auths` become `file:/dev/fd/N` memfds, substituted
-        for the `{auth0}`, `{auth1}`... placeholders in args. Returns stdout."""
+        """Run one tpm2-tools command; `auths` become `file:/dev/fd/N` memfds, replacing the
+        arguments `{auth0}`, `{auth1}`... Returns stdout."""
         tool = shutil.which(args[0])
         if tool is None:
             raise DeviceStateError(f"{args[0]} is not installed (Debian package tpm2-tools)")
@@ -79,8 +79,8 @@ class Tpm:
                 fds.append(fd)
                 os.write(fd, b"hex:" + auth.hex().encode() if auth else b"")
                 os.lseek(fd, 0, os.SEEK_SET)
-                names[f"auth{i}"] = f"file:/dev/fd/{fd}"
-            argv = [tool, *(a.format(**names) for a in args[1:])]
+                names[f"{{auth{i}}}"] = f"file:/dev/fd/{fd}"
+            argv = [tool, *(names.get(a, a) for a in args[1:])]
             env = {**os.environ, "TPM2TOOLS_TCTI": self.tcti}
             try:
                 done = subprocess.run(argv, input=data, capture_output=True, env=env,
