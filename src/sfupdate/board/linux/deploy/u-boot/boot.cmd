@@ -9,7 +9,7 @@
 # sfu.slot=X; `sfu board linux mark-good` then tells the agent's kernel what happened.
 #
 # Board-specific: sfu_dev (e.g. "mmc 0"), sfu_part_A / sfu_part_B (partition numbers),
-# and the kernel/fdt load lines at the end.
+# sfu_label_A / sfu_label_B (GPT labels, for root=), and the kernel/fdt load lines at the end.
 
 test -n "${BOOT_ORDER}" || setenv BOOT_ORDER "A"
 test -n "${BOOT_A_LEFT}" || setenv BOOT_A_LEFT 3
@@ -17,6 +17,8 @@ test -n "${BOOT_B_LEFT}" || setenv BOOT_B_LEFT 0
 test -n "${sfu_dev}" || setenv sfu_dev "mmc 0"
 test -n "${sfu_part_A}" || setenv sfu_part_A 2
 test -n "${sfu_part_B}" || setenv sfu_part_B 3
+test -n "${sfu_label_A}" || setenv sfu_label_A rootfs-a
+test -n "${sfu_label_B}" || setenv sfu_label_B rootfs-b
 
 setenv sfu_slot
 for s in ${BOOT_ORDER}; do
@@ -25,10 +27,12 @@ for s in ${BOOT_ORDER}; do
             setexpr BOOT_A_LEFT ${BOOT_A_LEFT} - 1
             setenv sfu_slot A
             setenv sfu_part ${sfu_part_A}
+            setenv sfu_label ${sfu_label_A}
         elif test "${s}" = "B" && test ${BOOT_B_LEFT} -gt 0; then
             setexpr BOOT_B_LEFT ${BOOT_B_LEFT} - 1
             setenv sfu_slot B
             setenv sfu_part ${sfu_part_B}
+            setenv sfu_label ${sfu_label_B}
         fi
     fi
 done
@@ -38,13 +42,19 @@ if test -z "${sfu_slot}"; then
     # reach mark-good three boots in a row. There is nothing older to fall back to (it is
     # below the rollback floor), so keep booting it without counting and let it be seen.
     for s in ${BOOT_ORDER}; do setenv sfu_slot ${s}; done
-    if test "${sfu_slot}" = "A"; then setenv sfu_part ${sfu_part_A}; else setenv sfu_part ${sfu_part_B}; fi
+    if test "${sfu_slot}" = "A"; then
+        setenv sfu_part ${sfu_part_A}
+        setenv sfu_label ${sfu_label_A}
+    else
+        setenv sfu_part ${sfu_part_B}
+        setenv sfu_label ${sfu_label_B}
+    fi
     echo "sfupdate: no slot has tries left; booting ${sfu_slot} uncounted"
 fi
 
 saveenv
 echo "sfupdate: booting slot ${sfu_slot} (A left ${BOOT_A_LEFT}, B left ${BOOT_B_LEFT})"
-setenv bootargs "${bootargs} root=PARTLABEL=rootfs-${sfu_slot} rootwait ro sfu.slot=${sfu_slot}"
+setenv bootargs "${bootargs} root=PARTLABEL=${sfu_label} rootwait ro sfu.slot=${sfu_slot}"
 load ${sfu_dev}:${sfu_part} ${kernel_addr_r} /boot/Image
 load ${sfu_dev}:${sfu_part} ${fdt_addr_r} /boot/${fdtfile}
 booti ${kernel_addr_r} - ${fdt_addr_r}
