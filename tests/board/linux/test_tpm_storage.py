@@ -3,6 +3,7 @@ detection, power cuts around the commit, and the write-once fuses."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -15,7 +16,7 @@ import pytest
 
 from sfupdate.board.hal import Fuse
 from sfupdate.board.linux.fuses import TpmFuses, TpmLayout, read_auth
-from sfupdate.board.linux.storage import TpmStorage
+from sfupdate.board.linux.storage import MAC_CONTEXT, TpmStorage
 from sfupdate.board.linux.tpm import TpmError
 from sfupdate.board.power import Power, PowerCut
 from sfupdate.errors import DeviceStateError, StorageIntegrityError
@@ -76,15 +77,30 @@ def test_a_forged_mac_or_body_is_detected(root: Path, swtpm: SoftTpm) -> None:
     s = storage(root, swtpm)
     s.write({"floor": b"1"})
     [path] = root.glob("store-*")
-    body, mac = cbor.loads(path.read_bytes(), "test")
-    path.write_bytes(cbor.dumps([body, bytes(32)]))
+    sealed, mac = cbor.loads(path.read_bytes(), "test")
+    path.write_bytes(cbor.dumps([sealed, bytes(32)]))
     with pytest.raises(StorageIntegrityError, match="MAC"):
         s.read_all()
-    counter, prev, records = cbor.loads(body, "test")
-    records["floor"] = b"0"
-    path.write_bytes(cbor.dumps([cbor.dumps([counter, prev, records]), mac]))
+    flipped = sealed[:-1] + bytes([sealed[-1] ^ 1])
+    path.write_bytes(cbor.dumps([flipped, mac]))
+    with pytest.raises(StorageIntegrityError, match="does not decrypt"):
+        s.read_all()
+    # even with the TPM's keys (root on the device), a body the index did not commit fails
+    counter, prev, _ = cbor.loads(s._aead.decrypt(sealed[:12], sealed[12:],
+                                                   MAC_CONTEXT), "test")
+    forged = sealed[:12] + s._aead.encrypt(sealed[:12], cbor.dumps([counter, prev,
+                                                                     {"floor": b"0"}]),
+                                           MAC_CONTEXT)
+    path.write_bytes(cbor.dumps([forged, s._mac(hashlib.sha256(forged).digest())]))
     with pytest.raises(StorageIntegrityError, match="does not match the TPM"):
         s.read_all()
+
+
+def test_records_are_encrypted_at_rest(root: Path, swtpm: SoftTpm) -> None:
+    storage(root, swtpm).write({"identity": b"PRIVATE KEY MARKER"})
+    [path] = root.glob("store-*")
+    assert b"PRIVATE KEY MARKER" not in path.read_bytes()
+    assert storage(root, swtpm).read("identity") == b"PRIVATE KEY MARKER"
 
 
 def test_storage_of_another_tpm_is_refused(tmp_path: Path, root: Path, swtpm: SoftTpm) -> None:
@@ -158,7 +174,7 @@ def test_a_pending_write_cannot_be_committed_later(root: Path, swtpm: SoftTpm,
 WRITER = """
 import sys
 from pathlib import Path
-from sfupdate.board.linux.storage import TpmStorage
+from sfupdate.board.linux.storage import MAC_CONTEXT, TpmStorage
 from sfupdate.board.linux.fuses import TpmLayout, read_auth
 from sfupdate.board.linux.tpm import Tpm
 from sfupdate.board.power import Power

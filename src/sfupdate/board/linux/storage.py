@@ -1,22 +1,28 @@
 """`TpmStorage`: secure storage in files, anchored in a TPM 2.0 (design in docs/board.md,
 "The linux backend").
 
-The records live in `DIR/store-<v>`: CBOR [body, mac], body = CBOR [n, prev, {name: bytes}],
-d = SHA-256(body), mac = HMAC(K, context || d) computed BY THE TPM with its resident key K.
+The records live in `DIR/store-<v>`: CBOR [sealed, mac], sealed = nonce || AES-256-GCM(E,
+CBOR [n, prev, {name: bytes}]), d = SHA-256(sealed), mac = HMAC(K, context || d) computed BY
+THE TPM with its resident key K; E = HMAC(K, "...encryption key v1"), also computed by the
+TPM, so the records (the device identity key among them) are unreadable without this TPM.
 The commit is one TPM2_NV_Extend of d into an extend-type NV index: its value goes from
 `prev` to v = SHA-256(prev || d) and can never go back. A read accepts only the file named by
-the index's current value, whose `prev` and digest chain to that value and whose MAC the TPM
-recomputes. `n` is the write counter (the chain's length).
+the index's current value, that decrypts, whose `prev` and digest chain to that value and
+whose MAC the TPM recomputes. `n` is the write counter (the chain's length).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sfupdate.board.flock import ReentrantFlock
 from sfupdate.board.linux.tpm import (
@@ -33,6 +39,8 @@ from sfupdate.sfui import cbor
 MAX_RECORD: Final = 64 * 1024
 MAX_STORE: Final = 1024 * 1024
 MAC_CONTEXT: Final = b"sfupdate tpm storage mac v1"
+ENCRYPTION_LABEL: Final = b"sfupdate tpm storage encryption key v1"
+NONCE: Final = 12
 GENESIS: Final = b"sfupdate tpm storage genesis v1"
 # The index's value after provisioning extended GENESIS into it: the empty storage.
 EMPTY: Final = hashlib.sha256(bytes(32) + GENESIS).digest()
@@ -52,10 +60,17 @@ class TpmStorage:
         self._auth = auth
         self._power = power
         self._index_checked = False
+        self._cipher: AESGCM | None = None
         self.lock = ReentrantFlock(directory / ".lock")
 
     def _mac(self, digest: bytes) -> bytes:
         return self._tpm.hmac(self._key, self._auth, MAC_CONTEXT + digest)
+
+    @property
+    def _aead(self) -> AESGCM:
+        if self._cipher is None:
+            self._cipher = AESGCM(self._tpm.hmac(self._key, self._auth, ENCRYPTION_LABEL))
+        return self._cipher
 
     def _chain(self) -> bytes:
         """The extend index's value, after checking (once) that it is what provisioning
@@ -88,9 +103,13 @@ class TpmStorage:
         if len(raw) > MAX_STORE:
             raise StorageIntegrityError("secure storage is larger than any the board writes")
         try:
-            body, mac = cbor.loads(raw, "secure storage")
-            digest = hashlib.sha256(body).digest()
+            sealed, mac = cbor.loads(raw, "secure storage")
+            digest = hashlib.sha256(sealed).digest()
+            body = self._aead.decrypt(sealed[:NONCE], sealed[NONCE:], MAC_CONTEXT)
             counter, prev, records = cbor.loads(body, "secure storage body")
+        except InvalidTag:
+            raise StorageIntegrityError("secure storage does not decrypt with this TPM's "
+                                        "key") from None
         except (SfuError, ValueError, TypeError) as exc:
             raise StorageIntegrityError(f"secure storage is malformed: {exc}") from None
         if not isinstance(prev, bytes) or not isinstance(counter, int) \
@@ -133,9 +152,11 @@ class TpmStorage:
                     records.pop(name, None)
                 else:
                     records[name] = value
-            body = cbor.dumps([counter + 1, prev, records])
-            digest = hashlib.sha256(body).digest()
-            raw = cbor.dumps([body, self._mac(digest)])
+            nonce = os.urandom(NONCE)
+            sealed = nonce + self._aead.encrypt(nonce, cbor.dumps([counter + 1, prev, records]),
+                                                MAC_CONTEXT)
+            digest = hashlib.sha256(sealed).digest()
+            raw = cbor.dumps([sealed, self._mac(digest)])
             if len(raw) > MAX_STORE:
                 raise UsageError("secure storage is full")
             path = self._dir / f"store-{hashlib.sha256(prev + digest).hexdigest()}"
