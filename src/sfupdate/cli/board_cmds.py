@@ -37,7 +37,7 @@ def register(group: click.Group) -> None:
 
 @click.group("board")
 def board_group() -> None:
-    """Simulated board: create, provision, boot, confirm, status."""
+    """Simulated board: create, provision, boot, confirm, status; `linux` devices."""
 
 
 @board_group.command("create")

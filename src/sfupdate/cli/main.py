@@ -90,7 +90,7 @@ COMMANDS: Mapping[str, Lazy] = {
     "install": Lazy(_AGENT,
                     "Install an SFUI through the local agent (as a trial; reboot to run it)."),
     "board": Lazy(("board_cmds", "device_cmds"),
-                  "Simulated board: create, provision, boot, confirm, status."),
+                  "Simulated board: create, provision, boot, confirm, status; `linux` devices."),
     "repo": Lazy(_DELIVERY, "Publish SFUIs in a static repository with a signed index."),
     "serve": Lazy(_DELIVERY,
                   "Serve DIRECTORY over HTTP for development (production: any static server)."),
