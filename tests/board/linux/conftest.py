@@ -22,7 +22,7 @@ from sfupdate.board.linux.tpm import Tpm
 from tests.board.conftest import SLOT_SIZE
 
 PACKAGES = {"swtpm": "swtpm", "swtpm_setup": "swtpm-tools", "tpm2_nvread": "tpm2-tools",
-            "grub-script-check": "grub-common",
+            "grub-script-check": "grub-common", "mkimage": "u-boot-tools",
             "fw_setenv": "libubootenv-tool", "grub-editenv": "grub-common"}
 
 

@@ -52,8 +52,7 @@ def test_grub_fragment_parses() -> None:
 
 
 def test_u_boot_script_compiles(tmp_path: Path) -> None:
-    if shutil.which("mkimage") is None:
-        pytest.skip("mkimage (u-boot-tools) is not installed")
+    need("mkimage")
     done = subprocess.run(["mkimage", "-A", "arm64", "-T", "script", "-C", "none", "-d",
                            str(DEPLOY / "u-boot" / "boot.cmd"), str(tmp_path / "boot.scr")],
                           capture_output=True, text=True, check=False)
