@@ -7,7 +7,9 @@ told what happened, through the same transitions stage 2 uses:
 1. `start_boot()` persists the kernel's own choice (and spends the kernel's try). If the
    bootloader fell back to the confirmed slot while the kernel still had a trial with tries
    (the trial did not come up, or its count ran out in the environment), the trial is marked
-   bad. If the bootloader runs a slot the kernel would not boot, that is refused.
+   bad. If the bootloader runs a slot the kernel would not boot, that is refused. If the
+   environment never listed the trial (the mirror after the commit was lost to a power cut),
+   nothing is recorded: the environment is re-mirrored and a reboot is asked for.
 2. The running slot is verified against its recorded facts (stored header, signature,
    sequence, digest of the slot's bytes) and the health command runs; `booted()` records the
    measurements and the trial's health in one write.
@@ -85,6 +87,13 @@ def reconcile(board: LinuxBoard, running: Slot, boot_id: str, confirm: bool) -> 
         events.append("this boot was already reconciled")
     else:
         before = kernel.state().boot
+        if board.mirror is not None and before.trial is not None and before.tries_left > 0 \
+                and running is before.confirmed \
+                and before.trial.value not in board.mirror.env.read().get("BOOT_ORDER", "").split():
+            board.mirror.sync(before)
+            raise DeviceStateError(f"the bootloader's environment did not list trial slot "
+                                   f"{before.trial.value} yet (power lost right after the "
+                                   "install?): re-mirrored; reboot to try it")
         state, chosen, trial = kernel.start_boot()
         if chosen is not running and running is before.confirmed and trial:
             events.append(f"the bootloader fell back to confirmed slot {running.value}: trial "

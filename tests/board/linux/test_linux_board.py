@@ -87,6 +87,23 @@ def test_a_trial_the_bootloader_gave_up_on_is_marked_bad(
     assert env_of(board) == {"BOOT_ORDER": "A", "BOOT_A_LEFT": "3", "BOOT_B_LEFT": "0"}
 
 
+def test_a_trial_the_environment_never_listed_is_not_held_against_it(
+        tmp_path: Path, swtpm: SoftTpm, images: Images, es256_trusted: TrustedKey,
+        agent_signer: FileSigner) -> None:
+    """Power lost between the trial's commit and its mirror: the bootloader never tried it.
+    Nothing is recorded, the environment is repaired, and the next boot tries it."""
+    board = provisioned(tmp_path, swtpm, images, es256_trusted, agent_signer)
+    with open(images.v2, "rb") as f:
+        install(Device(board), f)
+    assert board.mirror is not None
+    board.mirror.env.write({"BOOT_ORDER": "A", "BOOT_A_LEFT": "2", "BOOT_B_LEFT": "0"})
+    with pytest.raises(DeviceStateError, match="did not list trial slot B"):
+        reconcile(board, Slot.A, "boot-2", confirm=True)
+    assert env_of(board)["BOOT_ORDER"] == "B A"
+    assert Device(board).kernel.state().boot.tries_left == 3
+    assert reconcile(board, Slot.B, "boot-3", confirm=True).confirmed
+
+
 def test_an_unhealthy_trial_is_rejected(
         tmp_path: Path, swtpm: SoftTpm, images: Images, es256_trusted: TrustedKey,
         agent_signer: FileSigner) -> None:
