@@ -234,3 +234,12 @@ def test_fuses_are_write_once_and_lifecycle_locks_the_tpm(tmp_path: Path,
         with pytest.raises(TpmError):
             swtpm.tpm.run(args)
     assert fuses.read(Fuse.ROOT_KEY_HASH) == b"\x11" * 32
+
+
+def test_a_look_alike_fuse_index_is_refused(tmp_path: Path, swtpm: SoftTpm) -> None:
+    """An index someone defined before provisioning, locked only until the next reset."""
+    swtpm.tpm.nv_define(LAYOUT.root_key_hash, 32, "authread|authwrite|write_stclear|no_da")
+    swtpm.tpm.nv_write(LAYOUT.root_key_hash, b"\x11" * 32)
+    swtpm.tpm.nv_write_lock(LAYOUT.root_key_hash)
+    with pytest.raises(DeviceStateError, match="not write-once"):
+        TpmFuses(swtpm.tpm, LAYOUT, tmp_path / "tpm-auth").read(Fuse.ROOT_KEY_HASH)

@@ -22,7 +22,12 @@ from typing import Final
 
 from sfupdate.board.hal import Fuse
 from sfupdate.board.linux.storage import GENESIS
-from sfupdate.board.linux.tpm import TPMA_NV_WRITELOCKED, Tpm
+from sfupdate.board.linux.tpm import (
+    TPM_NT_ORDINARY,
+    TPMA_NV_WRITEDEFINE,
+    TPMA_NV_WRITELOCKED,
+    Tpm,
+)
 from sfupdate.errors import DeviceStateError, UsageError
 
 AUTH_SIZE: Final = 32
@@ -72,6 +77,9 @@ class TpmFuses:
         public = self._tpm.nv_public(index)
         if public is None or not public.has(TPMA_NV_WRITELOCKED):
             return None
+        if public.kind != TPM_NT_ORDINARY or not public.has(TPMA_NV_WRITEDEFINE):
+            raise DeviceStateError(f"TPM NV index {index:#x} (fuse {fuse.value}) is not "
+                                   "write-once: it was not defined by provisioning")
         return self._tpm.nv_read(index, public.size)
 
     def burn(self, fuse: Fuse, value: bytes) -> None:
