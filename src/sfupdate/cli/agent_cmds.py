@@ -39,10 +39,14 @@ def agent_group() -> None:
 
 
 @agent_group.command("serve")
-@click.option("--board", "board_dir", required=True,
-              type=click.Path(path_type=Path, file_okay=False, exists=True),
+@click.option("--board", "board_dir", type=click.Path(path_type=Path, file_okay=False,
+                                                       exists=True),
               help="The board directory (sim backend).")
-@_socket_option
+@click.option("--config", "config_path",
+              type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="The device configuration (linux backend, e.g. /etc/sfupdate/device.toml).")
+@click.option("--socket", "socket_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="The agent's Unix socket (default with --config: the configured one).")
 @_timeout_option
 @click.option("--group-access", is_flag=True,
               help="Socket mode 0660 (owner and group) instead of 0600.")
@@ -50,15 +54,34 @@ def agent_group() -> None:
               metavar="SECONDS",
               help="Re-measure the running slot, the agent bundle and the policy's regions "
                    "every SECONDS (0: only on demand).")
-def serve(board_dir: Path, socket_path: Path, timeout: float, group_access: bool,
-          check_interval: float) -> None:
-    """Serve the board's agent on a Unix socket until SIGTERM or Ctrl-C."""
+def serve(board_dir: Path | None, config_path: Path | None, socket_path: Path | None,
+          timeout: float, group_access: bool, check_interval: float) -> None:
+    """Serve the board's agent on a Unix socket until SIGTERM or Ctrl-C. A linux device
+    (--config) first records this boot (which slot the bootloader started, its health) in
+    the kernel, as `sfu board linux mark-good --no-confirm` does."""
     # Imported here: the client-side commands need none of the secure world's code.
     from sfupdate.agent.device import Device
     from sfupdate.agent.server import AgentServer
-    from sfupdate.board.sim import open_board
+    from sfupdate.board.hal import Board
 
-    device = Device(open_board(board_dir))
+    board: Board
+    if (board_dir is None) == (config_path is None):
+        raise UsageError("give exactly one of --board (sim) and --config (linux device)")
+    if board_dir is not None:
+        from sfupdate.board.sim import open_board
+        board, where = open_board(board_dir), str(board_dir)
+    else:
+        assert config_path is not None
+        from sfupdate.board.linux.board import LinuxBoard
+        from sfupdate.board.linux.config import load_config
+        from sfupdate.boot.linux import reconcile_this_boot
+        linux = LinuxBoard(load_config(config_path))
+        reconcile_this_boot(linux, confirm=False)
+        board, where = linux, str(config_path)
+        socket_path = socket_path or linux.config.socket
+    if socket_path is None:
+        raise UsageError("--socket is required with --board")
+    device = Device(board)
     device.kernel.state()  # refuse to start on an unprovisioned or tampered board
     server = AgentServer(device, socket_path, timeout, group_access, check_interval or None)
     server.bind()
@@ -68,7 +91,7 @@ def serve(board_dir: Path, socket_path: Path, timeout: float, group_access: bool
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    click.echo(f"sfu-agent: serving {board_dir} on {socket_path}", err=True)
+    click.echo(f"sfu-agent: serving {where} on {socket_path}", err=True)
     server.serve_forever()
 
 

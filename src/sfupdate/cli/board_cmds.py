@@ -9,9 +9,9 @@ from typing import Any
 import click
 
 from sfupdate import keys
-from sfupdate.board.hal import Fuse, Slot
+from sfupdate.board.hal import Board, Fuse, Slot
 from sfupdate.board.power import POWER_CUT_EXIT, PowerCut
-from sfupdate.board.sim import SimBoard, create_board, open_board
+from sfupdate.board.sim import create_board, open_board
 from sfupdate.boot.provision import provision
 from sfupdate.boot.rom import boot, run_bundle
 from sfupdate.cli.render import emit_json
@@ -37,7 +37,7 @@ def register(group: click.Group) -> None:
 
 @click.group("board")
 def board_group() -> None:
-    """Simulated board: create, provision, boot, confirm, status."""
+    """Simulated board: create, provision, boot, confirm, status; `linux` devices."""
 
 
 @board_group.command("create")
@@ -81,7 +81,7 @@ def provision_cmd(directory: Path, trust_files: tuple[Path, ...], vendor: str, k
                f"identity key {board.identity_public_path}")
 
 
-def _describe(board: SimBoard) -> dict[str, Any]:
+def describe(board: Board) -> dict[str, Any]:
     provisioned = board.fuses.read(Fuse.LIFECYCLE) is not None
     out: dict[str, Any] = {"provisioned": provisioned, "slot_size": board.slots.size}
     if not provisioned:
@@ -116,7 +116,7 @@ def _slot(rec: Any) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(directory: Path, as_json: bool) -> None:
     """Show fuses state, slots, trial state and the rollback floor (reads secure storage)."""
-    desc = _describe(open_board(directory))
+    desc = describe(open_board(directory))
     if as_json:
         emit_json(desc)
         return
