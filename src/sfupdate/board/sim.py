@@ -318,6 +318,7 @@ class SimAgentPartition:
     def writer(self, slot: Slot, signer_spki: bytes) -> SimSlotWriter:
         if len(signer_spki) > MAX_KEY:
             raise TooLargeError("agent signer key is too large")
+        self._bundle(slot).parent.mkdir(parents=True, exist_ok=True)
         self._power.unlink(self._key(slot))
         self._power.write_new(self._bundle(slot), b"")  # a shorter bundle leaves no tail
         self._power.fsync_dir(self._bundle(slot).parent)

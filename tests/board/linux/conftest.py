@@ -19,7 +19,7 @@ from sfupdate.board.linux.board import LinuxBoard
 from sfupdate.board.linux.config import load_config
 from sfupdate.board.linux.slots import HEADER_AREA
 from sfupdate.board.linux.tpm import Tpm
-from tests.board.conftest import SLOT_SIZE
+from tests.world import SMALL_SLOT_SIZE as SLOT_SIZE
 
 PACKAGES = {"swtpm": "swtpm", "swtpm_setup": "swtpm-tools", "tpm2_nvread": "tpm2-tools",
             "grub-script-check": "grub-common", "mkimage": "u-boot-tools",
@@ -41,7 +41,7 @@ def _free_ports() -> int:
     for _ in range(50):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+            port: int = s.getsockname()[1]
         if port < 65535:
             with socket.socket() as s2:
                 try:

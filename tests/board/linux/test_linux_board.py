@@ -22,8 +22,9 @@ from sfupdate.boot.provision import provision
 from sfupdate.errors import DeviceStateError, StorageIntegrityError
 from sfupdate.keys.files import FileSigner
 from sfupdate.sfui import TrustedKey
-from tests.board.conftest import CLASS_NAME, VENDOR_NAME, Images
+from tests.board.conftest import Images
 from tests.board.linux.conftest import SoftTpm, need, write_config
+from tests.world import CLASS_NAME, VENDOR_NAME
 
 
 def provisioned(tmp_path: Path, swtpm: SoftTpm, images: Images, trusted: TrustedKey,

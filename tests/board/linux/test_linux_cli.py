@@ -12,8 +12,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 
 from sfupdate.keys.files import FileSigner
-from tests.board.conftest import CLASS_NAME, VENDOR_NAME, Images
+from tests.board.conftest import Images
 from tests.board.linux.conftest import SoftTpm, need, write_config
+from tests.world import CLASS_NAME, VENDOR_NAME
 
 
 def sfu(*args: str) -> subprocess.CompletedProcess[str]:
