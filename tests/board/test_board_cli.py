@@ -18,10 +18,11 @@ from sfupdate import keys
 from sfupdate.agent.device import Device
 from sfupdate.agent.install import install
 from sfupdate.author import ImageSpec, sign_firmware
+from sfupdate.author.bundle import build_agent_bundle
 from sfupdate.board.hal import Slot
 from sfupdate.board.power import POWER_CUT_EXIT
-from sfupdate.boot.bundle import AGENT_CLASS, AGENT_VENDOR, build_agent_bundle
 from sfupdate.keys.files import FileSigner
+from sfupdate.sfui.uuids import AGENT_CLASS, AGENT_VENDOR
 from tests.board.conftest import Images
 from tests.world import fresh
 

@@ -108,7 +108,7 @@ def bundle(key_file: Path, sequence: int, output: Path) -> None:
     """Build and sign an agent bundle of the installed sfupdate, to update the agent of
     provisioned boards: `sfu install BUNDLE` puts it in the inactive agent partition, the
     next boot runs it once, and it confirms itself."""
-    from sfupdate.boot.bundle import build_agent_bundle
+    from sfupdate.author.bundle import build_agent_bundle
     from sfupdate.keys import load_signer
 
     data = build_agent_bundle(load_signer(key_file), sequence)

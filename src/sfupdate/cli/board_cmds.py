@@ -17,6 +17,7 @@ from sfupdate.boot.rom import boot, run_bundle
 from sfupdate.cli.render import emit_json
 from sfupdate.errors import UsageError
 from sfupdate.kernel import Kernel
+from sfupdate.sfui import TrustedKey
 
 _dir = click.Path(path_type=Path, file_okay=False)
 _existing = click.Path(path_type=Path, dir_okay=False, exists=True)
@@ -73,12 +74,24 @@ def provision_cmd(directory: Path, trust_files: tuple[Path, ...], vendor: str, k
     trusted = [keys.load_public_key(p) for p in trust_files]
     operators = [keys.load_public_key(p) for p in operator_files]
     recovery = [keys.load_public_key(p) for p in recovery_files]
-    signer = keys.load_signer(agent_key) if agent_key else None
-    done = provision(board, trusted, vendor, klass, firmware, signer, operators, recovery)
+    bundle, bundle_key = agent_bundle_for(agent_key)
+    done = provision(board, trusted, vendor, klass, firmware, bundle, bundle_key, operators,
+                     recovery)
     board.identity_public_path.write_bytes(done.identity_public_pem)
     click.echo(f"{directory}: provisioned; slot A confirmed at sequence {done.image.sequence}; "
                f"root-key hash {done.root_key_hash.hex()}; "
                f"identity key {board.identity_public_path}")
+
+
+def agent_bundle_for(agent_key: Path | None) -> tuple[bytes, TrustedKey]:
+    """The agent bundle to provision a board with, and the key whose hash gets fused: signed
+    with `agent_key`, or with a one-time key that is then forgotten."""
+    from sfupdate.author.bundle import build_agent_bundle, one_time_agent_bundle
+
+    if agent_key is None:
+        return one_time_agent_bundle()
+    signer = keys.load_signer(agent_key)
+    return build_agent_bundle(signer), TrustedKey(signer.public_key)
 
 
 def describe(board: Board) -> dict[str, Any]:

@@ -54,13 +54,15 @@ def provision_cmd(config_path: Path, trust_files: tuple[Path, ...], vendor: str,
     user (docs/deploy.md)."""
     from sfupdate.board.linux.board import LinuxBoard
     from sfupdate.boot.provision import provision
+    from sfupdate.cli.board_cmds import agent_bundle_for
 
     board = LinuxBoard(load_config(config_path), insecure_storage=insecure_storage)
     if board.insecure:
         click.echo("sfu: WARNING: --insecure-storage: no TPM; secure storage is plain files "
                    "anyone with root can roll back or forge", err=True)
+    bundle, bundle_key = agent_bundle_for(agent_key)
     done = provision(board, [keys.load_public_key(p) for p in trust_files], vendor, klass,
-                     firmware, keys.load_signer(agent_key) if agent_key else None,
+                     firmware, bundle, bundle_key,
                      [keys.load_public_key(p) for p in operator_files],
                      [keys.load_public_key(p) for p in recovery_files])
     board.identity_public_path.write_bytes(done.identity_public_pem)

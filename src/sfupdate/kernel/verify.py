@@ -34,14 +34,10 @@ from sfupdate.sfui import (
     EnvelopeReader,
     ImageInfo,
     TrustedKey,
-    class_uuid,
     manifest_digest,
-    vendor_uuid,
 )
+from sfupdate.sfui.uuids import AGENT_CLASS, AGENT_VENDOR
 
-#: The agent bundle's vendor and class.
-AGENT_VENDOR: Final = vendor_uuid("sfupdate.dev")
-AGENT_CLASS: Final = class_uuid(AGENT_VENDOR, "sfu-agent")
 #: The sim's firmware health hook: an image is unhealthy if its bytes contain this marker
 #: anywhere (the stand-in for running it; demo images carry it to show a revert).
 HEALTH_FAIL_MARKER: Final = b"SFU-HEALTH:FAIL"

@@ -11,6 +11,7 @@ import pytest
 
 from sfupdate.agent.device import Device
 from sfupdate.agent.install import install
+from sfupdate.author.bundle import build_agent_bundle
 from sfupdate.board.hal import LIFECYCLE_PROVISIONED, Fuse, Slot
 from sfupdate.board.linux.board import LinuxBoard
 from sfupdate.board.linux.bootenv import GrubEnv, UBootEnv
@@ -33,7 +34,8 @@ def provisioned(tmp_path: Path, swtpm: SoftTpm, images: Images, trusted: Trusted
     need("fw_setenv" if bootloader == "u-boot" else "grub-editenv")
     extra = f"[health]\ncommand = {health}\n" if health else ""
     board = LinuxBoard(load_config(write_config(tmp_path, swtpm.tcti, bootloader, extra)))
-    provision(board, [trusted], VENDOR_NAME, CLASS_NAME, images.v1, agent_signer)
+    provision(board, [trusted], VENDOR_NAME, CLASS_NAME, images.v1,
+              build_agent_bundle(agent_signer), TrustedKey(agent_signer.public_key))
     return board
 
 
@@ -158,7 +160,8 @@ def test_without_a_tpm_the_board_refuses_unless_insecure(tmp_path: Path, images:
     with pytest.raises(DeviceStateError, match="--insecure-storage"):
         LinuxBoard(config)
     board = LinuxBoard(config, insecure_storage=True)
-    provision(board, [es256_trusted], VENDOR_NAME, CLASS_NAME, images.v1, agent_signer)
+    provision(board, [es256_trusted], VENDOR_NAME, CLASS_NAME, images.v1,
+              build_agent_bundle(agent_signer), TrustedKey(agent_signer.public_key))
     assert LinuxBoard(config).insecure  # once provisioned that way, it opens that way
     assert Device(LinuxBoard(config)).kernel.state().boot.confirmed is Slot.A
 
