@@ -75,7 +75,7 @@ def serve(board_dir: Path, socket_path: Path, timeout: float, group_access: bool
 @agent_group.command("status")
 @_socket_option
 @_timeout_option
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def status(socket_path: Path, timeout: float, as_json: bool) -> None:
     """Show slots, versions, device class, rollback floor and trial state."""
     _show(AgentClient(socket_path, timeout).status(), as_json)
@@ -84,7 +84,7 @@ def status(socket_path: Path, timeout: float, as_json: bool) -> None:
 @agent_group.command("confirm")
 @_socket_option
 @_timeout_option
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def confirm(socket_path: Path, timeout: float, as_json: bool) -> None:
     """Confirm the booted trial image; the rollback floor rises to its sequence number."""
     _show(AgentClient(socket_path, timeout).confirm(), as_json)
@@ -93,7 +93,7 @@ def confirm(socket_path: Path, timeout: float, as_json: bool) -> None:
 @agent_group.command("reject-trial")
 @_socket_option
 @_timeout_option
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def reject_trial(socket_path: Path, timeout: float, as_json: bool) -> None:
     """Mark the trial image bad; the confirmed image boots next."""
     _show(AgentClient(socket_path, timeout).reject_trial(), as_json)
@@ -102,7 +102,7 @@ def reject_trial(socket_path: Path, timeout: float, as_json: bool) -> None:
 @agent_group.command("check")
 @_socket_option
 @_timeout_option
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def check(socket_path: Path, timeout: float, as_json: bool) -> None:
     """Re-measure the running slot, the agent bundle and the integrity policy's regions now.
     Exit 16 if any region does not match (each mismatch is logged in secure storage)."""
@@ -138,7 +138,7 @@ def attest(nonce: str, socket_path: Path, timeout: float, output: Path | None) -
 @agent_group.command("audit")
 @_socket_option
 @_timeout_option
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def audit(socket_path: Path, timeout: float, as_json: bool) -> None:
     """Show the last remote command number, quarantine, the policy in force and the event
     log (newest last)."""
@@ -192,7 +192,7 @@ def parse_hex(text: str, what: str) -> bytes:
                                         allow_dash=True))
 @_socket_option
 @_timeout_option
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def install_cmd(sfui: Path, socket_path: Path, timeout: float, as_json: bool) -> None:
     """Install an SFUI through the local agent (as a trial; reboot to run it).
 

@@ -110,7 +110,7 @@ def _slot(rec: Any) -> dict[str, Any]:
 
 @board_group.command("status")
 @click.argument("directory", type=_dir)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def status(directory: Path, as_json: bool) -> None:
     """Show fuses state, slots, trial state and the rollback floor (reads secure storage)."""
     desc = _describe(open_board(directory))
@@ -131,7 +131,7 @@ def status(directory: Path, as_json: bool) -> None:
 
 @board_group.command("boot")
 @click.argument("directory", type=_dir)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def boot_cmd(directory: Path, as_json: bool) -> None:
     """Reboot: verify the agent bundle against OTP, run it, select/verify/run a slot."""
     board = open_board(directory)

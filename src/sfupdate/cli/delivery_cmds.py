@@ -108,7 +108,7 @@ def repo_remove(directory: Path, names: tuple[str, ...]) -> None:
 
 @repo_group.command("list")
 @click.argument("directory", type=_existing_dir)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def repo_list(directory: Path, as_json: bool) -> None:
     """List the published images and the changes staged for the next publish."""
     from sfupdate.repo import Repository
@@ -239,7 +239,7 @@ _state_opt = click.option("--state-dir", type=_dir,
 @_socket_opt
 @_root_opt
 @_state_opt
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def client_check(repo: str | None, socket_path: Path, trusted_root: Path | None,
                  state_dir: Path | None, as_json: bool) -> int:
     """Say whether the repository has a newer image for this device.

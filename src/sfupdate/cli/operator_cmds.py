@@ -227,7 +227,7 @@ def attest_group() -> None:
 @click.option("--command", "command_file", type=_existing,
               help="Or: the signed command it answers; the token must then be the device's "
                    "answer to exactly that command (nonce and answer claim).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def attest_verify(token_file: Path, device_key: Path, nonce: str | None,
                   command_file: Path | None, as_json: bool) -> None:
     """Check a token's signature (device identity key) and nonce; print its claims."""
@@ -287,7 +287,7 @@ def _show_claims(claims: AttestationClaims) -> None:
               show_default=True, help="Seconds to wait for each message.")
 @click.option("-o", "--output", type=_path,
               help="Write the device's answer (an attestation token) here.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def client_remote(command_file: Path, socket_path: Path, timeout: float, output: Path | None,
                   as_json: bool) -> None:
     """Carry a signed remote command to the agent and its answer back. The agent checks the
