@@ -145,3 +145,23 @@ def _json_events(phase: str, sized: bool) -> ProgressCallback:
             click.echo(json.dumps(event, sort_keys=True), err=True)
 
     return report
+
+
+def show_device_status(status: dict[str, Any]) -> None:
+    """The text form of a device status in the `sfu agent status --json` shape, which
+    `sfu board status --json` shares (a slot may add its "version")."""
+    click.echo(f"vendor-id        {status['vendor_id']}")
+    click.echo(f"class-id         {status['class_id']}")
+    click.echo(f"running          slot {status['running_slot']}, sequence "
+               f"{status['running_sequence']}")
+    click.echo(f"rollback floor   {status['rollback_floor']}")
+    if status["trial_slot"] is None:
+        click.echo(f"trial            {ABSENT}")
+    else:
+        click.echo(f"trial            slot {status['trial_slot']}, "
+                   f"{plural(status['trial_tries_left'], 'try', 'tries')} left")
+    for name, slot in sorted(status["slots"].items()):
+        version = f"version {shown(slot['version']):<10} " if "version" in slot else ""
+        digest = slot["digest"][:16] if slot["digest"] else ABSENT
+        click.echo(f"slot {name}           {slot['state']:<10} sequence "
+                   f"{shown(slot['sequence']):<6} {version}sha256 {digest}")
