@@ -22,7 +22,6 @@ from sfupdate.cli.render import (
     progress,
     progress_option,
     show_device_status,
-    shown,
     write_output,
 )
 from sfupdate.errors import IntegrityError, UsageError

@@ -17,7 +17,6 @@ from sfupdate.cli.render import (
     json_option,
     progress,
     progress_option,
-    shown,
     write_output,
 )
 from sfupdate.errors import TruncatedError, UsageError, WrongClassError, WrongVendorError
