@@ -152,7 +152,7 @@ def test_repo_commands_build_a_repository(tmp_path: Path, repo_key: Path,
     assert main(["repo", "publish", str(repo)]) == 0
     out = capsys.readouterr().out
     assert "trusted root" in out and "sequence 4 (version 4.1)" in out
-    assert "published index version 2 (1 images)" in out
+    assert "published index version 2 (1 image)" in out
     timestamp = json.loads((repo / "metadata" / "timestamp.json").read_text())
     assert timestamp["signed"]["version"] == 2
     assert main(["repo", "init", str(repo), "--key", str(repo_key), "--firmware-key",
