@@ -105,7 +105,9 @@ def test_a_heavy_command_still_imports_what_it_needs(tmp_path: Path) -> None:
     would see them)."""
     key = tmp_path / "repo.key"
     assert Run(tmp_path, "keys", "generate", "-o", key).code == 0
-    run = Run(tmp_path, "repo", "init", tmp_path / "repo", "--key", key)
+    pub = tmp_path / "firmware.pub"
+    assert Run(tmp_path, "keys", "public", key, "-o", pub).code == 0
+    run = Run(tmp_path, "repo", "init", tmp_path / "repo", "--key", key, "--firmware-key", pub)
     assert run.code == 0, run.err
     assert (tmp_path / "repo" / "metadata" / "1.root.json").is_file()
     assert {"tuf", "securesystemslib", "cryptography"} <= {m.split(".")[0] for m in run.heavy()}

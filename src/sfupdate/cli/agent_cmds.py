@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 import click
 
+from sfupdate.cli.main import error_object
 from sfupdate.cli.render import (
     ABSENT,
     emit_json,
@@ -53,7 +54,9 @@ def agent_group() -> None:
               type=click.Path(path_type=Path, file_okay=False, exists=True),
               help="The board directory (sim backend).")
 @socket_option
-@timeout_option
+@click.option("--timeout", type=click.FloatRange(min=0.1), metavar="SECONDS",
+              default=DEFAULT_TIMEOUT, show_default=True,
+              help="Seconds to wait for each message from a client.")
 @click.option("--group-access", is_flag=True,
               help="Socket mode 0660 (owner and group) instead of 0600.")
 @click.option("--check-interval", type=click.FloatRange(min=0), default=0, show_default=True,
@@ -113,20 +116,28 @@ def reject_trial(socket_path: Path, timeout: float, as_json: bool) -> None:
 @socket_option
 @timeout_option
 @json_option
-def check(socket_path: Path, timeout: float, as_json: bool) -> None:
+def check(socket_path: Path, timeout: float, as_json: bool) -> int:
     """Re-measure the running slot, the agent bundle and the integrity policy's regions now.
     Exit 16 if any region does not match (each mismatch is logged in secure storage)."""
     report = AgentClient(socket_path, timeout).check()
-    if as_json:
-        emit_json(report.to_json())
-    else:
-        for result in report.results:
-            action = "" if result.action == "none" else f" [{result.action}]"
-            click.echo(f"{result.result.upper():<9} {result.region:<24} {result.detail}{action}")
     bad = [r.region for r in report.results if r.result != "ok"]
-    if bad:
-        raise IntegrityError(f"integrity check: {plural(len(bad), 'region')} "
-                             f"{'does' if len(bad) == 1 else 'do'} not match: {', '.join(bad)}")
+    failure = IntegrityError(f"integrity check: {plural(len(bad), 'region')} "
+                             f"{'does' if len(bad) == 1 else 'do'} not match: "
+                             f"{', '.join(bad)}") if bad else None
+    if as_json:  # one document: the report, and the error object when it is a failure
+        error = failure and error_object(failure.exit_code, type(failure).__name__,
+                                         str(failure))
+        emit_json({**report.to_json(), **(error or {})})
+        if failure:
+            click.echo(f"sfu: error: {failure}", err=True)
+            return failure.exit_code
+        return 0
+    for result in report.results:
+        action = "" if result.action == "none" else f" [{result.action}]"
+        click.echo(f"{result.result.upper():<9} {result.region:<24} {result.detail}{action}")
+    if failure:
+        raise failure
+    return 0
 
 
 @agent_group.command("attest")

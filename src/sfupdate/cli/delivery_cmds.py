@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Final
 import click
 
 from sfupdate.cli.agent_cmds import socket_option, timeout_option
+from sfupdate.cli.main import error_object
 from sfupdate.cli.render import (
     ABSENT,
     emit_json,
@@ -304,9 +305,8 @@ def client_update(repo: str | None, from_file: Path | None, socket_path: Path,
             result = update(index, agent, report, _log)
         out = {"check": result.check.to_json(),
                "skipped": [{"name": s.candidate.name, "sequence": s.candidate.sequence,
-                            "error": {"code": s.error.exit_code,
-                                      "class": type(s.error).__name__,
-                                      "message": str(s.error)}} for s in result.skipped]}
+                            **error_object(s.error.exit_code, type(s.error).__name__,
+                                           str(s.error))} for s in result.skipped]}
         if result.installed is None:
             if as_json:
                 emit_json({"installed": None, **out})

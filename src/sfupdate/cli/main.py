@@ -110,13 +110,17 @@ def cli() -> None:
     """sfupdate: secure firmware update with SUIT envelopes."""
 
 
+def error_object(code: int, kind: str, message: str) -> dict[str, Any]:
+    """The JSON error object of docs/cli.md: exit code, error class name, the message."""
+    return {"error": {"code": code, "class": kind, "message": message}}
+
+
 def _fail(invocation: dict[str, bool], code: int, kind: str, message: str) -> int:
     """The exit code of a failure whose line is on stderr; with `--json` (the option's
     callback sets invocation["json"]: sfupdate.cli.render.json_option), the JSON error object
     on stdout too."""
     if invocation["json"]:
-        click.echo(json.dumps({"error": {"code": code, "class": kind, "message": message}},
-                              sort_keys=True))
+        click.echo(json.dumps(error_object(code, kind, message), sort_keys=True))
     return code
 
 
