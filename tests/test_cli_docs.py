@@ -97,3 +97,11 @@ def test_the_shared_vocabulary_is_documented() -> None:
         assert needle.replace("|", "\\|") in text or needle in text, needle
     for path in SCRIPTED:
         assert f"sfu {path.split()[0]}" in text, path
+
+
+def test_every_streaming_command_has_progress() -> None:
+    commands = _commands()
+    for path in ("sign", "verify", "install", "client update"):
+        (option,) = [o for o in _options(commands[path]) if "--progress" in o.opts]
+        assert isinstance(option.type, click.Choice)
+        assert list(option.type.choices) == ["auto", "lines", "json", "none"], path

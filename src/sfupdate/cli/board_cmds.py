@@ -14,7 +14,7 @@ from sfupdate.board.power import POWER_CUT_EXIT, PowerCut
 from sfupdate.board.sim import SimBoard, create_board, open_board
 from sfupdate.boot.provision import provision
 from sfupdate.boot.rom import boot, run_bundle
-from sfupdate.cli.render import ABSENT, emit_json, json_option, show_device_status
+from sfupdate.cli.render import ABSENT, emit_json, json_option, show_device_status, shown
 from sfupdate.errors import UsageError
 from sfupdate.kernel import Kernel
 
@@ -155,7 +155,7 @@ def boot_cmd(directory: Path, as_json: bool) -> None:
     kind = "trial" if result.trial else "confirmed"
     health = "healthy" if result.healthy else "UNHEALTHY"
     click.echo(f"booted slot {result.slot} ({kind}), sequence {result.sequence}, "
-               f"version {result.version}, {health}; PCR {result.pcr}")
+               f"version {shown(result.version)}, {health}; PCR {result.pcr}")
 
 
 @board_group.command("confirm")

@@ -220,7 +220,7 @@ class RepositoryIndex:
             pending = chunk
         if hasher.hexdigest() != candidate.sha256:
             raise DownloadError(f"{self.source.describe(candidate.path)}: the bytes served do "
-                                f"not match the signed index (sha-256 {hasher.hexdigest()[:16]}"
+                                f"not match the signed index (sha256 {hasher.hexdigest()[:16]}"
                                 f"..., index says {candidate.sha256[:16]}...): wrong or "
                                 "substituted file, not installed")
         if pending is not None:
