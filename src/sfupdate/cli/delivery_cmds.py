@@ -320,7 +320,7 @@ def client_update(repo: str | None, from_file: Path | None, socket_path: Path,
                                  "digest": installed.digest}, **out})
     else:
         click.echo(f"installed sequence {installed.sequence} into slot {installed.slot} as a "
-                   f"trial (sha256 {installed.digest[:16]}); reboot to run it")
+                   f"trial (sha256 {installed.digest}); reboot to run it")
 
 
 @client_group.command("status")

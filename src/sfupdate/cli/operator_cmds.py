@@ -262,9 +262,11 @@ def _show_claims(claims: AttestationClaims) -> None:
     click.echo(f"verified: signed by device {claims.ueid.hex()}, issued {issued}")
     click.echo(f"vendor-id        {claims.vendor_id}")
     click.echo(f"class-id         {claims.class_id}")
-    trial = claims.trial_slot or ABSENT
-    click.echo(f"running          slot {claims.running_slot} (trial: {trial})")
+    running = {s.name: s.sequence for s in claims.slots}.get(claims.running_slot)
+    click.echo(f"running          slot {claims.running_slot}, sequence {running}")
     click.echo(f"rollback floor   {claims.rollback_floor}")
+    click.echo("trial            " + (f"slot {claims.trial_slot}" if claims.trial_slot
+                                      else ABSENT))
     for slot in claims.slots:
         sequence = ABSENT if slot.sequence is None else str(slot.sequence)
         shown = slot.digest.hex()[:16] if slot.digest else ABSENT
@@ -281,7 +283,7 @@ def _show_claims(claims: AttestationClaims) -> None:
                    f"{claims.answer.outcome}")
     click.echo("integrity")
     for item in claims.to_json()["integrity"]:
-        click.echo(f"  {item['result']:<9} {item['region']}")
+        click.echo(f"  {item['result'].upper():<9} {item['region']}")
 
 
 @click.command("remote")
