@@ -237,7 +237,9 @@ _root_opt = click.option("--trusted-root", type=_existing, metavar="FILE",
                               "different one replaces it).")
 _state_opt = click.option("--state-dir", type=_dir, metavar="DIR",
                           help="Where trusted index metadata is kept between runs "
-                               "(default: ~/.local/state/sfupdate/repos/<hash of --repo>).")
+                               "(default: $XDG_STATE_HOME, or ~/.local/state, then "
+                               "sfupdate/repos/<hash of --repo>; `sfu client status` shows "
+                               "it).")
 
 
 @client_group.command("check")

@@ -45,7 +45,7 @@ def progress_option(f: F) -> F:
     return click.option("--progress", "progress_mode", type=click.Choice(PROGRESS_MODES),
                         default="auto", show_default=True,
                         help="auto: a bar on a terminal, nothing otherwise; lines: a line "
-                             "on stderr every 10 %; json: JSON progress events on stderr "
+                             "on stderr every 10%; json: JSON progress events on stderr "
                              "(docs/cli.md); none.")(f)
 
 
