@@ -29,7 +29,7 @@ def es256_key_file(tmp_path: Path, es256_signer: FileSigner) -> Path:
     return path
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+def run(capsys: pytest.CaptureFixture[str], *args: str | Path | int) -> tuple[int, str, str]:
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
@@ -177,22 +177,30 @@ def _pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, password: bytes | 
                              encryption)
 
 
-@pytest.mark.parametrize(("content", "says"), [
-    (b"not a key", "is not a PEM private key"),
-    (None, "is an encrypted private key"),
+def _key_file(kind: str) -> bytes:
+    p256 = ec.generate_private_key(ec.SECP256R1())
+    if kind == "encrypted":
+        return _pem(p256, b"secret")
+    if kind == "public":
+        return keys.public_pem(p256.public_key())
+    if kind == "rsa":
+        return _pem(rsa.generate_private_key(65537, 2048), None)
+    if kind == "p384":
+        return _pem(ec.generate_private_key(ec.SECP384R1()), None)
+    return b"not a key"
+
+
+@pytest.mark.parametrize(("kind", "says"), [
+    ("junk", "is not a PEM private key"),
+    ("encrypted", "is an encrypted private key"),
     ("public", "is a public key, not the private key signing needs"),
     ("rsa", "is an RSA key; sfu uses P-256 or Ed25519 keys"),
     ("p384", "is an EC key on curve secp384r1"),
 ])
-def test_key_errors_say_what_is_wrong(tmp_path: Path, content: bytes | str | None, says: str,
+def test_key_errors_say_what_is_wrong(tmp_path: Path, kind: str, says: str,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    p256 = ec.generate_private_key(ec.SECP256R1())
-    data = {None: _pem(p256, b"secret"), "public": keys.public_pem(p256.public_key()),
-            "rsa": _pem(rsa.generate_private_key(65537, 2048), None),
-            "p384": _pem(ec.generate_private_key(ec.SECP384R1()), None)}.get(
-                content, content if isinstance(content, bytes) else b"")
     key = tmp_path / "key.pem"
-    key.write_bytes(data)
+    key.write_bytes(_key_file(kind))
     firmware = tmp_path / "fw.bin"
     firmware.write_bytes(b"x")
     code, _, err = run(capsys, "sign", firmware, "--key", key, "--sequence", 1, "--vendor",
