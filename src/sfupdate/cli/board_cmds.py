@@ -104,6 +104,9 @@ def _describe(board: SimBoard) -> dict[str, Any]:
         "trial_healthy": record.trial_healthy,
         "write_counter": board.storage.write_counter,
         "slots": {s.value: _slot(record.slot(s)) for s in Slot},
+        "agent": {"active": state.agent.active.value, "floor": state.agent.floor,
+                  "trial": state.agent.trial.value if state.agent.trial else None,
+                  "sequence": state.agent.active_bundle.sequence},
     })
     return out
 
@@ -134,6 +137,9 @@ def status(directory: Path, as_json: bool) -> None:
     click.echo(f"confirmed        slot {desc['confirmed_slot']}")
     booted = desc["booted_slot"]
     click.echo(f"booted           {'slot ' + booted if booted else ABSENT}")
+    agent = desc["agent"]
+    click.echo(f"agent            partition {agent['active']}, sequence {agent['sequence']}, "
+               f"rollback floor {agent['floor']}, trial {shown(agent['trial'])}")
 
 
 @board_group.command("boot")
