@@ -16,7 +16,8 @@ from sfupdate import errors, keys
 from sfupdate.cli.main import main
 from sfupdate.keys.files import FileSigner
 from tests.agent.support import RunningAgent
-from tests.conftest import CLASS, SignImage
+from tests.conftest import SignImage
+from tests.world import CLASS
 
 
 @pytest.fixture
