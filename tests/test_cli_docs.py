@@ -38,7 +38,7 @@ SCRIPTED = [
     "repo init", "repo add", "repo remove", "repo list", "repo publish",
     "client check", "client update", "client status", "client remote",
     "agent status", "agent confirm", "agent reject-trial", "agent check", "agent attest",
-    "agent audit", "agent policy install",
+    "agent audit", "agent policy install", "agent bundle",
     "board status", "board boot", "board confirm",
     "remote sign", "remote policy-sign", "attest verify",
 ]

@@ -94,7 +94,8 @@ def serve(board_dir: Path, socket_path: Path, timeout: float, group_access: bool
               help="The bundle's sequence number: above the agent floor of the boards.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               required=True, help="The signed agent bundle (SFUI) to write.")
-def bundle(key_file: Path, sequence: int, output: Path) -> None:
+@json_option
+def bundle(key_file: Path, sequence: int, output: Path, as_json: bool) -> None:
     """Build and sign an agent bundle of the installed sfupdate, to update the agent of
     provisioned boards: `sfu install BUNDLE` puts it in the inactive agent partition, the
     next boot runs it once, and it confirms itself."""
@@ -102,8 +103,11 @@ def bundle(key_file: Path, sequence: int, output: Path) -> None:
     from sfupdate.keys import load_signer
 
     data = build_agent_bundle(load_signer(key_file), sequence)
-    output.write_bytes(data)
-    click.echo(f"{output}: agent bundle sequence {sequence}, {len(data)} bytes")
+    write_output(output, data)
+    if as_json:
+        emit_json({"file": str(output), "sequence": sequence, "file_size": len(data)})
+    else:
+        click.echo(f"{output}: agent bundle sequence {sequence}, {len(data)} bytes")
 
 
 @agent_group.command("status")
