@@ -106,16 +106,16 @@ def _bar(phase: str) -> Iterator[ProgressCallback]:
         yield update
 
 
-def _step(sized: bool) -> Callable[[int, int], int]:
-    """Which step of the progress `done` is in: tenths of the total, or MiB when the total
-    is unknown; a report is made each time the step changes."""
+def _step(sized: bool, steps: int) -> Callable[[int, int], int]:
+    """Which step of the progress `done` is in: 1/`steps` of the total, or the MiB when the
+    total is unknown; a report is made each time the step changes."""
     if sized:
-        return lambda done, total: done * 10 // total if total else 10
+        return lambda done, total: done * steps // total if total else steps
     return lambda done, total: done // MIB
 
 
 def _lines(phase: str, sized: bool) -> ProgressCallback:
-    step, last = _step(sized), -1
+    step, last = _step(sized, 10), -1
 
     def report(done: int, total: int) -> None:
         nonlocal last
@@ -133,13 +133,12 @@ def _lines(phase: str, sized: bool) -> ProgressCallback:
 def _json_events(phase: str, sized: bool) -> ProgressCallback:
     """One JSON object per line on stderr, at each 1 % (each MiB when the total is unknown):
     {"event": "progress", "phase", "done", "total"} (total null when unknown)."""
-    last = -1
+    step, last = _step(sized, 100), -1
 
     def report(done: int, total: int) -> None:
         nonlocal last
-        step = (done * 100 // total if total else 100) if sized else done // MIB
-        if step != last:
-            last = step
+        if step(done, total) != last:
+            last = step(done, total)
             event = {"event": "progress", "phase": phase, "done": done,
                      "total": total if sized else None}
             click.echo(json.dumps(event, sort_keys=True), err=True)
