@@ -62,9 +62,9 @@ def test_create_provision_boot_trial_confirm(tmp_path: Path, images: Images,
     proc = sfu("board", "boot", board, "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["slot"] == "B"
-    assert status(board)["floor"] == 1
+    assert status(board)["rollback_floor"] == 1
     assert sfu("board", "confirm", board).returncode == 0
-    assert status(board)["floor"] == 2 and status(board)["confirmed"] == "B"
+    assert status(board)["rollback_floor"] == 2 and status(board)["confirmed_slot"] == "B"
     nothing = sfu("board", "confirm", board)
     assert nothing.returncode == 12 and "no image on trial" in nothing.stderr
 
@@ -87,7 +87,7 @@ def test_tampered_agent_bundle_does_not_start(board_dir: Path, images: Images) -
     proc = sfu("board", "boot", board_dir)
     assert proc.returncode == 4, proc.stderr
     assert proc.stderr.startswith("sfu: error:") and proc.stderr.count("\n") == 1
-    assert status(board_dir)["tries_left"] == 3  # stage 2 never ran: no try was used
+    assert status(board_dir)["trial_tries_left"] == 3  # stage 2 never ran: no try was used
 
 
 def _put_bundle(board_dir: Path, data: bytes, spki: bytes) -> None:

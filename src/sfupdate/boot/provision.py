@@ -71,11 +71,11 @@ def _check(verified: Verified, device: DeviceInfo, slot_size: int) -> ImageRecor
     """The facts of the initial image, as the agent records them for every install."""
     info = verified.info
     if info.vendor_id != device.vendor_id:
-        raise WrongVendorError(f"the firmware is for vendor {info.vendor_id}, "
-                               f"not {device.vendor_id} ({device.vendor_name})")
+        raise WrongVendorError.mismatch("the firmware", info.vendor_id,
+                                        f"{device.vendor_id} ({device.vendor_name})")
     if info.class_id != device.class_id:
-        raise WrongClassError(f"the firmware is for class {info.class_id}, "
-                              f"not {device.class_id} ({device.class_name})")
+        raise WrongClassError.mismatch("the firmware", info.class_id,
+                                       f"{device.class_id} ({device.class_name})")
     if info.image_size is None or info.image_digest is None:
         raise UsageError("the firmware manifest declares no image size or digest")
     if info.image_size > slot_size:

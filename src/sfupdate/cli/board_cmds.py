@@ -14,7 +14,7 @@ from sfupdate.board.power import POWER_CUT_EXIT, PowerCut
 from sfupdate.board.sim import create_board, open_board
 from sfupdate.boot.provision import provision
 from sfupdate.boot.rom import boot, run_bundle
-from sfupdate.cli.render import emit_json
+from sfupdate.cli.render import ABSENT, emit_json, json_option, show_device_status, shown
 from sfupdate.errors import UsageError
 from sfupdate.kernel import Kernel
 from sfupdate.sfui import TrustedKey
@@ -95,6 +95,9 @@ def agent_bundle_for(agent_key: Path | None) -> tuple[bytes, TrustedKey]:
 
 
 def describe(board: Board) -> dict[str, Any]:
+    """The board's state read from secure storage: the keys and meanings of
+    `sfu agent status --json`, and what only the board knows (names, booted and confirmed
+    slots, the trial's health, the storage write counter, each slot's version)."""
     provisioned = board.fuses.read(Fuse.LIFECYCLE) is not None
     out: dict[str, Any] = {"provisioned": provisioned, "slot_size": board.slots.size}
     if not provisioned:
@@ -102,10 +105,15 @@ def describe(board: Board) -> dict[str, Any]:
     state = Kernel(board.storage).state()
     record, device = state.boot, state.device
     out.update({
+        "vendor_id": str(device.vendor_id), "class_id": str(device.class_id),
         "vendor": device.vendor_name, "class": device.class_name,
-        "confirmed": record.confirmed.value, "trial": record.trial.value if record.trial else None,
-        "tries_left": record.tries_left, "floor": record.floor,
-        "booted": record.booted.value if record.booted else None,
+        "running_slot": record.running.value,
+        "running_sequence": state.running_image.sequence,
+        "rollback_floor": record.floor,
+        "trial_slot": record.trial.value if record.trial else None,
+        "trial_tries_left": record.tries_left if record.trial else None,
+        "confirmed_slot": record.confirmed.value,
+        "booted_slot": record.booted.value if record.booted else None,
         "trial_healthy": record.trial_healthy,
         "write_counter": board.storage.write_counter,
         "slots": {s.value: _slot(record.slot(s)) for s in Slot},
@@ -118,7 +126,7 @@ def describe(board: Board) -> dict[str, Any]:
 
 def _slot(rec: Any) -> dict[str, Any]:
     image = rec.image
-    return {"status": rec.status.value,
+    return {"state": rec.status.value,
             "sequence": image.sequence if image else None,
             "version": image.version if image else None,
             "digest": image.digest.hex() if image else None}
@@ -126,31 +134,30 @@ def _slot(rec: Any) -> dict[str, Any]:
 
 @board_group.command("status")
 @click.argument("directory", type=_dir)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def status(directory: Path, as_json: bool) -> None:
-    """Show fuses state, slots, trial state and the rollback floor (reads secure storage)."""
+    """Show slots, versions, device class, rollback floor and trial state, read from secure
+    storage: what `sfu agent status` shows, and the board's own details."""
     desc = describe(open_board(directory))
     if as_json:
         emit_json(desc)
         return
     if not desc["provisioned"]:
-        click.echo(f"{directory}: blank (not provisioned), slot size {desc['slot_size']}")
+        click.echo(f"{directory}: blank (not provisioned), slot size {desc['slot_size']} bytes")
         return
-    click.echo(f"device   {desc['vendor']} / {desc['class']}")
-    click.echo(f"floor    {desc['floor']}   confirmed {desc['confirmed']}   "
-               f"trial {desc['trial'] or '-'} ({desc['tries_left']} tries)   "
-               f"booted {desc['booted'] or '-'}")
-    for name, slot in desc["slots"].items():
-        click.echo(f"slot {name}   {slot['status']:<10} sequence {slot['sequence']}  "
-                   f"version {slot['version']}")
+    click.echo(f"device           {desc['vendor']} / {desc['class']}")
+    show_device_status(desc)
+    click.echo(f"confirmed        slot {desc['confirmed_slot']}")
+    booted = desc["booted_slot"]
+    click.echo(f"booted           {'slot ' + booted if booted else ABSENT}")
     agent = desc["agent"]
-    click.echo(f"agent    partition {agent['active']}, sequence {agent['sequence']}, floor "
-               f"{agent['floor']}, trial {agent['trial'] or '-'}")
+    click.echo(f"agent            partition {agent['active']}, sequence {agent['sequence']}, "
+               f"rollback floor {agent['floor']}, trial {shown(agent['trial'])}")
 
 
 @board_group.command("boot")
 @click.argument("directory", type=_dir)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def boot_cmd(directory: Path, as_json: bool) -> None:
     """Reboot: verify the agent bundle against OTP, run it, select/verify/run a slot."""
     board = open_board(directory)
@@ -167,15 +174,21 @@ def boot_cmd(directory: Path, as_json: bool) -> None:
     kind = "trial" if result.trial else "confirmed"
     health = "healthy" if result.healthy else "UNHEALTHY"
     click.echo(f"booted slot {result.slot} ({kind}), sequence {result.sequence}, "
-               f"version {result.version}, {health}; PCR {result.pcr}")
+               f"version {shown(result.version)}, {health}; PCR {result.pcr}")
 
 
 @board_group.command("confirm")
 @click.argument("directory", type=_dir)
-def confirm(directory: Path) -> None:
+@json_option
+def confirm(directory: Path, as_json: bool) -> None:
     """Confirm the running trial image; only then the rollback floor rises to it. The same
     transition, with the same checks, as `sfu agent confirm` (sfupdate.kernel)."""
     board = open_board(directory)
-    state = Kernel(board.storage).confirm()
-    click.echo(f"confirmed sequence {state.boot.confirmed_image.sequence}; rollback floor is "
-               f"now {state.boot.floor}")
+    Kernel(board.storage).confirm()
+    desc = describe(board)
+    if as_json:
+        emit_json(desc)
+    else:
+        confirmed = desc["slots"][desc["confirmed_slot"]]["sequence"]
+        click.echo(f"confirmed sequence {confirmed}; rollback floor is now "
+                   f"{desc['rollback_floor']}")

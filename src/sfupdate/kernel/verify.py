@@ -68,9 +68,11 @@ def verify_slot(board: Board, slot: Slot, image: ImageRecord, keys: list[Trusted
     verified = reader.authenticate(keys)
     info = verified.info
     if info.vendor_id != device.vendor_id:
-        raise WrongVendorError(f"slot {slot.value} holds an image for another vendor")
+        raise WrongVendorError.mismatch(f"the image in slot {slot.value}", info.vendor_id,
+                                        device.vendor_id)
     if info.class_id != device.class_id:
-        raise WrongClassError(f"slot {slot.value} holds an image for another device class")
+        raise WrongClassError.mismatch(f"the image in slot {slot.value}", info.class_id,
+                                       device.class_id)
     if info.sequence_number < floor:
         raise DowngradeError(f"slot {slot.value} holds sequence {info.sequence_number}, "
                              f"below the rollback floor {floor}")
