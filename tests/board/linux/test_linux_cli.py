@@ -59,7 +59,7 @@ def test_provision_serve_install_mark_good(tmp_path: Path, swtpm: SoftTpm, image
 
     status = json.loads(sfu("board", "linux", "status", "--config", str(config),
                             "--json").stdout)
-    assert status["trial"] == "B" and status["booted"] == "A"
+    assert status["trial_slot"] == "B" and status["booted_slot"] == "A"
     assert status["bootloader"] == {"BOOT_ORDER": "B A", "BOOT_A_LEFT": "3",
                                     "BOOT_B_LEFT": "3"}
 
@@ -71,7 +71,8 @@ def test_provision_serve_install_mark_good(tmp_path: Path, swtpm: SoftTpm, image
     assert "trial slot B confirmed; floor 2" in good.stdout
     status = json.loads(sfu("board", "linux", "status", "--config", str(config),
                             "--json").stdout)
-    assert (status["confirmed"], status["floor"], status["trial"]) == ("B", 2, None)
+    assert (status["confirmed_slot"], status["rollback_floor"], status["trial_slot"]) == (
+        "B", 2, None)
     assert status["bootloader"]["BOOT_ORDER"] == "B"
     assert status["insecure_storage"] is False
 
