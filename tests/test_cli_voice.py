@@ -30,6 +30,14 @@ def es256_key_file(tmp_path: Path, es256_signer: FileSigner) -> Path:
     return path
 
 
+@pytest.fixture
+def es256_pub_file(tmp_path: Path, es256_signer: FileSigner) -> Path:
+    """Its public half: what `sfu verify --key` takes (a trust anchor is a public key)."""
+    path = tmp_path / "author.pub"
+    path.write_bytes(keys.public_pem(es256_signer.public_key))
+    return path
+
+
 def run(capsys: pytest.CaptureFixture[str], *args: str | Path | int) -> tuple[int, str, str]:
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
@@ -47,8 +55,8 @@ def one_error_line(err: str) -> str:
 
 def test_a_failing_json_command_prints_the_error_object(
         tmp_path: Path, sign_image: SignImage, capsys: pytest.CaptureFixture[str]) -> None:
-    other = tmp_path / "other.key"
-    keys.write_private_key(keys.generate_private_key("ES256"), other)
+    other = tmp_path / "other.pub"
+    other.write_bytes(keys.public_pem(keys.generate_private_key("ES256").public_key()))
     code, out, err = run(capsys, "verify", sign_image(), "--key", other, "--json")
     assert code == errors.UnknownKeyError.exit_code == 4
     line = one_error_line(err)
@@ -82,7 +90,7 @@ def _events(err: str) -> list[dict[str, object]]:
 
 
 def test_progress_json_is_a_stream_of_events_on_stderr(
-        tmp_path: Path, agent: RunningAgent, es256_key_file: Path,
+        tmp_path: Path, agent: RunningAgent, es256_key_file: Path, es256_pub_file: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     firmware = tmp_path / "fw.bin"
     firmware.write_bytes(b"\x5a" * 200_000)  # the test board's slots hold 256 KiB
@@ -101,7 +109,7 @@ def test_progress_json_is_a_stream_of_events_on_stderr(
     assert installing and {e["phase"] for e in installing} == {"installing"}
     assert installing[-1]["done"] == installing[-1]["total"] == sfui.stat().st_size
     assert json.loads(out)["sequence"] == 2
-    code, _, err = run(capsys, "verify", sfui, "--key", es256_key_file, "--progress", "none")
+    code, _, err = run(capsys, "verify", sfui, "--key", es256_pub_file, "--progress", "none")
     assert code == 0 and err == ""
 
 
@@ -221,11 +229,11 @@ def test_a_full_disk_names_the_file(es256_key_file: Path,
 
 
 def test_a_vendor_mismatch_is_worded_one_way(agent: RunningAgent, sign_image: SignImage,
-                                             es256_key_file: Path,
+                                             es256_pub_file: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     alien = sign_image(sequence=5, vendor=uuid.uuid5(uuid.NAMESPACE_DNS, "other.example"),
                        klass=CLASS)
-    code, _, err = run(capsys, "verify", alien, "--key", es256_key_file, "--vendor",
+    code, _, err = run(capsys, "verify", alien, "--key", es256_pub_file, "--vendor",
                        "example.com")
     by_verify = one_error_line(err)
     code2, _, err = run(capsys, "install", alien, "--socket", agent.socket)

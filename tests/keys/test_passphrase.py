@@ -75,7 +75,7 @@ def test_a_missing_or_wrong_passphrase_is_one_line_exit_6(
         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("SFU_KEY_PASSPHRASE", raising=False)
     line = refused(capsys, 6, *_sign_args(tmp_path, encrypted_key))  # stdin is no terminal
-    assert "is encrypted" in line and "--passphrase-file" in line
+    assert "is an encrypted private key" in line and "--passphrase-file" in line
     wrong = tmp_path / "wrong"
     wrong.write_text("not it\n")
     line = refused(capsys, 6, *_sign_args(tmp_path, encrypted_key), "--passphrase-file", wrong)
@@ -179,12 +179,12 @@ def test_an_encrypted_agent_key_provisions_and_signs_bundles(
         "board", "provision", board, "--trust", tmp_path / "author.pub", "--vendor",
         "example.com", "--class", "demo-board", "--firmware", tmp_path / "v1.sfui",
         "--agent-key", encrypted_key]
-    assert "is encrypted" in refused(capsys, 6, *provision)
+    assert "is an encrypted private key" in refused(capsys, 6, *provision)
     code, _, err = run(capsys, *provision, "--passphrase-file", passphrase_file)
     assert code == 0, err
     bundle: list[str | Path] = ["agent", "bundle", "--key", encrypted_key, "--sequence", "2",
                                 "-o", tmp_path / "a2.sfui"]
-    assert "is encrypted" in refused(capsys, 6, *bundle)
+    assert "is an encrypted private key" in refused(capsys, 6, *bundle)
     code, _, err = run(capsys, *bundle, "--passphrase-file", passphrase_file)
     assert code == 0, err
     assert (tmp_path / "a2.sfui").stat().st_size > 0

@@ -59,8 +59,8 @@ class Unlock:
             return os.environ[PASSPHRASE_ENV].encode()
         if self.prompt is not None:
             return self.prompt(f"Passphrase for {key}").encode()
-        raise KeyPassphraseError(f"{key} is encrypted: give --passphrase-file FILE or set "
-                                 f"{PASSPHRASE_ENV} (no terminal to ask on)")
+        raise KeyPassphraseError(f"{key} is an encrypted private key: give --passphrase-file "
+                                 f"FILE or set {PASSPHRASE_ENV} (no terminal to ask on)")
 
     def pin(self, pin_source: str | None, token: str) -> str:
         """The user PIN of `token`: the URI's pin-source, the environment, or a prompt."""
