@@ -127,9 +127,10 @@ def test_a_client_that_trusted_root_v1_follows_key_rotations(
 
     # The timestamp key is replaced: root v2, signed by the root key; published at once.
     code, out, err = run(capsys, "repo", "rotate", repo, "timestamp", "--new-key",
-                         role_keys["timestamp2"], "--root-key", role_keys["root"])
+                         role_keys["timestamp2"], "--root-key", role_keys["root"], "--json")
     assert code == 0, err
-    assert "root version 2" in out
+    assert json.loads(out) == {"repository": str(repo), "role": "timestamp", "root_version": 2,
+                               "root": str(repo / "metadata" / "2.root.json")}
     assert run(capsys, "repo", "add", repo, sign_image(sequence=3))[0] == 0
     assert run(capsys, "repo", "publish", repo)[0] == 0  # the new key was remembered
     assert [c.sequence for c in _client(repo, state).refresh()] == [2, 3]

@@ -4,6 +4,7 @@ here), and refused with one line when the passphrase is missing or wrong."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import select
@@ -34,9 +35,9 @@ def encrypted_key(tmp_path: Path, passphrase_file: Path,
                   capsys: pytest.CaptureFixture[str]) -> Path:
     key = tmp_path / "author.key"
     code, out, err = run(capsys, "keys", "generate", "--encrypt", "--passphrase-file",
-                         passphrase_file, "-o", key)
+                         passphrase_file, "-o", key, "--json")
     assert code == 0, err
-    assert "(encrypted)" in out
+    assert json.loads(out)["encrypted"] is True
     return key
 
 
