@@ -174,11 +174,9 @@ def _state_dir(repo: str, given: Path | None) -> Path:
 
 
 def _source(repo: str, policy: TransferPolicy) -> Source:
-    from sfupdate.client import FileSource, HttpSource
+    from sfupdate.client import open_source
 
-    if repo.startswith(("http://", "https://")):
-        return HttpSource(repo, policy.connect_timeout, policy.read_timeout)
-    return FileSource(Path(repo))
+    return open_source(repo, policy.connect_timeout, policy.read_timeout)
 
 
 def _log(line: str) -> None:
@@ -224,7 +222,8 @@ def _transfer_progress(description: str, sized: bool = True) -> Iterator[Progres
     yield log if sized else log_unsized
 
 
-_repo_opt = click.option("--repo", help="Repository URL (http/https) or directory.")
+_repo_opt = click.option("--repo", help="Repository: http(s)://, tftp://, ftp:// or file:// URL, "
+                                       "or a directory.")
 _socket_opt = click.option("--socket", "socket_path", type=click.Path(path_type=Path),
                            required=True, help="The agent's Unix socket.")
 _root_opt = click.option("--trusted-root", type=_existing,
