@@ -296,3 +296,56 @@ def client_update(repo: str | None, from_file: Path | None, socket_path: Path,
         installed = result.installed
     click.echo(f"installed sequence {installed.sequence} into slot {installed.slot} "
                f"(sha-256 {installed.digest[:16]}...); reboot to try it")
+
+
+# --- local media -----------------------------------------------------------------------------
+
+EXIT_WATCH_TIMEOUT: Final = 124  # as timeout(1): --timeout passed and nothing appeared
+
+
+@client_group.command("watch")
+@click.argument("directory", type=_dir)
+@_socket_opt
+@_root_opt
+@click.option("--state-dir", type=_dir,
+              help="Where the digests of images already installed (and the repository's "
+                   "trusted index) are kept (default: ~/.local/state/sfupdate/watch).")
+@click.option("--interval", type=click.FloatRange(0.05, 3600), default=2.0, show_default=True,
+              help="Seconds between two looks at DIRECTORY.")
+@click.option("--once", is_flag=True,
+              help="Stop after the first image installed or refused.")
+@click.option("--timeout", "timeout", type=click.FloatRange(0, None),
+              help="Stop after this many seconds (exit 124 if nothing appeared).")
+def client_watch(directory: Path, socket_path: Path, trusted_root: Path | None,
+                 state_dir: Path | None, interval: float, once: bool,
+                 timeout: float | None) -> int:
+    """Wait for an SFUI or a static repository under DIRECTORY (a mount point) and install
+    it, once: an image installed or refused before is not offered again.
+
+    The exit code is the last image's: 0 installed, or its error's code; 124 when --timeout
+    passed with nothing new.
+    """
+    from sfupdate.client.watch import Outcome, Watcher, watch
+
+    if state_dir is None:
+        base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+        state_dir = base / "sfupdate" / "watch"
+
+    def report(outcome: Outcome) -> None:
+        if outcome.installed is not None:
+            i = outcome.installed
+            click.echo(f"{outcome.item}: installed sequence {i.sequence} into slot {i.slot} "
+                       f"(sha-256 {i.digest[:16]}...); reboot to try it")
+        elif outcome.error is not None and not once:  # --once: the error line below
+            _log(f"{outcome.item}: not installed: {outcome.error}")
+
+    watcher = Watcher(directory, _agent(socket_path), state_dir, trusted_root, log=_log)
+    _log(f"watching {directory} every {interval:g} s")
+    acted = watch(watcher, interval, once, timeout, report)
+    if not acted:
+        _log(f"nothing new under {directory} after {timeout:g} s")
+        return EXIT_WATCH_TIMEOUT
+    error = acted[-1].error
+    if error is not None and once:
+        raise error
+    return error.exit_code if error is not None else 0
