@@ -95,17 +95,18 @@ class HttpSource:
     """A repository served over HTTP(S) by any static server.
 
     One GET per attempt, `Range: bytes=N-` when resuming, no content coding (the bytes are
-    hashed as served), connect and read timeouts from the policy.
+    hashed as served), connect and read timeouts from the policy; `headers` are sent with
+    every request (a DDI server's authorization).
     """
 
     def __init__(self, base_url: str, connect_timeout: float = 5.0,
-                 read_timeout: float = 10.0) -> None:
+                 read_timeout: float = 10.0, headers: dict[str, str] | None = None) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self.read_timeout = read_timeout
         timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         self._client = httpx.Client(timeout=timeout, follow_redirects=True,
                                     headers={"Accept-Encoding": "identity",
-                                             "User-Agent": "sfu-client"})
+                                             "User-Agent": "sfu-client", **(headers or {})})
 
     def close(self) -> None:
         self._client.close()
