@@ -7,6 +7,7 @@ fails the test, elsewhere the test is skipped with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import threading
@@ -103,3 +104,61 @@ class FtpServer:
     def stop(self) -> None:
         self.server.close_all()
         self.thread.join(10)
+
+
+class CuttingProxy:
+    """A TCP forwarder on 127.0.0.1 to `target` (host, port) that drops the first connection
+    whose answer grows past `cut_after` bytes, right there: a link lost mid-download. Every
+    later connection is forwarded whole."""
+
+    def __init__(self, target: tuple[str, int], cut_after: int) -> None:
+        import socket
+
+        self.target, self.cut_after = target, cut_after
+        self.cuts = 0
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            threading.Thread(target=self._pump, args=(client, upstream, False),
+                             daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True),
+                             daemon=True).start()
+
+    def _pump(self, src: Any, dst: Any, answer: bool) -> None:
+        import socket
+
+        sent = 0
+        try:
+            while data := src.recv(65536):
+                if answer:
+                    with self._lock:
+                        cut = not self.cuts and sent + len(data) > self.cut_after
+                        if cut:
+                            self.cuts += 1
+                    if cut:
+                        dst.sendall(data[:self.cut_after - sent])
+                        break
+                dst.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def stop(self) -> None:
+        self.listener.close()

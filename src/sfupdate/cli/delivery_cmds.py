@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Final
 import click
 
 from sfupdate.cli.render import emit_json, progress_bar
-from sfupdate.errors import UsageError
+from sfupdate.errors import SfuError, UsageError
 from sfupdate.ipc.client import AgentClient
 from sfupdate.progress import Progress
 
@@ -349,3 +349,79 @@ def client_watch(directory: Path, socket_path: Path, trusted_root: Path | None,
     if error is not None and once:
         raise error
     return error.exit_code if error is not None else 0
+
+
+# --- a fleet server (hawkBit DDI) -------------------------------------------------------------
+
+
+def _attribute(_ctx: click.Context, _param: click.Parameter,
+               values: tuple[str, ...]) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--attribute {value!r}: expected KEY=VALUE")
+        pairs[key] = text
+    return pairs
+
+
+@client_group.command("ddi")
+@click.option("--server", required=True, help="The DDI server's base URL (http or https).")
+@click.option("--tenant", default="DEFAULT", show_default=True)
+@click.option("--controller-id", required=True, help="This device's id on the server.")
+@click.option("--token", envvar="SFU_DDI_TOKEN",
+              help="Security token (or the SFU_DDI_TOKEN environment variable).")
+@click.option("--token-type", type=click.Choice(["target", "gateway"]), default="target",
+              show_default=True, help="A TargetToken (this device's) or a GatewayToken.")
+@click.option("--attribute", "attributes", multiple=True, callback=_attribute,
+              help="Extra config data KEY=VALUE sent to the server (repeatable), e.g. "
+                   "hw_revision=2.")
+@_socket_opt
+@click.option("--state-dir", type=_dir,
+              help="Where the action on trial and the config data sent are kept between "
+                   "runs (default: ~/.local/state/sfupdate/ddi/<hash of server, tenant, id>).")
+@click.option("--once", is_flag=True, help="Poll once and exit, instead of polling forever.")
+def client_ddi(server: str, tenant: str, controller_id: str, token: str | None,
+               token_type: str, attributes: dict[str, str], socket_path: Path,
+               state_dir: Path | None, once: bool) -> None:
+    """Take updates from a fleet server's hawkBit DDI API (gooseBit, hawkBit...): poll at the
+    server's interval, install what it deploys through the agent, report the result.
+
+    The server only proposes: the agent verifies every image. With --once, the exit code is
+    0, or the code of the install's error (after it was reported to the server).
+    """
+    import time
+
+    from sfupdate.client.ddi import DdiClient, DdiConfig
+
+    config = DdiConfig(server, tenant, controller_id, token, token_type, attributes)
+    if state_dir is None:
+        key = hashlib.sha256(f"{server}\0{tenant}\0{controller_id}".encode()).hexdigest()[:16]
+        base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+        state_dir = base / "sfupdate" / "ddi" / key
+    client = DdiClient(config, AgentClient(socket_path), state_dir, log=_log)
+    try:
+        while True:
+            try:
+                cycle = client.cycle()
+            except SfuError as exc:  # server or agent unreachable: polled again later
+                if once:
+                    raise
+                _log(f"{exc}; polling again in 60 s")
+                time.sleep(60)
+                continue
+            if cycle.installed is not None:
+                i = cycle.installed
+                click.echo(f"installed sequence {i.sequence} into slot {i.slot} "
+                           f"(sha-256 {i.digest[:16]}...); reboot to try it")
+            elif cycle.message and cycle.error is None:
+                _log(cycle.message)
+            if cycle.final:
+                click.echo(f"reported the trial's result to the server: {cycle.final}")
+            if once:
+                if cycle.error is not None:
+                    raise cycle.error
+                return
+            time.sleep(cycle.sleep)
+    finally:
+        client.close()
