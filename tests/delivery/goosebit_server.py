@@ -25,8 +25,7 @@ class GooseBit:
     """One gooseBit server; `db_uri` defaults to SQLite in `base`."""
 
     def __init__(self, base: Path, db_uri: str | None = None, poll: str = "00:00:01") -> None:
-        package = need("goosebit").__file__
-        assert package is not None
+        package = need("goosebit")
         base.mkdir(parents=True, exist_ok=True)
         self.base = base
         self.env = {**os.environ,
