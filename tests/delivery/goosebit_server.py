@@ -106,8 +106,9 @@ class GooseBit:
             self.proc.wait(5)
 
 
-def wait_for(condition: Any, timeout: float = 30, what: str = "condition") -> None:
+def wait_for(condition: Any, timeout: float = 30, what: str = "condition",
+             every: float = 0.1) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+        time.sleep(every)

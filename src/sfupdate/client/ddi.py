@@ -104,6 +104,7 @@ class Cycle:
     final: str | None = None  # "success" or "failure": the trial's end was reported
     message: str | None = None  # what happened, for the log
     error: SfuError | None = None  # the install the server asked for failed (reported)
+    idle: bool = False  # nothing new: no deployment, or a trial still waiting
 
 
 class DdiClient:
@@ -137,7 +138,7 @@ class DdiClient:
 
     def cycle(self, progress_feedback: bool = True) -> Cycle:
         status = self.agent.status()
-        final = self._settle(status) if self.state.pending else None
+        final, waiting = self._settle(status) if self.state.pending else (None, None)
         reply = self._request("GET", self.config.base)
         sleep = _sleep(reply)
         links = _links(reply)
@@ -147,23 +148,25 @@ class DdiClient:
             self._cancel(links["cancelAction"])
         if "deploymentBase" in links:
             outcome = self._deploy(links["deploymentBase"], progress_feedback)
-            return Cycle(sleep, outcome.installed, final, outcome.message, outcome.error)
-        return Cycle(sleep, final=final,
-                     message=None if final else "no deployment for this device")
+            return Cycle(sleep, outcome.installed, final, outcome.message, outcome.error,
+                         outcome.idle)
+        if final:
+            return Cycle(sleep, final=final)
+        return Cycle(sleep, message=waiting or "no deployment for this device", idle=True)
 
     # --- trial end ----------------------------------------------------------------------------
 
-    def _settle(self, status: TrialStatus) -> str | None:
-        """The final feedback of the update on trial, once the device has decided."""
+    def _settle(self, status: TrialStatus) -> tuple[str | None, str | None]:
+        """The final feedback of the update on trial, once the device has decided:
+        ("success" or "failure", None), or (None, what it waits for)."""
         pending = self.state.pending
         assert pending is not None
         slot, sequence, action = pending["slot"], pending["sequence"], pending["action"]
         state = status.slots[slot].state if slot in status.slots else "unknown"
         if state == "trial" and status.trial_slot == slot:
-            self.log(f"sequence {sequence} on trial in slot {slot}: "
-                     + ("waiting for its confirmation" if status.running_slot == slot
-                        else "waiting for a reboot into it"))
-            return None
+            return None, (f"sequence {sequence} on trial in slot {slot}: "
+                          + ("waiting for its confirmation" if status.running_slot == slot
+                             else "waiting for a reboot into it"))
         if state == "confirmed" and status.running_slot == slot and \
                 status.running_sequence == sequence:
             result, details = "success", f"sequence {sequence} confirmed in slot {slot}"
@@ -174,7 +177,7 @@ class DdiClient:
         self._feedback(action, "closed", result, [details])
         self.state.update(pending=None)
         self.log(f"action {action}: reported {result}: {details}")
-        return result
+        return result, None
 
     # --- config data --------------------------------------------------------------------------
 
@@ -223,9 +226,10 @@ class DdiClient:
         action = str(action)
         pending = self.state.pending
         if pending is not None and pending["action"] == action:
-            return Cycle(0, message=f"action {action} is installed and waits for its trial")
+            return Cycle(0, message=f"action {action} is installed and waits for its trial",
+                         idle=True)
         if action in self.state.cancelled:
-            return Cycle(0, message=f"action {action} was cancelled; not installed")
+            return Cycle(0, message=f"action {action} was cancelled; not installed", idle=True)
         try:
             artifact = _artifact(deployment)
         except ServerError as exc:
