@@ -22,16 +22,18 @@ ADMIN = Path(__file__).with_name("goosebit_admin.py")
 
 
 class GooseBit:
-    """One gooseBit server; `db_uri` defaults to SQLite in `base`."""
+    """One gooseBit server; `db_uri` defaults to SQLite in `base`; `settings` are more of its
+    GOOSEBIT_* environment variables."""
 
-    def __init__(self, base: Path, db_uri: str | None = None, poll: str = "00:00:01") -> None:
+    def __init__(self, base: Path, db_uri: str | None = None, poll: str = "00:00:01",
+                 settings: dict[str, str] | None = None) -> None:
         package = need("goosebit")
         base.mkdir(parents=True, exist_ok=True)
         self.base = base
         self.env = {**os.environ,
                     "GOOSEBIT_DB_URI": db_uri or f"sqlite:///{base / 'db.sqlite3'}",
                     "GOOSEBIT_ARTIFACTS_DIR": str(base / "artifacts"),
-                    "GOOSEBIT_POLL_TIME": poll}
+                    "GOOSEBIT_POLL_TIME": poll, **(settings or {})}
         migrations = Path(package).parent / "db" / "migrations"
         (base / "pyproject.toml").write_text(
             f'[tool.aerich]\ntortoise_orm = "goosebit.db.config.TORTOISE_CONF"\n'
@@ -62,6 +64,11 @@ class GooseBit:
                               timeout=60)
         assert done.returncode == 0, done.stderr
         return int(done.stdout.split()[-1])
+
+    def create_device(self, device_id: str, auth_token: str) -> None:
+        reply = self.http.put("/api/v1/devices", json={"devices": [device_id],
+                                                       "auth_token": auth_token})
+        assert reply.status_code == 200, reply.text
 
     def assign(self, device_id: str, software_id: int) -> None:
         reply = self.http.patch("/api/v1/devices", json={"devices": [device_id],

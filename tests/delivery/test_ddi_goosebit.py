@@ -161,3 +161,39 @@ def test_cli_errors(goosebit: GooseBit, device: Device, tmp_path: Path,
         ServerError.exit_code
     err = capsys.readouterr().err
     assert "cannot reach the server" in err and err.count("sfu: error:") == 2
+
+
+@pytest.fixture(scope="module")
+def strict_goosebit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GooseBit]:
+    """gooseBit with device authentication in strict mode: only devices created by the operator,
+    each with its own target token, may poll, fetch or download."""
+    server = GooseBit(tmp_path_factory.mktemp("goosebit-strict"),
+                      settings={"GOOSEBIT_DEVICE_AUTH__ENABLE": "true",
+                                "GOOSEBIT_DEVICE_AUTH__MODE": "strict"})
+    yield server
+    server.stop()
+
+
+def test_a_target_token_is_sent_with_every_request(strict_goosebit: GooseBit,
+                                                   sign_image: SignImage, device: Device,
+                                                   tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    strict_goosebit.create_device("dev-tok", "s3cret-token")
+    common = ["client", "ddi", "--server", strict_goosebit.url, "--controller-id", "dev-tok",
+              "--socket", str(device.agent.socket), "--state-dir", str(tmp_path / "st"),
+              "--once"]
+    assert main([*common, "--token", "wrong"]) == ServerError.exit_code
+    assert main([*common, "--token", "s3cret-token", "--token-type", "gateway"]) == \
+        ServerError.exit_code  # gooseBit accepts target tokens only
+    err = capsys.readouterr().err
+    assert err.count("refuses this device's credentials (HTTP 401)") == 2
+    assert "s3cret" not in err
+    client = DdiClient(DdiConfig(strict_goosebit.url, "DEFAULT", "dev-tok", "s3cret-token"),
+                       device, tmp_path / "st", FAST)
+    client.cycle()  # registration
+    image = sign_image(b"firmware v2 " * 2000, sequence=2)
+    strict_goosebit.assign("dev-tok", strict_goosebit.add_software(
+        image, "2", device.initial.class_id))
+    cycle = client.cycle()  # the download endpoint checks the token too
+    assert cycle.installed is not None and cycle.installed.sequence == 2
+    device.assert_trial(2)
