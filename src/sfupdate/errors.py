@@ -125,9 +125,20 @@ class PolicyError(SfuError):
 class WrongVendorError(PolicyError):
     """The manifest's vendor-id is not the expected one."""
 
+    @classmethod
+    def mismatch(cls, subject: str, found: object, expected: object) -> WrongVendorError:
+        """The one wording of a vendor mismatch, whichever command finds it."""
+        return cls(f"{subject} is for vendor {found or 'unspecified'}, expected {expected}")
+
 
 class WrongClassError(PolicyError):
     """The manifest's class-id is not the expected one."""
+
+    @classmethod
+    def mismatch(cls, subject: str, found: object, expected: object) -> WrongClassError:
+        """The one wording of a device-class mismatch, whichever command finds it."""
+        return cls(f"{subject} is for device class {found or 'unspecified'}, "
+                   f"expected {expected}")
 
 
 class DowngradeError(PolicyError):

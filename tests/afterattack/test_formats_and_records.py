@@ -28,6 +28,7 @@ from sfupdate.ipc.messages import (
     RemoteReply,
     RemoteRequest,
     RemoteResult,
+    Reply,
     decode_reply,
     decode_request,
     encode_reply,
@@ -99,7 +100,7 @@ def test_malformed_new_requests_are_refused(obj: dict[str, Any]) -> None:
 
 
 def test_new_replies_round_trip() -> None:
-    replies = [
+    replies: list[Reply] = [
         IntegrityReply(IntegrityReport((RegionResult("running-slot", "mismatch", "d",
                                                      "reported"),), 3)),
         RemoteReply(RemoteResult("revert", 7, "done", b"token")),

@@ -16,8 +16,6 @@ from sfupdate.board.sim import open_board
 from sfupdate.remote import Region
 from tests.afterattack.conftest import Keys
 from tests.afterattack.support import (
-    FIRMWARE_V1,
-    FIRMWARE_V2,
     boot_record,
     device_target,
     events,
@@ -29,7 +27,7 @@ from tests.afterattack.support import (
     sha256,
 )
 from tests.agent.support import RunningAgent
-from tests.board.conftest import reboot
+from tests.world import FIRMWARE_V1, FIRMWARE_V2, reboot
 
 
 def test_an_untouched_device_checks_clean(agent: RunningAgent,
@@ -62,7 +60,7 @@ def test_tampered_slot_header_is_reported(agent: RunningAgent) -> None:
 
 
 def test_tampered_agent_bundle_is_reported(agent: RunningAgent) -> None:
-    bundle = agent.board / "agent" / "agent.sfui"
+    bundle = agent.board / "agent" / "A" / "agent.sfui"
     flip_byte(bundle, bundle.stat().st_size - 100)
     report = agent.client().check()
     by_region = {r.region: r for r in report.results}
@@ -113,7 +111,7 @@ def test_policy_file_region_is_checked_and_reported(agent: RunningAgent, anchors
     signed.write_bytes(policy(anchors.operator, device_target(agent.board), 1,
                               Region("boot-config", sha256(b"secure=1\n"), path=str(config))))
     code, out, _ = run(capsys, "agent", "policy", "install", signed, "--socket", agent.socket)
-    assert code == 0 and "installed integrity policy 1 (1 regions)" in out
+    assert code == 0 and "installed integrity policy 1 (1 region)" in out
     assert agent.client().check().intact
     config.write_bytes(b"secure=0\n")
     report = agent.client().check()

@@ -15,21 +15,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from sfupdate.board.sim import create_board, open_board
-from sfupdate.boot.provision import provision
+from sfupdate.board.sim import open_board
 from sfupdate.boot.rom import boot
-from sfupdate.boot.stage2 import boot_firmware
+from sfupdate.boot.stage2 import BootResult, boot_firmware
 from sfupdate.sfui import TrustedKey
-from tests.agent.support import FIRMWARE_V1, SLOT_SIZE, RunningAgent, start_agent, stop_agent
+from tests.agent.support import RunningAgent, start_agent, stop_agent
 from tests.conftest import SignImage
 from tests.delivery import postgres
 from tests.delivery.goosebit_server import GooseBit, wait_for
+from tests.world import FIRMWARE_V1, provision_board
 
 FLEET = int(os.environ.get("SFU_FLEET_DEVICES", "6"))
 
@@ -64,10 +65,8 @@ def test_a_rollout_reaches_a_fleet_of_devices(tmp_path: Path, database: postgres
         v1, v5 = sign_image(FIRMWARE_V1, sequence=1), sign_image(FIRMWARE_V1, sequence=5)
         for n in range(FLEET):
             root = tmp_path / f"board{n}"
-            board = create_board(root, SLOT_SIZE)
             # the last device already runs sequence 5: the rollout's sequence 2 is a downgrade
-            provision(board, [es256_trusted], "example.com", "demo-board",
-                      v5 if n == FLEET - 1 else v1)
+            provision_board(root, v5 if n == FLEET - 1 else v1, [es256_trusted])
             # the agent's production per-message timeout: 2 cores shared by N downloads
             agent = start_agent(root, _mkdir(sockets / str(n)), "--timeout", "30")
             log = (tmp_path / f"client{n}.log").open("wb")
@@ -91,7 +90,7 @@ def test_a_rollout_reaches_a_fleet_of_devices(tmp_path: Path, database: postgres
                 status = m.agent.client().status()
                 if not m.confirmed and status.trial_slot == "B":
                     board = open_board(m.agent.board)
-                    assert boot(board, lambda _b, b=board: boot_firmware(b)).healthy
+                    assert boot(board, _firmware(board)).healthy
                     m.agent.client().confirm()
                     m.confirmed = True
             return _states(server) == {"Finished": FLEET - 1, "Error": 1}
@@ -127,6 +126,10 @@ def test_a_rollout_reaches_a_fleet_of_devices(tmp_path: Path, database: postgres
             stop_agent(m.agent)
         server.stop()
         shutil.rmtree(sockets, ignore_errors=True)
+
+
+def _firmware(board: Any) -> Callable[[object], BootResult]:
+    return lambda _bundle: boot_firmware(board)
 
 
 def _states(server: GooseBit) -> dict[str, int]:

@@ -87,7 +87,7 @@ def test_cli_waits_installs_once_and_times_out(tmp_path: Path, sign_image: SignI
     media.mkdir()
     common = [str(media), "--socket", str(device.agent.socket), "--state-dir", str(state),
               "--interval", "0.1"]
-    proc = _watch(*common, "--once", "--timeout", "60")
+    proc = _watch(*common, "--once", "--max-wait", "60")
     time.sleep(0.5)
     assert proc.poll() is None  # still waiting
     shutil.copy(sign_image(b"firmware v2 " * 500, sequence=2), media / "fw.sfui")
@@ -95,9 +95,9 @@ def test_cli_waits_installs_once_and_times_out(tmp_path: Path, sign_image: SignI
     assert proc.returncode == 0, err
     assert "installed sequence 2 into slot B" in out
     device.assert_trial(2)
-    # the same medium again: nothing new, so --timeout ends it with 124
+    # the same medium again: nothing new, so --max-wait ends it with 124
     started = time.monotonic()
-    proc = _watch(*common, "--timeout", "1")
+    proc = _watch(*common, "--max-wait", "1")
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 124, err
     assert "already handled" in err and "nothing new" in err
@@ -110,7 +110,7 @@ def test_cli_once_reports_a_refusal_with_its_exit_code(tmp_path: Path, sign_imag
     media.mkdir()
     shutil.copy(sign_image(b"old firmware", sequence=1), media / "old.sfui")
     proc = _watch(str(media), "--socket", str(device.agent.socket), "--state-dir",
-                  str(tmp_path / "state"), "--interval", "0.1", "--once", "--timeout", "30")
+                  str(tmp_path / "state"), "--interval", "0.1", "--once", "--max-wait", "30")
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == DowngradeError.exit_code
     assert [line for line in err.splitlines() if "error" in line] == [

@@ -7,43 +7,61 @@
    image and the floor: `SecureState.check_install`), size, and the envelope's payload length
    equal to the signed size;
 3. the kernel marks the install slot invalid (never the running nor the confirmed slot),
-   then the payload is streamed into it while hashed;
+   then the payload is streamed into it while hashed (the writes run behind the reading and
+   hashing, in order: agent/write_behind.py);
 4. only after a complete payload with a matching digest, the kernel records the slot as a
    trial together with the facts of its authentication (signer key ID, vendor, class,
    sequence, digest, size), re-checking them against the state of that moment.
 
 A failure before step 3 changes nothing; a failure in step 3 leaves the slot invalid and
 everything else as it was.
+
+An SFUI of the agent bundle's class, signed by the key whose hash is fused in OTP, takes the
+same path into the inactive agent partition instead, against the agent's own floor; the ROM
+runs it once on trial and it confirms itself (docs/board.md, "Updating the agent").
 """
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from typing import BinaryIO, cast
 
 from sfupdate.agent import policy
 from sfupdate.agent.device import Device
-from sfupdate.board.hal import Slot
-from sfupdate.board.records import ImageRecord
+from sfupdate.agent.write_behind import WriteBehind
+from sfupdate.board.hal import Slot, SlotWriter
+from sfupdate.board.records import BundleRecord, ImageRecord
 from sfupdate.board.slotio import HeaderRecorder
-from sfupdate.errors import MissingMemberError, QuarantinedError, UnknownKeyError
+from sfupdate.errors import MissingMemberError, QuarantinedError, SfuError, UnknownKeyError
+from sfupdate.kernel import SecureState
 from sfupdate.kernel.state import shown
-from sfupdate.sfui import EnvelopeReader, Verified
+from sfupdate.kernel.verify import fused_agent_key, is_agent_bundle
+from sfupdate.sfui import EnvelopeReader, TrustedKey, Verified
 
 
 @dataclass(frozen=True)
 class Installed:
+    """What an install recorded as a trial: a firmware image in a slot, or a new agent bundle
+    in an agent partition."""
+
+    component: str  # "firmware" or "agent"
     slot: Slot
-    image: ImageRecord
+    sequence: int
+    digest: bytes
 
 
 def install(device: Device, stream: BinaryIO) -> Installed:
-    """Install the SFUI read from `stream` into the install slot as a trial."""
+    """Install the SFUI read from `stream` as a trial: a firmware image into the install
+    slot, or an agent bundle (signed by the key the ROM trusts) into the inactive agent
+    partition."""
     recorder = HeaderRecorder(stream)
     reader = EnvelopeReader(cast(BinaryIO, recorder))  # it only needs .read(n)
     state = device.kernel.state()
+    agent_key = _agent_key(device, state)
+    keys = state.install_keys() + ([agent_key] if agent_key is not None else [])
     try:
-        verified = reader.authenticate(state.install_keys())
+        verified = reader.authenticate(keys)
     except UnknownKeyError:
         quarantine = state.remote.quarantine
         if quarantine is None:
@@ -51,6 +69,11 @@ def install(device: Device, stream: BinaryIO) -> Installed:
         raise QuarantinedError(f"the device is quarantined: only images signed by recovery "
                                f"key {shown(quarantine)} are accepted until released"
                                ) from None
+    if is_agent_bundle(verified.info):
+        if agent_key is None or not hmac.compare_digest(verified.signer.kid, agent_key.kid):
+            raise UnknownKeyError("an agent bundle must be signed by the key whose hash is "
+                                  "fused in OTP")
+        return _install_agent(device, state, reader, recorder, verified)
     info = verified.info
     policy.check_identity(info, state.device.vendor_id, state.device.class_id)
     size = policy.check_size(info, device.board.slots.size)
@@ -61,17 +84,59 @@ def install(device: Device, stream: BinaryIO) -> Installed:
     image = ImageRecord(info.sequence_number, info.image_digest.value, size,
                         verified.signer.kid, info.vendor_id, info.class_id,
                         _version_text(verified))
-    state.check_install(image)
+    state.check_install(image)  # the signer too: the ROM key alone signs no firmware
     state.install_slot()  # refuse before the header is taken if no slot may be written
     header = recorder.header()
 
     slot = device.kernel.begin_install()
     with device.board.slots.writer(slot, header) as writer:
-        for chunk in reader.payload():
-            writer.write(chunk)
+        _stream_payload(reader, writer)
         writer.finish()
     device.kernel.record_trial(slot, image)
-    return Installed(slot, image)
+    return Installed("firmware", slot, image.sequence, image.digest)
+
+
+def _install_agent(device: Device, state: SecureState, reader: EnvelopeReader,
+                   recorder: HeaderRecorder, verified: Verified) -> Installed:
+    """A new agent bundle: into the inactive agent partition, whole (header and payload, as
+    the ROM reads it), then recorded as the agent's trial; the ROM runs it once."""
+    info = verified.info
+    policy.check_payload(info, verified.payload)
+    if info.image_digest is None:
+        raise MissingMemberError("manifest declares no image-digest")
+    bundle = BundleRecord(info.sequence_number, info.image_digest.value)
+    state.check_agent_install(bundle)
+    spki = device.board.agent.signer_key(state.agent.active)
+    assert spki is not None  # _agent_key() read and checked it
+    header = recorder.header()
+
+    slot = device.kernel.begin_agent_install()
+    with device.board.agent.writer(slot, spki) as writer:
+        writer.write(header)
+        _stream_payload(reader, writer)
+        writer.finish()
+    device.kernel.record_agent_trial(slot, bundle)
+    return Installed("agent", slot, bundle.sequence, bundle.digest)
+
+
+def _agent_key(device: Device, state: SecureState) -> TrustedKey | None:
+    """The key the ROM trusts (from the confirmed agent partition, checked against OTP), or
+    None if that partition's key does not check out (then no agent update is accepted)."""
+    try:
+        return fused_agent_key(device.board, state.agent.active)
+    except SfuError:
+        return None
+
+
+def _stream_payload(reader: EnvelopeReader, writer: SlotWriter) -> None:
+    behind = WriteBehind(writer)
+    try:
+        for chunk in reader.payload():
+            behind.write(chunk)
+    except BaseException:
+        behind.stop()
+        raise
+    behind.close()
 
 
 def _version_text(verified: Verified) -> str | None:

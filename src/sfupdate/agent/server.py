@@ -201,12 +201,12 @@ class AgentServer:
             with self._exclusive("an install session is already in progress"):
                 conn.send(encode_reply(ReadyReply()))
                 stream = cast(BinaryIO, ChunkStream(conn, request.size))  # a .read(n) stream
-                installed = install(self.device, stream)
-                image = installed.image
-                _log(f"installed sequence {image.sequence} into slot {installed.slot.value} "
-                     "(trial)")
-                return InstalledReply(InstallResult(installed.slot.value, image.sequence,
-                                                    image.digest.hex()))
+                done = install(self.device, stream)
+                where = ("agent partition" if done.component == "agent" else "slot")
+                _log(f"installed {done.component} sequence {done.sequence} into {where} "
+                     f"{done.slot.value} (trial)")
+                return InstalledReply(InstallResult(done.slot.value, done.sequence,
+                                                    done.digest.hex()))
         if isinstance(request, ConfirmRequest):
             with self._exclusive("an install session is in progress"):
                 return StatusReply(agent_status(kernel.confirm()))
@@ -225,10 +225,11 @@ class AgentServer:
         if isinstance(request, RemoteRequest):
             # Exclusive with installs: a revert or revocation must not race a session.
             with self._exclusive("an install session is in progress"):
-                done = self.actions.execute(request.command)
-            _log(f"remote command {done.number} ({done.action}): {done.message}")
-            return RemoteReply(RemoteResult(done.action, done.number, done.message,
-                                            done.token))
+                answered = self.actions.execute(request.command)
+            _log(f"remote command {answered.number} ({answered.action}): "
+                 f"{answered.message}")
+            return RemoteReply(RemoteResult(answered.action, answered.number,
+                                            answered.message, answered.token))
         if isinstance(request, AuditRequest):
             return AuditReply(audit_info(self.actions.audit()))
         raise IpcError(f"'{request.op}' is only allowed inside an install session")

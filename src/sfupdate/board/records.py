@@ -29,6 +29,7 @@ RECORD_REMOTE: Final = "remote"  # RemoteState: last accepted command number, qu
 RECORD_EVENTS: Final = "events"  # EventLog: integrity mismatches and remote actions (a ring)
 RECORD_POLICY: Final = "policy"  # PolicyRecord: the installed signed integrity policy
 RECORD_MEASURED: Final = "measured-boot"  # MeasuredBoot: what the boot code measured
+RECORD_AGENT: Final = "agent"  # AgentRecord: which agent partition runs, trial, agent floor
 
 DEFAULT_TRIES: Final = 3
 FORMAT: Final = 1
@@ -347,6 +348,91 @@ def _slot_name(value: Any) -> Slot:
 
 def _opt_slot(value: Any) -> Slot | None:
     return None if value is None else _slot_name(value)
+
+
+# --- the agent bundle's own A/B partitions and anti-rollback ---------------------------------
+
+
+@dataclass(frozen=True)
+class BundleRecord:
+    """What was verified about the bundle in an agent partition: its SUIT sequence number and
+    the digest of its payload (the zipapp the ROM runs)."""
+
+    sequence: int
+    digest: bytes
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"sequence": self.sequence, "digest": self.digest}
+
+    @classmethod
+    def from_cbor(cls, obj: Any) -> BundleRecord:
+        if not isinstance(obj, dict):
+            raise StorageIntegrityError("secure storage record agent: bad bundle")
+        digest = _get(obj, "digest", bytes, RECORD_AGENT)
+        if len(digest) != 32:
+            raise StorageIntegrityError("secure storage record agent: bad bundle digest")
+        return cls(_get(obj, "sequence", int, RECORD_AGENT), digest)
+
+
+@dataclass(frozen=True)
+class AgentRecord:
+    """The agent's boot control: the partition whose bundle is confirmed (`active`), a new
+    bundle on trial (run once by the ROM: `tried`, then confirmed by itself or dropped), and
+    the agent's own rollback floor (never goes down)."""
+
+    bundles: tuple[BundleRecord | None, BundleRecord | None]  # A, B (None: empty or invalid)
+    active: Slot
+    floor: int
+    trial: Slot | None = None
+    tried: bool = False
+
+    def bundle(self, slot: Slot) -> BundleRecord | None:
+        return self.bundles[0 if slot is Slot.A else 1]
+
+    def with_bundle(self, slot: Slot, bundle: BundleRecord | None) -> AgentRecord:
+        bundles = (bundle, self.bundles[1]) if slot is Slot.A else (self.bundles[0], bundle)
+        return replace(self, bundles=bundles)
+
+    @property
+    def active_bundle(self) -> BundleRecord:
+        bundle = self.bundle(self.active)
+        assert bundle is not None  # check()
+        return bundle
+
+    def check(self) -> None:
+        active = self.bundle(self.active)
+        trial = None if self.trial is None else self.bundle(self.trial)
+        ok = (active is not None and active.sequence >= self.floor >= 0
+              and self.trial is not self.active
+              and (self.trial is None or (trial is not None and trial.sequence > self.floor))
+              and (self.trial is not None or not self.tried))
+        if not ok:
+            raise StorageIntegrityError("secure storage record agent is inconsistent")
+
+    def encode(self) -> bytes:
+        return cbor.dumps({"format": FORMAT,
+                           "bundles": [None if b is None else b.to_cbor() for b in self.bundles],
+                           "active": self.active.value, "floor": self.floor,
+                           "trial": self.trial.value if self.trial else None,
+                           "tried": self.tried})
+
+    @classmethod
+    def decode(cls, data: bytes) -> AgentRecord:
+        obj = _load(data, RECORD_AGENT)
+        raw = _get(obj, "bundles", list, RECORD_AGENT)
+        if len(raw) != 2:
+            raise StorageIntegrityError("secure storage record agent: bad bundles")
+        bundles = (None if raw[0] is None else BundleRecord.from_cbor(raw[0]),
+                   None if raw[1] is None else BundleRecord.from_cbor(raw[1]))
+        record = cls(bundles, _slot_name(obj.get("active")), _get(obj, "floor", int, RECORD_AGENT),
+                     _opt_slot(obj.get("trial")), _get(obj, "tried", bool, RECORD_AGENT))
+        record.check()
+        return record
+
+
+def initial_agent_record(bundle: BundleRecord) -> AgentRecord:
+    """Provisioning: the bundle in partition A, confirmed, its sequence the agent floor."""
+    return AgentRecord((bundle, None), Slot.A, bundle.sequence)
 
 
 def initial_boot_record(image: ImageRecord) -> BootRecord:
