@@ -10,6 +10,7 @@ download endpoint.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -138,8 +139,10 @@ def test_cli_registers_installs_and_reports(goosebit: GooseBit, sign_image: Sign
     assert main(common) == 0
     image = sign_image(b"firmware v2 " * 2000, sequence=2)
     goosebit.assign("dev-cli", goosebit.add_software(image, "2", device.initial.class_id))
-    assert main(common) == 0
-    assert "installed sequence 2 into slot B" in capsys.readouterr().out
+    assert main([*common, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["installed"]["sequence"] == 2 and result["error"] is None
+    assert 1 <= result["next_poll"] <= 10
     device.update_to(2)
     assert main(common) == 0
     assert "reported the trial's result to the server: success" in capsys.readouterr().out

@@ -110,9 +110,11 @@ def test_cli_once_reports_a_refusal_with_its_exit_code(tmp_path: Path, sign_imag
     media.mkdir()
     shutil.copy(sign_image(b"old firmware", sequence=1), media / "old.sfui")
     proc = _watch(str(media), "--socket", str(device.agent.socket), "--state-dir",
-                  str(tmp_path / "state"), "--interval", "0.1", "--once", "--max-wait", "30")
-    _, err = proc.communicate(timeout=60)
+                  str(tmp_path / "state"), "--interval", "0.1", "--once", "--max-wait", "30",
+                  "--json")
+    out, err = proc.communicate(timeout=60)
     assert proc.returncode == DowngradeError.exit_code
+    assert json.loads(out)["error"]["class"] == "DowngradeError"
     assert [line for line in err.splitlines() if "error" in line] == [
         line for line in err.splitlines() if line.startswith("sfu: error: ")]
     assert err.count("sfu: error: ") == 1

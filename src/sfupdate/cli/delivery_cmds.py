@@ -372,9 +372,10 @@ EXIT_WATCH_TIMEOUT: Final = 124  # as timeout(1): --max-wait passed and nothing 
 @click.option("--max-wait", type=click.FloatRange(0, None), metavar="SECONDS",
               help="Stop after this many seconds (exit 124 if nothing appeared).")
 @timeout_option
+@json_option
 def client_watch(directory: Path, socket_path: Path, trusted_root: Path | None,
                  state_dir: Path | None, interval: float, once: bool,
-                 max_wait: float | None, timeout: float) -> int:
+                 max_wait: float | None, timeout: float, as_json: bool) -> int:
     """Wait for an SFUI or a static repository under DIRECTORY (a mount point) and install
     it, once: an image installed or refused before is not offered again.
 
@@ -388,7 +389,10 @@ def client_watch(directory: Path, socket_path: Path, trusted_root: Path | None,
         state_dir = base / "sfupdate" / "watch"
 
     def report(outcome: Outcome) -> None:
-        if outcome.installed is not None:
+        if as_json:
+            if not outcome.up_to_date and not (once and outcome.error):
+                emit_json(_outcome_json(outcome))
+        elif outcome.installed is not None:
             i = outcome.installed
             click.echo(f"{outcome.item}: installed sequence {i.sequence} into slot {i.slot} "
                        f"as a trial (sha256 {i.digest}); reboot to run it")
@@ -406,6 +410,15 @@ def client_watch(directory: Path, socket_path: Path, trusted_root: Path | None,
     if error is not None and once:
         raise error
     return error.exit_code if error is not None else 0
+
+
+def _outcome_json(outcome: Any) -> dict[str, Any]:
+    """`client watch --json`: one object per image installed or refused."""
+    i, e = outcome.installed, outcome.error
+    return {"item": str(outcome.item), "kind": outcome.kind,
+            "installed": None if i is None else {"slot": i.slot, "sequence": i.sequence,
+                                                 "digest": i.digest},
+            **(error_object(e.exit_code, type(e).__name__, str(e)) if e else {"error": None})}
 
 
 # --- a fleet server (hawkBit DDI) -------------------------------------------------------------
@@ -444,9 +457,10 @@ def _attribute(_ctx: click.Context, _param: click.Parameter,
                    "sfupdate/ddi/<hash of server, tenant, id>).")
 @click.option("--once", is_flag=True, help="Poll once and exit, instead of polling forever.")
 @timeout_option
+@json_option
 def client_ddi(server: str, tenant: str, controller_id: str, token: str | None,
                token_type: str, attributes: dict[str, str], socket_path: Path,
-               state_dir: Path | None, once: bool, timeout: float) -> None:
+               state_dir: Path | None, once: bool, timeout: float, as_json: bool) -> None:
     """Take updates from a fleet server's hawkBit DDI API (gooseBit, hawkBit...): poll at the
     server's interval, install what it deploys through the agent, report the result.
 
@@ -473,13 +487,16 @@ def client_ddi(server: str, tenant: str, controller_id: str, token: str | None,
                 _log(f"{exc}; polling again in 60 s")
                 time.sleep(60)
                 continue
-            if cycle.installed is not None:
+            if as_json:
+                if (cycle.error is None) if once else not cycle.idle:  # --once: main's error
+                    emit_json(_cycle_json(cycle))
+            elif cycle.installed is not None:
                 i = cycle.installed
                 click.echo(f"installed sequence {i.sequence} into slot {i.slot} as a trial "
                            f"(sha256 {i.digest}); reboot to run it")
-            elif cycle.message and cycle.error is None:
+            elif cycle.message and cycle.error is None and (once or not cycle.idle):
                 _log(cycle.message)
-            if cycle.final:
+            if cycle.final and not as_json:
                 click.echo(f"reported the trial's result to the server: {cycle.final}")
             if once:
                 if cycle.error is not None:
@@ -488,3 +505,12 @@ def client_ddi(server: str, tenant: str, controller_id: str, token: str | None,
             time.sleep(cycle.sleep)
     finally:
         client.close()
+
+
+def _cycle_json(cycle: Any) -> dict[str, Any]:
+    """`client ddi --json`: one object per poll (with --once) or per poll that did something."""
+    i, e = cycle.installed, cycle.error
+    return {"installed": None if i is None else {"slot": i.slot, "sequence": i.sequence,
+                                                 "digest": i.digest},
+            "reported": cycle.final, "message": cycle.message, "next_poll": cycle.sleep,
+            **(error_object(e.exit_code, type(e).__name__, str(e)) if e else {"error": None})}
