@@ -119,3 +119,18 @@ def test_cli_once_reports_a_refusal_with_its_exit_code(tmp_path: Path, sign_imag
         line for line in err.splitlines() if line.startswith("sfu: error: ")]
     assert err.count("sfu: error: ") == 1
     device.assert_unchanged()
+
+
+def test_a_medium_mounted_later_is_found(tmp_path: Path, sign_image: SignImage,
+                                         device: Device) -> None:
+    """The mount point does not exist yet (nothing plugged in): polls find nothing, then the
+    medium appears with an image in a subdirectory."""
+    media = tmp_path / "media" / "usb0"
+    watcher = Watcher(media, device, tmp_path / "state", policy=FAST)
+    assert watcher.poll() == [] and watcher.poll() == []
+    (media / "firmware").mkdir(parents=True)
+    shutil.copy(sign_image(b"firmware v2 " * 500, sequence=2), media / "firmware" / "fw.sfui")
+    watcher.poll()
+    [outcome] = watcher.poll()
+    assert outcome.installed is not None and outcome.kind == "sfui"
+    device.assert_trial(2)
