@@ -49,6 +49,22 @@ inline pick_image(x) {  /* any image: any version, any signer (X: unauthentic), 
   pv = 0
 }
 
+#ifdef WALK
+inline pick_next(x) {  /* an image of the next version an install accepts */
+  pv = (LIMIT < NV -> LIMIT + 1 : NV);
+  if
+  :: quar -> x = IMG(pv, REC, 1)
+  :: quar -> x = IMG(pv, REC, 0)
+  :: x = IMG(pv, F1, 1)
+  :: x = IMG(pv, F2, 1)
+  :: x = IMG(pv, REC, 1)
+  :: x = IMG(pv, F1, 0)
+  :: x = IMG(pv, F2, 0)
+  fi;
+  pv = 0
+}
+#endif
+
 inline pick_cut(n) {  /* no cut, or a cut during or right after any of the events */
   if
   :: cut = 0
@@ -92,7 +108,7 @@ inline pick_command() {
   :: a3 = last + 1
   :: a3 = last + 1
   :: a3 = last + 1
-  :: a3 = last
+  :: last > 0 -> a3 = last  /* a replay */
   :: a3 = last + 3
   fi;
   pick_cut(2)
@@ -124,6 +140,10 @@ inline pick_tamper() {
   if
   :: a2 = GARBAGE
   :: pick_image(a2)
+#ifdef WALK
+  :: a2 = rec[a1]  /* a repair: what the agent wrote, put back */
+  :: a2 = rec[a1]
+#endif
   fi
 #else
   if
@@ -148,11 +168,18 @@ inline choose() {
   :: op = OP_REJECT; pick_cut(2)
   :: op = OP_COMMAND; pick_command()
   :: op = OP_TAMPER; pick_tamper()
-#ifdef WALK
-  :: op = OP_INSTALL; pick_image(a1); pick_cut(6)
+#ifdef WALK  /* walks that go somewhere: more installs of the next version, boots, confirms */
+  :: op = OP_INSTALL; pick_next(a1); pick_cut(6)
+  :: op = OP_INSTALL; pick_next(a1); pick_cut(6)
+  :: op = OP_INSTALL; pick_next(a1); pick_cut(6)
   :: op = OP_BOOT; pick_cut(8)
   :: op = OP_BOOT; pick_cut(8)
   :: op = OP_CONFIRM; pick_cut(2)
+  :: trial != NONE && booted != trial -> op = OP_BOOT; pick_cut(8)
+  :: trial != NONE && booted != trial -> op = OP_BOOT; pick_cut(8)
+  :: th -> op = OP_CONFIRM; pick_cut(2)
+  :: th -> op = OP_CONFIRM; pick_cut(2)
+  :: th -> op = OP_CONFIRM; pick_cut(2)
   :: op = OP_COMMAND; pick_command()
 #endif
   fi
