@@ -106,9 +106,9 @@ def _simulate(source: Path, defines: Sequence[str], seed: int | None = None) -> 
 TRACE_NV = 4
 
 
-def walk(seed: int, ops: int) -> list[tuple[Op, State]]:
+def walk(seed: int, ops: int, defines: Sequence[str] = ()) -> list[tuple[Op, State]]:
     """A random walk of the model: each operation it chose with the state after it."""
-    out = _simulate(MODEL, ("WALK", f"WALK_OPS={ops}", f"NV={TRACE_NV}"), seed)
+    out = _simulate(MODEL, ("WALK", f"WALK_OPS={ops}", f"NV={TRACE_NV}", *defines), seed)
     steps: list[tuple[Op, State]] = []
     op: Op | None = None
     for line in out.splitlines():
@@ -123,11 +123,11 @@ def walk(seed: int, ops: int) -> list[tuple[Op, State]]:
     return steps
 
 
-def replay(ops: Sequence[Op]) -> list[State]:
+def replay(ops: Sequence[Op], defines: Sequence[str] = ()) -> list[State]:
     """The model's state after each of `ops`, replayed in spin's simulator (a generated
     driver includes the model in TRACE mode)."""
     lines = ["#define TRACE", f"#define TRACE_LEN {max(1, len(ops))}", f"#define NV {TRACE_NV}",
-             "inline load_trace() {"]
+             *(f"#define {d.replace('=', ' ', 1)}" for d in defines), "inline load_trace() {"]
     for i, (op, a1, a2, a3, cut) in enumerate(ops):
         lines.append(f"  t_op[{i}] = {op}; t_a1[{i}] = {a1}; t_a2[{i}] = {a2}; "
                      f"t_a3[{i}] = {a3}; t_cut[{i}] = {cut};")

@@ -193,9 +193,10 @@ class ModelBoard:
                 return i
         return GARBAGE
 
-    def abstract(self) -> tuple[int, ...]:
-        """st0 st1 rec0 rec1 con0 con1 conf trial tries floor booted th rvk quar last pins."""
-        state = self.state()
+    def abstract(self, state: SecureState | None = None) -> tuple[int, ...]:
+        """st0 st1 rec0 rec1 con0 con1 conf trial tries floor booted th rvk quar last pins
+        (of `state`, the board's current secure state, if given)."""
+        state = self.state() if state is None else state
         boot = state.boot
         recs = []
         for slot in Slot:
