@@ -122,7 +122,7 @@ inline pick_command() {
   fi;
   if
   :: SPENDS -> pick_cut(2)
-  :: else -> a1 = 0; a3 = 0
+  :: else -> a1 = 0  /* refused: the action does not matter */
   fi
 #endif
 }

@@ -64,7 +64,7 @@ inline slot_write() {  /* not atomic: a cut during it leaves garbage */
   ev++;
   envw[s] = 0;
   if
-  :: cut == 2 * ev - 1 -> con[s] = GARBAGE; dead = 1
+  :: cut == 2 * ev - 1 -> con[s] = GARBAGE; dead = 1; REACHED(2)
   :: else -> con[s] = img; dead = (cut == 2 * ev)
   fi
 }
@@ -72,7 +72,8 @@ inline slot_write() {  /* not atomic: a cut during it leaves garbage */
 inline record_trial() {  /* SecureState.record_trial (its re-checks hold: nothing ran since) */
   write_begin();
   if
-  :: !dead -> st[s] = TRIAL; rec[s] = img; trial = s; tries = TRIES; th = 0; gh[s] = 0
+  :: !dead -> st[s] = TRIAL; rec[s] = img; trial = s; tries = TRIES; th = 0; gh[s] = 0;
+     REACHED(1)
   :: else -> skip
   fi;
   write_end()
@@ -131,7 +132,7 @@ inline boot() {
      :: !dead && istrial -> tries--; booted = trial; th = 0; s = trial
      :: !dead && !istrial ->
         if
-        :: trial != NONE -> reject()
+        :: trial != NONE -> reject(); REACHED(5)
         :: else -> skip
         fi;
         booted = conf; s = conf
@@ -148,8 +149,10 @@ inline boot() {
      if
      :: !VERIFIES(s) && !istrial ->  /* the confirmed slot never runs unverified: halt */
         CHECK_D(con[conf] != rec[conf] && envw[conf]);
+        REACHED(7);
         result = HALT; break
      :: !VERIFIES(s) && istrial ->   /* trial_failed */
+        REACHED(4);
         write_begin();
         if
         :: !dead -> reject()
@@ -168,7 +171,7 @@ inline boot() {
         fi;
         write_begin();
         if
-        :: !dead && istrial && ok -> th = 1
+        :: !dead && istrial && ok -> th = 1; REACHED(3)
         :: !dead && istrial && !ok -> reject()
         :: else -> skip
         fi;
@@ -195,8 +198,16 @@ inline confirm() {
      write_begin();
      if
      :: !dead ->
+        if
+        :: quar && SGN(rec[trial]) == REC -> REACHED(6)
+        :: else -> skip
+        fi;
         st[trial] = CONFIRMED; st[conf] = SUPERSEDED; floor = MAX(floor, VER(rec[trial]));
-        conf = trial; trial = NONE; tries = 0; th = 0
+        conf = trial; trial = NONE; tries = 0; th = 0;
+        if
+        :: floor == NV -> REACHED(12)
+        :: else -> skip
+        fi
      :: else -> skip
      fi;
      write_end();
@@ -229,7 +240,7 @@ inline action() {  /* the command is spent; ok: its action fit the device's stat
   :: a1 == A_REVERT && !BACK_TO_PREVIOUS ->
      if
      :: st[RUNSLOT] == BAD || trial == NONE || RUNSLOT != trial || !VERIFIES(conf) -> ok = 0
-     :: else -> reject()
+     :: else -> reject(); REACHED(8)
      fi
   :: a1 == A_QUAR -> quar = 1
   :: a1 == A_RELEASE ->
@@ -246,14 +257,14 @@ inline action() {  /* the command is spent; ok: its action fit the device's stat
      :: else ->
         rvk = rvk | (1 << k);
         if
-        :: trial != NONE && SGN(rec[trial]) == k -> reject()
+        :: trial != NONE && SGN(rec[trial]) == k -> reject(); REACHED(9)
         :: else -> skip
         fi
      fi
   :: else -> skip
   fi;
   if
-  :: !ok -> CHECK_E(BOOT_SAME && o_rvk == rvk && o_quar == quar)
+  :: !ok -> CHECK_E(BOOT_SAME && o_rvk == rvk && o_quar == quar); REACHED(11)
   :: else -> skip
   fi
 }
@@ -261,6 +272,10 @@ inline action() {  /* the command is spent; ok: its action fit the device's stat
 inline command() {
   if
   :: !SPENDS ->
+     if
+     :: a2 == 1 && FRESH(a3) -> REACHED(10)  /* no room in the event log */
+     :: else -> skip
+     fi;
      result = REFUSED; CHECK_E(ALL_SAME)
   :: else ->
      write_begin();

@@ -147,6 +147,17 @@ hidden int w_last;
 #define CHECK_INV(e) skip
 #endif
 
+/* Reachability witnesses: with -DCOVER, reaching REACHED(n) the first time is an "error"
+ * (assertion !(n)); pan -c0 goes on and reports each one reached (tests/model/test_spin.py):
+ * the exhaustive search does reach every interesting transition. */
+#ifdef COVER
+hidden int seen;  /* hidden: outside the state vector, kept across the whole search */
+#define REACHED(n) if :: !((seen >> (n)) & 1) -> seen = seen | (1 << (n)); assert(!(n)) \
+  :: else -> skip fi
+#else
+#define REACHED(n) skip
+#endif
+
 inline snapshot() {
   o_st0 = st[0]; o_st1 = st[1]; o_rec0 = rec[0]; o_rec1 = rec[1]; o_conf = conf;
   o_trial = trial; o_tries = tries; o_floor = floor; o_booted = booted; o_th = th;

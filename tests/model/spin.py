@@ -63,7 +63,7 @@ def _number(pattern: str, text: str) -> float:
     return float(found.group(1))
 
 
-def verify(defines: Sequence[str], workdir: Path) -> PanResult:
+def verify(defines: Sequence[str], workdir: Path, pan_args: Sequence[str] = ()) -> PanResult:
     """spin -a with `defines`, compile pan for a safety search, run it exhaustively."""
     workdir.mkdir(parents=True, exist_ok=True)
     for source in MODEL_DIR.glob("*.pml"):
@@ -73,7 +73,7 @@ def verify(defines: Sequence[str], workdir: Path) -> PanResult:
                    capture_output=True, text=True)
     subprocess.run(["gcc", "-O2", "-w", "-DSAFETY", f"-DMEMLIM={PAN_MEMORY_MB}", "-o", "pan",
                     "pan.c"], cwd=workdir, check=True, capture_output=True, text=True)
-    run = subprocess.run(["./pan", f"-m{PAN_DEPTH}", "-w22"], cwd=workdir, check=False,
+    run = subprocess.run(["./pan", f"-m{PAN_DEPTH}", "-w22", *pan_args], cwd=workdir, check=False,
                          capture_output=True, text=True, timeout=600)
     out = run.stdout + run.stderr
     if "max search depth too small" in out or "out of memory" in out:
