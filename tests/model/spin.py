@@ -102,13 +102,16 @@ def _simulate(source: Path, defines: Sequence[str], seed: int | None = None) -> 
     return run.stdout
 
 
-#: The random walks and trace replays bound versions at 4 (exhaustive runs at 3).
+#: The random walks and trace replays bound versions at 4 (exhaustive runs at 3), and check
+#: every property's assertions along the way (spin's simulator stops at a violated one).
 TRACE_NV = 4
+ALL_PROPERTIES = ("PROP_A", "PROP_B", "PROP_C", "PROP_D", "PROP_E", "PROP_F", "PROP_INV")
 
 
 def walk(seed: int, ops: int, defines: Sequence[str] = ()) -> list[tuple[Op, State]]:
     """A random walk of the model: each operation it chose with the state after it."""
-    out = _simulate(MODEL, ("WALK", f"WALK_OPS={ops}", f"NV={TRACE_NV}", *defines), seed)
+    out = _simulate(MODEL, ("WALK", f"WALK_OPS={ops}", f"NV={TRACE_NV}", *ALL_PROPERTIES,
+                            *defines), seed)
     steps: list[tuple[Op, State]] = []
     op: Op | None = None
     for line in out.splitlines():
@@ -127,7 +130,8 @@ def replay(ops: Sequence[Op], defines: Sequence[str] = ()) -> list[State]:
     """The model's state after each of `ops`, replayed in spin's simulator (a generated
     driver includes the model in TRACE mode)."""
     lines = ["#define TRACE", f"#define TRACE_LEN {max(1, len(ops))}", f"#define NV {TRACE_NV}",
-             *(f"#define {d.replace('=', ' ', 1)}" for d in defines), "inline load_trace() {"]
+             *(f"#define {d.replace('=', ' ', 1)}" for d in (*ALL_PROPERTIES, *defines)),
+             "inline load_trace() {"]
     for i, (op, a1, a2, a3, cut) in enumerate(ops):
         lines.append(f"  t_op[{i}] = {op}; t_a1[{i}] = {a1}; t_a2[{i}] = {a2}; "
                      f"t_a3[{i}] = {a3}; t_cut[{i}] = {cut};")

@@ -22,7 +22,7 @@ import pytest
 
 from tests.model import spin
 
-PROPERTIES = ("PROP_A", "PROP_B", "PROP_C", "PROP_D", "PROP_E", "PROP_F", "PROP_INV")
+PROPERTIES = spin.ALL_PROPERTIES
 #: broken variant -> (its property, a piece of the assertion spin must report violated)
 BROKEN = {
     "BROKEN_VERIFY": ("PROP_A", "(con[s]!=0)"),
