@@ -322,7 +322,7 @@ inline run_op() {
   pfloor = floor;
   CHECK_C(st[conf] == CONFIRMED && gh[conf] && HLT(rec[conf]));
   CHECK_D(st[conf] == CONFIRMED && rec[conf] != 0 && ACTIVE(SGN(rec[conf]))
-          && VER(rec[conf]) >= floor);
+          && VER(rec[conf]) >= floor && (con[conf] == rec[conf] || envw[conf]));
   printf("ST %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d\n", op, result,
          st[0], st[1], rec[0], rec[1], con[0], con[1], conf, trial, tries, floor, booted, th,
          rvk, quar, last, pins);
