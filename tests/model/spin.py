@@ -63,16 +63,19 @@ def _number(pattern: str, text: str) -> float:
     return float(found.group(1))
 
 
-def verify(defines: Sequence[str], workdir: Path, pan_args: Sequence[str] = ()) -> PanResult:
-    """spin -a with `defines`, compile pan for a safety search, run it exhaustively."""
+def verify(defines: Sequence[str], workdir: Path, pan_args: Sequence[str] = (),
+           optimise: bool = True) -> PanResult:
+    """spin -a with `defines`, compile pan for a safety search, run it exhaustively (compiled
+    without optimisation for a short run, such as a broken variant's: quicker overall)."""
     workdir.mkdir(parents=True, exist_ok=True)
     for source in MODEL_DIR.glob("*.pml"):
         shutil.copy(source, workdir / source.name)
     flags = [f"-D{d}" for d in (*EXHAUSTIVE_DEFINES, *defines)]
     subprocess.run(["spin", "-a", *flags, "kernel.pml"], cwd=workdir, check=True,
                    capture_output=True, text=True)
-    subprocess.run(["gcc", "-O2", "-w", "-DSAFETY", f"-DMEMLIM={PAN_MEMORY_MB}", "-o", "pan",
-                    "pan.c"], cwd=workdir, check=True, capture_output=True, text=True)
+    subprocess.run(["gcc", "-O2" if optimise else "-O0", "-w", "-DSAFETY",
+                    f"-DMEMLIM={PAN_MEMORY_MB}", "-o", "pan", "pan.c"],
+                   cwd=workdir, check=True, capture_output=True, text=True)
     run = subprocess.run(["./pan", f"-m{PAN_DEPTH}", "-w22", *pan_args], cwd=workdir, check=False,
                          capture_output=True, text=True, timeout=600)
     out = run.stdout + run.stderr
