@@ -286,7 +286,9 @@ inline command() {
         :: a3 < 31 -> acc = acc | (1 << a3)
         :: else -> skip
         fi;
+#ifndef BROKEN_SPLIT
         last = a3;
+#endif
         action();
         if
         :: a1 == A_ACK && ok -> pins = 1  /* all released, then its own event pinned */
@@ -295,6 +297,19 @@ inline command() {
      :: else -> skip
      fi;
      write_end();
+#ifdef BROKEN_SPLIT
+     /* broken: the number is spent in a second write, after the action's effect */
+     if
+     :: !dead ->
+        write_begin();
+        if
+        :: !dead -> last = a3
+        :: else -> skip
+        fi;
+        write_end()
+     :: else -> skip
+     fi;
+#endif
      result = (dead -> CUT : (ok -> OK : REFUSED))
   fi
 }

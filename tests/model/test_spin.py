@@ -32,6 +32,7 @@ BROKEN = {
     "BROKEN_SLOT": ("PROP_D", "(rec[conf]/8)>=floor"),
     "BROKEN_REFUSAL": ("PROP_E", "(o_st0==st[0])"),
     "BROKEN_REPLAY": ("PROP_F", "((acc>>a3)&1)"),
+    "BROKEN_SPLIT": ("PROP_F", "((acc>>a3)&1)"),
 }
 #: model/ops.pml REACHED(n): install recorded, slot write torn, trial healthy, trial fails
 #: verification, trial out of tries, recovery image confirmed under quarantine, halt, revert,
