@@ -10,13 +10,13 @@ import random
 from collections.abc import Callable, Sequence
 
 from sfupdate.kernel import SecureState
+from tests.model.spin import TRACE_NV as NV
 from tests.model.spin import Op, State
 from tests.model.world import (
     A_ACK,
     FIRST,
     IMAGES,
     NONE,
-    NV,
     OP_BOOT,
     OP_COMMAND,
     OP_CONFIRM,

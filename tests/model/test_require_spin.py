@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from tests.model import spin
@@ -10,9 +12,8 @@ from tests.model import spin
 @pytest.mark.parametrize("missing", ["spin", "gcc"])
 def test_a_missing_tool_fails_in_ci_and_skips_elsewhere(missing: str,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    real = spin.shutil.which
-    monkeypatch.setattr(spin.shutil, "which",
-                        lambda tool: None if tool == missing else real(tool))
+    real = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda tool: None if tool == missing else real(tool))
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match=f"{missing} not installed.*CI must run"):
         spin.require_spin()

@@ -24,8 +24,7 @@ from sfupdate.agent.measure import confirmed_failure
 from sfupdate.board.hal import Slot
 from sfupdate.board.power import PowerCut
 from sfupdate.board.records import Role, SlotStatus
-from sfupdate.board.sim import SimBoard, create_board, open_board
-from sfupdate.boot.provision import provision
+from sfupdate.board.sim import SimBoard, open_board
 from sfupdate.boot.stage2 import boot_firmware
 from sfupdate.errors import SfuError
 from sfupdate.kernel import Kernel, SecureState
@@ -36,6 +35,7 @@ from sfupdate.sfui import TrustedKey
 from tests.device_world import envelope, manifest
 from tests.model.cuts import CutBoard
 from tests.model.spin import TRACE_NV as NV
+from tests.world import provision_board
 
 F1, F2, REC, X = range(4)
 OP_INSTALL, OP_BOOT, OP_CONFIRM, OP_REJECT, OP_COMMAND, OP_TAMPER = range(1, 7)
@@ -93,9 +93,9 @@ class World:
         first.write_bytes(self.images[FIRST].data)
         self.template = root / "template"
         trusted = [TrustedKey(self.signers[k].public_key) for k in (F1, F2)]
-        provision(create_board(self.template, SLOT_SIZE), trusted, "example.com",
-                  "demo-board", first, operators=[TrustedKey(self.operator.public_key)],
-                  recovery=[TrustedKey(self.signers[REC].public_key)])
+        provision_board(self.template, first, trusted, slot_size=SLOT_SIZE,
+                        operators=[TrustedKey(self.operator.public_key)],
+                        recovery=[TrustedKey(self.signers[REC].public_key)])
         identity = Kernel(open_board(self.template).storage).identity_key()
         self.target = Target(ueid=ueid_for(identity.public_key()))
 
