@@ -19,7 +19,6 @@ everything else as it was.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import BinaryIO, cast
 
 from sfupdate.agent import policy
 from sfupdate.agent.device import Device
@@ -29,6 +28,7 @@ from sfupdate.board.slotio import HeaderRecorder
 from sfupdate.errors import MissingMemberError, QuarantinedError, UnknownKeyError
 from sfupdate.kernel.state import shown
 from sfupdate.sfui import EnvelopeReader, Verified
+from sfupdate.sfui.cbor import Readable
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,10 @@ class Installed:
     image: ImageRecord
 
 
-def install(device: Device, stream: BinaryIO) -> Installed:
+def install(device: Device, stream: Readable) -> Installed:
     """Install the SFUI read from `stream` into the install slot as a trial."""
     recorder = HeaderRecorder(stream)
-    reader = EnvelopeReader(cast(BinaryIO, recorder))  # it only needs .read(n)
+    reader = EnvelopeReader(recorder)
     state = device.kernel.state()
     try:
         verified = reader.authenticate(state.install_keys())

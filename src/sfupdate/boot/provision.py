@@ -18,7 +18,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -91,7 +91,7 @@ def _write_slot(board: Board, slot: Slot, firmware: Path, keys: Sequence[Trusted
                 device: DeviceInfo) -> ImageRecord:
     with _open(firmware) as f:
         stream = HeaderRecorder(f)
-        reader = EnvelopeReader(cast(BinaryIO, stream))
+        reader = EnvelopeReader(stream)
         image = _check(reader.authenticate(keys), device, board.slots.size)
         with board.slots.writer(slot, stream.header()) as writer:
             for chunk in reader.payload():

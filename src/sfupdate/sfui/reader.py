@@ -20,7 +20,7 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import BinaryIO, Final
+from typing import Final
 
 from sfupdate.errors import (
     AuthenticationError,
@@ -91,7 +91,7 @@ class _State(Enum):
 class EnvelopeReader:
     """Reads one SFUI from a binary stream (file, socket adapter...)."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: cbor.Readable) -> None:
         self._stream = stream
         self._state = _State.PARSED
         self._members: dict[int, bytes] = {}
