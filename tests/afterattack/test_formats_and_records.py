@@ -20,12 +20,9 @@ from sfupdate.board.sim import MAX_RECORD
 from sfupdate.ipc.messages import (
     AttestRequest,
     AuditInfo,
-    AuditReply,
     EventEntry,
-    IntegrityReply,
     IntegrityReport,
     RegionResult,
-    RemoteReply,
     RemoteRequest,
     RemoteResult,
     decode_reply,
@@ -100,11 +97,9 @@ def test_malformed_new_requests_are_refused(obj: dict[str, Any]) -> None:
 
 def test_new_replies_round_trip() -> None:
     replies = [
-        IntegrityReply(IntegrityReport((RegionResult("running-slot", "mismatch", "d",
-                                                     "reported"),), 3)),
-        RemoteReply(RemoteResult("revert", 7, "done", b"token")),
-        AuditReply(AuditInfo(7, "ab" * 32, None, 1, 0, 5,
-                             (EventEntry(1, 2, 3, 2, "k", "s", "d", True),))),
+        IntegrityReport((RegionResult("running-slot", "mismatch", "d", "reported"),), 3),
+        RemoteResult("revert", 7, "done", b"token"),
+        AuditInfo(7, "ab" * 32, None, 1, 0, 5, (EventEntry(1, 2, 3, 2, "k", "s", "d", True),)),
     ]
     for reply in replies:
         assert decode_reply(cbor.loads(cbor.dumps(encode_reply(reply)), "t")) == reply

@@ -6,6 +6,6 @@ See docs/agent.md for the wire protocol.
 """
 
 from sfupdate.ipc.framing import MAX_CHUNK, MAX_FRAME, Connection
-from sfupdate.ipc.messages import AgentStatus, InstallResult, SlotStatus
+from sfupdate.ipc.messages import AgentStatus, InstallResult, SlotReport
 
-__all__ = ["MAX_CHUNK", "MAX_FRAME", "AgentStatus", "Connection", "InstallResult", "SlotStatus"]
+__all__ = ["MAX_CHUNK", "MAX_FRAME", "AgentStatus", "Connection", "InstallResult", "SlotReport"]
