@@ -36,7 +36,7 @@ from sfupdate.errors import (
 )
 from sfupdate.kernel import Kernel
 from sfupdate.keys import FileSigner, generate_private_key
-from sfupdate.sfui import EnvelopeReader, TrustedKey, Verified, class_uuid, vendor_uuid
+from sfupdate.sfui import EnvelopeReader, TrustedKey, Verified
 
 
 @dataclass(frozen=True)
@@ -45,11 +45,6 @@ class Provisioned:
     root_key_hash: bytes
     identity_public_pem: bytes
     trust_kids: tuple[bytes, ...]
-
-
-def device_info(vendor: str, klass: str) -> DeviceInfo:
-    vendor_id = vendor_uuid(vendor)
-    return DeviceInfo(vendor, klass, vendor_id, class_uuid(vendor_id, klass))
 
 
 def _open(path: Path) -> BinaryIO:
@@ -114,7 +109,7 @@ def provision(board: Board, trusted: Sequence[TrustedKey], vendor: str, klass: s
     kids = [k.kid for k in (*trusted, *operators, *recovery)]
     if len(set(kids)) != len(kids):
         raise UsageError("a key may hold only one role (firmware, operator or recovery), once")
-    device = device_info(vendor, klass)
+    device = DeviceInfo.named(vendor, klass)
     _verify_file(firmware, trusted, device, board.slots.size)
     signer = agent_signer or FileSigner(generate_private_key("ES256"))
     bundle = build_agent_bundle(signer)
