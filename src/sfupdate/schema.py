@@ -149,16 +149,16 @@ class _Nullable(Kind):
         return None if value is None else self.kind.unparse(value)
 
 
-def list_of(kind: Kind, max_items: int | None = None) -> Kind:
-    """An array of `kind` items, at most `max_items` of them; loaded as a tuple."""
-    return _ListOf(kind, max_items)
+def list_of(kind: Kind, max_items: int | None = None, min_items: int = 0) -> Kind:
+    """An array of `min_items` to `max_items` `kind` items; loaded as a tuple."""
+    return _ListOf(kind, min_items, max_items)
 
 
 class _ListOf(Kind):
-    def __init__(self, item: Kind, max_items: int | None) -> None:
-        limit = "" if max_items is None else f"at most {max_items} "
-        super().__init__(f"an array of {limit}items",
-                         lambda value: isinstance(value, list)
+    def __init__(self, item: Kind, min_items: int, max_items: int | None) -> None:
+        count = f"{min_items} to {'any number of' if max_items is None else max_items}"
+        super().__init__(f"an array of {count} items",
+                         lambda value: isinstance(value, list) and min_items <= len(value)
                          and (max_items is None or len(value) <= max_items))
         self.item = item
 
@@ -168,6 +168,44 @@ class _ListOf(Kind):
 
     def unparse(self, value: Any) -> Any:
         return [self.item.unparse(v) for v in value]
+
+
+def tuple_of(*kinds: Kind) -> Kind:
+    """An array of exactly one item of each kind, in order; loaded as a tuple."""
+    return _TupleOf(kinds)
+
+
+class _TupleOf(Kind):
+    def __init__(self, kinds: tuple[Kind, ...]) -> None:
+        super().__init__(f"an array of {len(kinds)} items",
+                         lambda value: isinstance(value, list) and len(value) == len(kinds))
+        self.kinds = kinds
+
+    def parse(self, value: Any, at: Where, error: Error) -> Any:
+        super().parse(value, at, error)
+        return tuple(kind.parse(v, at.item(i), error)
+                     for i, (kind, v) in enumerate(zip(self.kinds, value, strict=True)))
+
+    def unparse(self, value: Any) -> Any:
+        return [kind.unparse(v) for kind, v in zip(self.kinds, value, strict=True)]
+
+
+def converted(kind: Kind, load: Callable[[Any], Any], dump: Callable[[Any], Any]) -> Kind:
+    """`kind`, loaded through `load` after its own checks and dumped through `dump` first."""
+    return _Converted(kind, load, dump)
+
+
+class _Converted(Kind):
+    def __init__(self, kind: Kind, load: Callable[[Any], Any],
+                 dump: Callable[[Any], Any]) -> None:
+        super().__init__(kind.description, kind.accepts, load, dump)
+        self.kind = kind
+
+    def parse(self, value: Any, at: Where, error: Error) -> Any:
+        return self._load(self.kind.parse(value, at, error))
+
+    def unparse(self, value: Any) -> Any:
+        return self.kind.unparse(self._dump(value))
 
 
 def record(schema: Schema, build: Callable[..., Any]) -> Kind:
