@@ -90,6 +90,8 @@ UINT: Final = Kind("an unsigned 64-bit integer", integer(0, UINT64_MAX).accepts)
 #: Any integer (secure-storage records: their own invariants bound them).
 INT: Final = integer()
 BOOL: Final = Kind("a boolean", lambda value: isinstance(value, bool))
+#: Any value at all (the caller checks it: a format version, say).
+ANY: Final = Kind("anything", lambda value: True)
 #: Any map; its contents are the caller's to check.
 MAP: Final = Kind("a map", lambda value: isinstance(value, dict))
 
