@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from sfupdate.board.hal import Slot
 from sfupdate.errors import SfuError, StorageIntegrityError
 from sfupdate.schema import BOOL, INT, UUID, Field, Schema, blob, enum_of, list_of, nullable, record
-from sfupdate.schema import text as text_
+from sfupdate.schema import text as text_kind
 from sfupdate.sfui import TrustedKey, cbor
 from sfupdate.sfui.uuids import class_uuid, vendor_uuid
 
@@ -37,7 +37,7 @@ DEFAULT_TRIES: Final = 3
 FORMAT: Final = 1
 
 
-TEXT: Final = text_()
+TEXT: Final = text_kind()
 DIGEST: Final = blob(32, 32)
 
 
