@@ -182,7 +182,8 @@ def test_fetch_arguments_are_read(example_key: list[TrustedKey]) -> None:
 
 def test_fetch_arguments_must_be_a_byte_string(example_key: list[TrustedKey]) -> None:
     data = _example(1, _edit_install(suit.PARAM_FETCH_ARGUMENTS, "range=0-"))
-    with pytest.raises(errors.SchemaError, match="parameter 25 must be a byte string"):
+    with pytest.raises(errors.SchemaError,
+                       match=r"parameter 25 has the wrong type or value \(must be a byte string"):
         _authenticate(data, example_key)
 
 

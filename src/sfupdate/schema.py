@@ -81,8 +81,19 @@ def integer(low: int | None = None, high: int | None = None) -> Kind:
     def accepts(value: Any) -> bool:
         return (isinstance(value, int) and not isinstance(value, bool)
                 and (low is None or value >= low) and (high is None or value <= high))
-    bounds = "" if low is None and high is None else f" in [{low}, {high}]"
-    return Kind(f"an integer{bounds}", accepts)
+    return Kind(_bounded("an integer", low, high, "", unsigned=True), accepts)
+
+
+def _bounded(what: str, low: int | None, high: int | None, unit: str,
+             unsigned: bool = False) -> str:
+    """A kind's description with its bounds: "a byte string of 1 to 64 bytes"."""
+    if unsigned and low == 0 and high is None:
+        return "an unsigned integer"
+    if low == high and low is not None:
+        return f"{what} of exactly {low}{unit}"
+    if high is None:
+        return what if not low else f"{what} of at least {low}{unit}"
+    return f"{what} of {low or 0} to {high}{unit}" if unit else f"{what} in [{low}, {high}]"
 
 
 #: An unsigned 64-bit integer, the usual counter or sequence number.
@@ -110,10 +121,7 @@ def blob(low: int = 0, high: int | None = None) -> Kind:
     def accepts(value: Any) -> bool:
         return isinstance(value, bytes) and low <= len(value) and (high is None
                                                                     or len(value) <= high)
-    if high == low:
-        return Kind(f"{low} bytes", accepts)
-    return Kind(f"a byte string of {low} to {high if high is not None else 'any number of'} "
-                "bytes", accepts)
+    return Kind(_bounded("a byte string", low, high, " bytes"), accepts)
 
 
 def one_of(*choices: str) -> Kind:
@@ -158,8 +166,7 @@ def list_of(kind: Kind, max_items: int | None = None, min_items: int = 0) -> Kin
 
 class _ListOf(Kind):
     def __init__(self, item: Kind, min_items: int, max_items: int | None) -> None:
-        count = f"{min_items} to {'any number of' if max_items is None else max_items}"
-        super().__init__(f"an array of {count} items",
+        super().__init__(_bounded("an array", min_items, max_items, " items"),
                          lambda value: isinstance(value, list) and min_items <= len(value)
                          and (max_items is None or len(value) <= max_items))
         self.item = item

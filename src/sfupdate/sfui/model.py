@@ -22,7 +22,7 @@ from sfupdate.errors import (
     UnknownCommandError,
     UnsupportedError,
 )
-from sfupdate.schema import UINT, Field, Kind, Schema, blob, integer, list_of, nullable
+from sfupdate.schema import BOOL, UINT, Field, Kind, Schema, Where, blob, integer, list_of, nullable
 from sfupdate.schema import text as text_kind
 from sfupdate.sfui import cbor, suit
 
@@ -34,7 +34,8 @@ def _require(condition: bool, message: str) -> None:
         raise SchemaError(message)
 
 
-_is_uint = integer(0).accepts
+_UNSIGNED: Final = integer(0)
+_is_uint = _UNSIGNED.accepts
 
 
 @dataclass(frozen=True)
@@ -168,14 +169,23 @@ def _relative_oid_arcs(data: bytes, what: str) -> list[int]:
     return arcs
 
 
-_UUID_PARAMS = {suit.PARAM_CLASS_ID, suit.PARAM_DEVICE_ID}
-_UINT_PARAMS = {suit.PARAM_IMAGE_SIZE, suit.PARAM_COMPONENT_SLOT, suit.PARAM_SOURCE_COMPONENT}
-_BOOL_PARAMS = {suit.PARAM_STRICT_ORDER, suit.PARAM_SOFT_FAILURE}
-_BYTES_PARAMS = {suit.PARAM_CONTENT, suit.PARAM_INVOKE_ARGS, suit.PARAM_FETCH_ARGUMENTS}
-
-
-def _is_uuid(value: Any) -> bool:
-    return isinstance(value, bytes) and len(value) == 16
+_UUID: Final = blob(16, 16)
+#: suit-parameter-custom (negative keys): int / bool / tstr / bstr.
+_CUSTOM: Final = Kind("an integer, text or byte string",
+                      lambda value: isinstance(value, int | str | bytes))
+#: Each parameter this implementation reads, and what its value must be. The vendor-id (a
+#: UUID or a cbor-pen) and the image-digest (an encoded SUIT_Digest) are then read deeper.
+_PARAMETERS: Final[Mapping[int, Kind]] = {
+    suit.PARAM_VENDOR_ID: Kind("a 16-byte UUID or a CBOR PEN", lambda value: True),
+    suit.PARAM_CLASS_ID: _UUID, suit.PARAM_DEVICE_ID: _UUID,
+    suit.PARAM_IMAGE_DIGEST: blob(),
+    suit.PARAM_IMAGE_SIZE: _UNSIGNED, suit.PARAM_COMPONENT_SLOT: _UNSIGNED,
+    suit.PARAM_SOURCE_COMPONENT: _UNSIGNED,
+    suit.PARAM_STRICT_ORDER: BOOL, suit.PARAM_SOFT_FAILURE: BOOL,
+    suit.PARAM_CONTENT: blob(), suit.PARAM_INVOKE_ARGS: blob(),
+    suit.PARAM_FETCH_ARGUMENTS: blob(),
+    suit.PARAM_URI: text_kind(),
+}
 
 
 def check_parameters(params: Any, what: str) -> None:
@@ -183,27 +193,14 @@ def check_parameters(params: Any, what: str) -> None:
     for key, value in params.items():
         if not isinstance(key, int) or isinstance(key, bool):
             raise SchemaError(f"{what}: parameter key {key!r} is not an integer")
-        if key < 0:  # suit-parameter-custom: int / bool / tstr / bstr
-            _require(isinstance(value, (int, str, bytes)),
-                     f"{what}: custom parameter {key} has a bad value")
-        elif key == suit.PARAM_VENDOR_ID:  # RFC4122_UUID / cbor-pen
-            if not _is_uuid(value):
-                Pen.from_cbor(value, f"{what}: vendor-id")
-        elif key in _UUID_PARAMS:
-            _require(_is_uuid(value), f"{what}: parameter {key} must be a 16-byte UUID")
-        elif key == suit.PARAM_IMAGE_DIGEST:
-            _require(isinstance(value, bytes), f"{what}: image-digest must be a byte string")
-            Digest.decode(value, f"{what}: image-digest")
-        elif key in _UINT_PARAMS:
-            _require(_is_uint(value), f"{what}: parameter {key} must be an unsigned integer")
-        elif key in _BOOL_PARAMS:
-            _require(isinstance(value, bool), f"{what}: parameter {key} must be a boolean")
-        elif key in _BYTES_PARAMS:
-            _require(isinstance(value, bytes), f"{what}: parameter {key} must be a byte string")
-        elif key == suit.PARAM_URI:
-            _require(isinstance(value, str), f"{what}: uri must be a text string")
-        else:
+        kind = _CUSTOM if key < 0 else _PARAMETERS.get(key)
+        if kind is None:
             raise SchemaError(f"{what}: unknown SUIT parameter {key}")
+        kind.parse(value, Where(what, f"parameter {key}"), SchemaError)
+        if key == suit.PARAM_VENDOR_ID and not _UUID.accepts(value):
+            Pen.from_cbor(value, f"{what}: vendor-id")
+        elif key == suit.PARAM_IMAGE_DIGEST:
+            Digest.decode(value, f"{what}: image-digest")
 
 
 def _sequence(what: str) -> Kind:
