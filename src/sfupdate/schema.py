@@ -153,7 +153,11 @@ class _Nullable(Kind):
         self.kind = kind
 
     def parse(self, value: Any, at: Where, error: Error) -> Any:
-        return None if value is None else self.kind.parse(value, at, error)
+        if value is None:
+            return None
+        if not self.accepts(value):
+            super().parse(value, at, error)  # refuses, saying "... or null"
+        return self.kind.parse(value, at, error)
 
     def unparse(self, value: Any) -> Any:
         return None if value is None else self.kind.unparse(value)
@@ -280,12 +284,13 @@ class Schema:
         if not self.extra:
             for key in obj:
                 if key not in self.keys:
-                    raise error(f"{at.what}: unknown key {at.member(repr(key))}"[:200])
+                    raise error(f"{at.what}: unknown key {at.member(repr(key)).path}"[:200])
         values: dict[str, Any] = {}
         for field in self.fields:
             if field.key not in obj:
                 if not field.optional:
-                    raise (missing or error)(f"{at.what}: missing key {at.member(field.label)}")
+                    raise (missing or error)(
+                        f"{at.what}: missing key {at.member(field.label).path}")
                 values[field.attribute] = None
                 continue
             values[field.attribute] = field.kind.parse(obj[field.key], at.member(field.label),
