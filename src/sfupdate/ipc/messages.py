@@ -52,20 +52,25 @@ SLOT_NAME: Final = one_of(*SLOT_NAMES)
 #: An `sfupdate.errors` class's wire code (errors.SfuError.code).
 ERROR_CODE: Final = text(pattern=re.compile(r"[a-z][a-z0-9-]{0,63}"))
 
-NO_FIELDS: Final = Schema("message")
+
+
+class Message:
+    """What every message class declares: its `SCHEMA` (none: a message without fields) and
+    its `op` (a request) or `reply` name (a reply)."""
+
+    SCHEMA: ClassVar[Schema] = Schema("message")
 
 
 # --- requests ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class StatusRequest:
+class StatusRequest(Message):
     op: ClassVar[str] = "status"
-    SCHEMA: ClassVar[Schema] = NO_FIELDS
 
 
 @dataclass(frozen=True)
-class InstallBegin:
+class InstallBegin(Message):
     """Opens an install session. `size` is the SFUI's total length if the client knows it;
     the agent then refuses more bytes than that."""
 
@@ -75,7 +80,7 @@ class InstallBegin:
 
 
 @dataclass(frozen=True)
-class Chunk:
+class Chunk(Message):
     """The next bytes of the SFUI. Chunks get no reply; the agent answers only at the end
     or as soon as it refuses the install."""
 
@@ -85,33 +90,29 @@ class Chunk:
 
 
 @dataclass(frozen=True)
-class InstallEnd:
+class InstallEnd(Message):
     op: ClassVar[str] = "install-end"
-    SCHEMA: ClassVar[Schema] = NO_FIELDS
 
 
 @dataclass(frozen=True)
-class ConfirmRequest:
+class ConfirmRequest(Message):
     op: ClassVar[str] = "confirm"
-    SCHEMA: ClassVar[Schema] = NO_FIELDS
 
 
 @dataclass(frozen=True)
-class RejectTrialRequest:
+class RejectTrialRequest(Message):
     op: ClassVar[str] = "reject-trial"
-    SCHEMA: ClassVar[Schema] = NO_FIELDS
 
 
 @dataclass(frozen=True)
-class CheckRequest:
+class CheckRequest(Message):
     """Re-measure the running slot, the agent bundle and the policy's regions now."""
 
     op: ClassVar[str] = "check"
-    SCHEMA: ClassVar[Schema] = NO_FIELDS
 
 
 @dataclass(frozen=True)
-class AttestRequest:
+class AttestRequest(Message):
     """An attestation token (EAT) answering `nonce` (8 to 64 bytes)."""
 
     nonce: bytes
@@ -120,7 +121,7 @@ class AttestRequest:
 
 
 @dataclass(frozen=True)
-class PolicyInstallRequest:
+class PolicyInstallRequest(Message):
     """A signed integrity policy (COSE_Sign1) to install."""
 
     policy: bytes
@@ -129,7 +130,7 @@ class PolicyInstallRequest:
 
 
 @dataclass(frozen=True)
-class RemoteRequest:
+class RemoteRequest(Message):
     """A signed remote command (COSE_Sign1), carried as is from the operator."""
 
     command: bytes
@@ -138,11 +139,10 @@ class RemoteRequest:
 
 
 @dataclass(frozen=True)
-class AuditRequest:
+class AuditRequest(Message):
     """The remote-command state, the integrity policy in force and the event log."""
 
     op: ClassVar[str] = "audit"
-    SCHEMA: ClassVar[Schema] = NO_FIELDS
 
 
 Request = (StatusRequest | InstallBegin | Chunk | InstallEnd | ConfirmRequest
@@ -250,7 +250,7 @@ class AgentStatus:
 
 
 @dataclass(frozen=True)
-class StatusReply:
+class StatusReply(Message):
     status: AgentStatus
     reply: ClassVar[str] = "status"
     SCHEMA: ClassVar[Schema] = Schema("status reply",
@@ -258,15 +258,14 @@ class StatusReply:
 
 
 @dataclass(frozen=True)
-class ReadyReply:
+class ReadyReply(Message):
     """The install session is open: the client may stream chunks."""
 
     reply: ClassVar[str] = "ready"
-    SCHEMA: ClassVar[Schema] = NO_FIELDS
 
 
 @dataclass(frozen=True)
-class InstallResult:
+class InstallResult(Message):
     """A completed install: the slot now on trial, its sequence number and image digest."""
 
     slot: str
@@ -281,7 +280,7 @@ class InstallResult:
 
 
 @dataclass(frozen=True)
-class ErrorReply:
+class ErrorReply(Message):
     """A refusal: the wire code of the `sfupdate.errors` class the agent raised
     (`SfuError.code`, sent under the key "error"), and its message."""
 
@@ -319,7 +318,7 @@ class RegionResult:
 
 
 @dataclass(frozen=True)
-class IntegrityReport:
+class IntegrityReport(Message):
     """The answer to `check`."""
 
     results: tuple[RegionResult, ...]
@@ -338,7 +337,7 @@ class IntegrityReport:
 
 
 @dataclass(frozen=True)
-class TokenReply:
+class TokenReply(Message):
     """An attestation token (COSE_Sign1 EAT, signed by the device identity key)."""
 
     token: bytes
@@ -347,7 +346,7 @@ class TokenReply:
 
 
 @dataclass(frozen=True)
-class PolicyReply:
+class PolicyReply(Message):
     sequence: int
     regions: int
     reply: ClassVar[str] = "policy"
@@ -356,7 +355,7 @@ class PolicyReply:
 
 
 @dataclass(frozen=True)
-class RemoteResult:
+class RemoteResult(Message):
     """What a remote command did; `token` is an attestation of the state after it, whose
     nonce is the command's (inspect) or the SHA-256 of the signed command (other actions)."""
 
@@ -394,7 +393,7 @@ class EventEntry:
 
 
 @dataclass(frozen=True)
-class AuditInfo:
+class AuditInfo(Message):
     """The answer to `audit`. `to_json()` is also the wire form."""
 
     last_command: int
