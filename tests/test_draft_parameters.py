@@ -23,7 +23,7 @@ import cbor2
 import pytest
 
 from sfupdate import errors, keys
-from sfupdate.agent.policy import check_identity
+from sfupdate.agent.envelope_checks import check_identity
 from sfupdate.repo import Repository
 from sfupdate.sfui import AlgorithmStyle, EnvelopeReader, Text, TrustedKey, cbor, suit
 from sfupdate.sfui.model import Pen, decode_sequence

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sfupdate.agent import policy
+from sfupdate.agent import envelope_checks
 from sfupdate.agent.device import Device
 from sfupdate.board.hal import Slot
 from sfupdate.board.records import ImageRecord
@@ -52,9 +52,9 @@ def install(device: Device, stream: Readable) -> Installed:
                                f"key {shown(quarantine)} are accepted until released"
                                ) from None
     info = verified.info
-    policy.check_identity(info, state.device.vendor_id, state.device.class_id)
-    size = policy.check_size(info, device.board.slots.size)
-    policy.check_payload(info, verified.payload)
+    envelope_checks.check_identity(info, state.device.vendor_id, state.device.class_id)
+    size = envelope_checks.check_size(info, device.board.slots.size)
+    envelope_checks.check_payload(info, verified.payload)
     if info.image_digest is None:
         raise MissingMemberError("manifest declares no image-digest")
     assert info.vendor_id is not None and info.class_id is not None  # check_identity
