@@ -133,7 +133,7 @@ def repo_publish(directory: Path) -> None:
 
     repo = Repository(directory)
     version = repo.publish()
-    count = len(repo.published()[3])
+    count = len(repo.published().targets)
     click.echo(f"{directory}: published index version {version} ({count} images)")
 
 
