@@ -58,7 +58,7 @@ def boot_firmware(board: Board) -> BootResult:
             events.append(f"trial slot {before.value} ran out of tries; reverted")
         image = state.boot.slot(slot).image
         if image is None:  # BootRecord.check() makes this unreachable for a stored record
-            raise DeviceStateError(f"slot {slot.value} has no image record")
+            raise RuntimeError(f"slot {slot.value} has no image record")
         try:
             check = verify_slot(board, slot, image, state.signer_keys(image), state.device,
                                 state.boot.floor)

@@ -63,12 +63,15 @@ class Target:
     vendor_id: uuid.UUID | None = None
     class_id: uuid.UUID | None = None
 
+    def __post_init__(self) -> None:
+        ids = (self.vendor_id, self.class_id)
+        by_ueid = self.ueid is not None and ids == (None, None)
+        by_class = self.ueid is None and None not in ids
+        if not (by_ueid or by_class):
+            raise TypeError("a target is a device UEID, or a vendor-id and a class-id")
+
     def to_cbor(self) -> dict[int, bytes]:
-        if self.ueid is not None:
-            return _UEID_TARGET.dump(self)
-        if self.vendor_id is None or self.class_id is None:
-            raise SchemaError("a target needs a device UEID or both vendor-id and class-id")
-        return _CLASS_TARGET.dump(self)
+        return (_UEID_TARGET if self.ueid is not None else _CLASS_TARGET).dump(self)
 
     @classmethod
     def from_cbor(cls, obj: Any) -> Target:
