@@ -1,7 +1,8 @@
 """The one contract between the Rich-OS client and the SFU Agent: framing and message types.
 
 Imports nothing of ours but `sfupdate.errors`, `sfupdate.schema`, `sfupdate.sfui.cbor` and
-`sfupdate.progress`, so both sides of the trust boundary can share it without either importing the other.
+`sfupdate.progress`, so both sides of the trust boundary can share it without either
+importing the other.
 See docs/agent.md for the wire protocol.
 """
 

@@ -22,7 +22,19 @@ from sfupdate.errors import (
     UnknownCommandError,
     UnsupportedError,
 )
-from sfupdate.schema import BOOL, UINT, Field, Kind, Schema, Where, blob, integer, list_of, nullable
+from sfupdate.schema import (
+    BOOL,
+    INT,
+    UINT,
+    Field,
+    Kind,
+    Schema,
+    Where,
+    blob,
+    integer,
+    list_of,
+    nullable,
+)
 from sfupdate.schema import text as text_kind
 from sfupdate.sfui import cbor, suit
 
@@ -100,7 +112,7 @@ def decode_sequence(data: bytes, what: str, depth: int = 0) -> CommandSequence:
 
 
 def _check_command(code: Any, argument: Any, what: str, depth: int) -> None:
-    if not isinstance(code, int) or isinstance(code, bool):
+    if not INT.accepts(code):
         raise SchemaError(f"{what}: command code {code!r} is not an integer")
     if code < 0:  # suit-command-custom: vendor-defined, allowed by the schema
         _require(argument is None or isinstance(argument, (bytes, str, int)),
@@ -191,7 +203,7 @@ _PARAMETERS: Final[Mapping[int, Kind]] = {
 def check_parameters(params: Any, what: str) -> None:
     _require(isinstance(params, dict) and bool(params), f"{what}: parameters must be a map")
     for key, value in params.items():
-        if not isinstance(key, int) or isinstance(key, bool):
+        if not INT.accepts(key):
             raise SchemaError(f"{what}: parameter key {key!r} is not an integer")
         kind = _CUSTOM if key < 0 else _PARAMETERS.get(key)
         if kind is None:
