@@ -25,6 +25,7 @@ from sfupdate.ipc.messages import (
     RegionResult,
     RemoteRequest,
     RemoteResult,
+    Reply,
     decode_reply,
     decode_request,
     encode_reply,
@@ -96,7 +97,7 @@ def test_malformed_new_requests_are_refused(obj: dict[str, Any]) -> None:
 
 
 def test_new_replies_round_trip() -> None:
-    replies = [
+    replies: list[Reply] = [
         IntegrityReport((RegionResult("running-slot", "mismatch", "d", "reported"),), 3),
         RemoteResult("revert", 7, "done", b"token"),
         AuditInfo(7, "ab" * 32, None, 1, 0, 5, (EventEntry(1, 2, 3, 2, "k", "s", "d", True),)),
