@@ -31,7 +31,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, make_random_file, peak_rss_kib, sfu_measured, table
+from common import (
+    machine,
+    make_random_file,
+    run_measured,
+    sfu_argv,
+    summarise,
+    table,
+    vm_hwm_kib,
+)
 
 MIB = 1024 * 1024
 VENDOR, CLASS = "example.com", "bench-board"
@@ -157,13 +165,6 @@ def agent(board: Path, work: Path) -> Iterator[tuple[Path, int]]:
         _stop(proc)
 
 
-def vm_hwm_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmHWM in /proc status")
-
-
 def target_url(base: str, repo: Path) -> str:
     [name] = [p.name for p in (repo / "targets").iterdir()
               if re.fullmatch(r"[0-9a-f]{64}\..*", p.name)]
@@ -183,21 +184,18 @@ def time_update(url: str, repo: Path, sock: Path, work: Path, runs: int) -> tupl
     """Median wall time of `sfu client update` (a fresh client state each run, so each one
     bootstraps the index from the trusted root) and its largest peak RSS in KiB. Every run
     installs the image again into the same inactive slot, as a new trial."""
-    times, peaks = [], []
+    samples = []
     for i in range(runs):
         state = work / f"client-state-{i}"
-        start = time.perf_counter()
-        # The client as a device runs it, reporting its own peak RSS.
-        result = subprocess.run(
-            sfu_measured(["client", "update", "--repo", url, "--socket", sock,
-                          "--trusted-root", repo / "metadata" / "1.root.json",
-                          "--state-dir", state]), capture_output=True, text=True, check=False)
-        times.append(time.perf_counter() - start)
-        if result.returncode != 0 or "installed sequence 2" not in result.stdout:
-            raise RuntimeError(f"client failed ({result.returncode}): {result.stderr.strip()}")
-        peaks.append(peak_rss_kib(result.stderr))
+        _, sample, stdout = run_measured(sfu_argv([
+            "client", "update", "--repo", url, "--socket", sock,
+            "--trusted-root", repo / "metadata" / "1.root.json", "--state-dir", state]))
+        if "installed sequence 2" not in stdout:
+            raise RuntimeError(f"the client installed nothing: {stdout.strip()}")
+        samples.append(sample)
         shutil.rmtree(state)
-    return statistics.median(times), max(peaks)
+    summary = summarise(samples)
+    return summary.wall, summary.peak_rss_kib
 
 
 def time_check(url: str, repo: Path, sock: Path, work: Path, runs: int) -> float:

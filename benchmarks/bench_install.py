@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import time_command, time_sfu
+from common import time_command, time_sfu, vm_hwm_kib
 
 from sfupdate.author import ImageSpec, sign_firmware
 from sfupdate.board.sim import create_board
@@ -45,13 +45,6 @@ def write_firmware(path: Path, size: int) -> None:
     with path.open("wb") as f:
         for offset in range(0, size, MIB):
             f.write(block[:min(MIB, size - offset)])
-
-
-def vm_hwm_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise SystemExit("no VmHWM in /proc status")
 
 
 def start_agent(board: Path, sock: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -111,10 +104,11 @@ def run(size_mib: int = 1024, runs: int = 3, directory: Path | None = None) -> s
         sock = work / "agent.sock"
         agent = start_agent(board_dir, sock, work / "agent.log")
         agent_idle = vm_hwm_kib(agent.pid)
-        t_startup, _ = time_sfu(["agent", "status", "--socket", sock], runs)
+        t_startup = time_sfu(["agent", "status", "--socket", sock], runs).wall
         # Each run installs the same image again into the inactive slot (it stays above
         # the floor while nothing is confirmed).
-        t_install, client_rss = time_sfu(["install", sfui, "--socket", sock], runs)
+        installed = time_sfu(["install", sfui, "--socket", sock], runs)
+        t_install, client_rss = installed.wall, installed.peak_rss_kib
         agent_peak = vm_hwm_kib(agent.pid)
     finally:
         if agent is not None:

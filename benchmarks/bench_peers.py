@@ -15,42 +15,32 @@ import argparse
 import importlib.metadata
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import make_random_file, table
+from common import (
+    HAVE_GNU_TIME,
+    CommandFailed,
+    Sample,
+    make_random_file,
+    run_measured,
+    summarise,
+    table,
+)
 
 HERE = Path(__file__).resolve().parent
 IMGTOOL_VENV = Path(os.environ.get("IMGTOOL_VENV", HERE / "work" / "imgvenv"))
 MIB = 1024 * 1024
-GNU_TIME = "/usr/bin/time"
-HAVE_GNU_TIME = os.access(GNU_TIME, os.X_OK)
 
 
 class Unavailable(Exception):
     """A peer, or one of its operations, that cannot run here; the message says why."""
-
-
-class CommandFailed(Exception):
-    """A timed command exited non-zero; the message is the tail of its stderr."""
-
-
-@dataclass(frozen=True)
-class Sample:
-    wall: float  # median of the runs, as are cpu and the other figures
-    cpu: float
-    peak_rss_kib: int  # the largest seen
-    fastest: float = 0.0
-    slowest: float = 0.0
-    retried: int = 0  # runs that failed and were run again
 
 
 @dataclass
@@ -93,28 +83,8 @@ class Context:
 
 def run_once(argv: Sequence[str], env: Mapping[str, str], cwd: Path | None = None,
              check: bool = True) -> tuple[int, Sample]:
-    """Run argv; wall time, CPU time (user + sys) and peak RSS of the largest process in its tree.
-
-    CPU comes from os.wait4, which counts the children the tool reaped (rauc runs mksquashfs,
-    mkimage runs dtc). Peak RSS comes from GNU time, which forks the tool from its own small
-    process: Python starts children with vfork, and ru_maxrss keeps the parent's high-water
-    mark across exec, so wait4 alone would report this benchmark's own peak as a floor.
-    """
-    with tempfile.NamedTemporaryFile() as err, tempfile.NamedTemporaryFile("r") as rss:
-        wrapped = [GNU_TIME, "-f", "%M", "-o", rss.name, *argv] if HAVE_GNU_TIME else argv
-        start = time.perf_counter()
-        proc = subprocess.Popen(wrapped, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
-                                stdout=err, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        proc.returncode = code = os.waitstatus_to_exitcode(status)
-        if check and code != 0:
-            err.seek(0)
-            lines = err.read().decode(errors="replace").strip().splitlines()
-            tail = ([line for line in lines if "error" in line.lower()] or lines)[-2:]
-            raise CommandFailed(f"rc {code}: {' / '.join(tail) or '(no output)'}")
-        peak = int(rss.read().split()[-1]) if HAVE_GNU_TIME else usage.ru_maxrss
-    return code, Sample(wall, usage.ru_utime + usage.ru_stime, peak)
+    code, sample, _ = run_measured(argv, env, cwd, check)
+    return code, sample
 
 
 def measure(op: Op, env: Mapping[str, str], runs: int) -> Sample:
@@ -131,9 +101,7 @@ def measure(op: Op, env: Mapping[str, str], runs: int) -> Sample:
             failures += 1
             if failures > len(samples) + 1:
                 raise
-    walls = [s.wall for s in samples]
-    return Sample(statistics.median(walls), statistics.median(s.cpu for s in samples),
-                  max(s.peak_rss_kib for s in samples), min(walls), max(walls), failures)
+    return summarise(samples, failures)
 
 
 def tamper_check(op: Op, env: Mapping[str, str]) -> str:

@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: timing commands, peak RSS, generated files, tables.
+"""Helpers shared by the benchmarks: measuring commands (one way: `run_measured`, and
+`vm_hwm_kib` for a server that keeps running), generated files, tables.
 
 Every figure is a ratio to a reference measured in the same run on the same file, never an
 absolute time checked against a threshold.
@@ -11,21 +12,11 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-
-# VmHWM, not getrusage's ru_maxrss: Python starts children with vfork, and ru_maxrss keeps the
-# parent's high-water mark across exec, so it would report the benchmark's own peak.
-MEASURED_SFU = """
-import sys
-from sfupdate.cli.main import main
-code = main(sys.argv[1:])
-with open("/proc/self/status") as status:
-    hwm = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
-print("maxrss_kib", hwm, file=sys.stderr)
-sys.exit(code)
-"""
 
 
 def make_random_file(path: Path, size: int) -> None:
@@ -49,29 +40,78 @@ def time_command(argv: Sequence[str], runs: int = 3) -> float:
     return statistics.median(times)
 
 
-def sfu_measured(args: Sequence[str | Path]) -> list[str]:
-    """argv that runs `sfu ARGS` and reports its own peak RSS on stderr (see peak_rss_kib)."""
-    return [sys.executable, "-c", MEASURED_SFU, *map(str, args)]
+# --- the one way to measure a command: wall time, CPU time, peak RSS --------------------------
+
+GNU_TIME = "/usr/bin/time"
+HAVE_GNU_TIME = os.access(GNU_TIME, os.X_OK)
 
 
-def peak_rss_kib(stderr: str) -> int:
-    """The peak RSS an `sfu_measured` run reported."""
-    return int(stderr.split("maxrss_kib")[-1].split()[0])
+class CommandFailed(Exception):
+    """A measured command exited non-zero; the message is the tail of its stderr."""
 
 
-def time_sfu(args: Sequence[str | Path], runs: int = 3) -> tuple[float, int]:
-    """Median wall time of `sfu ARGS` and the largest peak RSS (KiB) seen."""
-    times, peaks = [], []
-    for _ in range(runs):
+@dataclass(frozen=True)
+class Sample:
+    wall: float  # seconds; a median when several runs were taken, as are the other figures
+    cpu: float  # user + system seconds of the command and the children it reaped
+    peak_rss_kib: int  # the largest process of its tree (the largest seen over runs)
+    fastest: float = 0.0
+    slowest: float = 0.0
+    retried: int = 0  # runs that failed and were run again
+
+
+def run_measured(argv: Sequence[str], env: Mapping[str, str] | None = None,
+                 cwd: Path | None = None, check: bool = True) -> tuple[int, Sample, str]:
+    """Run argv once: (exit code, its Sample, its stdout).
+
+    CPU comes from os.wait4, which counts the children the command reaped (rauc runs
+    mksquashfs, mkimage runs dtc). Peak RSS comes from GNU time, which forks the command from
+    its own small process: Python starts children with vfork, and ru_maxrss keeps the
+    parent's high-water mark across exec, so wait4 alone would report this benchmark's own
+    peak as a floor (without /usr/bin/time, that floor is what is reported)."""
+    with tempfile.NamedTemporaryFile() as out, tempfile.NamedTemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r") as rss:
+        wrapped = [GNU_TIME, "-f", "%M", "-o", rss.name, *argv] if HAVE_GNU_TIME else argv
         start = time.perf_counter()
-        result = subprocess.run(sfu_measured(args), check=False, capture_output=True,
-                                text=True)
-        times.append(time.perf_counter() - start)
-        if result.returncode != 0:
-            raise RuntimeError(f"sfu {' '.join(map(str, args))} failed: "
-                               f"{result.stderr.strip()}")
-        peaks.append(peak_rss_kib(result.stderr))
-    return statistics.median(times), max(peaks)
+        proc = subprocess.Popen(wrapped, cwd=cwd, env=None if env is None else dict(env),
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = code = os.waitstatus_to_exitcode(status)
+        if check and code != 0:
+            err.seek(0)
+            lines = err.read().decode(errors="replace").strip().splitlines()
+            tail = ([line for line in lines if "error" in line.lower()] or lines)[-2:]
+            raise CommandFailed(f"rc {code}: {' / '.join(tail) or '(no output)'}")
+        peak = int(rss.read().split()[-1]) if HAVE_GNU_TIME else usage.ru_maxrss
+        out.seek(0)
+        stdout = out.read().decode(errors="replace")
+    return code, Sample(wall, usage.ru_utime + usage.ru_stime, peak), stdout
+
+
+def sfu_argv(args: Sequence[str | Path]) -> list[str]:
+    """argv of `sfu ARGS` as installed (this interpreter, the CLI's entry module)."""
+    return [sys.executable, "-m", "sfupdate.cli.main", *map(str, args)]
+
+
+def time_sfu(args: Sequence[str | Path], runs: int = 3) -> Sample:
+    """`sfu ARGS` over `runs`: median wall and CPU time, the largest peak RSS."""
+    samples = [run_measured(sfu_argv(args))[1] for _ in range(runs)]
+    return summarise(samples)
+
+
+def summarise(samples: Sequence[Sample], retried: int = 0) -> Sample:
+    walls = [s.wall for s in samples]
+    return Sample(statistics.median(walls), statistics.median(s.cpu for s in samples),
+                  max(s.peak_rss_kib for s in samples), min(walls), max(walls), retried)
+
+
+def vm_hwm_kib(pid: int) -> int:
+    """The peak RSS of a running process (a server: the agent): /proc's VmHWM."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmHWM in /proc/{pid}/status")
 
 
 def machine() -> str:

@@ -13,24 +13,20 @@ import pytest
 
 from sfupdate import keys
 from sfupdate.author import ImageSpec, sign_firmware
-from sfupdate.board.sim import create_board
-from sfupdate.boot.provision import provision
 from sfupdate.keys.files import FileSigner
-from sfupdate.sfui import TrustedKey, class_uuid, vendor_uuid
-from tests.agent.support import FIRMWARE_V1, SLOT_SIZE, RunningAgent, start_agent, stop_agent
-
-VENDOR = vendor_uuid("example.com")
-CLASS = class_uuid(VENDOR, "demo-board")
+from sfupdate.sfui import TrustedKey
+from tests.agent.support import RunningAgent, start_agent, stop_agent
+from tests.world import CLASS, FIRMWARE_V1, VENDOR, provision_board
 
 
 @pytest.fixture(scope="session")
 def es256_signer() -> FileSigner:
-    return FileSigner(keys.generate_private_key("ES256"))  # type: ignore[arg-type]
+    return FileSigner(keys.generate_private_key("ES256"))
 
 
 @pytest.fixture(scope="session")
 def eddsa_signer() -> FileSigner:
-    return FileSigner(keys.generate_private_key("EdDSA"))  # type: ignore[arg-type]
+    return FileSigner(keys.generate_private_key("EdDSA"))
 
 
 @pytest.fixture(scope="session")
@@ -68,9 +64,7 @@ def sign_image(tmp_path: Path, es256_signer: FileSigner) -> SignImage:
 def board_dir(tmp_path: Path, sign_image: SignImage, es256_trusted: TrustedKey) -> Path:
     """A board provisioned with sequence 1 confirmed in slot A, trusting es256_signer."""
     root = tmp_path / "board"
-    board = create_board(root, SLOT_SIZE)
-    provision(board, [es256_trusted], "example.com", "demo-board",
-              sign_image(payload=FIRMWARE_V1, sequence=1))
+    provision_board(root, sign_image(payload=FIRMWARE_V1, sequence=1), [es256_trusted])
     return root
 
 

@@ -27,8 +27,7 @@ from sfupdate.author.sign import COMPONENT, PAYLOAD_URI, build_manifest
 from sfupdate.board.hal import Slot
 from sfupdate.board.power import Power
 from sfupdate.board.records import RECORD_TRUST, BootRecord, Role, TrustAnchor, TrustStore
-from sfupdate.board.sim import SimBoard, create_board, open_board
-from sfupdate.boot.provision import provision
+from sfupdate.board.sim import SimBoard, open_board
 from sfupdate.boot.rom import boot
 from sfupdate.boot.stage2 import BootResult, boot_firmware
 from sfupdate.errors import AgentBusyError
@@ -40,12 +39,8 @@ from sfupdate.sfui.cose import Signer, sign1
 from sfupdate.sfui.model import Command, Common
 from sfupdate.sfui.writer import envelope_prefix
 from tests.agent.support import RunningAgent, start_agent, stop_agent
-from tests.conftest import CLASS, VENDOR
+from tests.world import CLASS, FIRMWARE_V1, SLOT_SIZE, VENDOR, provision_board
 
-VENDOR_NAME = "example.com"
-CLASS_NAME = "demo-board"
-SLOT_SIZE = 256 * 1024
-FIRMWARE_V1 = b"firmware v1 " * 1000
 CHUNK = 4096
 
 
@@ -127,8 +122,7 @@ class DeviceWorld:
         root = tmp / "board"
         first = tmp / "v1.sfui"
         first.write_bytes(envelope(manifest(1, FIRMWARE_V1), FIRMWARE_V1, author))
-        provision(create_board(root, slot_size), [TrustedKey(author.public_key)], VENDOR_NAME,
-                  CLASS_NAME, first)
+        provision_board(root, first, [TrustedKey(author.public_key)], slot_size=slot_size)
         return cls(root, socket_dir, author)
 
     def start_agent(self) -> RunningAgent:

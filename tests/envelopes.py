@@ -13,7 +13,7 @@ from sfupdate.author.sign import PAYLOAD_URI, build_manifest
 from sfupdate.sfui import Digest, EnvelopeReader, TrustedKey, cbor, manifest_digest, suit
 from sfupdate.sfui.cose import Signer, sign1
 from sfupdate.sfui.writer import envelope_prefix
-from tests.conftest import CLASS, VENDOR
+from tests.world import CLASS, VENDOR
 
 
 def manifest_for(payload: bytes, sequence: int = 1) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import cbor2
@@ -174,7 +175,7 @@ def test_wrong_key_is_refused(good: bytes, eddsa_signer: FileSigner) -> None:
 
 def test_other_p256_key_without_kid_fails_signature(good: bytes) -> None:
     from sfupdate import keys
-    other = FileSigner(keys.generate_private_key("ES256"))  # type: ignore[arg-type]
+    other = FileSigner(keys.generate_private_key("ES256"))
     obj = cbor.loads(good[2:], "envelope")
     auth = cbor.loads(obj[2], "auth")
     sign1 = cbor.loads(auth[1], "sign1")
@@ -261,7 +262,9 @@ def _sfu(*args: str) -> subprocess.CompletedProcess[str]:
     (lambda d: d + b"\x00", errors.EncodingError.exit_code),
 ])
 def test_cli_refusal_is_one_line_and_exit_code(tmp_path: Path, good: bytes,
-                                               es256_signer: FileSigner, mutate, code) -> None:  # type: ignore[no-untyped-def]
+                                               es256_signer: FileSigner,
+                                               mutate: Callable[[bytes], bytes],
+                                               code: int) -> None:
     from sfupdate import keys
     pub = tmp_path / "k.pub"
     pub.write_bytes(keys.public_pem(es256_signer.public_key))

@@ -10,7 +10,7 @@ import io
 import cbor2
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cwt import COSE, COSEKey
+from cwt import COSE, COSEKey, VerifyError
 
 from sfupdate import keys
 from sfupdate.keys.files import FileSigner
@@ -58,7 +58,7 @@ def test_cwt_verifies_our_signature(alg: str) -> None:
     public = COSEKey.from_pem(keys.public_pem(signer.public_key), alg=alg, kid=signer.kid)
     cose = COSE.new()
     assert cose.decode(sign1, public, detached_payload=digest_bytes) == digest_bytes
-    with pytest.raises(Exception, match=r"(?i)fail|invalid|verif"):
+    with pytest.raises(VerifyError):
         cose.decode(sign1, public, detached_payload=digest_bytes[:-1] + b"\x00")
 
 

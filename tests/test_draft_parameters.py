@@ -112,13 +112,14 @@ def test_cli_shows_a_pen_vendor(tmp_path: Path) -> None:
     assert "give the class as a UUID" in by_name.stderr
 
 
-def test_repository_refuses_a_pen_vendor(tmp_path: Path) -> None:
+def test_repository_refuses_a_pen_vendor(tmp_path: Path,
+                                         example_key: list[TrustedKey]) -> None:
     key = tmp_path / "repo.key"
     keys.write_private_key(keys.generate_private_key("ESP256"), key)
-    repo = Repository.init(tmp_path / "repo", key)
+    repo = Repository.init(tmp_path / "repo", key, example_key)
     path = tmp_path / "pen.suit"
     path.write_bytes(_example(0, _edit_shared(suit.PARAM_VENDOR_ID, PEN_32473)))
-    with pytest.raises(errors.UsageError, match="no UUID vendor-id"):
+    with pytest.raises(errors.UsageError, match="names no UUID vendor-id"):
         repo.add(path)
 
 

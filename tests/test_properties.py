@@ -12,8 +12,8 @@ from sfupdate import errors
 from sfupdate.author import ImageSpec, build_manifest
 from sfupdate.sfui import EnvelopeReader, Manifest, Text, TrustedKey, cbor
 from sfupdate.sfui.model import LocalizedText, decode_sequence, encode_sequence
-from tests.conftest import CLASS, VENDOR
 from tests.envelopes import envelope, manifest_for, read
+from tests.world import CLASS, VENDOR
 
 uint64 = st.integers(min_value=0, max_value=2**64 - 1)
 texts = st.one_of(st.none(), st.text(max_size=40))
@@ -28,7 +28,8 @@ def test_manifest_round_trip(sequence: int, size: int, digest: bytes, vendor: uu
                              klass: uuid.UUID, version: str | None,
                              description: str | None) -> None:
     entries = {1: description} if description else {}
-    components = {(b"firmware",): {6: version}} if version else {}
+    components: dict[tuple[bytes, ...], dict[int, str]] = (
+        {(b"firmware",): {6: version}} if version else {})
     text = Text({"en": LocalizedText(entries, components)}) if entries or components else None
     manifest = build_manifest(ImageSpec(sequence, vendor, klass), digest, size, text)
     encoded = manifest.encode()

@@ -23,7 +23,7 @@ from sfupdate.remote import (
 )
 from sfupdate.remote.eat import RESULT_FAIL, RESULT_SUCCESS
 from sfupdate.sfui import TrustedKey, cbor
-from tests.conftest import CLASS, VENDOR
+from tests.world import CLASS, VENDOR
 
 
 def test_command_round_trip(es256_signer: FileSigner, es256_trusted: TrustedKey) -> None:

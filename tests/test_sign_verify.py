@@ -10,7 +10,8 @@ import pytest
 from sfupdate import errors
 from sfupdate.keys.files import FileSigner
 from sfupdate.sfui import EnvelopeReader, TrustedKey
-from tests.conftest import CLASS, VENDOR, SignImage
+from tests.conftest import SignImage
+from tests.world import CLASS, VENDOR
 
 
 def read_all(path: Path, trusted: list[TrustedKey]) -> bytes:

@@ -104,9 +104,11 @@ def test_agent_status_refusal_keeps_the_one_line_contract(tmp_path: Path) -> Non
 def test_a_heavy_command_still_imports_what_it_needs(tmp_path: Path) -> None:
     """`sfu repo init` signs TUF metadata: the lazy imports still happen (and the checks above
     would see them)."""
-    key = tmp_path / "repo.key"
+    key, public = tmp_path / "repo.key", tmp_path / "firmware.pub"
     assert Run(tmp_path, "keys", "generate", "-o", key).code == 0
-    run = Run(tmp_path, "repo", "init", tmp_path / "repo", "--key", key)
+    assert Run(tmp_path, "keys", "public", key, "-o", public).code == 0
+    run = Run(tmp_path, "repo", "init", tmp_path / "repo", "--key", key,
+              "--firmware-key", public)
     assert run.code == 0, run.err
     assert (tmp_path / "repo" / "metadata" / "1.root.json").is_file()
     assert {"tuf", "securesystemslib", "cryptography"} <= {m.split(".")[0] for m in run.heavy()}

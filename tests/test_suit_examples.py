@@ -65,8 +65,8 @@ def test_example2_severable_text_and_install(trusted: list[TrustedKey]) -> None:
     verified = reader.authenticate(trusted)
     assert verified.text is not None
     assert list(verified.text.languages) == ["en-US"]
-    assert verified.text.description() is not None
-    assert verified.text.description().startswith("## Example 2")
+    description = verified.text.description()
+    assert description is not None and description.startswith("## Example 2")
 
 
 def test_example2_with_members_severed_still_verifies(trusted: list[TrustedKey]) -> None:

@@ -16,14 +16,12 @@ import pytest
 from sfupdate import keys
 from sfupdate.agent.device import Device
 from sfupdate.agent.install import install
-from sfupdate.board.sim import create_board, open_board
-from sfupdate.boot.provision import provision
+from sfupdate.board.sim import open_board
 from sfupdate.keys.files import FileSigner
 from sfupdate.sfui import TrustedKey
-from tests.afterattack.support import FIRMWARE_V1, FIRMWARE_V2, SLOT_SIZE, serve_agent
+from tests.afterattack.support import serve_agent
 from tests.agent.support import RunningAgent
-from tests.board.conftest import reboot
-from tests.conftest import CLASS, VENDOR
+from tests.world import CLASS, FIRMWARE_V1, FIRMWARE_V2, VENDOR, provision_board, reboot
 
 
 @dataclass(frozen=True)
@@ -39,7 +37,7 @@ class Keys:
 
 
 def _new_signer() -> FileSigner:
-    return FileSigner(keys.generate_private_key("ES256"))  # type: ignore[arg-type]
+    return FileSigner(keys.generate_private_key("ES256"))
 
 
 @pytest.fixture(scope="session")
@@ -48,13 +46,12 @@ def anchors(tmp_path_factory: pytest.TempPathFactory, es256_signer: FileSigner,
     root = tmp_path_factory.mktemp("anchors")
     operator_key = keys.generate_private_key("ES256")
     keys.write_private_key(operator_key, root / "operator.key")
-    operator, recovery = FileSigner(operator_key), _new_signer()  # type: ignore[arg-type]
-    paths = []
+    operator, recovery = FileSigner(operator_key), _new_signer()
     for name, signer in (("operator", operator), ("recovery", recovery),
                          ("firmware", es256_signer)):
         (root / f"{name}.pub").write_bytes(keys.public_pem(signer.public_key))
-        paths.append(root / f"{name}.pub")
-    return Keys(es256_signer, eddsa_signer, operator, recovery, *paths, root / "operator.key")
+    return Keys(es256_signer, eddsa_signer, operator, recovery, root / "operator.pub",
+                root / "recovery.pub", root / "firmware.pub", root / "operator.key")
 
 
 def _signed(root: Path, name: str, payload: bytes, sequence: int, signer: FileSigner) -> Path:
@@ -68,15 +65,12 @@ def _signed(root: Path, name: str, payload: bytes, sequence: int, signer: FileSi
 
 def _provisioned(root: Path, anchors: Keys, recovery: bool = True) -> Path:
     path = root / "board"
-    board = create_board(path, SLOT_SIZE)
     v1 = _signed(root, "v1", FIRMWARE_V1, 1, anchors.firmware)
-    done = provision(board, [TrustedKey(anchors.firmware.public_key),
-                             TrustedKey(anchors.second_firmware.public_key)],
-                     "example.com", "demo-board", v1,
-                     operators=[TrustedKey(anchors.operator.public_key)],
-                     recovery=[TrustedKey(anchors.recovery.public_key)] if recovery else [])
-    board.identity_public_path.write_bytes(done.identity_public_pem)
-    reboot(board)  # a first boot: the boot log holds agent, manifest and firmware
+    provision_board(path, v1, [TrustedKey(anchors.firmware.public_key),
+                               TrustedKey(anchors.second_firmware.public_key)],
+                    operators=[TrustedKey(anchors.operator.public_key)],
+                    recovery=[TrustedKey(anchors.recovery.public_key)] if recovery else [])
+    reboot(path)  # a first boot: the boot log holds agent, manifest and firmware
     return path
 
 

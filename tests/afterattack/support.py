@@ -27,11 +27,7 @@ from sfupdate.remote import (
     ueid_for,
 )
 from tests.agent.support import RunningAgent, start_agent, stop_agent
-from tests.conftest import CLASS, VENDOR
-
-SLOT_SIZE = 256 * 1024
-FIRMWARE_V1 = b"firmware v1 " * 1000
-FIRMWARE_V2 = b"firmware v2 " * 1200
+from tests.world import CLASS, VENDOR
 
 
 def command(signer: FileSigner, target: Target, number: int, action: str,

@@ -17,8 +17,8 @@ from sfupdate.board.sim import open_board
 from tests.afterattack.conftest import Keys
 from tests.afterattack.support import boot_record, command, device_target, trust_store
 from tests.agent.support import RunningAgent
-from tests.board.conftest import reboot
 from tests.conftest import SignImage
+from tests.world import reboot
 
 
 def _hide(board: Path, slot: str) -> None:

@@ -16,8 +16,6 @@ from sfupdate.board.sim import open_board
 from sfupdate.remote import Region
 from tests.afterattack.conftest import Keys
 from tests.afterattack.support import (
-    FIRMWARE_V1,
-    FIRMWARE_V2,
     boot_record,
     device_target,
     events,
@@ -29,7 +27,7 @@ from tests.afterattack.support import (
     sha256,
 )
 from tests.agent.support import RunningAgent
-from tests.board.conftest import reboot
+from tests.world import FIRMWARE_V1, FIRMWARE_V2, reboot
 
 
 def test_an_untouched_device_checks_clean(agent: RunningAgent,

@@ -27,7 +27,7 @@ from tests.afterattack.support import (
     trust_store,
 )
 from tests.agent.support import start_agent, stop_agent
-from tests.board.conftest import reboot
+from tests.world import reboot
 
 MAX_WRITES = 50  # far more than one storage write takes: the sweep must end by itself
 

@@ -20,7 +20,6 @@ from sfupdate.remote import Target, verify_token
 from sfupdate.sfui import TrustedKey
 from tests.afterattack.conftest import CopyBoard, Keys
 from tests.afterattack.support import (
-    FIRMWARE_V2,
     boot_record,
     class_target,
     command,
@@ -31,8 +30,8 @@ from tests.afterattack.support import (
     trust_store,
 )
 from tests.agent.support import RunningAgent, file_chunks
-from tests.board.conftest import reboot
-from tests.conftest import CLASS, VENDOR, SignImage
+from tests.conftest import SignImage
+from tests.world import CLASS, FIRMWARE_V2, VENDOR, reboot
 
 
 def device_key(board: Path) -> TrustedKey:
@@ -281,7 +280,7 @@ def test_command_for_another_class_or_vendor_is_refused(agent: RunningAgent,
 
 def test_command_signed_by_an_unknown_key_is_refused(agent: RunningAgent) -> None:
     from sfupdate import keys
-    stranger = FileSigner(keys.generate_private_key("ES256"))  # type: ignore[arg-type]
+    stranger = FileSigner(keys.generate_private_key("ES256"))
     assert_refused(agent, command(stranger, device_target(agent.board), 1, "revert"),
                    errors.UnknownKeyError)
 

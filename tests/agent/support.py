@@ -14,13 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sfupdate.board.sim import open_board
-from sfupdate.boot.stage2 import BootResult, boot_firmware
 from sfupdate.errors import AgentBusyError
 from sfupdate.ipc.client import AgentClient, AgentStatus, InstallResult
 
-SLOT_SIZE = 256 * 1024
-FIRMWARE_V1 = b"firmware v1 " * 1000
 #: Short per-read timeout so abandoned sessions are dropped quickly in tests.
 AGENT_TIMEOUT = 1.5
 
@@ -96,12 +92,6 @@ def file_chunks(path: Path, size: int = 4096) -> Iterator[bytes]:
     with path.open("rb") as f:
         while chunk := f.read(size):
             yield chunk
-
-
-def reboot(board: Path) -> BootResult:
-    """A reboot without the ROM's subprocess: stage 2 in this process (slot selection with a
-    try spent first, verification against the recorded facts, measurement, health check)."""
-    return boot_firmware(open_board(board))
 
 
 def wait_for(agent: RunningAgent, condition: Callable[[AgentStatus], bool],

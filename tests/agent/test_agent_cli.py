@@ -15,8 +15,9 @@ from sfupdate.board.sim import create_board
 from sfupdate.cli.main import main
 from sfupdate.keys.files import FileSigner
 from sfupdate.sfui import cbor, class_uuid, vendor_uuid
-from tests.agent.support import SLOT_SIZE, RunningAgent, reboot, start_agent, stop_agent
+from tests.agent.support import RunningAgent, start_agent, stop_agent
 from tests.conftest import SignImage
+from tests.world import SLOT_SIZE, reboot
 
 FIRMWARE_V2 = b"firmware v2 " * 2000
 

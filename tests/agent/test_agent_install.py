@@ -25,15 +25,9 @@ from sfupdate.errors import (
 )
 from sfupdate.keys.files import FileSigner
 from sfupdate.sfui import class_uuid, vendor_uuid
-from tests.agent.support import (
-    SLOT_SIZE,
-    RunningAgent,
-    file_chunks,
-    install_when_idle,
-    reboot,
-    wait_for,
-)
-from tests.conftest import VENDOR, SignImage
+from tests.agent.support import RunningAgent, file_chunks, install_when_idle, wait_for
+from tests.conftest import SignImage
+from tests.world import SLOT_SIZE, VENDOR, reboot
 
 FIRMWARE_V2 = b"firmware v2 " * 2000
 

@@ -18,7 +18,7 @@ from tests.device_world import DeviceWorld
 @pytest.fixture(scope="session")
 def attacker_key() -> FileSigner:
     """A well-formed ES256 key the device has never heard of."""
-    return FileSigner(keys.generate_private_key("ES256"))  # type: ignore[arg-type]
+    return FileSigner(keys.generate_private_key("ES256"))
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import pytest
 
 from sfupdate.errors import WrongClassError, WrongVendorError
 from sfupdate.sfui import class_uuid, vendor_uuid
-from tests.conftest import CLASS, VENDOR
 from tests.device_world import DeviceWorld
+from tests.world import CLASS, VENDOR
 
 OTHER_VENDOR = vendor_uuid("attacker.example")
 

@@ -23,7 +23,8 @@ from sfupdate.board.power import POWER_CUT_EXIT
 from sfupdate.board.records import SlotStatus
 from sfupdate.board.sim import POWER_KNOB
 from sfupdate.errors import IpcError
-from tests.device_world import FIRMWARE_V1, DeviceWorld
+from tests.device_world import DeviceWorld
+from tests.world import FIRMWARE_V1
 
 
 def test_power_cut_at_every_write_of_an_install_through_the_agent(

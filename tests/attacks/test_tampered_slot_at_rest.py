@@ -14,7 +14,7 @@ import pytest
 
 from sfupdate.board.hal import Slot
 from sfupdate.board.records import SlotStatus
-from sfupdate.errors import PayloadDigestError
+from sfupdate.errors import PayloadDigestError, SfuError
 from sfupdate.kernel import Kernel
 from tests.device_world import DeviceWorld
 
@@ -65,5 +65,5 @@ def test_confirmed_slot_rolled_back_to_an_older_genuine_image_is_refused(
     world.client().confirm()
     shutil.copy(world.root / "slots" / "A.img", world.root / "slots" / "B.img")
     shutil.copy(world.root / "slots" / "A.hdr", world.root / "slots" / "B.hdr")
-    with pytest.raises(Exception, match="refusing to boot confirmed slot B"):
+    with pytest.raises(SfuError, match="refusing to boot confirmed slot B"):
         world.boot()

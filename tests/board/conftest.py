@@ -9,17 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from sfupdate.board.power import Power
-from sfupdate.board.sim import SimBoard, create_board, open_board
-from sfupdate.boot.provision import provision
-from sfupdate.boot.rom import boot
-from sfupdate.boot.stage2 import BootResult, boot_firmware
 from sfupdate.keys.files import FileSigner
 from sfupdate.sfui import TrustedKey
-
-SLOT_SIZE = 64 * 1024
-VENDOR_NAME = "example.com"
-CLASS_NAME = "demo-board"
+from tests.world import SMALL_SLOT_SIZE, provision_board
 
 
 @dataclass
@@ -32,13 +24,13 @@ class Images:
 @pytest.fixture(scope="session")
 def agent_signer() -> FileSigner:
     from sfupdate import keys
-    return FileSigner(keys.generate_private_key("ES256"))  # type: ignore[arg-type]
+    return FileSigner(keys.generate_private_key("ES256"))
 
 
 @pytest.fixture(scope="session")
 def images(tmp_path_factory: pytest.TempPathFactory, es256_signer: FileSigner) -> Images:
     from sfupdate.author import ImageSpec, sign_firmware
-    from tests.conftest import CLASS, VENDOR
+    from tests.world import CLASS, VENDOR
 
     root = tmp_path_factory.mktemp("images")
 
@@ -57,8 +49,8 @@ def template(tmp_path_factory: pytest.TempPathFactory, images: Images,
              es256_trusted: TrustedKey, agent_signer: FileSigner) -> Path:
     """A board provisioned once per session with v1; tests copy it."""
     path = tmp_path_factory.mktemp("template") / "board"
-    board = create_board(path, SLOT_SIZE)
-    provision(board, [es256_trusted], VENDOR_NAME, CLASS_NAME, images.v1, agent_signer)
+    provision_board(path, images.v1, [es256_trusted], slot_size=SMALL_SLOT_SIZE,
+                    agent_signer=agent_signer)
     return path
 
 
@@ -81,12 +73,3 @@ def fresh_board(tmp_path: Path, template: Path) -> CopyBoard:
 def board_dir(fresh_board: CopyBoard) -> Path:
     return fresh_board()
 
-
-def reboot(board: SimBoard) -> BootResult:
-    """A boot: the ROM verifies the agent bundle, then stage 2 runs in this process (the
-    subprocess that runs the verified zipapp itself is exercised by the CLI tests)."""
-    return boot(board, lambda _bundle: boot_firmware(board))
-
-
-def fresh(path: Path, cut_at: int | None = None) -> SimBoard:
-    return open_board(path, Power(cut_at))

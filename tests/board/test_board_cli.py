@@ -21,7 +21,8 @@ from sfupdate.author import ImageSpec, sign_firmware
 from sfupdate.board.power import POWER_CUT_EXIT
 from sfupdate.boot.bundle import AGENT_CLASS, AGENT_VENDOR, build_agent_bundle
 from sfupdate.keys.files import FileSigner
-from tests.board.conftest import Images, fresh
+from tests.board.conftest import Images
+from tests.world import fresh
 
 SFU = [sys.executable, "-m", "sfupdate.cli.main"]
 

@@ -20,7 +20,8 @@ from sfupdate.errors import (
 )
 from sfupdate.kernel import Kernel
 from sfupdate.sfui import TrustedKey
-from tests.board.conftest import CLASS_NAME, VENDOR_NAME, Images, fresh, reboot
+from tests.board.conftest import Images
+from tests.world import CLASS_NAME, VENDOR_NAME, fresh, reboot
 
 
 def _install(board_dir: Path, image: Path) -> None:

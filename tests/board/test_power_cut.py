@@ -20,7 +20,8 @@ from sfupdate.board.power import PowerCut
 from sfupdate.board.sim import SimBoard
 from sfupdate.kernel import Kernel
 from sfupdate.kernel.verify import verify_slot
-from tests.board.conftest import CopyBoard, Images, fresh, reboot
+from tests.board.conftest import CopyBoard, Images
+from tests.world import fresh, reboot
 
 Cycle = Callable[[SimBoard], None]
 

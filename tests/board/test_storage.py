@@ -12,7 +12,8 @@ from sfupdate.board.power import Power, PowerCut
 from sfupdate.board.sim import create_board, open_board
 from sfupdate.errors import DeviceStateError, StorageIntegrityError
 from sfupdate.kernel import Kernel
-from tests.board.conftest import Images, fresh, reboot
+from tests.board.conftest import Images
+from tests.world import fresh, reboot
 
 
 @pytest.fixture

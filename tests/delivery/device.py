@@ -13,12 +13,11 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from sfupdate.board.sim import open_board
-from sfupdate.boot.rom import boot
-from sfupdate.boot.stage2 import BootResult, boot_firmware
+from sfupdate.boot.stage2 import BootResult
 from sfupdate.ipc.client import AgentStatus, InstallResult
 from sfupdate.progress import Progress
 from tests.agent.support import RunningAgent
+from tests.world import reboot
 
 #: Board files a refused update must leave byte for byte: the running image, the fuses and the
 #: agent bundle (secure storage may record that slot B became `invalid`).
@@ -47,8 +46,7 @@ class Device:
     def reboot(self) -> BootResult:
         """A boot: the ROM verifies the agent bundle, stage 2 selects, verifies and health-
         checks a slot (in this process; the CLI tests run the real stage-2 subprocess)."""
-        board = open_board(self.agent.board)
-        return boot(board, lambda _bundle: boot_firmware(board))
+        return reboot(self.agent.board)
 
     def update_to(self, sequence: int) -> None:
         """Reboot into the trial and confirm it through the agent: the floor rises."""

@@ -15,9 +15,10 @@ from sfupdate.client import FileSource, RepositoryIndex, check, update
 from sfupdate.keys.files import FileSigner
 from sfupdate.repo import Repository
 from sfupdate.sfui import TrustedKey, class_uuid
-from tests.conftest import VENDOR, SignImage
+from tests.conftest import SignImage
 from tests.delivery.device import Device
 from tests.delivery.netsim import RepoWorld
+from tests.world import VENDOR
 
 OTHER_CLASS = class_uuid(VENDOR, "other-board")
 

@@ -15,9 +15,10 @@ from sfupdate.client import FileSource, RepositoryIndex, check, install_file, up
 from sfupdate.repo import RepoServer, Repository
 from sfupdate.repo.repository import Published
 from sfupdate.sfui import TrustedKey, class_uuid
-from tests.conftest import CLASS, VENDOR, SignImage
+from tests.conftest import SignImage
 from tests.delivery.device import Device
 from tests.delivery.netsim import FAST, RepoWorld
+from tests.world import CLASS, VENDOR
 
 OTHER_CLASS = class_uuid(VENDOR, "other-board")
 

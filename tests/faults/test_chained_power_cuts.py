@@ -37,22 +37,19 @@ import pytest
 from sfupdate.agent.device import Device
 from sfupdate.agent.install import install
 from sfupdate.author import ImageSpec, sign_firmware
-from sfupdate.board.power import Power, PowerCut
-from sfupdate.board.sim import SimBoard, create_board, open_board
-from sfupdate.boot.provision import provision
-from sfupdate.boot.rom import boot
-from sfupdate.boot.stage2 import BootResult, boot_firmware
+from sfupdate.board.power import PowerCut
+from sfupdate.board.sim import SimBoard
+from sfupdate.boot.stage2 import BootResult
 from sfupdate.errors import SfuError
 from sfupdate.kernel import Kernel
 from sfupdate.kernel.verify import HEALTH_FAIL_MARKER, verify_slot
 from sfupdate.keys.files import FileSigner
 from sfupdate.sfui import TrustedKey
-from tests.conftest import CLASS, VENDOR
+from tests.world import CLASS, SMALL_SLOT_SIZE, VENDOR, fresh, provision_board, reboot
 
 RUNS = int(os.environ.get("SFU_FAULT_RUNS", "300"))
 SEED = int(os.environ.get("SFU_FAULT_SEED", "20240517"))
 MAX_CUTS = 3
-SLOT_SIZE = 64 * 1024
 
 
 # --- the world: images and two provisioned boards ---------------------------------------------
@@ -81,15 +78,6 @@ def images(tmp_path_factory: pytest.TempPathFactory, es256_signer: FileSigner) -
     return Images(good, failing)
 
 
-def fresh(path: Path, cut_at: int | None = None) -> SimBoard:
-    return open_board(path, Power(cut_at))
-
-
-def reboot(board: SimBoard) -> BootResult:
-    """The ROM verifies the agent bundle, then stage 2 runs in this process."""
-    return boot(board, lambda _bundle: boot_firmware(board))
-
-
 def install_file(board: SimBoard, image: Path) -> None:
     with open(image, "rb") as f:
         install(Device(board), f)
@@ -101,8 +89,7 @@ def templates(tmp_path_factory: pytest.TempPathFactory, images: Images,
     """Two points in a device's life: v1 confirmed in A; v2 confirmed in B (A superseded)."""
     root = tmp_path_factory.mktemp("chain-templates")
     first = root / "first"
-    provision(create_board(first, SLOT_SIZE), [es256_trusted], "example.com", "demo-board",
-              images.good[1])
+    provision_board(first, images.good[1], [es256_trusted], slot_size=SMALL_SLOT_SIZE)
     later = root / "later"
     shutil.copytree(first, later)
     board = fresh(later)

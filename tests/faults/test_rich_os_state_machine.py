@@ -44,18 +44,15 @@ from sfupdate.agent.install import install
 from sfupdate.agent.integrity import IntegrityMonitor
 from sfupdate.board.hal import Slot
 from sfupdate.board.power import Power, PowerCut
-from sfupdate.board.sim import SimBoard, create_board, open_board
-from sfupdate.boot.provision import provision
-from sfupdate.boot.rom import boot
-from sfupdate.boot.stage2 import boot_firmware
+from sfupdate.board.sim import SimBoard, open_board
 from sfupdate.errors import SfuError, StorageIntegrityError
 from sfupdate.kernel import Kernel
 from sfupdate.kernel.verify import HEALTH_FAIL_MARKER, verify_slot
 from sfupdate.keys.files import FileSigner
 from sfupdate.remote import RemoteCommand, Target, sign_command, ueid_for
 from sfupdate.sfui import TrustedKey, class_uuid
-from tests.conftest import VENDOR
 from tests.device_world import envelope, manifest
+from tests.world import SMALL_SLOT_SIZE, VENDOR, fresh, provision_board, reboot
 
 STEPS = int(os.environ.get("SFU_STATE_STEPS", "10000"))
 STEPS_PER_PROGRAM = 40
@@ -63,12 +60,11 @@ STEPS_PER_PROGRAM = 40
 #: the power-cut model (sfupdate.board.power) decides what a cut loses, not the disk.
 _FAST_DIR = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) \
     else None
-SLOT_SIZE = 64 * 1024
 NONCE = b"state-machine-nonce"
 
 
 def _signer() -> FileSigner:
-    return FileSigner(keys.generate_private_key("ES256"))  # type: ignore[arg-type]
+    return FileSigner(keys.generate_private_key("ES256"))
 
 
 @dataclass(frozen=True)
@@ -119,13 +115,12 @@ def _build_world(root: Path) -> World:
     first = root / "v1.sfui"
     first.write_bytes(images["v1"].data)
     board_dir = root / "board"
-    provision(create_board(board_dir, SLOT_SIZE),
-              [TrustedKey(firmware.public_key), TrustedKey(second.public_key)],
-              "example.com", "demo-board", first, operators=[TrustedKey(operator.public_key)],
-              recovery=[TrustedKey(recovery.public_key)])
-    board = open_board(board_dir, Power())
-    ueid = ueid_for(Kernel(board.storage).identity_key().public_key())
-    boot(board, lambda _bundle: boot_firmware(board))
+    provision_board(board_dir, first,
+                    [TrustedKey(firmware.public_key), TrustedKey(second.public_key)],
+                    operators=[TrustedKey(operator.public_key)],
+                    recovery=[TrustedKey(recovery.public_key)], slot_size=SMALL_SLOT_SIZE)
+    ueid = ueid_for(Kernel(fresh(board_dir).storage).identity_key().public_key())
+    reboot(board_dir)
     return World(board_dir, images, firmware, second, operator, recovery, Target(ueid=ueid))
 
 
@@ -188,9 +183,8 @@ class HostileRichOS(RuleBasedStateMachine):
     @rule(cut=st.one_of(st.none(), st.integers(1, 8)))
     def reboot(self, cut: int | None) -> None:
         self._step()
-        board = self.board(cut)
         try:
-            result = boot(board, lambda _bundle: boot_firmware(board))
+            result = reboot(self.board(cut))
         except (SfuError, PowerCut):
             return
         if result.trial and result.healthy:
@@ -390,6 +384,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return _build_world(tmp_path_factory.mktemp("state-machine"))
 
 
+@pytest.mark.timeout(max(300, STEPS // 20))  # about 5 ms a step here; room for a busy machine
 def test_a_hostile_rich_os_never_breaks_the_kernels_promises(world: World) -> None:
     global _WORLD, _STEPS_RUN
     _WORLD, _STEPS_RUN = world, 0

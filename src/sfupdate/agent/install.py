@@ -7,7 +7,8 @@
    image and the floor: `SecureState.check_install`), size, and the envelope's payload length
    equal to the signed size;
 3. the kernel marks the install slot invalid (never the running nor the confirmed slot),
-   then the payload is streamed into it while hashed;
+   then the payload is streamed into it while hashed (the writes run behind the reading and
+   hashing, in order: agent/write_behind.py);
 4. only after a complete payload with a matching digest, the kernel records the slot as a
    trial together with the facts of its authentication (signer key ID, vendor, class,
    sequence, digest, size), re-checking them against the state of that moment.
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 from sfupdate.agent import envelope_checks
 from sfupdate.agent.device import Device
+from sfupdate.agent.write_behind import WriteBehind
 from sfupdate.board.hal import Slot
 from sfupdate.board.records import ImageRecord
 from sfupdate.board.slotio import HeaderRecorder
@@ -67,8 +69,14 @@ def install(device: Device, stream: Readable) -> Installed:
 
     slot = device.kernel.begin_install()
     with device.board.slots.writer(slot, header) as writer:
-        for chunk in reader.payload():
-            writer.write(chunk)
+        behind = WriteBehind(writer)
+        try:
+            for chunk in reader.payload():
+                behind.write(chunk)
+        except BaseException:
+            behind.stop()
+            raise
+        behind.close()
         writer.finish()
     device.kernel.record_trial(slot, image)
     return Installed(slot, image)

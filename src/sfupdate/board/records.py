@@ -152,11 +152,6 @@ class TrustStore:
         """The active (not revoked) keys of a role."""
         return [a.key for a in self.anchors if a.role is role and not a.revoked]
 
-    def boot_keys(self) -> list[TrustedKey]:
-        """The keys whose signature makes an image bootable: firmware anchors, and recovery
-        anchors (the only signers the agent accepts while the device is quarantined)."""
-        return self.keys(Role.FIRMWARE) + self.keys(Role.RECOVERY)
-
     def active(self, role: Role, kid: bytes) -> TrustAnchor | None:
         """The active anchor of `role` with key ID `kid`, if there is one."""
         for anchor in self.anchors:
@@ -469,7 +464,7 @@ class EventLog:
 
 
 @dataclass(frozen=True)
-class Measurement:
+class BootMeasurement:
     """One measured-boot event: the stage, the digest it measured, a description."""
 
     stage: str
@@ -483,7 +478,7 @@ class MeasuredBoot:
     Rich OS cannot write: a hash chain like a TPM PCR (pcr := SHA-256(pcr || digest))."""
 
     pcr: bytes = bytes(32)
-    events: tuple[Measurement, ...] = ()
+    events: tuple[BootMeasurement, ...] = ()
 
     MAX_EVENTS: ClassVar[int] = 8
 
@@ -491,7 +486,7 @@ class MeasuredBoot:
         if len(self.events) >= self.MAX_EVENTS:
             raise StorageIntegrityError("the measured boot log is full")
         pcr = hashlib.sha256(self.pcr + digest).digest()
-        event = Measurement(stage, digest, description[:MAX_EVENT_TEXT])
+        event = BootMeasurement(stage, digest, description[:MAX_EVENT_TEXT])
         return MeasuredBoot(pcr, (*self.events, event))
 
     def digests(self, stage: str) -> list[bytes]:
@@ -516,7 +511,7 @@ _MEASURED: Final = _schema(
     RECORD_MEASURED, Field("pcr", blob()),
     Field("events", list_of(record(Schema("measurement", Field("stage", TEXT),
                                           Field("digest", DIGEST), Field("description", TEXT),
-                                          extra=True), Measurement))))
+                                          extra=True), BootMeasurement))))
 
 
 @dataclass(frozen=True)

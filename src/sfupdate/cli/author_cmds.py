@@ -162,8 +162,10 @@ def _check_complete(file: Path, stream: BinaryIO, payload: PayloadRef | None) ->
 @click.argument("file", type=_existing)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def inspect(file: Path, as_json: bool) -> None:
-    """Show what an SFUI says, WITHOUT checking its signature. Exit 3 if the file is not a
-    well-formed SFUI or is truncated (shorter than its envelope declares)."""
+    """Show what an SFUI says, WITHOUT checking its signature.
+
+    Exit 3 if the file is not a well-formed SFUI or is truncated (shorter than its envelope
+    declares)."""
     with _open(file) as stream:
         reader = EnvelopeReader(stream)
         _check_complete(file, stream, reader.payload_ref)

@@ -189,9 +189,6 @@ class Kernel:
             return new, (policy.sequence, len(policy.regions))
         return self._apply(run)
 
-    def log(self, now: int, kind: str, subject: str, detail: str) -> None:
-        self._step(lambda s: s.log(now, kind, subject, detail))
-
 
 def _operators(trust: TrustStore) -> list[TrustedKey]:
     keys = trust.keys(Role.OPERATOR)

@@ -33,7 +33,6 @@ from sfupdate.errors import (
 from sfupdate.sfui import (
     EnvelopeReader,
     TrustedKey,
-    Verified,
     class_uuid,
     manifest_digest,
     vendor_uuid,
@@ -49,7 +48,6 @@ HEALTH_FAIL_MARKER: Final = b"SFU-HEALTH:FAIL"
 
 @dataclass(frozen=True)
 class SlotCheck:
-    verified: Verified
     manifest_digest: bytes
     healthy: bool
 
@@ -91,7 +89,7 @@ def verify_slot(board: Board, slot: Slot, image: ImageRecord, keys: list[Trusted
         if HEALTH_FAIL_MARKER in window:
             healthy = False
         tail = window[-(len(HEALTH_FAIL_MARKER) - 1):]
-    return SlotCheck(verified, manifest_digest(reader.manifest_bytes), healthy)
+    return SlotCheck(manifest_digest(reader.manifest_bytes), healthy)
 
 
 def _fused_key(board: Board) -> TrustedKey:

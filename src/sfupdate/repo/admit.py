@@ -60,13 +60,13 @@ def admit(src: BinaryIO, where: Path, into: Path, trusted: Sequence[TrustedKey])
             try:
                 reader = EnvelopeReader(copying)
                 verified = reader.authenticate(trusted)
+                if verified.info.vendor_id is None or verified.info.class_id is None:
+                    raise UsageError("the manifest names no UUID vendor-id or no class-id, so "
+                                     "no device could select it")
                 for _ in reader.payload():
                     pass
             except SfuError as exc:
                 raise type(exc)(f"{where}: {exc}") from None
-            if verified.info.vendor_id is None or verified.info.class_id is None:
-                raise UsageError(f"{where}: the manifest names no vendor-id/class-id, so no "
-                                 "device could select it")
             out.flush()
             os.fsync(out.fileno())
     except BaseException:

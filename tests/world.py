@@ -1,0 +1,63 @@
+"""The one test world: the device every suite builds on, and the few ways to act on it.
+
+* constants: the vendor and class every test device belongs to, slot sizes, firmware bytes;
+* `fresh(path, cut_at)`: open a sim board as a new "process" would (its own power counter,
+  a cut armed at write N);
+* `reboot(board)`: a boot in this process — the ROM verifies and measures the agent bundle,
+  stage 2 selects, verifies, measures and health-checks a slot through the kernel (the CLI
+  tests run the real stage-2 subprocess from the verified zipapp);
+* `provision_board(...)`: a blank sim board provisioned with v1 and the given anchors.
+
+The real-process mode (an `sfu agent serve` process on a real socket) is
+`tests.agent.support.start_agent`; `tests.device_world.DeviceWorld` wraps both modes for the
+attack suite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from sfupdate.board.power import Power
+from sfupdate.board.sim import SimBoard, create_board, open_board
+from sfupdate.boot.provision import Provisioned, provision
+from sfupdate.boot.rom import boot
+from sfupdate.boot.stage2 import BootResult, boot_firmware
+from sfupdate.keys.files import FileSigner
+from sfupdate.sfui import TrustedKey, class_uuid, vendor_uuid
+
+VENDOR_NAME = "example.com"
+CLASS_NAME = "demo-board"
+VENDOR = vendor_uuid(VENDOR_NAME)
+CLASS = class_uuid(VENDOR, CLASS_NAME)
+#: Slots of the agent-process suites; the in-process sweeps use SMALL_SLOT_SIZE.
+SLOT_SIZE = 256 * 1024
+SMALL_SLOT_SIZE = 64 * 1024
+FIRMWARE_V1 = b"firmware v1 " * 1000
+FIRMWARE_V2 = b"firmware v2 " * 1200
+
+
+def fresh(path: Path, cut_at: int | None = None) -> SimBoard:
+    """The board at `path`, opened afresh (power cut armed at write `cut_at`, if given)."""
+    return open_board(path, Power(cut_at))
+
+
+def reboot(board: SimBoard | Path) -> BootResult:
+    """A boot of `board` in this process: the ROM, then stage 2."""
+    if isinstance(board, Path):
+        board = fresh(board)
+    opened = board
+    return boot(opened, lambda _bundle: boot_firmware(opened))
+
+
+def provision_board(root: Path, firmware: Path, trusted: Sequence[TrustedKey], *,
+                    operators: Sequence[TrustedKey] = (), recovery: Sequence[TrustedKey] = (),
+                    slot_size: int = SLOT_SIZE,
+                    agent_signer: FileSigner | None = None) -> Provisioned:
+    """A blank board at `root`, provisioned for VENDOR_NAME/CLASS_NAME with the SFUI
+    `firmware` (sequence 1 confirmed in slot A); the identity public key is exported."""
+    board = create_board(root, slot_size)
+    done = provision(board, trusted, VENDOR_NAME, CLASS_NAME, firmware, agent_signer,
+                     operators=operators, recovery=recovery)
+    board.identity_public_path.write_bytes(done.identity_public_pem)
+    return done
