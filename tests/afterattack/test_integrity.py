@@ -60,7 +60,7 @@ def test_tampered_slot_header_is_reported(agent: RunningAgent) -> None:
 
 
 def test_tampered_agent_bundle_is_reported(agent: RunningAgent) -> None:
-    bundle = agent.board / "agent" / "agent.sfui"
+    bundle = agent.board / "agent" / "A" / "agent.sfui"
     flip_byte(bundle, bundle.stat().st_size - 100)
     report = agent.client().check()
     by_region = {r.region: r for r in report.results}

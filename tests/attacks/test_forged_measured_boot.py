@@ -28,7 +28,8 @@ def _attested(world: DeviceWorld) -> list[bytes]:
 def test_attestation_reports_what_the_boot_code_measured(world: DeviceWorld) -> None:
     world.boot()
     board = world.board()
-    agent_digest, chunks = verify_agent_bundle(board)
+    agent = Kernel(board.storage).state().agent
+    agent_digest, chunks = verify_agent_bundle(board, agent.active, agent.active_bundle)
     for _ in chunks:
         pass
     header = board.slots.header(Slot.A)

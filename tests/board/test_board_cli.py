@@ -18,6 +18,7 @@ from sfupdate import keys
 from sfupdate.agent.device import Device
 from sfupdate.agent.install import install
 from sfupdate.author import ImageSpec, sign_firmware
+from sfupdate.board.hal import Slot
 from sfupdate.board.power import POWER_CUT_EXIT
 from sfupdate.boot.bundle import AGENT_CLASS, AGENT_VENDOR, build_agent_bundle
 from sfupdate.keys.files import FileSigner
@@ -81,19 +82,34 @@ def _flip_payload_byte(path: Path) -> None:
 def test_tampered_agent_bundle_does_not_start(board_dir: Path, images: Images) -> None:
     with open(images.v2, "rb") as f:
         install(Device(fresh(board_dir)), f)
-    _flip_payload_byte(board_dir / "agent" / "agent.sfui")
+    _flip_payload_byte(board_dir / "agent" / "A" / "agent.sfui")
     proc = sfu("board", "boot", board_dir)
     assert proc.returncode == 4, proc.stderr
     assert proc.stderr.startswith("sfu: error:") and proc.stderr.count("\n") == 1
     assert status(board_dir)["tries_left"] == 3  # stage 2 never ran: no try was used
 
 
+def _put_bundle(board_dir: Path, data: bytes, spki: bytes) -> None:
+    """What an attacker with access to the flash can do: rewrite agent partition A."""
+    with fresh(board_dir).agent.writer(Slot.A, spki) as writer:
+        writer.write(data)
+        writer.finish()
+
+
 def test_agent_bundle_signed_by_another_key_does_not_start(board_dir: Path,
                                                            es256_signer: FileSigner) -> None:
-    board = fresh(board_dir)
-    board.agent.install(build_agent_bundle(es256_signer), _spki(es256_signer))
+    _put_bundle(board_dir, build_agent_bundle(es256_signer), _spki(es256_signer))
     proc = sfu("board", "boot", board_dir)
     assert proc.returncode == 4 and "root-key hash" in proc.stderr
+
+
+def test_another_bundle_signed_by_the_fused_key_does_not_start_unrecorded(
+        board_dir: Path, agent_signer: FileSigner) -> None:
+    """Even a genuine bundle (say an older one) written over the confirmed partition does not
+    run: it is not the bundle secure storage recorded there."""
+    _put_bundle(board_dir, build_agent_bundle(agent_signer, sequence=7), _spki(agent_signer))
+    proc = sfu("board", "boot", board_dir)
+    assert proc.returncode == 4 and "not hold the bundle recorded" in proc.stderr
 
 
 def test_boot_runs_exactly_the_verified_bundle(board_dir: Path, tmp_path: Path,
@@ -107,7 +123,8 @@ def test_boot_runs_exactly_the_verified_bundle(board_dir: Path, tmp_path: Path,
     app.write_bytes(buffer.getvalue())
     out = tmp_path / "marker.sfui"
     sign_firmware(app, out, agent_signer, ImageSpec(2, AGENT_VENDOR, AGENT_CLASS))
-    fresh(board_dir).agent.install(out.read_bytes(), _spki(agent_signer))
+    with open(out, "rb") as f:  # an agent update, through the agent's install
+        assert install(Device(fresh(board_dir)), f).component == "agent"
     proc = sfu("board", "boot", board_dir, "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["slot"] == "from-bundle"

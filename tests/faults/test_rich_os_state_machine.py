@@ -178,7 +178,7 @@ class HostileRichOS(RuleBasedStateMachine):
             done = install(Device(board), io.BytesIO(image.data))
         except (SfuError, PowerCut):
             return
-        self.genuine[done.slot] = (done.image.digest, image.header, image.payload)
+        self.genuine[done.slot] = (done.digest, image.header, image.payload)
 
     @rule(cut=st.one_of(st.none(), st.integers(1, 8)))
     def reboot(self, cut: int | None) -> None:

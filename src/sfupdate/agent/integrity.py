@@ -76,11 +76,9 @@ class IntegrityMonitor:
             running = state.boot.running
             regions = (IntegrityPolicy.decode(state.policy.body).regions if state.policy
                        else ())
-            at_boot = state.measured.digests("agent")
             found: list[tuple[str, Measurement, str]] = [
                 (RUNNING_SLOT, measure_slot(board, running, state), "report"),
-                (AGENT_BUNDLE, measure_agent(board, at_boot[-1] if at_boot else None),
-                 "report")]
+                (AGENT_BUNDLE, measure_agent(board, state), "report")]
             for region in regions:
                 found.append((f"policy:{region.name}", measure_region(board, running, region),
                               region.on_mismatch))

@@ -59,12 +59,16 @@ def confirmed_failure(board: Board, state: SecureState) -> str | None:
     return None if found.ok else found.detail
 
 
-def measure_agent(board: Board, measured_at_boot: bytes | None) -> Measurement:
-    """The agent bundle at rest: its signer key hashes to the ROOT_KEY_HASH fuse, it
-    authenticates with that key as an agent bundle, its payload hashes to the signed digest,
-    and (if the boot measured one) that digest is the one the boot ROM measured."""
+def measure_agent(board: Board, state: SecureState) -> Measurement:
+    """The confirmed agent bundle at rest: its signer key hashes to the ROOT_KEY_HASH fuse, it
+    authenticates with that key as an agent bundle, it is the bundle recorded for its
+    partition, its payload hashes to the signed digest, and (if the boot measured one) that
+    digest is the one the boot ROM measured."""
+    agent = state.agent
+    at_boot = state.measured.digests("agent")
+    measured_at_boot = at_boot[-1] if at_boot else None
     try:
-        digest, chunks = verify_agent_bundle(board)
+        digest, chunks = verify_agent_bundle(board, agent.active, agent.active_bundle)
         for _ in chunks:  # PayloadDigestError after the last chunk if altered
             pass
     except SfuError as exc:

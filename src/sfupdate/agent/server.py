@@ -212,11 +212,11 @@ class AgentServer:
     def _install(self, conn: Connection, request: InstallBegin) -> Reply:
         with self._exclusive("an install session is already in progress"):
             conn.send(encode_reply(ReadyReply()))
-            installed = install(self.device, ChunkStream(conn, request.size))
-            image = installed.image
-            _log(f"installed sequence {image.sequence} into slot {installed.slot.value} "
-                 "(trial)")
-            return InstallResult(installed.slot.value, image.sequence, image.digest.hex())
+            done = install(self.device, ChunkStream(conn, request.size))
+            where = ("agent partition" if done.component == "agent" else "slot")
+            _log(f"installed {done.component} sequence {done.sequence} into {where} "
+                 f"{done.slot.value} (trial)")
+            return InstallResult(done.slot.value, done.sequence, done.digest.hex())
 
     def _confirm(self, conn: Connection, request: ConfirmRequest) -> Reply:
         with self._exclusive("an install session is in progress"):
@@ -241,9 +241,10 @@ class AgentServer:
     def _remote(self, conn: Connection, request: RemoteRequest) -> Reply:
         # Exclusive with installs: a revert or revocation must not race a session.
         with self._exclusive("an install session is in progress"):
-            done = self.actions.execute(request.command)
-        _log(f"remote command {done.number} ({done.action}): {done.message}")
-        return RemoteResult(done.action, done.number, done.message, done.token)
+            answered = self.actions.execute(request.command)
+        _log(f"remote command {answered.number} ({answered.action}): {answered.message}")
+        return RemoteResult(answered.action, answered.number, answered.message,
+                            answered.token)
 
     def _audit(self, conn: Connection, request: AuditRequest) -> Reply:
         return audit_info(self.actions.audit())

@@ -136,18 +136,21 @@ class Slots(Protocol):
 
 
 class AgentPartition(Protocol):
-    """Holds the signed agent bundle (an SFUI whose payload is a zipapp)."""
+    """Two agent partitions A/B, each holding a signed agent bundle (an SFUI whose payload is
+    a zipapp) and the public key that signed it. Which one runs, and which is on trial, is
+    secure state (the kernel's `agent` record), not something the partitions say."""
 
-    def install(self, sfui: bytes, signer_spki: bytes) -> None:
-        """Store a bundle and the public key (SPKI DER) that signed it, each atomically. The
-        boot ROM trusts that key only if its SHA-256 matches the ROOT_KEY_HASH fuse."""
+    def writer(self, slot: Slot, signer_spki: bytes) -> AbstractContextManager[SlotWriter]:
+        """Open partition `slot` for a new bundle, streamed in whole (SFUI bytes in order);
+        finish() makes it and the signer key (SPKI DER) durable. The boot ROM trusts that key
+        only if its SHA-256 matches the ROOT_KEY_HASH fuse."""
         ...
 
-    def signer_key(self) -> bytes | None:
+    def signer_key(self, slot: Slot) -> bytes | None:
         """The stored signer public key (SPKI DER, unverified), or None."""
         ...
 
-    def stream(self, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+    def stream(self, slot: Slot, chunk_size: int = 1 << 16) -> Iterator[bytes]:
         """The stored bundle's bytes, in chunks (raises DeviceStateError if none)."""
         ...
 

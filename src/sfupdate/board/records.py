@@ -32,6 +32,7 @@ RECORD_REMOTE: Final = "remote"  # RemoteState: last accepted command number, qu
 RECORD_EVENTS: Final = "events"  # EventLog: integrity mismatches and remote actions (a ring)
 RECORD_POLICY: Final = "policy"  # PolicyRecord: the installed signed integrity policy
 RECORD_MEASURED: Final = "measured-boot"  # MeasuredBoot: what the boot code measured
+RECORD_AGENT: Final = "agent"  # AgentRecord: which agent partition runs, trial, agent floor
 
 DEFAULT_TRIES: Final = 3
 FORMAT: Final = 1
@@ -272,7 +273,7 @@ class BootRecord:
         return None if self.trial is None else self.slot(self.trial).image
 
     SCHEMA: ClassVar[Schema] = _schema(
-        RECORD_BOOT, Field("slots", list_of(record(_SLOT, SlotRecord))),
+        RECORD_BOOT, Field("slots", list_of(record(_SLOT, SlotRecord), 2, min_items=2)),
         Field("confirmed", enum_of(Slot)), Field("trial", nullable(enum_of(Slot))),
         Field("tries-left", INT, name="tries_left"), Field("floor", INT),
         Field("booted", nullable(enum_of(Slot))),
@@ -283,10 +284,7 @@ class BootRecord:
 
     @classmethod
     def decode(cls, data: bytes) -> BootRecord:
-        fields = _load(data, cls.SCHEMA)
-        if len(fields["slots"]) != 2:
-            raise StorageIntegrityError(f"{cls.SCHEMA.what}: slots must be two")
-        boot = cls(**fields)
+        boot = cls(**_load(data, cls.SCHEMA))
         boot.check()
         return boot
 
@@ -306,6 +304,77 @@ class BootRecord:
                                               and self.booted is self.trial)))
         if not ok:
             raise StorageIntegrityError("secure storage record boot is inconsistent")
+
+
+# --- the agent bundle's own A/B partitions and anti-rollback ---------------------------------
+
+
+@dataclass(frozen=True)
+class BundleRecord:
+    """What was verified about the bundle in an agent partition: its SUIT sequence number and
+    the digest of its payload (the zipapp the ROM runs)."""
+
+    sequence: int
+    digest: bytes
+
+
+_BUNDLE: Final = Schema("bundle", Field("sequence", INT), Field("digest", DIGEST), extra=True)
+
+
+@dataclass(frozen=True)
+class AgentRecord:
+    """The agent's boot control: the partition whose bundle is confirmed (`active`), a new
+    bundle on trial (run once by the ROM: `tried`, then confirmed by itself or dropped), and
+    the agent's own rollback floor (never goes down)."""
+
+    bundles: tuple[BundleRecord | None, BundleRecord | None]  # A, B (None: empty or invalid)
+    active: Slot
+    floor: int
+    trial: Slot | None = None
+    tried: bool = False
+
+    def bundle(self, slot: Slot) -> BundleRecord | None:
+        return self.bundles[0 if slot is Slot.A else 1]
+
+    def with_bundle(self, slot: Slot, bundle: BundleRecord | None) -> AgentRecord:
+        bundles = (bundle, self.bundles[1]) if slot is Slot.A else (self.bundles[0], bundle)
+        return replace(self, bundles=bundles)
+
+    @property
+    def active_bundle(self) -> BundleRecord:
+        bundle = self.bundle(self.active)
+        assert bundle is not None  # check()
+        return bundle
+
+    def check(self) -> None:
+        active = self.bundle(self.active)
+        trial = None if self.trial is None else self.bundle(self.trial)
+        ok = (active is not None and active.sequence >= self.floor >= 0
+              and self.trial is not self.active
+              and (self.trial is None or (trial is not None and trial.sequence > self.floor))
+              and (self.trial is not None or not self.tried))
+        if not ok:
+            raise StorageIntegrityError("secure storage record agent is inconsistent")
+
+    SCHEMA: ClassVar[Schema] = _schema(
+        RECORD_AGENT,
+        Field("bundles", list_of(nullable(record(_BUNDLE, BundleRecord)), 2, min_items=2)),
+        Field("active", enum_of(Slot)), Field("floor", INT),
+        Field("trial", nullable(enum_of(Slot))), Field("tried", BOOL))
+
+    def encode(self) -> bytes:
+        return _encode(self.SCHEMA, self)
+
+    @classmethod
+    def decode(cls, data: bytes) -> AgentRecord:
+        agent = cls(**_load(data, cls.SCHEMA))
+        agent.check()
+        return agent
+
+
+def initial_agent_record(bundle: BundleRecord) -> AgentRecord:
+    """Provisioning: the bundle in partition A, confirmed, its sequence the agent floor."""
+    return AgentRecord((bundle, None), Slot.A, bundle.sequence)
 
 
 def initial_boot_record(image: ImageRecord) -> BootRecord:

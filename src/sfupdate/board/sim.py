@@ -324,24 +324,35 @@ class SimSlots:
 
 
 class SimAgentPartition:
+    """agent/A and agent/B: each an `agent.sfui` and the `signer.der` that signed it."""
+
     def __init__(self, root: Path, power: Power) -> None:
-        self._path = root / "agent" / "agent.sfui"
-        self._key_path = root / "agent" / "signer.der"
+        self._dir = root / "agent"
         self._power = power
 
-    def install(self, sfui: bytes, signer_spki: bytes) -> None:
-        if len(sfui) > MAX_AGENT or len(signer_spki) > MAX_KEY:
-            raise TooLargeError("agent bundle is too large for the agent partition")
-        self._power.write_file(self._key_path, signer_spki)
-        self._power.write_file(self._path, sfui)
+    def _bundle(self, slot: Slot) -> Path:
+        return self._dir / slot.value / "agent.sfui"
 
-    def signer_key(self) -> bytes | None:
-        return _read_limited(self._key_path, MAX_KEY, "agent signer key")
+    def _key(self, slot: Slot) -> Path:
+        return self._dir / slot.value / "signer.der"
 
-    def stream(self, chunk_size: int = 1 << 16) -> Iterator[bytes]:
-        if not self._path.exists():
-            raise DeviceStateError("the agent partition is empty (board not provisioned)")
-        with open(self._path, "rb") as f:
+    def writer(self, slot: Slot, signer_spki: bytes) -> SimSlotWriter:
+        if len(signer_spki) > MAX_KEY:
+            raise TooLargeError("agent signer key is too large")
+        self._power.unlink(self._key(slot))
+        self._power.write_new(self._bundle(slot), b"")  # a shorter bundle leaves no tail
+        self._power.fsync_dir(self._bundle(slot).parent)
+        return SimSlotWriter(self._power, self._bundle(slot), self._key(slot), signer_spki,
+                             MAX_AGENT)
+
+    def signer_key(self, slot: Slot) -> bytes | None:
+        return _read_limited(self._key(slot), MAX_KEY, "agent signer key")
+
+    def stream(self, slot: Slot, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+        path = self._bundle(slot)
+        if not path.exists():
+            raise DeviceStateError(f"agent partition {slot.value} is empty")
+        with open(path, "rb") as f:
             total = 0
             while chunk := f.read(chunk_size):
                 total += len(chunk)
@@ -404,7 +415,7 @@ def create_board(root: Path, slot_size: int) -> SimBoard:
         raise UsageError("the slot size must be a positive multiple of 4 KiB")
     if root.exists() and any(root.iterdir()):
         raise UsageError(f"{root} exists and is not empty")
-    for sub in ("hw/otp", "secure", "slots", "agent"):
+    for sub in ("hw/otp", "secure", "slots", "agent/A", "agent/B"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     for slot in Slot:
         with open(root / "slots" / f"{slot.value}.img", "wb") as f:

@@ -14,6 +14,7 @@ agent of that board can never be replaced (nor forged).
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +25,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sfupdate.board.hal import LIFECYCLE_PROVISIONED, Board, Fuse, Slot
-from sfupdate.board.records import DeviceInfo, ImageRecord, Role, TrustStore, anchors_for
+from sfupdate.board.records import (
+    BundleRecord,
+    DeviceInfo,
+    ImageRecord,
+    Role,
+    TrustStore,
+    anchors_for,
+)
 from sfupdate.board.slotio import HeaderRecorder
 from sfupdate.boot.bundle import build_agent_bundle
 from sfupdate.errors import (
@@ -95,6 +103,16 @@ def _write_slot(board: Board, slot: Slot, firmware: Path, keys: Sequence[Trusted
     return image
 
 
+def _bundle_record(bundle: bytes, signer: FileSigner) -> BundleRecord:
+    """The facts of the agent bundle just built (verified like any other before recording)."""
+    reader = EnvelopeReader(io.BytesIO(bundle))
+    info = reader.authenticate([TrustedKey(signer.public_key)]).info
+    for _ in reader.payload():
+        pass
+    assert info.image_digest is not None  # payload() checked it
+    return BundleRecord(info.sequence_number, info.image_digest.value)
+
+
 def provision(board: Board, trusted: Sequence[TrustedKey], vendor: str, klass: str,
               firmware: Path, agent_signer: FileSigner | None = None,
               operators: Sequence[TrustedKey] = (),
@@ -127,7 +145,10 @@ def provision(board: Board, trusted: Sequence[TrustedKey], vendor: str, klass: s
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     trust = TrustStore(anchors_for(Role.FIRMWARE, trusted) + anchors_for(Role.OPERATOR, operators)
                        + anchors_for(Role.RECOVERY, recovery))
-    Kernel(board.storage).initialise(device, trust, identity_der, image)
-    board.agent.install(bundle, spki)
+    with board.agent.writer(Slot.A, spki) as writer:
+        writer.write(bundle)
+        writer.finish()
+    Kernel(board.storage).initialise(device, trust, identity_der, image,
+                                     _bundle_record(bundle, signer))
     board.fuses.burn(Fuse.LIFECYCLE, LIFECYCLE_PROVISIONED)
     return Provisioned(image, signer.kid, identity_pem, tuple(k.kid for k in trusted))

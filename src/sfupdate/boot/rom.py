@@ -1,9 +1,13 @@
 """The boot ROM: verify the agent bundle against the OTP root-key hash, then run exactly the
 verified bytes.
 
-    key   := agent partition's signer key; SHA-256(SPKI) must equal the ROOT_KEY_HASH fuse
-    agent := the bundle SFUI, authenticated with that key (class sfu-agent), its payload
-             streamed into a private temporary file while hashed (sfupdate.kernel.verify)
+    slot  := the agent partition to run (kernel.choose_agent: a bundle on trial once, else the
+             confirmed one; the choice is recorded before it runs)
+    key   := that partition's signer key; SHA-256(SPKI) must equal the ROOT_KEY_HASH fuse
+    agent := the bundle SFUI, authenticated with that key (class sfu-agent), the sequence and
+             digest secure storage recorded for it, its payload streamed into a private
+             temporary file while hashed (sfupdate.kernel.verify); a trial that fails falls
+             back to the confirmed bundle
     measured boot := ["agent": image digest]   (in secure storage, through the kernel)
     run stage 2 from that file: `python -I agent.pyz boot BOARD` (`run_bundle`)
 
@@ -23,11 +27,11 @@ from pathlib import Path
 from typing import Final
 
 from sfupdate import errors
-from sfupdate.board.hal import Board
+from sfupdate.board.hal import Board, Slot
 from sfupdate.board.power import POWER_CUT_ENV, POWER_CUT_EXIT, Power, PowerCut
 from sfupdate.boot.stage2 import BootResult
-from sfupdate.errors import SfuError
-from sfupdate.kernel import Kernel
+from sfupdate.errors import DeviceStateError, SfuError
+from sfupdate.kernel import Kernel, SecureState
 from sfupdate.kernel.verify import verify_agent_bundle
 
 STAGE2_TIMEOUT: Final = 120
@@ -36,17 +40,33 @@ Stage2 = Callable[[Path], BootResult]
 
 
 def boot(board: Board, stage2: Stage2) -> BootResult:
-    """Verify and measure the agent bundle (a new measured boot in secure storage), then
-    hand over to `stage2` with exactly the verified bytes."""
+    """Choose, verify and measure the agent bundle (a new measured boot in secure storage),
+    then hand over to `stage2` with exactly the verified bytes. A bundle on trial runs once
+    (its try is recorded first); if it fails verification, the confirmed bundle runs."""
     kernel = Kernel(board.storage)
+    state, slot = kernel.choose_agent()
     with tempfile.TemporaryDirectory(prefix="sfu-boot-") as tmp:
         bundle = Path(tmp) / "agent.pyz"
-        digest, chunks = verify_agent_bundle(board)
-        with open(bundle, "wb") as out:
-            for chunk in chunks:  # PayloadDigestError after the last chunk if tampered
-                out.write(chunk)
+        try:
+            digest = _extract(board, slot, state, bundle)
+        except SfuError:
+            if slot is state.agent.active:
+                raise
+            state = kernel.agent_trial_failed(slot)
+            digest = _extract(board, state.agent.active, state, bundle)
         kernel.measure_agent(digest)
         return stage2(bundle)
+
+
+def _extract(board: Board, slot: Slot, state: SecureState, out: Path) -> bytes:
+    record = state.agent.bundle(slot)
+    if record is None:
+        raise DeviceStateError(f"agent partition {slot.value} holds no recorded bundle")
+    digest, chunks = verify_agent_bundle(board, slot, record)
+    with open(out, "wb") as f:
+        for chunk in chunks:  # PayloadDigestError after the last chunk if tampered
+            f.write(chunk)
+    return digest
 
 
 def run_bundle(board_dir: Path, power: Power | None = None) -> Stage2:

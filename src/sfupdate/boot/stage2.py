@@ -7,7 +7,9 @@ the confirmed slot. The slot is verified against the facts secure storage record
 marked bad and the confirmed slot boots in the same boot; a trial that passes is recorded as
 healthy (only then may it be confirmed) together with its measurements, in one write. A
 confirmed slot that fails verification is never run: the boot halts with that error (an image
-below the floor is never a fallback). Every transition goes through `sfupdate.kernel`.
+below the floor is never a fallback). A boot that runs an agent bundle on trial and gets this
+far confirms that bundle (it is this stage 2's own code). Every transition goes through
+`sfupdate.kernel`.
 """
 
 from __future__ import annotations
@@ -74,6 +76,12 @@ def boot_firmware(board: Board) -> BootResult:
         if not check.healthy and trial:
             events.append(f"trial slot {slot.value} failed its health check; reverted")
             continue
+        if after.agent.trial is not None and after.agent.tried:
+            before_agent = after.agent
+            after = kernel.confirm_agent()
+            if after.agent.active is not before_agent.active:
+                events.append(f"agent bundle {after.agent.active_bundle.sequence} in partition "
+                              f"{after.agent.active.value} confirmed itself")
         return BootResult(slot.value, trial, image.sequence, image.version, check.healthy,
                           after.measured.pcr.hex(), events)
 

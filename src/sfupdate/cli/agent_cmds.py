@@ -72,6 +72,27 @@ def serve(board_dir: Path, socket_path: Path, timeout: float, group_access: bool
     server.serve_forever()
 
 
+@agent_group.command("bundle")
+@click.option("--key", "key_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              required=True,
+              help="The private key whose hash the boards have fused (`board provision "
+                   "--agent-key`).")
+@click.option("--sequence", type=click.IntRange(1, 2**64 - 1), required=True,
+              help="The bundle's sequence number: above the agent floor of the boards.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              required=True, help="The signed agent bundle (SFUI) to write.")
+def bundle(key_file: Path, sequence: int, output: Path) -> None:
+    """Build and sign an agent bundle of the installed sfupdate, to update the agent of
+    provisioned boards: `sfu install BUNDLE` puts it in the inactive agent partition, the
+    next boot runs it once, and it confirms itself."""
+    from sfupdate.boot.bundle import build_agent_bundle
+    from sfupdate.keys import load_signer
+
+    data = build_agent_bundle(load_signer(key_file), sequence)
+    output.write_bytes(data)
+    click.echo(f"{output}: agent bundle sequence {sequence}, {len(data)} bytes")
+
+
 @agent_group.command("status")
 @_socket_option
 @_timeout_option

@@ -96,6 +96,9 @@ def _describe(board: SimBoard) -> dict[str, Any]:
         "trial_healthy": record.trial_healthy,
         "write_counter": board.storage.write_counter,
         "slots": {s.value: _slot(record.slot(s)) for s in Slot},
+        "agent": {"active": state.agent.active.value, "floor": state.agent.floor,
+                  "trial": state.agent.trial.value if state.agent.trial else None,
+                  "sequence": state.agent.active_bundle.sequence},
     })
     return out
 
@@ -127,6 +130,9 @@ def status(directory: Path, as_json: bool) -> None:
     for name, slot in desc["slots"].items():
         click.echo(f"slot {name}   {slot['status']:<10} sequence {slot['sequence']}  "
                    f"version {slot['version']}")
+    agent = desc["agent"]
+    click.echo(f"agent    partition {agent['active']}, sequence {agent['sequence']}, floor "
+               f"{agent['floor']}, trial {agent['trial'] or '-'}")
 
 
 @board_group.command("boot")

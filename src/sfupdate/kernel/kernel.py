@@ -22,11 +22,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sfupdate.board.hal import SecureStorage, Slot
 from sfupdate.board.records import (
     RECORD_IDENTITY,
+    BundleRecord,
     DeviceInfo,
     ImageRecord,
     PolicyRecord,
     Role,
     TrustStore,
+    initial_agent_record,
     initial_boot_record,
 )
 from sfupdate.errors import DeviceStateError, StorageIntegrityError, UnknownKeyError
@@ -95,12 +97,14 @@ class Kernel:
     # --- provisioning ----------------------------------------------------------------------
 
     def initialise(self, device: DeviceInfo, trust: TrustStore, identity_der: bytes,
-                   image: ImageRecord) -> None:
-        """Provisioning: the first state, with `image` confirmed in slot A, in one write."""
+                   image: ImageRecord, bundle: BundleRecord) -> None:
+        """Provisioning: the first state, with `image` confirmed in slot A and the agent
+        `bundle` confirmed in agent partition A, in one write."""
         with self._lock, self._storage.lock():
             if self._storage.read_all():
                 raise DeviceStateError("secure storage is not empty: already provisioned")
-            state = SecureState(device, trust, initial_boot_record(image))
+            state = SecureState(device, trust, initial_boot_record(image),
+                                initial_agent_record(bundle))
             state.check()
             self._storage.write({**state.changed_records(None), RECORD_IDENTITY: identity_der})
 
@@ -111,6 +115,26 @@ class Kernel:
 
     def record_trial(self, slot: Slot, image: ImageRecord) -> SecureState:
         return self._step(lambda s: s.record_trial(slot, image))
+
+    # --- the agent bundle --------------------------------------------------------------------
+
+    def begin_agent_install(self) -> Slot:
+        return self._apply(lambda s: s.begin_agent_install())
+
+    def record_agent_trial(self, slot: Slot, bundle: BundleRecord) -> SecureState:
+        return self._step(lambda s: s.record_agent_trial(slot, bundle))
+
+    def choose_agent(self) -> tuple[SecureState, Slot]:
+        def choose(s: SecureState) -> tuple[SecureState, tuple[SecureState, Slot]]:
+            new, slot = s.choose_agent()
+            return new, (new, slot)
+        return self._apply(choose)
+
+    def agent_trial_failed(self, slot: Slot) -> SecureState:
+        return self._step(lambda s: s.agent_trial_failed(slot))
+
+    def confirm_agent(self) -> SecureState:
+        return self._step(lambda s: s.confirm_agent())
 
     # --- boot ------------------------------------------------------------------------------
 

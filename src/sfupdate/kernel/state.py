@@ -23,6 +23,9 @@ The rules that matter (docs/agent.md has the slot table):
 * Revoke, quarantine and confirm read the recorded signer, never a slot header.
 * A command expires by max(host clock, time floor); every accepted command raises the floor
   to its signed issue time.
+* The agent bundle has its own A/B partitions and floor: a new bundle (signed by the key the
+  ROM trusts) runs once on trial and becomes the agent only if it confirms itself during that
+  boot; otherwise the ROM runs the confirmed bundle again.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Final
 from sfupdate.board.hal import Slot
 from sfupdate.board.records import (
     DEFAULT_TRIES,
+    RECORD_AGENT,
     RECORD_BOOT,
     RECORD_DEVICE,
     RECORD_EVENTS,
@@ -42,7 +46,9 @@ from sfupdate.board.records import (
     RECORD_POLICY,
     RECORD_REMOTE,
     RECORD_TRUST,
+    AgentRecord,
     BootRecord,
+    BundleRecord,
     DeviceInfo,
     EventLog,
     ImageRecord,
@@ -74,10 +80,10 @@ from sfupdate.sfui import TrustedKey
 _SHOWN: Final = 16
 
 #: SecureState field -> secure-storage record name. Fields absent from storage take their
-#: defaults; device, trust and boot exist from provisioning on.
+#: defaults; device, trust, boot and agent exist from provisioning on.
 _RECORDS: Final = {"device": RECORD_DEVICE, "trust": RECORD_TRUST, "boot": RECORD_BOOT,
-                   "remote": RECORD_REMOTE, "events": RECORD_EVENTS, "policy": RECORD_POLICY,
-                   "measured": RECORD_MEASURED}
+                   "agent": RECORD_AGENT, "remote": RECORD_REMOTE, "events": RECORD_EVENTS,
+                   "policy": RECORD_POLICY, "measured": RECORD_MEASURED}
 
 
 def shown(kid: bytes) -> str:
@@ -100,6 +106,7 @@ class SecureState:
     device: DeviceInfo
     trust: TrustStore
     boot: BootRecord
+    agent: AgentRecord
     remote: RemoteState = field(default_factory=RemoteState)
     events: EventLog = field(default_factory=EventLog)
     policy: PolicyRecord | None = None
@@ -111,7 +118,7 @@ class SecureState:
     def from_records(cls, records: Mapping[str, bytes]) -> SecureState:
         """Decode every record (StorageIntegrityError if one is malformed or inconsistent);
         DeviceStateError on a board that was never provisioned."""
-        missing = [name for name in (RECORD_DEVICE, RECORD_TRUST, RECORD_BOOT)
+        missing = [name for name in (RECORD_DEVICE, RECORD_TRUST, RECORD_BOOT, RECORD_AGENT)
                    if name not in records]
         if missing:
             raise DeviceStateError("the board is not provisioned (secure storage holds no "
@@ -123,6 +130,7 @@ class SecureState:
             DeviceInfo.decode(records[RECORD_DEVICE]),
             TrustStore.decode(records[RECORD_TRUST]),
             BootRecord.decode(records[RECORD_BOOT]),
+            AgentRecord.decode(records[RECORD_AGENT]),
             RemoteState.decode(records[RECORD_REMOTE]) if has(RECORD_REMOTE) else RemoteState(),
             EventLog.decode(records[RECORD_EVENTS]) if has(RECORD_EVENTS) else EventLog(),
             PolicyRecord.decode(records[RECORD_POLICY]) if has(RECORD_POLICY) else None,
@@ -147,6 +155,7 @@ class SecureState:
         """Invariants of every stored state (StorageIntegrityError: the kernel never writes
         one that breaks them, so a stored one that does was not written by it)."""
         self.boot.check()
+        self.agent.check()
         confirmed = self.boot.confirmed_image
         if self.trust.boot_anchor(confirmed.signer) is None:
             raise StorageIntegrityError("the confirmed image is recorded with a signer that is "
@@ -164,6 +173,7 @@ class SecureState:
     def check_successor(self, old: SecureState) -> None:
         """Nothing monotonic goes down between two stored states (defence in depth)."""
         pairs = [("the rollback floor", old.boot.floor, self.boot.floor),
+                 ("the agent's rollback floor", old.agent.floor, self.agent.floor),
                  ("the remote command number", old.remote.last_command,
                   self.remote.last_command),
                  ("the time floor", old.remote.time_floor, self.remote.time_floor),
@@ -309,6 +319,60 @@ class SecureState:
             return self
         return replace(self, boot=_reject(self.boot))
 
+    # --- the agent bundle: its own A/B partitions, trial once, confirmed by itself ------------
+
+    def check_agent_install(self, bundle: BundleRecord) -> None:
+        """A new agent bundle must be above the agent's floor and the running bundle."""
+        limit = max(self.agent.floor, self.agent.active_bundle.sequence)
+        if bundle.sequence <= limit:
+            raise DowngradeError(f"agent bundle sequence {bundle.sequence} is not above "
+                                 f"{limit} (the agent's rollback floor)")
+
+    def begin_agent_install(self) -> tuple[SecureState, Slot]:
+        """The inactive agent partition is marked empty (a bundle on trial there is dropped)
+        before a byte of it is overwritten."""
+        slot = self.agent.active.other
+        agent = replace(self.agent.with_bundle(slot, None), trial=None, tried=False)
+        return replace(self, agent=agent), slot
+
+    def record_agent_trial(self, slot: Slot, bundle: BundleRecord) -> SecureState:
+        if slot is self.agent.active or self.agent.bundle(slot) is not None:
+            raise DeviceStateError(f"agent partition {slot.value} was not prepared for an "
+                                   "install")
+        self.check_agent_install(bundle)
+        agent = replace(self.agent.with_bundle(slot, bundle), trial=slot, tried=False)
+        return replace(self, agent=agent)
+
+    def choose_agent(self) -> tuple[SecureState, Slot]:
+        """The ROM's choice, persisted before the bundle runs: a bundle on trial runs once;
+        if it did not confirm itself during that boot, it is dropped and the confirmed bundle
+        runs."""
+        agent = self.agent
+        if agent.trial is not None and not agent.tried:
+            return replace(self, agent=replace(agent, tried=True)), agent.trial
+        if agent.trial is not None:
+            return replace(self, agent=_drop_agent_trial(agent)), agent.active
+        return self, agent.active
+
+    def agent_trial_failed(self, slot: Slot) -> SecureState:
+        """The bundle on trial failed the ROM's verification: drop it."""
+        if self.agent.trial is not slot:
+            return self
+        return replace(self, agent=_drop_agent_trial(self.agent))
+
+    def confirm_agent(self) -> SecureState:
+        """The bundle on trial, having booted the device (its stage 2 got this far), confirms
+        itself: it becomes the active bundle and the agent's floor rises to it. Only if the
+        agent this boot measured IS the trial bundle; otherwise nothing changes."""
+        agent = self.agent
+        measured = self.measured.digests("agent")
+        bundle = None if agent.trial is None else agent.bundle(agent.trial)
+        if agent.trial is None or not agent.tried or bundle is None or not measured \
+                or not hmac.compare_digest(measured[-1], bundle.digest):
+            return self
+        return replace(self, agent=replace(agent, active=agent.trial, trial=None, tried=False,
+                                           floor=max(agent.floor, bundle.sequence)))
+
     # --- confirm, reject, revert -------------------------------------------------------------
 
     def confirm(self) -> SecureState:
@@ -439,6 +503,11 @@ class SecureState:
 
     def log(self, now: int, kind: str, subject: str, detail: str) -> SecureState:
         return replace(self, events=self.events.append(self.clock(now), kind, subject, detail))
+
+
+def _drop_agent_trial(agent: AgentRecord) -> AgentRecord:
+    assert agent.trial is not None
+    return replace(agent.with_bundle(agent.trial, None), trial=None, tried=False)
 
 
 def _reject(boot: BootRecord) -> BootRecord:

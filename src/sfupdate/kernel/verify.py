@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from sfupdate.board.hal import Board, Fuse, Slot
-from sfupdate.board.records import DeviceInfo, ImageRecord
+from sfupdate.board.records import BundleRecord, DeviceInfo, ImageRecord
 from sfupdate.board.slotio import ChainStream
 from sfupdate.errors import (
     AuthenticationError,
@@ -32,6 +32,7 @@ from sfupdate.errors import (
 )
 from sfupdate.sfui import (
     EnvelopeReader,
+    ImageInfo,
     TrustedKey,
     class_uuid,
     manifest_digest,
@@ -92,13 +93,15 @@ def verify_slot(board: Board, slot: Slot, image: ImageRecord, keys: list[Trusted
     return SlotCheck(manifest_digest(reader.manifest_bytes), healthy)
 
 
-def _fused_key(board: Board) -> TrustedKey:
+def fused_agent_key(board: Board, slot: Slot) -> TrustedKey:
+    """The key that signed the bundle in agent partition `slot`, once its SHA-256 matches the
+    ROOT_KEY_HASH fuse (the only key the ROM trusts)."""
     fused = board.fuses.read(Fuse.ROOT_KEY_HASH)
     if fused is None:
         raise DeviceStateError("no root-key hash is fused: the board is not provisioned")
-    spki = board.agent.signer_key()
+    spki = board.agent.signer_key(slot)
     if spki is None:
-        raise DeviceStateError("the agent partition holds no signer key")
+        raise DeviceStateError(f"agent partition {slot.value} holds no signer key")
     if not hmac.compare_digest(hashlib.sha256(spki).digest(), fused):
         raise AuthenticationError("the agent bundle's signer key does not match the root-key "
                                   "hash fused in OTP")
@@ -111,17 +114,27 @@ def _fused_key(board: Board) -> TrustedKey:
     return TrustedKey(key)
 
 
-def verify_agent_bundle(board: Board) -> tuple[bytes, Iterator[bytes]]:
-    """Authenticate the agent bundle with the key whose hash is fused in OTP, as an agent
-    bundle. Returns the signed payload digest and the payload's chunks: the iterator raises
-    PayloadDigestError after the last chunk if the bytes do not match, so whoever uses them
-    (the ROM writing the zipapp it will run, the agent re-measuring) must drain it."""
-    key = _fused_key(board)
-    reader = EnvelopeReader(ChainStream(b"", board.agent.stream()))
+def is_agent_bundle(info: ImageInfo) -> bool:
+    return (info.vendor_id, info.class_id) == (AGENT_VENDOR, AGENT_CLASS)
+
+
+def verify_agent_bundle(board: Board, slot: Slot,
+                        bundle: BundleRecord) -> tuple[bytes, Iterator[bytes]]:
+    """Authenticate the bundle in agent partition `slot` with the key whose hash is fused in
+    OTP, as an agent bundle, and check it is the bundle secure storage recorded there
+    (sequence, payload digest). Returns the payload digest and the payload's chunks: the
+    iterator raises PayloadDigestError after the last chunk if the bytes do not match, so
+    whoever uses them (the ROM writing the zipapp it will run, the agent re-measuring) must
+    drain it."""
+    key = fused_agent_key(board, slot)
+    reader = EnvelopeReader(ChainStream(b"", board.agent.stream(slot)))
     verified = reader.authenticate([key])
-    if verified.info.vendor_id != AGENT_VENDOR or verified.info.class_id != AGENT_CLASS:
+    if not is_agent_bundle(verified.info):
         raise WrongClassError("the agent partition holds an image that is not an agent bundle")
     digest = verified.info.image_digest
     if digest is None:
         raise AuthenticationError("the agent bundle declares no image digest")
+    if (verified.info.sequence_number, digest.value) != (bundle.sequence, bundle.digest):
+        raise AuthenticationError(f"agent partition {slot.value} does not hold the bundle "
+                                  "recorded for it")
     return digest.value, reader.payload()
