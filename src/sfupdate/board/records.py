@@ -12,7 +12,7 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Self
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -48,26 +48,39 @@ def _schema(name: str, *fields: Field) -> Schema:
     return Schema(f"secure storage record {name}", *fields, extra=True)
 
 
-def _encode(schema: Schema, record: object) -> bytes:
-    return cbor.dumps({"format": FORMAT, **schema.dump(record)})
+class StoredRecord:
+    """A record of secure storage: the map of its `SCHEMA`'s fields and the format number.
+    `decode` checks every field (StorageIntegrityError naming it), then `check()`s the
+    record's own invariants."""
 
+    SCHEMA: ClassVar[Schema]
 
-def _load(data: bytes, schema: Schema) -> dict[str, Any]:
-    """Decode a stored record: its fields by name, or StorageIntegrityError naming the field."""
-    try:
-        obj = cbor.loads(data, schema.what)
-    except SfuError as exc:
-        raise StorageIntegrityError(f"{schema.what} is malformed: {exc}") from None
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        raise StorageIntegrityError(f"{schema.what} has an unknown format")
-    return schema.load(obj, StorageIntegrityError)
+    def encode(self) -> bytes:
+        return cbor.dumps({"format": FORMAT, **self.SCHEMA.dump(self)})
+
+    @classmethod
+    def decode(cls, data: bytes) -> Self:
+        schema = cls.SCHEMA
+        try:
+            obj = cbor.loads(data, schema.what)
+        except SfuError as exc:
+            raise StorageIntegrityError(f"{schema.what} is malformed: {exc}") from None
+        if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+            raise StorageIntegrityError(f"{schema.what} has an unknown format")
+        stored = cls(**schema.load(obj, StorageIntegrityError))
+        stored.check()
+        return stored
+
+    def check(self) -> None:
+        """StorageIntegrityError unless the record's invariants hold (by default it has
+        none beyond its fields')."""
 
 
 # --- device identity and class --------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class DeviceInfo:
+class DeviceInfo(StoredRecord):
     """What this device is: the vendor and class it accepts images for."""
 
     vendor_name: str
@@ -86,12 +99,6 @@ class DeviceInfo:
         vendor_id = vendor_uuid(vendor)
         return cls(vendor, klass, vendor_id, class_uuid(vendor_id, klass))
 
-    def encode(self) -> bytes:
-        return _encode(self.SCHEMA, self)
-
-    @classmethod
-    def decode(cls, data: bytes) -> DeviceInfo:
-        return cls(**_load(data, cls.SCHEMA))
 
 
 # --- trust anchors --------------------------------------------------------------------------
@@ -142,7 +149,7 @@ _ANCHOR: Final = Schema("anchor", Field("role", enum_of(Role)), Field("spki", bl
 
 
 @dataclass(frozen=True)
-class TrustStore:
+class TrustStore(StoredRecord):
     """All trust anchors, several per role; `version` is raised by every signed change. No
     k-of-n thresholds yet: one signature by an active anchor of the right role suffices."""
 
@@ -176,15 +183,10 @@ class TrustStore:
         RECORD_TRUST, Field("version", INT),
         Field("anchors", list_of(record(_ANCHOR, TrustAnchor))))
 
-    def encode(self) -> bytes:
-        return _encode(self.SCHEMA, self)
-
-    @classmethod
-    def decode(cls, data: bytes) -> TrustStore:
-        store = cls(**_load(data, cls.SCHEMA))
-        for anchor in store.anchors:
-            anchor.key  # noqa: B018  (parses the key: fail at load, not at first use)
-        return store
+    def check(self) -> None:
+        """Every anchor's key parses (fail at load, not at first use)."""
+        for anchor in self.anchors:
+            anchor.key  # noqa: B018
 
 
 # --- boot control and the rollback floor ----------------------------------------------------
@@ -234,7 +236,7 @@ _SLOT: Final = Schema("slot", Field("status", enum_of(SlotStatus)),
 
 
 @dataclass(frozen=True)
-class BootRecord:
+class BootRecord(StoredRecord):
     """Boot control and the rollback floor, written as ONE record so every transition is
     one atomic storage write. Change it only through `sfupdate.kernel.Kernel`.
 
@@ -279,14 +281,6 @@ class BootRecord:
         Field("booted", nullable(enum_of(Slot))),
         Field("trial-healthy", BOOL, name="trial_healthy"))
 
-    def encode(self) -> bytes:
-        return _encode(self.SCHEMA, self)
-
-    @classmethod
-    def decode(cls, data: bytes) -> BootRecord:
-        boot = cls(**_load(data, cls.SCHEMA))
-        boot.check()
-        return boot
 
     def check(self) -> None:
         """The invariants every stored boot record satisfies (StorageIntegrityError)."""
@@ -322,7 +316,7 @@ _BUNDLE: Final = Schema("bundle", Field("sequence", INT), Field("digest", DIGEST
 
 
 @dataclass(frozen=True)
-class AgentRecord:
+class AgentRecord(StoredRecord):
     """The agent's boot control: the partition whose bundle is confirmed (`active`), a new
     bundle on trial (run once by the ROM: `tried`, then confirmed by itself or dropped), and
     the agent's own rollback floor (never goes down)."""
@@ -362,14 +356,6 @@ class AgentRecord:
         Field("active", enum_of(Slot)), Field("floor", INT),
         Field("trial", nullable(enum_of(Slot))), Field("tried", BOOL))
 
-    def encode(self) -> bytes:
-        return _encode(self.SCHEMA, self)
-
-    @classmethod
-    def decode(cls, data: bytes) -> AgentRecord:
-        agent = cls(**_load(data, cls.SCHEMA))
-        agent.check()
-        return agent
 
 
 def initial_agent_record(bundle: BundleRecord) -> AgentRecord:
@@ -392,7 +378,7 @@ def anchors_for(role: Role, keys: Sequence[TrustedKey]) -> tuple[TrustAnchor, ..
 
 
 @dataclass(frozen=True)
-class RemoteState:
+class RemoteState(StoredRecord):
     """Remote-command state. `last_command` only rises: a signed command is spent once the
     agent verified it, whether its action then succeeded or was refused for the device state.
     `quarantine` is the key ID of the recovery anchor that alone may sign images while the
@@ -407,12 +393,6 @@ class RemoteState:
         RECORD_REMOTE, Field("last-command", INT, name="last_command"),
         Field("quarantine", nullable(DIGEST)), Field("time-floor", INT, name="time_floor"))
 
-    def encode(self) -> bytes:
-        return _encode(self.SCHEMA, self)
-
-    @classmethod
-    def decode(cls, data: bytes) -> RemoteState:
-        return cls(**_load(data, cls.SCHEMA))
 
 
 #: Unpinned events kept (the newest); pinned ones are kept apart until acknowledged.
@@ -464,7 +444,7 @@ _EVENT: Final = Schema("event", Field("n", INT, name="number"), Field("first", I
 
 
 @dataclass(frozen=True)
-class EventLog:
+class EventLog(StoredRecord):
     """The security event log: pinned events (what the operator did, key changes, the first
     mismatch of each region) kept until a signed `acknowledge` command releases them, and a
     ring of the newest EVENT_RING_CAPACITY other events. Repeats coalesce, so nothing the Rich
@@ -517,19 +497,13 @@ class EventLog:
         RECORD_EVENTS, Field("total", INT), Field("events", list_of(record(_EVENT, Event.stored))),
         Field("acknowledged", INT))
 
-    def encode(self) -> bytes:
-        return _encode(self.SCHEMA, self)
-
-    @classmethod
-    def decode(cls, data: bytes) -> EventLog:
-        log = cls(**_load(data, cls.SCHEMA))
-        numbers = [e.number for e in log.events]
-        if (sum(e.pinned for e in log.events) > PINNED_CAPACITY
-                or sum(not e.pinned for e in log.events) > EVENT_RING_CAPACITY
+    def check(self) -> None:
+        numbers = [e.number for e in self.events]
+        if (sum(e.pinned for e in self.events) > PINNED_CAPACITY
+                or sum(not e.pinned for e in self.events) > EVENT_RING_CAPACITY
                 or numbers != sorted(set(numbers))
-                or any(not 1 <= n <= log.total for n in numbers)):
+                or any(not 1 <= n <= self.total for n in numbers)):
             raise StorageIntegrityError("secure storage record events is inconsistent")
-        return log
 
 
 @dataclass(frozen=True)
@@ -542,7 +516,7 @@ class BootMeasurement:
 
 
 @dataclass(frozen=True)
-class MeasuredBoot:
+class MeasuredBoot(StoredRecord):
     """What the boot code measured during the current boot, kept in secure storage where the
     Rich OS cannot write: a hash chain like a TPM PCR (pcr := SHA-256(pcr || digest))."""
 
@@ -561,30 +535,24 @@ class MeasuredBoot:
     def digests(self, stage: str) -> list[bytes]:
         return [e.digest for e in self.events if e.stage == stage]
 
-    def encode(self) -> bytes:
-        return _encode(_MEASURED, self)
+    SCHEMA: ClassVar[Schema] = _schema(
+        RECORD_MEASURED, Field("pcr", blob()),
+        Field("events", list_of(record(Schema("measurement", Field("stage", TEXT),
+                                              Field("digest", DIGEST),
+                                              Field("description", TEXT), extra=True),
+                                       BootMeasurement))))
 
-    @classmethod
-    def decode(cls, data: bytes) -> MeasuredBoot:
-        """Replays the stored events: the chain they give must be the stored PCR."""
-        stored = _load(data, _MEASURED)
-        log = MeasuredBoot()
-        for event in stored["events"]:
-            log = log.extend(event.stage, event.digest, event.description)
-        if log.pcr != stored["pcr"]:
+    def check(self) -> None:
+        """Replaying the events (at most MAX_EVENTS) must give the stored PCR."""
+        replayed = MeasuredBoot()
+        for event in self.events:
+            replayed = replayed.extend(event.stage, event.digest, event.description)
+        if replayed.pcr != self.pcr:
             raise StorageIntegrityError("secure storage record measured-boot is inconsistent")
-        return log
-
-
-_MEASURED: Final = _schema(
-    RECORD_MEASURED, Field("pcr", blob()),
-    Field("events", list_of(record(Schema("measurement", Field("stage", TEXT),
-                                          Field("digest", DIGEST), Field("description", TEXT),
-                                          extra=True), BootMeasurement))))
 
 
 @dataclass(frozen=True)
-class PolicyRecord:
+class PolicyRecord(StoredRecord):
     """The installed integrity policy: its sequence number and its signed body (the CBOR
     the operator signed, kept as is; the agent verified the signature before storing it)."""
 
@@ -594,9 +562,3 @@ class PolicyRecord:
     SCHEMA: ClassVar[Schema] = _schema(RECORD_POLICY, Field("sequence", INT),
                                        Field("body", blob()))
 
-    def encode(self) -> bytes:
-        return _encode(self.SCHEMA, self)
-
-    @classmethod
-    def decode(cls, data: bytes) -> PolicyRecord:
-        return cls(**_load(data, cls.SCHEMA))

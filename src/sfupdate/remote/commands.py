@@ -27,7 +27,7 @@ from typing import Any, Final
 from sfupdate.errors import SchemaError, UnsupportedError
 from sfupdate.schema import ANY, MAP, UINT, UUID, Field, Kind, Schema, blob, nullable, text
 from sfupdate.sfui import cbor
-from sfupdate.sfui.cose import Sign1, Signer, TrustedKey, sign1
+from sfupdate.sfui.cose import Signer, TrustedKey, open_attached, sign1
 
 FORMAT_VERSION: Final = 1
 KEY_VERSION, KEY_TARGET, KEY_NUMBER, KEY_ACTION, KEY_ARGS, KEY_EXPIRES = 1, 2, 3, 4, 5, 6
@@ -134,25 +134,17 @@ def sign_command(command: RemoteCommand, signer: Signer) -> bytes:
 def read_command(data: bytes) -> RemoteCommand:
     """The command inside a signed command, WITHOUT checking its signature: for the operator's
     side, which holds a command it signed and wants to match a device's answer to it."""
-    if len(data) > MAX_COMMAND_SIZE:
-        raise SchemaError(f"remote command larger than {MAX_COMMAND_SIZE} bytes")
-    envelope = Sign1.decode(data)
-    if envelope.payload is None:
-        raise SchemaError("remote command has no payload")
-    return RemoteCommand.decode(envelope.payload)
+    _, payload = open_attached(data, "remote command", MAX_COMMAND_SIZE)
+    return RemoteCommand.decode(payload)
 
 
 def verify_command(data: bytes, operators: Sequence[TrustedKey]) -> tuple[RemoteCommand,
                                                                             TrustedKey]:
     """Check the operator's signature, then decode. Replay, target and expiry are the
     device's checks (it knows its identity, its last command number and the time)."""
-    if len(data) > MAX_COMMAND_SIZE:
-        raise SchemaError(f"remote command larger than {MAX_COMMAND_SIZE} bytes")
-    envelope = Sign1.decode(data)
-    if envelope.payload is None:
-        raise SchemaError("remote command has no payload")
-    signer = envelope.verify(envelope.payload, operators)
-    return RemoteCommand.decode(envelope.payload), signer
+    envelope, payload = open_attached(data, "remote command", MAX_COMMAND_SIZE)
+    signer = envelope.verify(payload, operators)
+    return RemoteCommand.decode(payload), signer
 
 
 __all__ = ["ACTIONS", "RemoteCommand", "Target", "read_command", "sign_command",

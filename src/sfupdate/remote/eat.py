@@ -39,7 +39,7 @@ from sfupdate.schema import (
     tuple_of,
 )
 from sfupdate.sfui import cbor
-from sfupdate.sfui.cose import PublicKey, Sign1, Signer, TrustedKey, key_id, sign1
+from sfupdate.sfui.cose import PublicKey, Signer, TrustedKey, key_id, open_attached, sign1
 
 PROFILE: Final = "tag:sfupdate.dev,2026:eat-v1"
 UEID_TYPE_RAND: Final = 0x01
@@ -168,13 +168,9 @@ def sign_token(claims: AttestationClaims, device_signer: Signer) -> bytes:
 
 def verify_token(token: bytes, device_key: TrustedKey, nonce: bytes) -> AttestationClaims:
     """Check the device's signature and that the token answers this nonce (freshness)."""
-    if len(token) > MAX_TOKEN_SIZE:
-        raise SchemaError("attestation token is too large")
-    envelope = Sign1.decode(token)
-    if envelope.payload is None:
-        raise SchemaError("attestation token has no claims")
-    envelope.verify(envelope.payload, [device_key])
-    claims = AttestationClaims.decode(envelope.payload)
+    envelope, payload = open_attached(token, "attestation token", MAX_TOKEN_SIZE)
+    envelope.verify(payload, [device_key])
+    claims = AttestationClaims.decode(payload)
     if not hmac.compare_digest(claims.nonce, nonce):
         raise AuthenticationError("attestation token answers another nonce (replayed?)")
     if claims.ueid != ueid_for(device_key.public_key):

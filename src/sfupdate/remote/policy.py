@@ -43,7 +43,7 @@ from sfupdate.schema import (
     text,
 )
 from sfupdate.sfui import cbor
-from sfupdate.sfui.cose import Sign1, Signer, TrustedKey, sign1
+from sfupdate.sfui.cose import Signer, TrustedKey, open_attached, sign1
 
 POLICY_TYPE: Final = "sfu-integrity-policy"
 FORMAT_VERSION: Final = 1
@@ -153,13 +153,10 @@ def verify_policy(data: bytes, operators: Sequence[TrustedKey]) -> tuple[Integri
                                                                           TrustedKey, bytes]:
     """Check the operator's signature, then decode. Returns the policy, the signer and the
     signed body (what the device stores). Target and replay are the device's checks."""
-    if len(data) > MAX_POLICY_SIZE:
-        raise LimitExceededError(f"integrity policy larger than {MAX_POLICY_SIZE} bytes")
-    envelope = Sign1.decode(data)
-    if envelope.payload is None:
-        raise SchemaError("integrity policy has no payload")
-    signer = envelope.verify(envelope.payload, operators)
-    return IntegrityPolicy.decode(envelope.payload), signer, envelope.payload
+    envelope, payload = open_attached(data, "integrity policy", MAX_POLICY_SIZE,
+                                      LimitExceededError)
+    signer = envelope.verify(payload, operators)
+    return IntegrityPolicy.decode(payload), signer, payload
 
 
 __all__ = ["IntegrityPolicy", "Region", "sign_policy", "verify_policy"]
