@@ -165,7 +165,7 @@ def test_a_full_event_log_fits_one_secure_storage_record() -> None:
 
 
 def test_acknowledging_an_event_never_logged_is_refused() -> None:
-    with pytest.raises(ValueError, match="never logged"):
+    with pytest.raises(errors.DeviceStateError, match="never logged"):
         EventLog().append(1, "command", "reboot", "x").acknowledge(5)
 
 

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from sfupdate.board.hal import Slot
-from sfupdate.errors import SfuError, StorageIntegrityError
+from sfupdate.errors import DeviceStateError, SfuError, StorageIntegrityError
 from sfupdate.schema import BOOL, INT, UUID, Field, Schema, blob, enum_of, list_of, nullable, record
 from sfupdate.schema import text as text_kind
 from sfupdate.sfui import TrustedKey, cbor
@@ -485,7 +485,8 @@ class EventLog(StoredRecord):
     def acknowledge(self, through: int) -> EventLog:
         """Unpin every event numbered up to `through` (it then ages out with the ring)."""
         if through > self.total:
-            raise ValueError(f"event {through} was never logged (the last is {self.total})")
+            raise DeviceStateError(f"event {through} was never logged (the last is "
+                                   f"{self.total})")
         released = [replace(e, pinned=False) if e.number <= through else e
                     for e in self.events]
         ring = [e for e in released if not e.pinned][-EVENT_RING_CAPACITY:]
