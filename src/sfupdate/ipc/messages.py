@@ -53,7 +53,6 @@ SLOT_NAME: Final = one_of(*SLOT_NAMES)
 ERROR_CODE: Final = text(pattern=re.compile(r"[a-z][a-z0-9-]{0,63}"))
 
 
-
 class Message:
     """What every message class declares: its `SCHEMA` (none: a message without fields) and
     its `op` (a request) or `reply` name (a reply)."""
