@@ -111,10 +111,11 @@ act_author() {
 act_device() {
     act "2. A simulated board, provisioned with the author's and the operator's public keys and v1"
     after_attack_operator_key  # the operator signs remote commands (last act)
+    sfu keys generate -o rom.key >/dev/null  # signs agent bundles; its hash goes into OTP
     run sfu board create board --slot-size 4MiB
     # shellcheck disable=SC2046  # word splitting wanted: the helper prints options
     run sfu board provision board --trust author.pub --vendor "$VENDOR" --class "$CLASS" \
-        --firmware v1.sfui $(after_attack_provision_args)
+        --firmware v1.sfui --agent-key rom.key $(after_attack_provision_args)
 }
 
 act_publish() {
@@ -155,6 +156,8 @@ act_update() {
     run sfu client update --repo "$repo_url" --socket "$sock" --state-dir client-state
     expect_state "running=A:1 floor=1 trial=B A=confirmed:1 B=trial:2"
     run sfu agent status --socket "$sock"
+    expect_refused "confirm before the trial has booted and passed its health check" 12 \
+        sfu agent confirm --socket "$sock"
 
     act "6. Reboot: secure boot verifies the agent and the trial slot, runs it, health check"
     run sfu board boot board
@@ -207,6 +210,20 @@ act_failing_update() {
     run sfu agent status --socket "$sock"
 }
 
+act_agent_update() {
+    act "10. The agent is a component too: a new agent bundle, run once on trial, confirms itself"
+    run sfu agent bundle --key rom.key --sequence 2 -o agent2.sfui
+    run sfu install agent2.sfui --socket "$sock"
+    local booted
+    booted=$(sfu board boot board) || die "boot failed: $booted"
+    printf '%s\n' "$booted"
+    grep -q "agent bundle 2 in partition B confirmed itself" <<<"$booted" \
+        || die "the new agent did not confirm itself: $booted"
+    ok "the device runs agent bundle 2; the agent's own rollback floor is 2"
+    expect_refused "the old agent bundle (sequence 1) offered again" 7 \
+        sfu install agent1.sfui --socket "$sock"
+}
+
 # The act after an attack (act_after_attack) lives in scripts/demo_after_attack.sh; it needs
 # these, and the server ($repo_url) and the agent ($sock) still running.
 step() { act "$@"; }
@@ -222,6 +239,8 @@ main() {
     act_refusals
     act_failing_update
     act_after_attack
+    sfu agent bundle --key rom.key --sequence 1 -o agent1.sfui >/dev/null
+    act_agent_update
     printf '\n%sdemo complete%s: every attack was refused, and the device was repaired after one\n' \
         "$bold" "$off"
 }

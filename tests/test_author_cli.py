@@ -73,9 +73,15 @@ def test_inspect_of_a_truncated_file_says_so_and_fails(
     truncated = tmp_path / "truncated.sfui"
     truncated.write_bytes(image.read_bytes()[:-2500])
     code, out, err = sfu(capsys, "inspect", truncated, *(["--json"] if as_json else []))
-    assert code == errors.TruncatedError.exit_code and out == ""
-    assert one_error_line(err) == (f"sfu: error: {truncated} is truncated: its payload is "
-                                   "declared as 10000 bytes, the file holds 7500 of them")
+    line = one_error_line(err)
+    assert line == (f"sfu: error: {truncated} is truncated: its payload is "
+                    "declared as 10000 bytes, the file holds 7500 of them")
+    assert code == errors.TruncatedError.exit_code
+    if as_json:  # the JSON error object (docs/cli.md), with the same message
+        assert json.loads(out)["error"] == {"code": 3, "class": "TruncatedError",
+                                            "message": line.removeprefix("sfu: error: ")}
+    else:
+        assert out == ""
 
 
 def test_inspect_of_a_complete_file_succeeds(sign_image: SignImage,

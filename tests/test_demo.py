@@ -28,6 +28,9 @@ KEY_LINES = [
     "MISMATCH  running-slot",
     "replaying the same command: sfu: error: command number 1 is not above 1",
     "booted slot B (confirmed), sequence 2, version 2.0.0, healthy",
+    "confirm before the trial has booted and passed its health check: refused (exit 12)",
+    "agent bundle 2 in partition B confirmed itself",
+    "the old agent bundle (sequence 1) offered again: refused (exit 7)",
     "demo complete",
 ]
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from sfupdate.author.bundle import build_agent_bundle, one_time_agent_bundle
 from sfupdate.board.power import Power
 from sfupdate.board.sim import SimBoard, create_board, open_board
 from sfupdate.boot.provision import Provisioned, provision
@@ -57,7 +58,11 @@ def provision_board(root: Path, firmware: Path, trusted: Sequence[TrustedKey], *
     """A blank board at `root`, provisioned for VENDOR_NAME/CLASS_NAME with the SFUI
     `firmware` (sequence 1 confirmed in slot A); the identity public key is exported."""
     board = create_board(root, slot_size)
-    done = provision(board, trusted, VENDOR_NAME, CLASS_NAME, firmware, agent_signer,
+    if agent_signer is None:
+        bundle, bundle_key = one_time_agent_bundle()
+    else:
+        bundle, bundle_key = build_agent_bundle(agent_signer), TrustedKey(agent_signer.public_key)
+    done = provision(board, trusted, VENDOR_NAME, CLASS_NAME, firmware, bundle, bundle_key,
                      operators=operators, recovery=recovery)
     board.identity_public_path.write_bytes(done.identity_public_pem)
     return done

@@ -169,11 +169,22 @@ class WrongVendorError(PolicyError):
 
     code = "wrong-vendor"
 
+    @classmethod
+    def mismatch(cls, subject: str, found: object, expected: object) -> WrongVendorError:
+        """The one wording of a vendor mismatch, whichever command finds it."""
+        return cls(f"{subject} is for vendor {found or 'unspecified'}, expected {expected}")
+
 
 class WrongClassError(PolicyError):
     """The manifest's class-id is not the expected one."""
 
     code = "wrong-class"
+
+    @classmethod
+    def mismatch(cls, subject: str, found: object, expected: object) -> WrongClassError:
+        """The one wording of a device-class mismatch, whichever command finds it."""
+        return cls(f"{subject} is for device class {found or 'unspecified'}, "
+                   f"expected {expected}")
 
 
 class DowngradeError(PolicyError):

@@ -83,4 +83,6 @@ def test_token_checked_with_another_devices_key_is_refused(agent: RunningAgent,
 @pytest.mark.parametrize("nonce", ["00" * 7, "00" * 65])
 def test_nonce_outside_8_to_64_bytes_is_refused(agent: RunningAgent, nonce: str,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    refused(capsys, 11, "agent", "attest", "--nonce", nonce, "--socket", agent.socket)
+    """A usage error, before the agent is asked (which would refuse it too: exit 11)."""
+    line = refused(capsys, 2, "agent", "attest", "--nonce", nonce, "--socket", agent.socket)
+    assert "8 to 64 bytes" in line

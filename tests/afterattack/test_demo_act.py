@@ -22,8 +22,9 @@ def test_after_attack_act_runs_end_to_end(tmp_path: Path) -> None:
     assert "command number 1 is not above 1" in out  # the replay was refused
     assert "booted slot A (confirmed), sequence 1" in out
     attested = out[out.index("After an attack 7/7"):]
-    assert "running          slot A (trial: none)" in attested
-    assert "ok        running-slot" in attested
+    assert "running          slot A, sequence 1\n" in attested
+    assert "trial            -\n" in attested
+    assert "  OK        running-slot" in attested
     assert list(tmp_path.iterdir()) == []  # the act's scratch directory is gone
 
 

@@ -111,7 +111,7 @@ def test_policy_file_region_is_checked_and_reported(agent: RunningAgent, anchors
     signed.write_bytes(policy(anchors.operator, device_target(agent.board), 1,
                               Region("boot-config", sha256(b"secure=1\n"), path=str(config))))
     code, out, _ = run(capsys, "agent", "policy", "install", signed, "--socket", agent.socket)
-    assert code == 0 and "installed integrity policy 1 (1 regions)" in out
+    assert code == 0 and "installed integrity policy 1 (1 region)" in out
     assert agent.client().check().intact
     config.write_bytes(b"secure=0\n")
     report = agent.client().check()

@@ -16,12 +16,13 @@ from sfupdate import errors
 from sfupdate.agent.device import Device
 from sfupdate.agent.install import install
 from sfupdate.author import ImageSpec, sign_firmware
+from sfupdate.author.bundle import build_agent_bundle
 from sfupdate.board.hal import Slot
 from sfupdate.board.power import PowerCut
-from sfupdate.boot.bundle import AGENT_CLASS, AGENT_VENDOR, build_agent_bundle
 from sfupdate.boot.rom import boot, run_bundle
 from sfupdate.kernel import Kernel, SecureState
 from sfupdate.keys.files import FileSigner
+from sfupdate.sfui.uuids import AGENT_CLASS, AGENT_VENDOR
 from tests.board.conftest import CopyBoard
 from tests.world import fresh, reboot
 

@@ -18,10 +18,11 @@ from sfupdate import keys
 from sfupdate.agent.device import Device
 from sfupdate.agent.install import install
 from sfupdate.author import ImageSpec, sign_firmware
+from sfupdate.author.bundle import build_agent_bundle
 from sfupdate.board.hal import Slot
 from sfupdate.board.power import POWER_CUT_EXIT
-from sfupdate.boot.bundle import AGENT_CLASS, AGENT_VENDOR, build_agent_bundle
 from sfupdate.keys.files import FileSigner
+from sfupdate.sfui.uuids import AGENT_CLASS, AGENT_VENDOR
 from tests.board.conftest import Images
 from tests.world import fresh
 
@@ -61,9 +62,9 @@ def test_create_provision_boot_trial_confirm(tmp_path: Path, images: Images,
     proc = sfu("board", "boot", board, "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["slot"] == "B"
-    assert status(board)["floor"] == 1
+    assert status(board)["rollback_floor"] == 1
     assert sfu("board", "confirm", board).returncode == 0
-    assert status(board)["floor"] == 2 and status(board)["confirmed"] == "B"
+    assert status(board)["rollback_floor"] == 2 and status(board)["confirmed_slot"] == "B"
     nothing = sfu("board", "confirm", board)
     assert nothing.returncode == 12 and "no image on trial" in nothing.stderr
 
@@ -86,7 +87,7 @@ def test_tampered_agent_bundle_does_not_start(board_dir: Path, images: Images) -
     proc = sfu("board", "boot", board_dir)
     assert proc.returncode == 4, proc.stderr
     assert proc.stderr.startswith("sfu: error:") and proc.stderr.count("\n") == 1
-    assert status(board_dir)["tries_left"] == 3  # stage 2 never ran: no try was used
+    assert status(board_dir)["trial_tries_left"] == 3  # stage 2 never ran: no try was used
 
 
 def _put_bundle(board_dir: Path, data: bytes, spki: bytes) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from sfupdate.agent.device import Device
 from sfupdate.agent.install import install
+from sfupdate.author.bundle import one_time_agent_bundle
 from sfupdate.board import Slot, SlotStatus
 from sfupdate.board.sim import create_board
 from sfupdate.boot.provision import provision
@@ -42,14 +43,16 @@ def test_provisioned_board_boots_the_initial_image_and_measures_it(board_dir: Pa
 def test_provisioning_twice_is_refused(board_dir: Path, images: Images,
                                        es256_trusted: TrustedKey) -> None:
     with pytest.raises(DeviceStateError, match="already provisioned"):
-        provision(fresh(board_dir), [es256_trusted], VENDOR_NAME, CLASS_NAME, images.v1)
+        provision(fresh(board_dir), [es256_trusted], VENDOR_NAME, CLASS_NAME, images.v1,
+                  *one_time_agent_bundle())
 
 
 def test_provisioning_refuses_foreign_firmware_before_burning_a_fuse(
         tmp_path: Path, images: Images, es256_trusted: TrustedKey) -> None:
     board = create_board(tmp_path / "b", 64 * 1024)
     with pytest.raises(WrongClassError):
-        provision(board, [es256_trusted], VENDOR_NAME, "another-class", images.v1)
+        provision(board, [es256_trusted], VENDOR_NAME, "another-class", images.v1,
+                  *one_time_agent_bundle())
     assert not any((tmp_path / "b" / "hw" / "otp").iterdir())
 
 

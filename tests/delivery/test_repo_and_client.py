@@ -159,7 +159,7 @@ def test_repo_commands_build_a_repository(tmp_path: Path, repo_key: Path,
     assert main(["repo", "publish", str(repo)]) == 0
     out = capsys.readouterr().out
     assert "trusted root" in out and "sequence 4 (version 4.1)" in out
-    assert "published index version 2 (1 images)" in out
+    assert "published index version 2 (1 image)" in out
     timestamp = json.loads((repo / "metadata" / "timestamp.json").read_text())
     assert timestamp["signed"]["version"] == 2
     assert main(["repo", "init", str(repo), "--key", str(repo_key), "--firmware-key",
@@ -199,11 +199,11 @@ def test_client_commands_check_then_update(tmp_path: Path, world: RepoWorld, dev
     report = json.loads(capsys.readouterr().out)
     assert report["update_available"] is True and report["available"]["sequence"] == 3
     assert (report["running_sequence"], report["rollback_floor"]) == (1, 1)
-    assert main(["client", "update", *common]) == 0
+    assert main(["client", "update", *common, "--progress", "lines"]) == 0
     captured = capsys.readouterr()
     assert "installed sequence 3 into slot B" in captured.out
     progress_lines = [line for line in captured.err.splitlines() if "updating:" in line]
-    assert progress_lines  # plain lines, not a bar: stderr is not a terminal
+    assert progress_lines  # plain lines, as asked
     assert all(line.startswith("sfu: updating: ") for line in progress_lines)
     assert progress_lines[-1] == "sfu: updating: 100% (0.2 of 0.2 MiB)"
     device.assert_trial(3)

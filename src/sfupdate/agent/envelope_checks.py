@@ -25,11 +25,9 @@ def check_identity(info: ImageInfo, vendor_id: uuid.UUID, class_id: uuid.UUID) -
     """The image must name this device's vendor and class (a manifest naming none is refused:
     it would fit any device)."""
     if info.vendor_id != vendor_id:
-        raise WrongVendorError(f"image is for vendor {info.vendor_id or 'unspecified'}, "
-                               f"this device is {vendor_id}")
+        raise WrongVendorError.mismatch("image", info.vendor_id, vendor_id)
     if info.class_id != class_id:
-        raise WrongClassError(f"image is for device class {info.class_id or 'unspecified'}, "
-                              f"this device is {class_id}")
+        raise WrongClassError.mismatch("image", info.class_id, class_id)
 
 
 def check_size(info: ImageInfo, slot_size: int) -> int:

@@ -37,7 +37,9 @@ class Fuse(enum.Enum):
     """The OTP fields. Each can be burned exactly once."""
 
     ROOT_KEY_HASH = "root-key-hash"  # SHA-256 of the SPKI DER of the key that signs the agent
-    DEVICE_SECRET = "device-secret"  # 32 random bytes; the root of every device key
+    # 32 random bytes; the root of every device key. A backend may keep it inside a security
+    # chip that never reveals it (linux: a TPM key; `read` then gives its public name).
+    DEVICE_SECRET = "device-secret"
     LIFECYCLE = "lifecycle"  # b"provisioned" once provisioning completed
 
 

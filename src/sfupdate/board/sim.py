@@ -8,15 +8,13 @@ the secure storage files but cannot roll back a fuse or the counter register.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import hmac
 import json
 import os
 import re
-import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import Final
@@ -25,10 +23,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.hmac import HMAC
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from sfupdate.board.flock import ReentrantFlock, agent_lock
 from sfupdate.board.hal import Fuse, Slot
 from sfupdate.board.power import POWER_CUT_ENV, Power
 from sfupdate.errors import (
-    AgentBusyError,
     DeviceStateError,
     SfuError,
     StorageIntegrityError,
@@ -113,28 +111,9 @@ class SimStorage:
     def __init__(self, root: Path, secret: bytes, power: Power) -> None:
         self._dir = root / "secure"
         self._register = root / "hw" / "rpmb-counter"
-        self._lock_path = root / ".lock"
         self._power = power
         self._key = HKDF(hashes.SHA256(), 32, salt=None, info=_MAC_CONTEXT).derive(secret)
-        self._lock_depth = 0
-        self._lock_fd: int | None = None
-        self._thread_lock = threading.RLock()
-
-    @contextmanager
-    def lock(self) -> Iterator[None]:
-        with self._thread_lock:
-            if self._lock_depth == 0:
-                fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                self._lock_fd = fd
-            self._lock_depth += 1
-            try:
-                yield
-            finally:
-                self._lock_depth -= 1
-                if self._lock_depth == 0 and self._lock_fd is not None:
-                    os.close(self._lock_fd)  # releases the flock
-                    self._lock_fd = None
+        self.lock = ReentrantFlock(root / ".lock")
 
     def _mac(self, body: bytes) -> bytes:
         mac = HMAC(self._key, hashes.SHA256())
@@ -339,6 +318,7 @@ class SimAgentPartition:
     def writer(self, slot: Slot, signer_spki: bytes) -> SimSlotWriter:
         if len(signer_spki) > MAX_KEY:
             raise TooLargeError("agent signer key is too large")
+        self._bundle(slot).parent.mkdir(parents=True, exist_ok=True)
         self._power.unlink(self._key(slot))
         self._power.write_new(self._bundle(slot), b"")  # a shorter bundle leaves no tail
         self._power.fsync_dir(self._bundle(slot).parent)
@@ -385,24 +365,8 @@ class SimBoard:
             self._storage = SimStorage(self.root, secret, self.power)
         return self._storage
 
-    @contextmanager
-    def agent_lock(self, holder: str) -> Iterator[None]:
-        """An flock on `agent.lock`, which names its holder (the lock dies with the process,
-        so a killed agent leaves nothing to clean up)."""
-        path = self.root / AGENT_LOCK
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                other = os.pread(fd, 512, 0).decode(errors="replace").strip() or "unknown"
-                raise AgentBusyError(f"board {self.root} is already served by another agent "
-                                     f"({other})") from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, holder.encode(), 0)
-            yield
-        finally:
-            os.close(fd)
+    def agent_lock(self, holder: str) -> AbstractContextManager[None]:
+        return agent_lock(self.root / AGENT_LOCK, holder, str(self.root))
 
     @property
     def identity_public_path(self) -> Path:

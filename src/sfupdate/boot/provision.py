@@ -8,8 +8,9 @@ identity and the initial boot record in ONE secure-storage write (the kernel's f
 install the agent bundle; fuse the lifecycle state last. A board with any fuse burned is
 refused (DeviceStateError).
 
-Without an agent key, the bundle is signed with a one-time key that is then forgotten: the
-agent of that board can never be replaced (nor forged).
+The agent bundle is built and signed before, by the authors' tools (sfupdate.author.bundle);
+the `sfu board provision` command, given no agent key, signs it with a one-time key that is
+then forgotten: the agent of that board can never be replaced (nor forged).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from sfupdate.board.records import (
     anchors_for,
 )
 from sfupdate.board.slotio import HeaderRecorder
-from sfupdate.boot.bundle import build_agent_bundle
 from sfupdate.errors import (
     DeviceStateError,
     TooLargeError,
@@ -43,7 +43,7 @@ from sfupdate.errors import (
     WrongVendorError,
 )
 from sfupdate.kernel import Kernel
-from sfupdate.keys import FileSigner, generate_private_key
+from sfupdate.kernel.verify import is_agent_bundle
 from sfupdate.sfui import EnvelopeReader, TrustedKey, Verified
 
 
@@ -66,11 +66,11 @@ def _check(verified: Verified, device: DeviceInfo, slot_size: int) -> ImageRecor
     """The facts of the initial image, as the agent records them for every install."""
     info = verified.info
     if info.vendor_id != device.vendor_id:
-        raise WrongVendorError(f"the firmware is for vendor {info.vendor_id}, "
-                               f"not {device.vendor_id} ({device.vendor_name})")
+        raise WrongVendorError.mismatch("the firmware", info.vendor_id,
+                                        f"{device.vendor_id} ({device.vendor_name})")
     if info.class_id != device.class_id:
-        raise WrongClassError(f"the firmware is for class {info.class_id}, "
-                              f"not {device.class_id} ({device.class_name})")
+        raise WrongClassError.mismatch("the firmware", info.class_id,
+                                       f"{device.class_id} ({device.class_name})")
     if info.image_size is None or info.image_digest is None:
         raise UsageError("the firmware manifest declares no image size or digest")
     if info.image_size > slot_size:
@@ -103,10 +103,13 @@ def _write_slot(board: Board, slot: Slot, firmware: Path, keys: Sequence[Trusted
     return image
 
 
-def _bundle_record(bundle: bytes, signer: FileSigner) -> BundleRecord:
-    """The facts of the agent bundle just built (verified like any other before recording)."""
+def _bundle_record(bundle: bytes, key: TrustedKey) -> BundleRecord:
+    """The facts of the agent bundle, verified like any other before a fuse is burned: signed
+    by `key`, of the agent class, its payload matching its digest."""
     reader = EnvelopeReader(io.BytesIO(bundle))
-    info = reader.authenticate([TrustedKey(signer.public_key)]).info
+    info = reader.authenticate([key]).info
+    if not is_agent_bundle(info):
+        raise WrongClassError("the agent bundle is not of the agent class")
     for _ in reader.payload():
         pass
     assert info.image_digest is not None  # payload() checked it
@@ -114,12 +117,14 @@ def _bundle_record(bundle: bytes, signer: FileSigner) -> BundleRecord:
 
 
 def provision(board: Board, trusted: Sequence[TrustedKey], vendor: str, klass: str,
-              firmware: Path, agent_signer: FileSigner | None = None,
+              firmware: Path, agent_bundle: bytes, agent_key: TrustedKey,
               operators: Sequence[TrustedKey] = (),
               recovery: Sequence[TrustedKey] = ()) -> Provisioned:
     """Provision a blank board (see the module docstring). Raises DeviceStateError if the
-    board was provisioned before, even partly. `operators` may sign remote commands and
-    integrity policies; `recovery` keys may sign images while the device is quarantined."""
+    board was provisioned before, even partly. `agent_bundle` is the signed agent bundle
+    (built by the authors' tools: sfupdate.author.bundle) and `agent_key` the key that signed
+    it, whose hash is fused. `operators` may sign remote commands and integrity policies;
+    `recovery` keys may sign images while the device is quarantined."""
     if any(board.fuses.read(fuse) is not None for fuse in Fuse):
         raise DeviceStateError("the board is already provisioned (its fuses are burned)")
     if not trusted:
@@ -129,12 +134,11 @@ def provision(board: Board, trusted: Sequence[TrustedKey], vendor: str, klass: s
         raise UsageError("a key may hold only one role (firmware, operator or recovery), once")
     device = DeviceInfo.named(vendor, klass)
     _verify_file(firmware, trusted, device, board.slots.size)
-    signer = agent_signer or FileSigner(generate_private_key("ES256"))
-    bundle = build_agent_bundle(signer)
-    spki = signer.public_key.public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    record = _bundle_record(agent_bundle, agent_key)
+    spki = agent_key.public_key.public_bytes(serialization.Encoding.DER,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo)
 
-    board.fuses.burn(Fuse.ROOT_KEY_HASH, signer.kid)
+    board.fuses.burn(Fuse.ROOT_KEY_HASH, agent_key.kid)
     board.fuses.burn(Fuse.DEVICE_SECRET, os.urandom(32))
     image = _write_slot(board, Slot.A, firmware, trusted, device)
     identity = ec.generate_private_key(ec.SECP256R1())
@@ -146,9 +150,8 @@ def provision(board: Board, trusted: Sequence[TrustedKey], vendor: str, klass: s
     trust = TrustStore(anchors_for(Role.FIRMWARE, trusted) + anchors_for(Role.OPERATOR, operators)
                        + anchors_for(Role.RECOVERY, recovery))
     with board.agent.writer(Slot.A, spki) as writer:
-        writer.write(bundle)
+        writer.write(agent_bundle)
         writer.finish()
-    Kernel(board.storage).initialise(device, trust, identity_der, image,
-                                     _bundle_record(bundle, signer))
+    Kernel(board.storage).initialise(device, trust, identity_der, image, record)
     board.fuses.burn(Fuse.LIFECYCLE, LIFECYCLE_PROVISIONED)
-    return Provisioned(image, signer.kid, identity_pem, tuple(k.kid for k in trusted))
+    return Provisioned(image, agent_key.kid, identity_pem, tuple(k.kid for k in trusted))

@@ -14,18 +14,29 @@ from typing import BinaryIO
 
 import click
 
-from sfupdate.cli.render import emit_json, progress_bar
+from sfupdate.cli.main import error_object
+from sfupdate.cli.render import (
+    ABSENT,
+    emit_json,
+    json_option,
+    plural,
+    progress,
+    progress_option,
+    show_device_status,
+    write_output,
+)
 from sfupdate.errors import IntegrityError, UsageError
 from sfupdate.ipc.client import AgentClient, AgentStatus
 from sfupdate.ipc.framing import DEFAULT_TIMEOUT, MAX_CHUNK
-from sfupdate.ipc.messages import MAX_POLICY
+from sfupdate.ipc.messages import MAX_NONCE, MAX_POLICY, MIN_NONCE
 
-_socket_option = click.option("--socket", "socket_path", required=True,
-                              type=click.Path(path_type=Path, dir_okay=False),
-                              help="The agent's Unix socket.")
-_timeout_option = click.option("--timeout", type=click.FloatRange(min=0.1),
-                               default=DEFAULT_TIMEOUT, show_default=True,
-                               help="Seconds to wait for each message.")
+#: `--socket PATH` and `--timeout SECONDS`, the same in every command that talks to the agent.
+socket_option = click.option("--socket", "socket_path", required=True, metavar="PATH",
+                             type=click.Path(path_type=Path, dir_okay=False),
+                             help="The agent's Unix socket.")
+timeout_option = click.option("--timeout", type=click.FloatRange(min=0.1), metavar="SECONDS",
+                              default=DEFAULT_TIMEOUT, show_default=True,
+                              help="Seconds to wait for each message from the agent.")
 
 
 def register(group: click.Group) -> None:
@@ -39,26 +50,52 @@ def agent_group() -> None:
 
 
 @agent_group.command("serve")
-@click.option("--board", "board_dir", required=True,
-              type=click.Path(path_type=Path, file_okay=False, exists=True),
+@click.option("--board", "board_dir", type=click.Path(path_type=Path, file_okay=False,
+                                                       exists=True),
               help="The board directory (sim backend).")
-@_socket_option
-@_timeout_option
+@click.option("--config", "config_path",
+              type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="The device configuration (linux backend, e.g. /etc/sfupdate/device.toml).")
+@click.option("--socket", "socket_path", type=click.Path(path_type=Path, dir_okay=False),
+              metavar="PATH",
+              help="The agent's Unix socket (default with --config: the configured one).")
+@click.option("--timeout", type=click.FloatRange(min=0.1), metavar="SECONDS",
+              default=DEFAULT_TIMEOUT, show_default=True,
+              help="Seconds to wait for each message from a client.")
 @click.option("--group-access", is_flag=True,
               help="Socket mode 0660 (owner and group) instead of 0600.")
 @click.option("--check-interval", type=click.FloatRange(min=0), default=0, show_default=True,
               metavar="SECONDS",
               help="Re-measure the running slot, the agent bundle and the policy's regions "
                    "every SECONDS (0: only on demand).")
-def serve(board_dir: Path, socket_path: Path, timeout: float, group_access: bool,
-          check_interval: float) -> None:
-    """Serve the board's agent on a Unix socket until SIGTERM or Ctrl-C."""
+def serve(board_dir: Path | None, config_path: Path | None, socket_path: Path | None,
+          timeout: float, group_access: bool, check_interval: float) -> None:
+    """Serve the board's agent on a Unix socket until SIGTERM or Ctrl-C. A linux device
+    (--config) first records this boot (which slot the bootloader started, its health) in
+    the kernel, as `sfu board linux mark-good --no-confirm` does."""
     # Imported here: the client-side commands need none of the secure world's code.
     from sfupdate.agent.device import Device
     from sfupdate.agent.server import AgentServer
-    from sfupdate.board.sim import open_board
+    from sfupdate.board.hal import Board
 
-    device = Device(open_board(board_dir))
+    board: Board
+    if (board_dir is None) == (config_path is None):
+        raise UsageError("give exactly one of --board (sim) and --config (linux device)")
+    if board_dir is not None:
+        from sfupdate.board.sim import open_board
+        board, where = open_board(board_dir), str(board_dir)
+    else:
+        assert config_path is not None
+        from sfupdate.board.linux.board import LinuxBoard
+        from sfupdate.board.linux.config import load_config
+        from sfupdate.boot.linux import reconcile_this_boot
+        linux = LinuxBoard(load_config(config_path))
+        reconcile_this_boot(linux, confirm=False)
+        board, where = linux, str(config_path)
+        socket_path = socket_path or linux.config.socket
+    if socket_path is None:
+        raise UsageError("--socket is required with --board")
+    device = Device(board)
     device.kernel.state()  # refuse to start on an unprovisioned or tampered board
     server = AgentServer(device, socket_path, timeout, group_access, check_interval or None)
     server.bind()
@@ -68,7 +105,7 @@ def serve(board_dir: Path, socket_path: Path, timeout: float, group_access: bool
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    click.echo(f"sfu-agent: serving {board_dir} on {socket_path}", err=True)
+    click.echo(f"sfu-agent: serving {where} on {socket_path}", err=True)
     server.serve_forever()
 
 
@@ -81,85 +118,104 @@ def serve(board_dir: Path, socket_path: Path, timeout: float, group_access: bool
               help="The bundle's sequence number: above the agent floor of the boards.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               required=True, help="The signed agent bundle (SFUI) to write.")
-def bundle(key_file: Path, sequence: int, output: Path) -> None:
+@json_option
+def bundle(key_file: Path, sequence: int, output: Path, as_json: bool) -> None:
     """Build and sign an agent bundle of the installed sfupdate, to update the agent of
     provisioned boards: `sfu install BUNDLE` puts it in the inactive agent partition, the
     next boot runs it once, and it confirms itself."""
-    from sfupdate.boot.bundle import build_agent_bundle
+    from sfupdate.author.bundle import build_agent_bundle
     from sfupdate.keys import load_signer
 
     data = build_agent_bundle(load_signer(key_file), sequence)
-    output.write_bytes(data)
-    click.echo(f"{output}: agent bundle sequence {sequence}, {len(data)} bytes")
+    write_output(output, data)
+    if as_json:
+        emit_json({"file": str(output), "sequence": sequence, "file_size": len(data)})
+    else:
+        click.echo(f"{output}: agent bundle sequence {sequence}, {len(data)} bytes")
 
 
 @agent_group.command("status")
-@_socket_option
-@_timeout_option
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@socket_option
+@timeout_option
+@json_option
 def status(socket_path: Path, timeout: float, as_json: bool) -> None:
     """Show slots, versions, device class, rollback floor and trial state."""
     _show(AgentClient(socket_path, timeout).status(), as_json)
 
 
 @agent_group.command("confirm")
-@_socket_option
-@_timeout_option
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@socket_option
+@timeout_option
+@json_option
 def confirm(socket_path: Path, timeout: float, as_json: bool) -> None:
     """Confirm the booted trial image; the rollback floor rises to its sequence number."""
     _show(AgentClient(socket_path, timeout).confirm(), as_json)
 
 
 @agent_group.command("reject-trial")
-@_socket_option
-@_timeout_option
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@socket_option
+@timeout_option
+@json_option
 def reject_trial(socket_path: Path, timeout: float, as_json: bool) -> None:
     """Mark the trial image bad; the confirmed image boots next."""
     _show(AgentClient(socket_path, timeout).reject_trial(), as_json)
 
 
 @agent_group.command("check")
-@_socket_option
-@_timeout_option
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def check(socket_path: Path, timeout: float, as_json: bool) -> None:
+@socket_option
+@timeout_option
+@json_option
+def check(socket_path: Path, timeout: float, as_json: bool) -> int:
     """Re-measure the running slot, the agent bundle and the integrity policy's regions now.
     Exit 16 if any region does not match (each mismatch is logged in secure storage)."""
     report = AgentClient(socket_path, timeout).check()
-    if as_json:
-        emit_json(report.to_json())
-    else:
-        for result in report.results:
-            action = "" if result.action == "none" else f" [{result.action}]"
-            click.echo(f"{result.result.upper():<9} {result.region:<24} {result.detail}{action}")
     bad = [r.region for r in report.results if r.result != "ok"]
-    if bad:
-        raise IntegrityError(f"integrity check: {len(bad)} region(s) do not match: "
-                             f"{', '.join(bad)}")
+    failure = IntegrityError(f"integrity check: {plural(len(bad), 'region')} "
+                             f"{'does' if len(bad) == 1 else 'do'} not match: "
+                             f"{', '.join(bad)}") if bad else None
+    if as_json:  # one document: the report, and the error object when it is a failure
+        error = failure and error_object(failure.exit_code, type(failure).__name__,
+                                         str(failure))
+        emit_json({**report.to_json(), **(error or {})})
+        if failure:
+            click.echo(f"sfu: error: {failure}", err=True)
+            return failure.exit_code
+        return 0
+    for result in report.results:
+        action = "" if result.action == "none" else f" [{result.action}]"
+        click.echo(f"{result.result.upper():<9} {result.region:<24} {result.detail}{action}")
+    if failure:
+        raise failure
+    return 0
 
 
 @agent_group.command("attest")
-@click.option("--nonce", required=True, help="8 to 64 bytes in hex, chosen by the verifier.")
-@_socket_option
-@_timeout_option
+@click.option("--nonce", required=True, metavar="HEX",
+              help=f"{MIN_NONCE} to {MAX_NONCE} bytes in hex, chosen by the verifier.")
+@socket_option
+@timeout_option
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the token (COSE_Sign1 EAT) here; default: hex on stdout.")
-def attest(nonce: str, socket_path: Path, timeout: float, output: Path | None) -> None:
+@json_option
+def attest(nonce: str, socket_path: Path, timeout: float, output: Path | None,
+           as_json: bool) -> None:
     """Ask the agent for an attestation token signed with the device identity key."""
-    token = AgentClient(socket_path, timeout).attest(parse_hex(nonce, "--nonce"))
-    if output is None:
+    token = AgentClient(socket_path, timeout).attest(parse_nonce(nonce, "--nonce"))
+    if output is not None:
+        write_output(output, token)
+    if as_json:
+        emit_json({"token": token.hex(), "length": len(token),
+                   "file": None if output is None else str(output)})
+    elif output is None:
         click.echo(token.hex())
     else:
-        output.write_bytes(token)
         click.echo(f"{output}: attestation token, {len(token)} bytes", err=True)
 
 
 @agent_group.command("audit")
-@_socket_option
-@_timeout_option
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@socket_option
+@timeout_option
+@json_option
 def audit(socket_path: Path, timeout: float, as_json: bool) -> None:
     """Show the last remote command number, quarantine, the policy in force and the event
     log (newest last)."""
@@ -168,8 +224,8 @@ def audit(socket_path: Path, timeout: float, as_json: bool) -> None:
         emit_json(info.to_json())
         return
     click.echo(f"last command     {info.last_command}")
-    click.echo(f"quarantine       {info.quarantine or 'no'}")
-    policy = "none" if info.policy_sequence is None else f"sequence {info.policy_sequence}"
+    click.echo(f"quarantine       {info.quarantine or ABSENT}")
+    policy = ABSENT if info.policy_sequence is None else f"sequence {info.policy_sequence}"
     click.echo(f"integrity policy {policy}")
     click.echo(f"time floor       {info.time_floor}")
     pinned = sum(e.pinned for e in info.events)
@@ -189,16 +245,20 @@ def policy_group() -> None:
 
 @policy_group.command("install")
 @click.argument("policy_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@_socket_option
-@_timeout_option
-def policy_install(policy_file: Path, socket_path: Path, timeout: float) -> None:
+@socket_option
+@timeout_option
+@json_option
+def policy_install(policy_file: Path, socket_path: Path, timeout: float, as_json: bool) -> None:
     """Install a signed integrity policy; the agent checks signature, target and sequence."""
     with policy_file.open("rb") as f:
         data = f.read(MAX_POLICY + 1)
     if len(data) > MAX_POLICY:
         raise UsageError(f"{policy_file} is larger than any policy ({MAX_POLICY} bytes)")
     sequence, regions = AgentClient(socket_path, timeout).install_policy(data)
-    click.echo(f"installed integrity policy {sequence} ({regions} regions)")
+    if as_json:
+        emit_json({"sequence": sequence, "regions": regions})
+    else:
+        click.echo(f"installed integrity policy {sequence} ({plural(regions, 'region')})")
 
 
 def parse_hex(text: str, what: str) -> bytes:
@@ -208,20 +268,33 @@ def parse_hex(text: str, what: str) -> bytes:
         raise UsageError(f"{what} must be hexadecimal") from None
 
 
+def parse_nonce(text: str, what: str) -> bytes:
+    """An attestation nonce: hex, of the length RFC 9711 allows (a usage error otherwise)."""
+    nonce = parse_hex(text, what)
+    if not MIN_NONCE <= len(nonce) <= MAX_NONCE:
+        raise UsageError(f"{what} must be {MIN_NONCE} to {MAX_NONCE} bytes ({2 * MIN_NONCE} "
+                         f"to {2 * MAX_NONCE} hex digits), not {len(nonce)}")
+    return nonce
+
+
 @click.command("install")
 @click.argument("sfui", type=click.Path(path_type=Path, dir_okay=False, exists=True,
                                         allow_dash=True))
-@_socket_option
-@_timeout_option
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def install_cmd(sfui: Path, socket_path: Path, timeout: float, as_json: bool) -> None:
+@socket_option
+@timeout_option
+@progress_option
+@json_option
+def install_cmd(sfui: Path, socket_path: Path, timeout: float, progress_mode: str,
+                as_json: bool) -> None:
     """Install an SFUI through the local agent (as a trial; reboot to run it).
 
     SFUI may be - (stdin), /dev/stdin or another pipe: its length is then unknown to the
     client, and the agent bounds it by what the envelope declares."""
     client = AgentClient(socket_path, timeout)
-    with _open_sfui(sfui) as f, progress_bar("installing") as progress:
-        result = client.install(_read_chunks(f), size=_known_size(f), progress=progress)
+    with _open_sfui(sfui) as f:
+        size = _known_size(f)
+        with progress(progress_mode, "installing", sized=size is not None) as report:
+            result = client.install(_read_chunks(f), size=size, progress=report)
     if as_json:
         emit_json(result.to_json())
     else:
@@ -249,19 +322,5 @@ def _read_chunks(f: BinaryIO) -> Iterator[bytes]:
 def _show(status: AgentStatus, as_json: bool) -> None:
     if as_json:
         emit_json(status.to_json())
-        return
-    click.echo(f"vendor-id        {status.vendor_id}")
-    click.echo(f"class-id         {status.class_id}")
-    click.echo(f"running          slot {status.running_slot}, sequence "
-               f"{status.running_sequence}")
-    click.echo(f"rollback floor   {status.rollback_floor}")
-    if status.trial_slot is None:
-        click.echo("trial            none")
     else:
-        click.echo(f"trial            slot {status.trial_slot}, "
-                   f"{status.trial_tries_left} tries left")
-    for name, slot in sorted(status.slots.items()):
-        sequence = "-" if slot.sequence is None else str(slot.sequence)
-        digest = slot.digest[:16] if slot.digest else "-"
-        click.echo(f"slot {name}           {slot.state:<10} sequence {sequence:<6} "
-                   f"sha256 {digest}")
+        show_device_status(status.to_json())

@@ -12,7 +12,13 @@ import click
 
 from sfupdate import keys
 from sfupdate.author import ImageSpec, sign_firmware
-from sfupdate.cli.render import emit_json, progress_bar
+from sfupdate.cli.render import (
+    emit_json,
+    json_option,
+    progress,
+    progress_option,
+    write_output,
+)
 from sfupdate.errors import TruncatedError, UsageError, WrongClassError, WrongVendorError
 from sfupdate.sfui import (
     ALGORITHM_NAMES,
@@ -47,11 +53,16 @@ def keys_group() -> None:
               help="Key type, by algorithm: ESP256 (P-256) or Ed25519; ES256 and EdDSA are "
                    "aliases. The COSE algorithm ID is chosen when signing (sfu sign --cose-alg).")
 @click.option("-o", "--output", type=_path, required=True, help="Private key file to create.")
-def keys_generate(algorithm: str, output: Path) -> None:
+@json_option
+def keys_generate(algorithm: str, output: Path, as_json: bool) -> None:
     """Generate a private signing key (PEM, mode 0600)."""
     key = keys.generate_private_key(algorithm)
     keys.write_private_key(key, output)
-    click.echo(f"{output}: {algorithm} key {keys.key_id_hex(key.public_key())}")
+    kid = keys.key_id_hex(key.public_key())
+    if as_json:
+        emit_json({"file": str(output), "algorithm": algorithm, "key_id": kid})
+    else:
+        click.echo(f"{output}: {algorithm} key {kid}")
 
 
 @keys_group.command("public")
@@ -62,7 +73,7 @@ def keys_public(key_file: Path, output: Path | None) -> None:
     trusted = keys.load_public_key(key_file)
     pem = keys.public_pem(trusted.public_key)
     if output:
-        output.write_bytes(pem)
+        write_output(output, pem)
     else:
         click.echo(pem.decode(), nl=False)
     click.echo(f"key-id: {trusted.kid.hex()}", err=output is None)
@@ -89,19 +100,26 @@ def _uuids(vendor: str, klass: str) -> tuple[uuid.UUID, uuid.UUID]:
                    "ES256 (-7) / EdDSA (-8) for recipients that know only those.")
 @click.option("-o", "--output", type=_path, required=True, help="The SFUI file to write.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+@progress_option
+@json_option
 def sign(firmware: Path, key_file: Path, sequence: int, vendor: str, klass: str,
          version_text: str | None, description: str | None, cose_alg: str,
-         output: Path, force: bool) -> None:
+         output: Path, force: bool, progress_mode: str, as_json: bool) -> None:
     """Sign FIRMWARE into a Secured Firmware Update Image (SUIT envelope)."""
     if not force and os.path.lexists(output):  # before the work; the final rename is atomic
         raise UsageError(f"{output} exists; refusing to overwrite it (--force replaces it)")
     signer = keys.load_signer(key_file, AlgorithmStyle(cose_alg))
     vendor_id, class_id = _uuids(vendor, klass)
     spec = ImageSpec(sequence, vendor_id, class_id, version_text, description)
-    with progress_bar("signing") as progress:
-        signed = sign_firmware(firmware, output, signer, spec, progress)
-    click.echo(f"{output}: sequence {sequence}, {signed.image_size} bytes, "
-               f"sha-256 {signed.image_digest.hex()}")
+    with progress(progress_mode, "signing") as report:
+        signed = sign_firmware(firmware, output, signer, spec, report)
+    if as_json:
+        emit_json({"file": str(output), "sequence": sequence, "image_size": signed.image_size,
+                   "image_digest": signed.image_digest.hex(), "file_size": signed.envelope_size,
+                   "signer_key_id": signer.kid.hex()})
+    else:
+        click.echo(f"{output}: sequence {sequence}, {signed.image_size} bytes, "
+                   f"sha256 {signed.image_digest.hex()}")
 
 
 def _open(path: Path) -> BinaryIO:
@@ -134,7 +152,7 @@ def _print_description(desc: dict[str, Any]) -> None:
         ("components", ", ".join("/".join(c) or "[]" for c in desc["components"])),
         ("vendor-id", desc["vendor_id"]),
         ("class-id", desc["class_id"]),
-        ("image-digest", desc["image_digest"] and f"sha-256:{desc['image_digest']}"),
+        ("image-digest", desc["image_digest"] and f"sha256:{desc['image_digest']}"),
         ("image-size", desc["image_size"]),
         ("payload", f"integrated '{payload['key']}', {payload['length']} bytes"
          if payload["integrated"] else f"not integrated (uri {payload['uri']})"),
@@ -160,7 +178,7 @@ def _check_complete(file: Path, stream: BinaryIO, payload: PayloadRef | None) ->
 
 @click.command()
 @click.argument("file", type=_existing)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def inspect(file: Path, as_json: bool) -> None:
     """Show what an SFUI says, WITHOUT checking its signature.
 
@@ -192,9 +210,10 @@ def inspect(file: Path, as_json: bool) -> None:
               help="Trusted public key (repeatable).")
 @click.option("--vendor", help="Require this vendor (name or UUID).")
 @click.option("--class", "klass", help="Require this device class (name or UUID).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@progress_option
+@json_option
 def verify(file: Path, key_files: tuple[Path, ...], vendor: str | None, klass: str | None,
-           as_json: bool) -> None:
+           progress_mode: str, as_json: bool) -> None:
     """Check that an SFUI is authentic and complete; exit 0 only then."""
     trusted = [keys.load_public_key(path) for path in key_files]
     with _open(file) as stream:
@@ -202,22 +221,22 @@ def verify(file: Path, key_files: tuple[Path, ...], vendor: str | None, klass: s
         verified = reader.authenticate(trusted)
         info = verified.info
         if vendor is not None and info.vendor_id != vendor_uuid(vendor):
-            raise WrongVendorError(f"vendor-id is {info.vendor_id or info.vendor_pen}, "
-                                   f"not {vendor}")
+            raise WrongVendorError.mismatch(str(file), info.vendor_id or info.vendor_pen,
+                                            f"{vendor_uuid(vendor)} ({vendor})")
         if klass is not None:
             base = vendor_uuid(vendor) if vendor else info.vendor_id
             # a PEN vendor has no UUID to derive from: class_uuid then takes only a UUID
             if (base is None and info.vendor_pen is None) or info.class_id != class_uuid(
                     base, klass):
-                raise WrongClassError(f"class-id is {info.class_id}, not {klass}")
+                raise WrongClassError.mismatch(str(file), info.class_id, klass)
         payload_checked = verified.payload is not None
         if payload_checked:
-            with progress_bar("verifying") as progress:
+            with progress(progress_mode, "verifying") as report:
                 total = verified.payload.length if verified.payload else 0
                 done = 0
                 for chunk in reader.payload():
                     done += len(chunk)
-                    progress(done, total)
+                    report(done, total)
     desc = _describe(info, verified.text, verified.payload)
     desc.update(authentic=True, payload_checked=payload_checked,
                 signer_key_id=verified.signer.kid.hex())

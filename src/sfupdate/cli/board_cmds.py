@@ -9,14 +9,15 @@ from typing import Any
 import click
 
 from sfupdate import keys
-from sfupdate.board.hal import Fuse, Slot
+from sfupdate.board.hal import Board, Fuse, Slot
 from sfupdate.board.power import POWER_CUT_EXIT, PowerCut
-from sfupdate.board.sim import SimBoard, create_board, open_board
+from sfupdate.board.sim import create_board, open_board
 from sfupdate.boot.provision import provision
 from sfupdate.boot.rom import boot, run_bundle
-from sfupdate.cli.render import emit_json
+from sfupdate.cli.render import ABSENT, emit_json, json_option, show_device_status, shown
 from sfupdate.errors import UsageError
 from sfupdate.kernel import Kernel
+from sfupdate.sfui import TrustedKey
 
 _dir = click.Path(path_type=Path, file_okay=False)
 _existing = click.Path(path_type=Path, dir_okay=False, exists=True)
@@ -37,7 +38,7 @@ def register(group: click.Group) -> None:
 
 @click.group("board")
 def board_group() -> None:
-    """Simulated board: create, provision, boot, confirm, status."""
+    """Simulated board: create, provision, boot, confirm, status; `linux` devices."""
 
 
 @board_group.command("create")
@@ -73,15 +74,30 @@ def provision_cmd(directory: Path, trust_files: tuple[Path, ...], vendor: str, k
     trusted = [keys.load_public_key(p) for p in trust_files]
     operators = [keys.load_public_key(p) for p in operator_files]
     recovery = [keys.load_public_key(p) for p in recovery_files]
-    signer = keys.load_signer(agent_key) if agent_key else None
-    done = provision(board, trusted, vendor, klass, firmware, signer, operators, recovery)
+    bundle, bundle_key = agent_bundle_for(agent_key)
+    done = provision(board, trusted, vendor, klass, firmware, bundle, bundle_key, operators,
+                     recovery)
     board.identity_public_path.write_bytes(done.identity_public_pem)
     click.echo(f"{directory}: provisioned; slot A confirmed at sequence {done.image.sequence}; "
                f"root-key hash {done.root_key_hash.hex()}; "
                f"identity key {board.identity_public_path}")
 
 
-def _describe(board: SimBoard) -> dict[str, Any]:
+def agent_bundle_for(agent_key: Path | None) -> tuple[bytes, TrustedKey]:
+    """The agent bundle to provision a board with, and the key whose hash gets fused: signed
+    with `agent_key`, or with a one-time key that is then forgotten."""
+    from sfupdate.author.bundle import build_agent_bundle, one_time_agent_bundle
+
+    if agent_key is None:
+        return one_time_agent_bundle()
+    signer = keys.load_signer(agent_key)
+    return build_agent_bundle(signer), TrustedKey(signer.public_key)
+
+
+def describe(board: Board) -> dict[str, Any]:
+    """The board's state read from secure storage: the keys and meanings of
+    `sfu agent status --json`, and what only the board knows (names, booted and confirmed
+    slots, the trial's health, the storage write counter, each slot's version)."""
     provisioned = board.fuses.read(Fuse.LIFECYCLE) is not None
     out: dict[str, Any] = {"provisioned": provisioned, "slot_size": board.slots.size}
     if not provisioned:
@@ -89,10 +105,15 @@ def _describe(board: SimBoard) -> dict[str, Any]:
     state = Kernel(board.storage).state()
     record, device = state.boot, state.device
     out.update({
+        "vendor_id": str(device.vendor_id), "class_id": str(device.class_id),
         "vendor": device.vendor_name, "class": device.class_name,
-        "confirmed": record.confirmed.value, "trial": record.trial.value if record.trial else None,
-        "tries_left": record.tries_left, "floor": record.floor,
-        "booted": record.booted.value if record.booted else None,
+        "running_slot": record.running.value,
+        "running_sequence": state.running_image.sequence,
+        "rollback_floor": record.floor,
+        "trial_slot": record.trial.value if record.trial else None,
+        "trial_tries_left": record.tries_left if record.trial else None,
+        "confirmed_slot": record.confirmed.value,
+        "booted_slot": record.booted.value if record.booted else None,
         "trial_healthy": record.trial_healthy,
         "write_counter": board.storage.write_counter,
         "slots": {s.value: _slot(record.slot(s)) for s in Slot},
@@ -105,7 +126,7 @@ def _describe(board: SimBoard) -> dict[str, Any]:
 
 def _slot(rec: Any) -> dict[str, Any]:
     image = rec.image
-    return {"status": rec.status.value,
+    return {"state": rec.status.value,
             "sequence": image.sequence if image else None,
             "version": image.version if image else None,
             "digest": image.digest.hex() if image else None}
@@ -113,31 +134,30 @@ def _slot(rec: Any) -> dict[str, Any]:
 
 @board_group.command("status")
 @click.argument("directory", type=_dir)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def status(directory: Path, as_json: bool) -> None:
-    """Show fuses state, slots, trial state and the rollback floor (reads secure storage)."""
-    desc = _describe(open_board(directory))
+    """Show slots, versions, device class, rollback floor and trial state, read from secure
+    storage: what `sfu agent status` shows, and the board's own details."""
+    desc = describe(open_board(directory))
     if as_json:
         emit_json(desc)
         return
     if not desc["provisioned"]:
-        click.echo(f"{directory}: blank (not provisioned), slot size {desc['slot_size']}")
+        click.echo(f"{directory}: blank (not provisioned), slot size {desc['slot_size']} bytes")
         return
-    click.echo(f"device   {desc['vendor']} / {desc['class']}")
-    click.echo(f"floor    {desc['floor']}   confirmed {desc['confirmed']}   "
-               f"trial {desc['trial'] or '-'} ({desc['tries_left']} tries)   "
-               f"booted {desc['booted'] or '-'}")
-    for name, slot in desc["slots"].items():
-        click.echo(f"slot {name}   {slot['status']:<10} sequence {slot['sequence']}  "
-                   f"version {slot['version']}")
+    click.echo(f"device           {desc['vendor']} / {desc['class']}")
+    show_device_status(desc)
+    click.echo(f"confirmed        slot {desc['confirmed_slot']}")
+    booted = desc["booted_slot"]
+    click.echo(f"booted           {'slot ' + booted if booted else ABSENT}")
     agent = desc["agent"]
-    click.echo(f"agent    partition {agent['active']}, sequence {agent['sequence']}, floor "
-               f"{agent['floor']}, trial {agent['trial'] or '-'}")
+    click.echo(f"agent            partition {agent['active']}, sequence {agent['sequence']}, "
+               f"rollback floor {agent['floor']}, trial {shown(agent['trial'])}")
 
 
 @board_group.command("boot")
 @click.argument("directory", type=_dir)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def boot_cmd(directory: Path, as_json: bool) -> None:
     """Reboot: verify the agent bundle against OTP, run it, select/verify/run a slot."""
     board = open_board(directory)
@@ -154,15 +174,21 @@ def boot_cmd(directory: Path, as_json: bool) -> None:
     kind = "trial" if result.trial else "confirmed"
     health = "healthy" if result.healthy else "UNHEALTHY"
     click.echo(f"booted slot {result.slot} ({kind}), sequence {result.sequence}, "
-               f"version {result.version}, {health}; PCR {result.pcr}")
+               f"version {shown(result.version)}, {health}; PCR {result.pcr}")
 
 
 @board_group.command("confirm")
 @click.argument("directory", type=_dir)
-def confirm(directory: Path) -> None:
+@json_option
+def confirm(directory: Path, as_json: bool) -> None:
     """Confirm the running trial image; only then the rollback floor rises to it. The same
     transition, with the same checks, as `sfu agent confirm` (sfupdate.kernel)."""
     board = open_board(directory)
-    state = Kernel(board.storage).confirm()
-    click.echo(f"confirmed sequence {state.boot.confirmed_image.sequence}; rollback floor is "
-               f"now {state.boot.floor}")
+    Kernel(board.storage).confirm()
+    desc = describe(board)
+    if as_json:
+        emit_json(desc)
+    else:
+        confirmed = desc["slots"][desc["confirmed_slot"]]["sequence"]
+        click.echo(f"confirmed sequence {confirmed}; rollback floor is now "
+                   f"{desc['rollback_floor']}")

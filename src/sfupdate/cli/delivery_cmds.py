@@ -5,17 +5,24 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 
-from sfupdate.cli.render import emit_json, progress_bar
+from sfupdate.cli.agent_cmds import socket_option, timeout_option
+from sfupdate.cli.main import error_object
+from sfupdate.cli.render import (
+    ABSENT,
+    emit_json,
+    json_option,
+    plural,
+    progress,
+    progress_option,
+    shown,
+)
 from sfupdate.errors import UsageError
 from sfupdate.ipc.client import AgentClient
-from sfupdate.progress import Progress
 
 # sfupdate.client (tuf, httpx) and sfupdate.repo (tuf, securesystemslib) are imported by the
 # commands that use them: registering these commands (which `sfu client remote` also needs)
@@ -24,7 +31,6 @@ if TYPE_CHECKING:
     from sfupdate.client import Agent, RepositoryIndex, Source, TransferPolicy
 
 EXIT_UPDATE_AVAILABLE: Final = 100
-MIB: Final = 1024 * 1024
 
 _dir = click.Path(path_type=Path, file_okay=False)
 _existing_dir = click.Path(path_type=Path, file_okay=False, exists=True)
@@ -54,16 +60,21 @@ def repo_group() -> None:
                    "the repository's configuration.")
 @click.option("--expires-days", type=click.IntRange(1, 3650), default=7, show_default=True,
               help="How long each publish of the index stays valid; republish before.")
+@json_option
 def repo_init(directory: Path, key_file: Path, firmware_keys: tuple[Path, ...],
-              expires_days: int) -> None:
+              expires_days: int, as_json: bool) -> None:
     """Create an empty repository in DIRECTORY."""
     from sfupdate.keys import load_public_key
     from sfupdate.repo import Repository
 
     trusted = [load_public_key(path) for path in firmware_keys]
     Repository.init(directory, key_file, trusted, expires_days)
-    click.echo(f"{directory}: repository created; give devices "
-               f"{directory / 'metadata' / '1.root.json'} as their trusted root")
+    root = directory / "metadata" / "1.root.json"
+    if as_json:
+        emit_json({"repository": str(directory), "trusted_root": str(root)})
+    else:
+        click.echo(f"{directory}: repository created; give devices {root} as their "
+                   "trusted root")
 
 
 @repo_group.command("add")
@@ -75,8 +86,9 @@ def repo_init(directory: Path, key_file: Path, firmware_keys: tuple[Path, ...],
 @click.option("--replace", is_flag=True,
               help="Withdraw an image with the same name, or the same vendor, class and "
                    "sequence, in the same publish.")
+@json_option
 def repo_add(directory: Path, sfuis: tuple[Path, ...], trust: tuple[Path, ...],
-             replace: bool) -> None:
+             replace: bool, as_json: bool) -> None:
     """Verify SFUIs completely (signature with the repository's firmware keys, payload size
     and digest) and stage them for the next publish."""
     from sfupdate.keys import load_public_key
@@ -84,31 +96,44 @@ def repo_add(directory: Path, sfuis: tuple[Path, ...], trust: tuple[Path, ...],
 
     repo = Repository(directory)
     trusted = [load_public_key(path) for path in trust]
+    staged: list[dict[str, Any]] = []
     for sfui in sfuis:
         entry = repo.add(sfui, trusted, replace)
-        click.echo(f"staged {entry.name}: sequence {entry.sequence}"
-                   + (f" (version {entry.version})" if entry.version else "")
-                   + f", {entry.length} bytes, class {entry.class_id}")
-    click.echo(f"run `sfu repo publish {directory}` to make them visible")
+        staged.append(entry.to_json())
+        if not as_json:
+            click.echo(f"staged {entry.name}: sequence {entry.sequence}"
+                       + (f" (version {entry.version})" if entry.version else "")
+                       + f", {entry.length} bytes, class {entry.class_id}")
+    if as_json:
+        emit_json({"staged": staged})
+    else:
+        click.echo(f"run `sfu repo publish {directory}` to make them visible")
 
 
 @repo_group.command("remove")
 @click.argument("directory", type=_existing_dir)
 @click.argument("names", nargs=-1, required=True)
-def repo_remove(directory: Path, names: tuple[str, ...]) -> None:
+@json_option
+def repo_remove(directory: Path, names: tuple[str, ...], as_json: bool) -> None:
     """Withdraw images (by the NAME `sfu repo list` shows) at the next publish."""
     from sfupdate.repo import Repository
 
     repo = Repository(directory)
+    removed: list[dict[str, Any]] = []
     for name in names:
         entry = repo.remove(name)
-        click.echo(f"staged the removal of {entry.name} (sequence {entry.sequence})")
-    click.echo(f"run `sfu repo publish {directory}` to withdraw them from the index")
+        removed.append(entry.to_json())
+        if not as_json:
+            click.echo(f"staged the removal of {entry.name} (sequence {entry.sequence})")
+    if as_json:
+        emit_json({"removal_staged": removed})
+    else:
+        click.echo(f"run `sfu repo publish {directory}` to withdraw them from the index")
 
 
 @repo_group.command("list")
 @click.argument("directory", type=_existing_dir)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def repo_list(directory: Path, as_json: bool) -> None:
     """List the published images and the changes staged for the next publish."""
     from sfupdate.repo import Repository
@@ -121,25 +146,31 @@ def repo_list(directory: Path, as_json: bool) -> None:
         click.echo(f"{directory}: no images")
     for row in rows:
         e = row.entry
-        click.echo(f"{e.name:<24} sequence {e.sequence:<6} version {e.version or '-':<10} "
+        click.echo(f"{e.name:<24} sequence {e.sequence:<6} version {shown(e.version):<10} "
                    f"{e.length:>10} bytes  class {e.class_id}  {row.state}")
 
 
 @repo_group.command("publish")
 @click.argument("directory", type=_existing_dir)
-def repo_publish(directory: Path) -> None:
+@json_option
+def repo_publish(directory: Path, as_json: bool) -> None:
     """Sign and publish the index (also renews its expiry)."""
     from sfupdate.repo import Repository
 
     repo = Repository(directory)
     version = repo.publish()
     count = len(repo.published().targets)
-    click.echo(f"{directory}: published index version {version} ({count} images)")
+    if as_json:
+        emit_json({"repository": str(directory), "index_version": version, "images": count})
+    else:
+        click.echo(f"{directory}: published index version {version} "
+                   f"({plural(count, 'image')})")
 
 
 @click.command()
 @click.argument("directory", type=_existing_dir)
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
               help="0 picks a free port.")
 def serve(directory: Path, host: str, port: int) -> None:
@@ -193,55 +224,33 @@ def _index(repo: str, trusted_root: Path | None, state_dir: Path | None) -> Repo
                            policy, _log)
 
 
-def _agent(socket: Path) -> Agent:
+def _agent(socket: Path, timeout: float) -> Agent:
     """The real agent, over its socket: the only way the client reaches the device."""
-    return AgentClient(socket)
+    return AgentClient(socket, timeout)
 
 
-@contextmanager
-def _transfer_progress(description: str, sized: bool = True) -> Iterator[Progress]:
-    """A bar on a terminal; otherwise a plain line at every 10 % (every MiB when the total
-    is not known: an SFUI read from a pipe)."""
-    if sys.stderr.isatty():
-        with progress_bar(description) as bar:
-            yield bar
-        return
-    last = -1
-
-    def log(done: int, total: int) -> None:
-        nonlocal last
-        tenth = done * 10 // total if total else 10
-        if tenth != last:
-            last = tenth
-            _log(f"{description}: {tenth * 10}% ({done / MIB:.1f} of {total / MIB:.1f} MiB)")
-
-    def log_unsized(done: int, total: int) -> None:
-        nonlocal last
-        if done // MIB != last:
-            last = done // MIB
-            _log(f"{description}: {done / MIB:.1f} MiB sent")
-
-    yield log if sized else log_unsized
-
-
-_repo_opt = click.option("--repo", help="Repository URL (http/https) or directory.")
-_socket_opt = click.option("--socket", "socket_path", type=click.Path(path_type=Path),
-                           required=True, help="The agent's Unix socket.")
-_root_opt = click.option("--trusted-root", type=_existing,
-                         help="The repository's 1.root.json (needed on first use).")
-_state_opt = click.option("--state-dir", type=_dir,
+_repo_opt = click.option("--repo", metavar="URL|DIR",
+                         help="Repository URL (http/https) or directory.")
+_root_opt = click.option("--trusted-root", type=_existing, metavar="FILE",
+                         help="The repository's 1.root.json, obtained out of band: needed on "
+                              "first use; later, checked against the stored root (a "
+                              "different one replaces it).")
+_state_opt = click.option("--state-dir", type=_dir, metavar="DIR",
                           help="Where trusted index metadata is kept between runs "
-                               "(default: ~/.local/state/sfupdate/repos/<hash of --repo>).")
+                               "(default: $XDG_STATE_HOME, or ~/.local/state, then "
+                               "sfupdate/repos/<hash of --repo>; `sfu client status` shows "
+                               "it).")
 
 
 @client_group.command("check")
 @_repo_opt
-@_socket_opt
+@socket_option
 @_root_opt
 @_state_opt
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@timeout_option
+@json_option
 def client_check(repo: str | None, socket_path: Path, trusted_root: Path | None,
-                 state_dir: Path | None, as_json: bool) -> int:
+                 state_dir: Path | None, timeout: float, as_json: bool) -> int:
     """Say whether the repository has a newer image for this device.
 
     Exit 0: up to date; 100: an update is available; other codes: errors (docs/cli.md).
@@ -250,7 +259,7 @@ def client_check(repo: str | None, socket_path: Path, trusted_root: Path | None,
 
     if repo is None:
         raise UsageError("--repo is required")
-    result = check(_index(repo, trusted_root, state_dir), _agent(socket_path))
+    result = check(_index(repo, trusted_root, state_dir), _agent(socket_path, timeout))
     if as_json:
         emit_json(result.to_json())
     elif result.available:
@@ -260,40 +269,85 @@ def client_check(repo: str | None, socket_path: Path, trusted_root: Path | None,
                    + f", {c.length} bytes; device runs sequence {result.running_sequence}")
     else:
         click.echo(f"up to date: device runs sequence {result.running_sequence} "
-                   f"(floor {result.rollback_floor}); nothing newer for its class")
+                   f"(rollback floor {result.rollback_floor}); nothing newer for its class")
     return EXIT_UPDATE_AVAILABLE if result.available else 0
 
 
 @client_group.command("update")
 @_repo_opt
-@click.option("--from", "from_file",
+@click.option("--from", "from_file", metavar="FILE|-",
               type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True),
               help="Install this SFUI from local media instead of a repository; - reads it "
                    "from stdin.")
-@_socket_opt
+@socket_option
 @_root_opt
 @_state_opt
+@timeout_option
+@progress_option
+@json_option
 def client_update(repo: str | None, from_file: Path | None, socket_path: Path,
-                  trusted_root: Path | None, state_dir: Path | None) -> None:
+                  trusted_root: Path | None, state_dir: Path | None, timeout: float,
+                  progress_mode: str, as_json: bool) -> None:
     """Install the newest image for this device, streaming it to the agent as it downloads."""
     from sfupdate.client import install_file, install_stream, update
 
     if (repo is None) == (from_file is None):
         raise UsageError("give exactly one of --repo and --from")
-    agent = _agent(socket_path)
+    agent = _agent(socket_path, timeout)
+    out: dict[str, Any] = {}
     if from_file is not None and str(from_file) == "-":
-        with _transfer_progress("installing", sized=False) as progress:
-            installed = install_stream(sys.stdin.buffer, "stdin", agent, progress)
+        with progress(progress_mode, "installing", sized=False) as report:
+            installed = install_stream(sys.stdin.buffer, "stdin", agent, report)
     elif from_file is not None:  # a FIFO or /dev/stdin has no size either
-        with _transfer_progress("installing", sized=from_file.is_file()) as progress:
-            installed = install_file(from_file, agent, progress)
+        with progress(progress_mode, "installing", sized=from_file.is_file()) as report:
+            installed = install_file(from_file, agent, report)
     else:
         index = _index(repo or "", trusted_root, state_dir)
-        with _transfer_progress("updating") as progress:
-            result = update(index, agent, progress, _log)
+        with progress(progress_mode, "updating") as report:
+            result = update(index, agent, report, _log)
+        out = {"check": result.check.to_json(),
+               "skipped": [{"name": s.candidate.name, "sequence": s.candidate.sequence,
+                            **error_object(s.error.exit_code, type(s.error).__name__,
+                                           str(s.error))} for s in result.skipped]}
         if result.installed is None:
-            click.echo(f"up to date: device runs sequence {result.check.running_sequence}")
+            if as_json:
+                emit_json({"installed": None, **out})
+            else:
+                click.echo(f"up to date: device runs sequence "
+                           f"{result.check.running_sequence}")
             return
         installed = result.installed
-    click.echo(f"installed sequence {installed.sequence} into slot {installed.slot} "
-               f"(sha-256 {installed.digest[:16]}...); reboot to try it")
+    if as_json:
+        emit_json({"installed": {"slot": installed.slot, "sequence": installed.sequence,
+                                 "digest": installed.digest}, **out})
+    else:
+        click.echo(f"installed sequence {installed.sequence} into slot {installed.slot} as a "
+                   f"trial (sha256 {installed.digest}); reboot to run it")
+
+
+@client_group.command("status")
+@_repo_opt
+@_state_opt
+@json_option
+def client_status(repo: str | None, state_dir: Path | None, as_json: bool) -> None:
+    """Show where the client keeps what it trusts for a repository (its state directory),
+    and the root and index versions stored there. To start over, delete that directory or
+    pass another --trusted-root."""
+    from sfupdate.client.state import describe
+
+    if repo is None and state_dir is None:
+        raise UsageError("give --repo (or --state-dir)")
+    report = describe(_state_dir(repo or "", state_dir))
+    if as_json:
+        emit_json({"repo": repo, **report.to_json()})
+        return
+    click.echo(f"state directory  {report.state_dir}")
+    if report.root is None:
+        click.echo(f"trusted root     {ABSENT} (nothing trusted yet: the next run needs "
+                   "--trusted-root)")
+    else:
+        click.echo(f"trusted root     version {report.root.version}, expires "
+                   f"{report.root.expires}")
+    index = report.index
+    click.echo("index            " + (ABSENT if index is None else
+                                     f"version {index.version}, expires {index.expires}"))

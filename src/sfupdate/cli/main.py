@@ -1,7 +1,9 @@
 """Entry point: the `sfu` group, and the one place errors become exit codes.
 
 Every deliberate error (`sfupdate.errors.SfuError`) prints one line on stderr,
-`sfu: error: <what happened>`, and exits with the code documented in docs/cli.md.
+`sfu: error: <what happened>`, and exits with the code documented in docs/cli.md. A command
+run with `--json` also prints the error object on stdout: `{"error": {"code", "class",
+"message"}}`. `sfu` (or a group such as `sfu client`) alone prints its help and exits 0.
 
 Start-up: this module imports only click and `sfupdate.errors`. The command modules (and with
 them tuf, httpx, rich, cryptography) are imported when a command of theirs is invoked or its
@@ -11,6 +13,7 @@ help is asked for; see `LazyGroup` and tests/test_startup_imports.py.
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -89,7 +92,8 @@ COMMANDS: Mapping[str, Lazy] = {
     "agent": Lazy(_AGENT, "Run the SFU Agent, or talk to a running one."),
     "install": Lazy(_AGENT,
                     "Install an SFUI through the local agent (as a trial; reboot to run it)."),
-    "board": Lazy(("board_cmds",), "Simulated board: create, provision, boot, confirm, status."),
+    "board": Lazy(("board_cmds", "device_cmds"),
+                  "Simulated board: create, provision, boot, confirm, status; `linux` devices."),
     "repo": Lazy(_DELIVERY, "Publish SFUIs in a static repository with a signed index."),
     "serve": Lazy(_DELIVERY,
                   "Serve DIRECTORY over HTTP for development (production: any static server)."),
@@ -107,24 +111,44 @@ def cli() -> None:
     """sfupdate: secure firmware update with SUIT envelopes."""
 
 
+def error_object(code: int, kind: str, message: str) -> dict[str, Any]:
+    """The JSON error object of docs/cli.md: exit code, error class name, the message."""
+    return {"error": {"code": code, "class": kind, "message": message}}
+
+
+def _fail(invocation: dict[str, bool], code: int, kind: str, message: str) -> int:
+    """The exit code of a failure whose line is on stderr; with `--json` (the option's
+    callback sets invocation["json"]: sfupdate.cli.render.json_option), the JSON error object
+    on stdout too."""
+    if invocation["json"]:
+        click.echo(json.dumps(error_object(code, kind, message), sort_keys=True))
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
+    invocation = {"json": False}
     try:
-        result = cli.main(args=argv, prog_name="sfu", standalone_mode=False)
+        result = cli.main(args=argv, prog_name="sfu", standalone_mode=False, obj=invocation)
     except SfuError as exc:
         click.echo(f"sfu: error: {exc}", err=True)
-        return exc.exit_code
-    except click.exceptions.Abort:
+        return _fail(invocation, exc.exit_code, type(exc).__name__, str(exc))
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("sfu: interrupted", err=True)
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        click.echo("sfu: interrupted", err=True)
-        return EXIT_INTERRUPTED
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
+        return _fail(invocation, EXIT_INTERRUPTED, "Interrupted", "interrupted")
+    except click.exceptions.NoArgsIsHelpError as exc:  # `sfu`, `sfu client`: asking for help
+        click.echo(exc.format_message())
+        return 0
+    except click.ClickException as exc:  # click's usage errors: one line too, exit 2
+        message = exc.format_message()
+        command = exc.ctx.command_path if isinstance(exc, click.UsageError) and exc.ctx else ""
+        hint = f" (see '{command} --help')" if command else ""
+        click.echo(f"sfu: error: {message}{hint}", err=True)
+        return _fail(invocation, exc.exit_code, "UsageError", message)
     except OSError as exc:
-        click.echo(f"sfu: error: {exc.filename or ''}: {exc.strerror or exc}", err=True)
-        return EXIT_IO
+        where = f"{exc.filename}: " if exc.filename else ""
+        message = f"{where}{exc.strerror or exc}"
+        click.echo(f"sfu: error: {message}", err=True)
+        return _fail(invocation, EXIT_IO, "UsageError", message)
     return result if isinstance(result, int) else 0  # a command may return its exit code
 
 

@@ -14,11 +14,10 @@ from typing import Any
 import click
 
 from sfupdate import keys
-from sfupdate.cli.agent_cmds import parse_hex
-from sfupdate.cli.render import emit_json
+from sfupdate.cli.agent_cmds import parse_hex, parse_nonce, socket_option, timeout_option
+from sfupdate.cli.render import ABSENT, emit_json, json_option, plural, write_output
 from sfupdate.errors import UsageError
 from sfupdate.ipc.client import AgentClient
-from sfupdate.ipc.framing import DEFAULT_TIMEOUT
 from sfupdate.ipc.messages import MAX_COMMAND
 from sfupdate.remote import (
     ACTIONS,
@@ -71,13 +70,6 @@ def _key_id(value: str, option: str) -> bytes:
     raise UsageError(f"{option} takes a public key file or a 64-digit hex key ID")
 
 
-def _write(path: Path, data: bytes) -> None:
-    try:
-        path.write_bytes(data)
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
-
-
 _target_options = [
     click.option("--device-key", type=_existing,
                  help="Target one device: its identity public key (device-id.pub.pem)."),
@@ -100,23 +92,26 @@ def remote_group() -> None:
 @remote_group.command("sign")
 @click.option("--key", "key_file", type=_existing, required=True,
               help="The operator's private key (provisioned as an operator anchor).")
-@click.option("--action", type=click.Choice(sorted(ACTIONS)), required=True)
+@click.option("--action", type=click.Choice(sorted(ACTIONS)), required=True,
+              help="What the device is to do (docs/after-attack.md).")
 @_with_target
 @click.option("--number", type=click.IntRange(1, 2**64 - 1), required=True,
               help="Command number: must be above the last one the device accepted.")
 @click.option("--expires-in", type=click.IntRange(1, 10 * 365 * 86400), metavar="SECONDS",
               help="Refused by the device after this many seconds from now.")
-@click.option("--nonce", help="inspect: the attestation nonce, hex (default: 16 random bytes).")
+@click.option("--nonce", metavar="HEX",
+              help="inspect: the attestation nonce, hex (default: 16 random bytes).")
 @click.option("--recovery-key", metavar="PUB|KEYID",
               help="quarantine: the recovery anchor that alone may sign images.")
 @click.option("--revoke", metavar="PUB|KEYID", help="revoke-key: the firmware anchor to revoke.")
 @click.option("--through", type=click.IntRange(0, 2**64 - 1), metavar="N",
               help="acknowledge: release the pinned events numbered up to N (sfu agent audit).")
 @click.option("-o", "--output", type=_path, required=True, help="The signed command to write.")
+@json_option
 def remote_sign(key_file: Path, action: str, device_key: Path | None, vendor: str | None,
                 klass: str | None, number: int, expires_in: int | None, nonce: str | None,
                 recovery_key: str | None, revoke: str | None, through: int | None,
-                output: Path) -> None:
+                output: Path, as_json: bool) -> None:
     """Sign a remote command (COSE_Sign1 over CBOR) for one device or a device class. Its
     issue time (now) is signed too: the device never judges an expiry by a clock below the
     latest issue time it verified."""
@@ -133,7 +128,7 @@ def remote_sign(key_file: Path, action: str, device_key: Path | None, vendor: st
         if isinstance(value, int):
             arguments[name] = value
         else:
-            arguments[name] = (parse_hex(value, "--nonce") if name == "nonce"
+            arguments[name] = (parse_nonce(value, "--nonce") if name == "nonce"
                                else _key_id(value, options[name]))
     if action == "inspect" and "nonce" not in arguments:
         arguments["nonce"] = os.urandom(16)
@@ -144,9 +139,14 @@ def remote_sign(key_file: Path, action: str, device_key: Path | None, vendor: st
     expires = now + expires_in if expires_in else None
     command = RemoteCommand(_target(device_key, vendor, klass), number, action, arguments,
                             expires, issued=now)
-    _write(output, sign_command(command, keys.load_signer(key_file)))
-    nonce_note = f", nonce {arguments['nonce'].hex()}" if action == "inspect" else ""
-    click.echo(f"{output}: {action} command {number}{nonce_note}")
+    write_output(output, sign_command(command, keys.load_signer(key_file)))
+    shown_nonce = arguments["nonce"].hex() if action == "inspect" else None
+    if as_json:
+        emit_json({"file": str(output), "action": action, "number": number,
+                   "nonce": shown_nonce, "expires": expires})
+    else:
+        nonce_note = f", nonce {shown_nonce}" if shown_nonce else ""
+        click.echo(f"{output}: {action} command {number}{nonce_note}")
 
 
 @remote_group.command("policy-sign")
@@ -157,8 +157,9 @@ def remote_sign(key_file: Path, action: str, device_key: Path | None, vendor: st
 @click.option("--sequence", type=click.IntRange(1, 2**64 - 1), required=True,
               help="Policy sequence number: must be above the installed policy's.")
 @click.option("-o", "--output", type=_path, required=True, help="The signed policy to write.")
+@json_option
 def policy_sign(policy_json: Path, key_file: Path, device_key: Path | None, vendor: str | None,
-                klass: str | None, sequence: int, output: Path) -> None:
+                klass: str | None, sequence: int, output: Path, as_json: bool) -> None:
     """Sign an integrity policy from POLICY_JSON: {"regions": [{"name", "file" | "slot",
     "offset", "length", "sha256" (hex) | "sha256_of" (a reference file here),
     "on_mismatch": "report" | "revert"}]}."""
@@ -170,8 +171,11 @@ def policy_sign(policy_json: Path, key_file: Path, device_key: Path | None, vend
         raise UsageError(f"{policy_json}: expected an object with a \"regions\" list")
     regions = tuple(_region(item, policy_json.parent) for item in spec["regions"])
     policy = IntegrityPolicy(_target(device_key, vendor, klass), sequence, regions)
-    _write(output, sign_policy(policy, keys.load_signer(key_file)))
-    click.echo(f"{output}: integrity policy {sequence}, {len(regions)} regions")
+    write_output(output, sign_policy(policy, keys.load_signer(key_file)))
+    if as_json:
+        emit_json({"file": str(output), "sequence": sequence, "regions": len(regions)})
+    else:
+        click.echo(f"{output}: integrity policy {sequence}, {plural(len(regions), 'region')}")
 
 
 def _region(item: Any, base: Path) -> Region:
@@ -223,11 +227,11 @@ def attest_group() -> None:
 @click.argument("token_file", type=_existing)
 @click.option("--device-key", type=_existing, required=True,
               help="The device's identity public key (device-id.pub.pem).")
-@click.option("--nonce", help="The nonce the token must answer (hex).")
+@click.option("--nonce", metavar="HEX", help="The nonce the token must answer (hex).")
 @click.option("--command", "command_file", type=_existing,
               help="Or: the signed command it answers; the token must then be the device's "
                    "answer to exactly that command (nonce and answer claim).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def attest_verify(token_file: Path, device_key: Path, nonce: str | None,
                   command_file: Path | None, as_json: bool) -> None:
     """Check a token's signature (device identity key) and nonce; print its claims."""
@@ -238,7 +242,7 @@ def attest_verify(token_file: Path, device_key: Path, nonce: str | None,
         signed = _read(command_file, MAX_COMMAND)
         claims = verify_answer(token, device, read_command(signed), signed)
     else:
-        claims = verify_token(token, device, parse_hex(nonce or "", "--nonce"))
+        claims = verify_token(token, device, parse_nonce(nonce or "", "--nonce"))
     if as_json:
         emit_json(claims.to_json())
     else:
@@ -258,18 +262,20 @@ def _show_claims(claims: AttestationClaims) -> None:
     click.echo(f"verified: signed by device {claims.ueid.hex()}, issued {issued}")
     click.echo(f"vendor-id        {claims.vendor_id}")
     click.echo(f"class-id         {claims.class_id}")
-    trial = claims.trial_slot or "none"
-    click.echo(f"running          slot {claims.running_slot} (trial: {trial})")
+    running = {s.name: s.sequence for s in claims.slots}.get(claims.running_slot)
+    click.echo(f"running          slot {claims.running_slot}, sequence {running}")
     click.echo(f"rollback floor   {claims.rollback_floor}")
+    click.echo("trial            " + (f"slot {claims.trial_slot}" if claims.trial_slot
+                                      else ABSENT))
     for slot in claims.slots:
-        sequence = "-" if slot.sequence is None else str(slot.sequence)
-        shown = slot.digest.hex()[:16] if slot.digest else "-"
+        sequence = ABSENT if slot.sequence is None else str(slot.sequence)
+        shown = slot.digest.hex()[:16] if slot.digest else ABSENT
         click.echo(f"slot {slot.name}           {slot.state:<10} sequence {sequence:<6} "
                    f"sha256 {shown}")
-    click.echo(f"boot log         {len(claims.boot_log)} measurements")
+    click.echo(f"boot log         {plural(len(claims.boot_log), 'measurement')}")
     for digest in claims.boot_log:
         click.echo(f"  {digest.hex()}")
-    quarantine = claims.quarantine.hex()[:16] if claims.quarantine else "no"
+    quarantine = claims.quarantine.hex()[:16] if claims.quarantine else ABSENT
     click.echo(f"quarantine       {quarantine}")
     click.echo(f"last command     {claims.last_command}")
     if claims.answer is not None:
@@ -277,24 +283,23 @@ def _show_claims(claims: AttestationClaims) -> None:
                    f"{claims.answer.outcome}")
     click.echo("integrity")
     for item in claims.to_json()["integrity"]:
-        click.echo(f"  {item['result']:<9} {item['region']}")
+        click.echo(f"  {item['result'].upper():<9} {item['region']}")
 
 
 @click.command("remote")
 @click.argument("command_file", type=_existing)
-@click.option("--socket", "socket_path", required=True, type=_path, help="The agent's socket.")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT,
-              show_default=True, help="Seconds to wait for each message.")
+@socket_option
+@timeout_option
 @click.option("-o", "--output", type=_path,
               help="Write the device's answer (an attestation token) here.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def client_remote(command_file: Path, socket_path: Path, timeout: float, output: Path | None,
                   as_json: bool) -> None:
     """Carry a signed remote command to the agent and its answer back. The agent checks the
     operator's signature, the target, the command number and the expiry."""
     result = AgentClient(socket_path, timeout).remote(_read(command_file, MAX_COMMAND))
     if output is not None:
-        _write(output, result.token)
+        write_output(output, result.token)
     if as_json:
         emit_json(result.to_json())
     else:

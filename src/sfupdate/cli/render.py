@@ -1,31 +1,104 @@
-"""Terminal rendering shared by commands: progress bars on a TTY, nothing otherwise."""
+"""Output shared by commands, so that every command speaks with one voice (docs/cli.md,
+"Shared vocabulary"): `--json`, `--progress`, absent values, plurals, file output."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import Any, Final, TypeVar
 
 import click
 
+from sfupdate.errors import UsageError
 from sfupdate.progress import Progress as ProgressCallback
 from sfupdate.progress import no_progress
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: How an absent value (no trial, no version, no policy...) is shown in text; JSON has null.
+ABSENT: Final = "-"
+MIB: Final = 1024 * 1024
+PROGRESS_MODES: Final = ("auto", "lines", "json", "none")
+
+
+def _remember_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    """Tell `sfupdate.cli.main.main` (through the context object it passes) that a failure
+    must also be reported as JSON. Eager: set before any other option can fail."""
+    if value and isinstance(ctx.obj, dict):
+        ctx.obj["json"] = True
+    return value
+
+
+def json_option(f: F) -> F:
+    """`--json`: the result as JSON on stdout; on failure, the JSON error object."""
+    return click.option("--json", "as_json", is_flag=True, is_eager=True,
+                        callback=_remember_json,
+                        help="Machine-readable output on stdout (on failure: "
+                             '{"error": {...}}, see docs/cli.md).')(f)
+
+
+def progress_option(f: F) -> F:
+    """`--progress MODE` for commands that stream an image."""
+    return click.option("--progress", "progress_mode", type=click.Choice(PROGRESS_MODES),
+                        default="auto", show_default=True,
+                        help="auto: a bar on a terminal, nothing otherwise; lines: a line "
+                             "on stderr every 10%; json: JSON progress events on stderr "
+                             "(docs/cli.md); none.")(f)
+
+
+def emit_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def shown(value: object) -> str:
+    """A value for text output: ABSENT for None."""
+    return ABSENT if value is None else str(value)
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """'1 region', '2 regions' ('1 entry', '2 entries' with `words`)."""
+    return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
+def write_output(path: Path, data: bytes) -> None:
+    """Write a command's output file; a failure (disk full...) names the file (exit 2)."""
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
 
 @contextmanager
-def progress_bar(description: str) -> Iterator[ProgressCallback]:
-    """A rich progress bar on stderr when it is a terminal; a no-op callback otherwise."""
-    if not sys.stderr.isatty():
+def progress(mode: str, phase: str, sized: bool = True) -> Iterator[ProgressCallback]:
+    """The progress callback for `--progress MODE` while `phase` (signing, installing...)
+    runs. `sized`: whether the total is known (not for an SFUI read from a pipe)."""
+    if mode == "auto":
+        mode = "bar" if sys.stderr.isatty() else "none"
+    if mode == "bar":
+        with _bar(phase) as bar:
+            yield bar
+    elif mode == "lines":
+        yield _lines(phase, sized)
+    elif mode == "json":
+        yield _json_events(phase, sized)
+    else:
         yield no_progress
-        return
+
+
+@contextmanager
+def _bar(phase: str) -> Iterator[ProgressCallback]:
+    """A rich progress bar on stderr, in binary units (MiB) like every other sfu output."""
     # Imported here: rich costs more start-up time than most commands take otherwise.
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), transient=True) as bar:
-        task = bar.add_task(description, total=None)
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  DownloadColumn(binary_units=True), TransferSpeedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(phase, total=None)
 
         def update(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
@@ -33,5 +106,61 @@ def progress_bar(description: str) -> Iterator[ProgressCallback]:
         yield update
 
 
-def emit_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, sort_keys=True))
+def _step(sized: bool, steps: int) -> Callable[[int, int], int]:
+    """Which step of the progress `done` is in: 1/`steps` of the total, or the MiB when the
+    total is unknown; a report is made each time the step changes."""
+    if sized:
+        return lambda done, total: done * steps // total if total else steps
+    return lambda done, total: done // MIB
+
+
+def _lines(phase: str, sized: bool) -> ProgressCallback:
+    step, last = _step(sized, 10), -1
+
+    def report(done: int, total: int) -> None:
+        nonlocal last
+        if step(done, total) != last:
+            last = step(done, total)
+            if sized:
+                click.echo(f"sfu: {phase}: {last * 10}% ({done / MIB:.1f} of "
+                           f"{total / MIB:.1f} MiB)", err=True)
+            else:
+                click.echo(f"sfu: {phase}: {done / MIB:.1f} MiB", err=True)
+
+    return report
+
+
+def _json_events(phase: str, sized: bool) -> ProgressCallback:
+    """One JSON object per line on stderr, at each 1 % (each MiB when the total is unknown):
+    {"event": "progress", "phase", "done", "total"} (total null when unknown)."""
+    step, last = _step(sized, 100), -1
+
+    def report(done: int, total: int) -> None:
+        nonlocal last
+        if step(done, total) != last:
+            last = step(done, total)
+            event = {"event": "progress", "phase": phase, "done": done,
+                     "total": total if sized else None}
+            click.echo(json.dumps(event, sort_keys=True), err=True)
+
+    return report
+
+
+def show_device_status(status: dict[str, Any]) -> None:
+    """The text form of a device status in the `sfu agent status --json` shape, which
+    `sfu board status --json` shares (a slot may add its "version")."""
+    click.echo(f"vendor-id        {status['vendor_id']}")
+    click.echo(f"class-id         {status['class_id']}")
+    click.echo(f"running          slot {status['running_slot']}, sequence "
+               f"{status['running_sequence']}")
+    click.echo(f"rollback floor   {status['rollback_floor']}")
+    if status["trial_slot"] is None:
+        click.echo(f"trial            {ABSENT}")
+    else:
+        click.echo(f"trial            slot {status['trial_slot']}, "
+                   f"{plural(status['trial_tries_left'], 'try', 'tries')} left")
+    for name, slot in sorted(status["slots"].items()):
+        version = f"version {shown(slot['version']):<10} " if "version" in slot else ""
+        digest = slot["digest"][:16] if slot["digest"] else ABSENT
+        click.echo(f"slot {name}           {slot['state']:<10} sequence "
+                   f"{shown(slot['sequence']):<6} {version}sha256 {digest}")

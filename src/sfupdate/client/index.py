@@ -27,6 +27,7 @@ from tuf.ngclient.fetcher import FetcherInterface
 
 from sfupdate.client.download import TransferPolicy, fetch
 from sfupdate.client.sources import Source
+from sfupdate.client.state import discard, started_from
 from sfupdate.errors import DownloadError, RemoteFileNotFoundError, RepositoryError, UsageError
 
 _BASE: Final = "source:"  # ngclient builds "<base>metadata/N.root.json"; we strip the base
@@ -72,10 +73,11 @@ class _SourceFetcher(FetcherInterface):
             raise tuf_errors.DownloadHTTPError(str(exc), 404) from None
 
 
-def _explain(exc: tuf_errors.RepositoryError, path: str) -> str:
+def _explain(exc: tuf_errors.RepositoryError, path: str, state_dir: Path) -> str:
     """Say what a refused index means. `path` is the metadata file just fetched: a version
     refused there is a rollback if it was the timestamp (older than the trusted one, or
-    naming an older snapshot), else files of different publishes."""
+    naming an older snapshot), else files of different publishes. `state_dir` holds the
+    trusted root."""
     what = str(exc)
     if isinstance(exc, tuf_errors.ExpiredMetadataError):
         return (f"repository index is stale: {what}; refusing an index that is past its "
@@ -87,7 +89,9 @@ def _explain(exc: tuf_errors.RepositoryError, path: str) -> str:
         return (f"repository index files come from different publishes: {what} "
                 "(mix-and-match refused)")
     if isinstance(exc, tuf_errors.UnsignedMetadataError):
-        return f"repository index is not signed by the trusted repository keys: {what}"
+        return (f"repository index is not signed by the trusted repository keys: {what} "
+                f"(the trusted root is kept in {state_dir}; if it is not this repository's, "
+                "pass the right one with --trusted-root: it replaces the stored one)")
     if isinstance(exc, tuf_errors.LengthOrHashMismatchError):
         return f"repository index files do not match each other: {what}"
     return f"repository index refused: {what}"
@@ -121,7 +125,10 @@ class RepositoryIndex:
 
     `state_dir` keeps the trusted metadata between runs (that is what makes rollback of the
     index detectable); it is seeded from `trusted_root` (the repository's 1.root.json,
-    provisioned out of band) the first time.
+    provisioned out of band) the first time. A `trusted_root` given later is checked against
+    the state: when the state holds another root of that version, the given root wins (the
+    state is discarded and seeded from it again). A first run that fails to verify the
+    index leaves no state behind (sfupdate.client.state).
     """
 
     def __init__(self, source: Source, state_dir: Path, trusted_root: Path | None = None,
@@ -131,20 +138,33 @@ class RepositoryIndex:
         self.policy = policy or TransferPolicy()
         self._log = log
         self._state = state_dir
-        bootstrap: bytes | None = None
-        if not (state_dir / "root.json").exists():
-            if trusted_root is None:
-                raise UsageError(f"no trusted root for this repository in {state_dir}: pass "
-                                 "--trusted-root (the repository's metadata/1.root.json, "
-                                 "obtained out of band)")
-            bootstrap = self._read_root(trusted_root)
+        bootstrap = None if trusted_root is None else self._read_root(trusted_root)
+        self._fresh = not (state_dir / "root.json").exists()
+        if bootstrap is not None and not self._fresh and not started_from(state_dir, bootstrap):
+            if log:
+                log(f"{trusted_root} is not the root this client trusted for the repository; "
+                    f"discarding the index metadata kept in {state_dir} and starting over "
+                    "from it")
+            discard(state_dir)
+            self._fresh = True
+        if self._fresh and bootstrap is None:
+            raise UsageError(f"no trusted root for this repository in {state_dir}: pass "
+                             "--trusted-root (the repository's metadata/1.root.json, "
+                             "obtained out of band)")
+        self._created = not state_dir.exists()
         state_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._fetcher = _SourceFetcher(source, self.policy, log)
             self._updater = Updater(str(state_dir), _BASE + "metadata/", fetcher=self._fetcher,
-                                    bootstrap=bootstrap)
+                                    bootstrap=bootstrap if self._fresh else None)
         except tuf_errors.RepositoryError as exc:
+            self._forget_if_fresh()
             raise RepositoryError(f"trusted root is unusable: {exc}") from None
+
+    def _forget_if_fresh(self) -> None:
+        """After a failed first run: leave no state behind (the next run starts clean)."""
+        if self._fresh:
+            discard(self._state, remove_dir=self._created)
 
     @staticmethod
     def _read_root(path: Path) -> bytes:
@@ -160,15 +180,26 @@ class RepositoryIndex:
     def refresh(self) -> list[Candidate]:
         """Run the TUF refresh; return every entry of the verified top-level targets."""
         try:
+            self._refresh()
+        except BaseException:
+            self._forget_if_fresh()
+            raise
+        self._fresh = False
+        return self._listing()
+
+    def _refresh(self) -> None:
+        try:
             self._updater.refresh()
         except tuf_errors.RepositoryError as exc:
-            raise RepositoryError(_explain(exc, self._fetcher.path)) from None
+            raise RepositoryError(_explain(exc, self._fetcher.path, self._state)) from None
         except tuf_errors.DownloadLengthMismatchError as exc:
             raise DownloadError(f"{self._fetcher.current}: index file too long ({exc}); "
                                 "transfer abandoned (endless data)") from None
         except tuf_errors.DownloadError as exc:
             raise DownloadError(f"{self._fetcher.current}: index download failed: {exc}"
                                 ) from None
+
+    def _listing(self) -> list[Candidate]:
         # ngclient persisted exactly what it verified; read it back for the listing.
         targets = Metadata[Targets].from_bytes((self._state / "targets.json").read_bytes()).signed
         trusted_root = Metadata[Root].from_bytes(
@@ -195,7 +226,7 @@ class RepositoryIndex:
             pending = chunk
         if hasher.hexdigest() != candidate.sha256:
             raise DownloadError(f"{self.source.describe(candidate.path)}: the bytes served do "
-                                f"not match the signed index (sha-256 {hasher.hexdigest()[:16]}"
+                                f"not match the signed index (sha256 {hasher.hexdigest()[:16]}"
                                 f"..., index says {candidate.sha256[:16]}...): wrong or "
                                 "substituted file, not installed")
         if pending is not None:

@@ -230,11 +230,9 @@ class SecureState:
         above the floor, the confirmed and the running image."""
         device = self.device
         if image.vendor_id != device.vendor_id:
-            raise WrongVendorError(f"image is for vendor {image.vendor_id}, this device is "
-                                   f"{device.vendor_id}")
+            raise WrongVendorError.mismatch("image", image.vendor_id, device.vendor_id)
         if image.class_id != device.class_id:
-            raise WrongClassError(f"image is for device class {image.class_id}, this device "
-                                  f"is {device.class_id}")
+            raise WrongClassError.mismatch("image", image.class_id, device.class_id)
         if not any(hmac.compare_digest(k.kid, image.signer) for k in self.install_keys()):
             if self.remote.quarantine is not None:
                 raise QuarantinedError(
@@ -442,11 +440,11 @@ class SecureState:
                 raise WrongDeviceError(f"signed for device {target.ueid.hex()[:_SHOWN]}..., "
                                        f"this is {ueid.hex()[:_SHOWN]}...")
         elif target.vendor_id != device.vendor_id:
-            raise WrongVendorError(f"signed for vendor {target.vendor_id}, this device is "
-                                   f"{device.vendor_id}")
+            raise WrongVendorError.mismatch("the signed command or policy", target.vendor_id,
+                                            device.vendor_id)
         elif target.class_id != device.class_id:
-            raise WrongClassError(f"signed for device class {target.class_id}, this device is "
-                                  f"{device.class_id}")
+            raise WrongClassError.mismatch("the signed command or policy", target.class_id,
+                                           device.class_id)
 
     def clock(self, now: int) -> int:
         """The agent's notion of the time: the host clock, never below the time floor."""

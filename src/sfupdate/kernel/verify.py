@@ -34,14 +34,10 @@ from sfupdate.sfui import (
     EnvelopeReader,
     ImageInfo,
     TrustedKey,
-    class_uuid,
     manifest_digest,
-    vendor_uuid,
 )
+from sfupdate.sfui.uuids import AGENT_CLASS, AGENT_VENDOR
 
-#: The agent bundle's vendor and class.
-AGENT_VENDOR: Final = vendor_uuid("sfupdate.dev")
-AGENT_CLASS: Final = class_uuid(AGENT_VENDOR, "sfu-agent")
 #: The sim's firmware health hook: an image is unhealthy if its bytes contain this marker
 #: anywhere (the stand-in for running it; demo images carry it to show a revert).
 HEALTH_FAIL_MARKER: Final = b"SFU-HEALTH:FAIL"
@@ -72,9 +68,11 @@ def verify_slot(board: Board, slot: Slot, image: ImageRecord, keys: list[Trusted
     verified = reader.authenticate(keys)
     info = verified.info
     if info.vendor_id != device.vendor_id:
-        raise WrongVendorError(f"slot {slot.value} holds an image for another vendor")
+        raise WrongVendorError.mismatch(f"the image in slot {slot.value}", info.vendor_id,
+                                        device.vendor_id)
     if info.class_id != device.class_id:
-        raise WrongClassError(f"slot {slot.value} holds an image for another device class")
+        raise WrongClassError.mismatch(f"the image in slot {slot.value}", info.class_id,
+                                       device.class_id)
     if info.sequence_number < floor:
         raise DowngradeError(f"slot {slot.value} holds sequence {info.sequence_number}, "
                              f"below the rollback floor {floor}")

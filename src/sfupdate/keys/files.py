@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Final
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from sfupdate.errors import KeyFileError, UsageError
 from sfupdate.sfui.cose import (
@@ -49,10 +49,14 @@ def write_private_key(key: PrivateKey, path: Path) -> None:
         raise UsageError(f"{path} exists; refusing to overwrite a key") from None
     except OSError as exc:
         raise KeyFileError(f"cannot create {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:  # a disk full: no half-written key is left behind
+        path.unlink(missing_ok=True)
+        raise KeyFileError(f"cannot write {path}: {exc.strerror}") from None
 
 
 def public_pem(key: PublicKey) -> bytes:
@@ -75,12 +79,21 @@ def _read(path: Path) -> bytes:
     return data
 
 
+def _kind(key: object) -> str:
+    """What a key is, in words (for errors): not the library's class name."""
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        return f"an EC key on curve {key.curve.name}"
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        return "an RSA key"
+    return "a key of an unsupported type"
+
+
 def _check_private(key: object, path: Path) -> PrivateKey:
     if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
         return key
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return key
-    raise KeyFileError(f"{path}: unsupported key type (need P-256 or Ed25519)")
+    raise KeyFileError(f"{path} is {_kind(key)}; sfu uses P-256 or Ed25519 keys")
 
 
 def _check_public(key: object, path: Path | str) -> PublicKey:
@@ -88,15 +101,21 @@ def _check_public(key: object, path: Path | str) -> PublicKey:
         return key
     if isinstance(key, ed25519.Ed25519PublicKey):
         return key
-    raise KeyFileError(f"{path}: unsupported key type (need P-256 or Ed25519)")
+    raise KeyFileError(f"{path} is {_kind(key)}; sfu uses P-256 or Ed25519 keys")
 
 
 def load_private_key(path: Path) -> PrivateKey:
     data = _read(path)
     try:
         key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        raise KeyFileError(f"{path} is not an unencrypted PEM private key ({exc})") from None
+    except TypeError:  # the library's way of saying it needs a password
+        raise KeyFileError(f"{path} is an encrypted private key; sfu needs it unencrypted "
+                           "(PKCS#8 PEM, as `sfu keys generate` writes)") from None
+    except ValueError:  # its message names its parser and a URL: say what is wrong instead
+        what = ("a public key, not the private key signing needs" if b"PUBLIC KEY" in data
+                else "not a PEM private key (PKCS#8, \"BEGIN PRIVATE KEY\", as `sfu keys "
+                     "generate` writes)")
+        raise KeyFileError(f"{path} is {what}") from None
     return _check_private(key, path)
 
 
@@ -112,8 +131,9 @@ def parse_public_pem(data: bytes, where: str) -> TrustedKey:
     """A trusted key from public PEM bytes; `where` names them in errors."""
     try:
         key = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError) as exc:
-        raise KeyFileError(f"{where} is not a PEM public key ({exc})") from None
+    except (ValueError, TypeError):  # the library's message names its parser and a URL
+        raise KeyFileError(f"{where} is not a PEM public key (SubjectPublicKeyInfo, "
+                           "\"BEGIN PUBLIC KEY\", as `sfu keys public` writes)") from None
     return TrustedKey(_check_public(key, where))
 
 

@@ -7,6 +7,7 @@ vendor domain name) and the class ID is UUIDv5(vendor ID, model name).
 from __future__ import annotations
 
 import uuid
+from typing import Final
 
 from sfupdate.errors import UsageError
 
@@ -40,3 +41,9 @@ def _maybe_uuid(value: str) -> uuid.UUID | None:
         return uuid.UUID(value)
     except ValueError:
         return None
+
+
+#: The agent bundle's vendor and class: what both the author's tools (which build bundles) and
+#: the boot ROM and the agent (which verify them) call an agent bundle.
+AGENT_VENDOR: Final = vendor_uuid("sfupdate.dev")
+AGENT_CLASS: Final = class_uuid(AGENT_VENDOR, "sfu-agent")

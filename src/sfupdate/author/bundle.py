@@ -1,4 +1,5 @@
-"""The agent bundle: sfupdate's own sources as a zipapp, signed as an SFUI.
+"""The agent bundle: sfupdate's own sources as a zipapp, signed as an SFUI (a build-time job
+of the authors; the boot ROM and the agent only verify bundles).
 
 The boot ROM verifies the bundle against the root-key hash fused in OTP and runs exactly the
 verified bytes: `python -I bundle.pyz boot BOARD` executes `sfupdate.boot.stage2` from inside
@@ -14,11 +15,11 @@ from pathlib import Path
 from typing import Final
 
 import sfupdate
-from sfupdate.author import ImageSpec, sign_firmware
-from sfupdate.sfui import Signer, class_uuid, vendor_uuid
+from sfupdate.author.sign import ImageSpec, sign_firmware
+from sfupdate.keys import FileSigner, generate_private_key
+from sfupdate.sfui import Signer, TrustedKey
+from sfupdate.sfui.uuids import AGENT_CLASS, AGENT_VENDOR
 
-AGENT_VENDOR: Final = vendor_uuid("sfupdate.dev")
-AGENT_CLASS: Final = class_uuid(AGENT_VENDOR, "sfu-agent")
 _EPOCH: Final = (1980, 1, 1, 0, 0, 0)
 _MAIN: Final = b"from sfupdate.boot.stage2 import main\nraise SystemExit(main())\n"
 
@@ -47,3 +48,11 @@ def build_agent_bundle(signer: Signer, sequence: int = 1) -> bytes:
                          "sfupdate agent bundle")
         sign_firmware(app, out, signer, spec)
         return out.read_bytes()
+
+
+def one_time_agent_bundle() -> tuple[bytes, TrustedKey]:
+    """A bundle signed with a one-time key that is then forgotten (provisioning without an
+    agent key: that board's agent can never be replaced, nor forged). Returns the bundle and
+    the key whose hash provisioning fuses."""
+    signer = FileSigner(generate_private_key("ES256"))
+    return build_agent_bundle(signer), TrustedKey(signer.public_key)

@@ -1,0 +1,112 @@
+"""`sfu board linux ...`: a real Linux device described by its configuration file
+(/etc/sfupdate/device.toml, see docs/deploy.md): provision it, reconcile and confirm the
+boot (the mark-good unit), show its state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sfupdate import keys
+from sfupdate.board.linux.config import DEFAULT_PATH, load_config
+from sfupdate.cli.board_cmds import board_group, describe
+from sfupdate.cli.render import emit_json
+
+_existing = click.Path(path_type=Path, dir_okay=False, exists=True)
+config_option = click.option("--config", "config_path", type=_existing, default=DEFAULT_PATH,
+                             show_default=True, help="The device configuration (TOML).")
+
+
+def register(group: click.Group) -> None:
+    board_group.add_command(linux_group)
+
+
+@click.group("linux")
+def linux_group() -> None:
+    """A real Linux device (TPM, block-device slots, U-Boot or GRUB): provision, mark-good,
+    status."""
+
+
+@linux_group.command("provision")
+@config_option
+@click.option("--trust", "trust_files", type=_existing, multiple=True, required=True,
+              help="Public key trusted to sign firmware (repeatable).")
+@click.option("--vendor", required=True, help="Vendor name (domain) or vendor UUID.")
+@click.option("--class", "klass", required=True, help="Device class name or class UUID.")
+@click.option("--firmware", type=_existing, required=True, help="Initial firmware (SFUI).")
+@click.option("--agent-key", type=_existing,
+              help="Private key that signs the agent bundle; its hash goes into the TPM's "
+                   "write-once index. Default: a one-time key, forgotten after provisioning.")
+@click.option("--operator", "operator_files", type=_existing, multiple=True,
+              help="Public key trusted to sign remote commands and integrity policies.")
+@click.option("--recovery", "recovery_files", type=_existing, multiple=True,
+              help="Public key trusted to sign images while the device is quarantined.")
+@click.option("--insecure-storage", is_flag=True,
+              help="INSECURE: with no [tpm] configured, keep fuses and secure storage in "
+                   "plain files that root can read, forge and roll back. For development "
+                   "boards only; never on a device in the field.")
+def provision_cmd(config_path: Path, trust_files: tuple[Path, ...], vendor: str, klass: str,
+                  firmware: Path, agent_key: Path | None, operator_files: tuple[Path, ...],
+                  recovery_files: tuple[Path, ...], insecure_storage: bool) -> None:
+    """On the production line: write slot A, create the TPM key and indices, store the trust
+    anchors, lock the TPM's owner hierarchy. Run as root, then hand state_dir to the agent's
+    user (docs/deploy.md)."""
+    from sfupdate.board.linux.board import LinuxBoard
+    from sfupdate.boot.provision import provision
+    from sfupdate.cli.board_cmds import agent_bundle_for
+
+    board = LinuxBoard(load_config(config_path), insecure_storage=insecure_storage)
+    if board.insecure:
+        click.echo("sfu: WARNING: --insecure-storage: no TPM; secure storage is plain files "
+                   "anyone with root can roll back or forge", err=True)
+    bundle, bundle_key = agent_bundle_for(agent_key)
+    done = provision(board, [keys.load_public_key(p) for p in trust_files], vendor, klass,
+                     firmware, bundle, bundle_key,
+                     [keys.load_public_key(p) for p in operator_files],
+                     [keys.load_public_key(p) for p in recovery_files])
+    board.identity_public_path.write_bytes(done.identity_public_pem)
+    click.echo(f"{config_path}: provisioned; slot A confirmed at sequence "
+               f"{done.image.sequence}; root-key hash {done.root_key_hash.hex()}; "
+               f"identity key {board.identity_public_path}")
+
+
+@linux_group.command("mark-good")
+@config_option
+@click.option("--no-confirm", is_flag=True,
+              help="Record the boot and its health, but leave a healthy trial unconfirmed.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def mark_good(config_path: Path, no_confirm: bool, as_json: bool) -> None:
+    """After boot: record which slot the bootloader booted (sfu.slot= on the kernel command
+    line), verify it, run the health command, confirm a healthy trial or reject a failing
+    one, and re-mirror the bootloader environment. Exit 12 if the trial was rejected."""
+    from sfupdate.board.linux.board import LinuxBoard
+    from sfupdate.boot.linux import reconcile_this_boot
+    from sfupdate.errors import DeviceStateError
+
+    result = reconcile_this_boot(LinuxBoard(load_config(config_path)), not no_confirm)
+    if as_json:
+        emit_json(result.__dict__)
+    else:
+        for event in result.events:
+            click.echo(event)
+    if result.trial and not result.healthy:
+        raise DeviceStateError(f"trial slot {result.slot} failed its health check: rejected")
+
+
+@linux_group.command("status")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(config_path: Path, as_json: bool) -> None:
+    """Fuses, slots, trial, floor and the bootloader environment."""
+    from sfupdate.board.linux.board import LinuxBoard
+
+    board = LinuxBoard(load_config(config_path))
+    desc = describe(board)
+    desc["bootloader"] = board.mirror.env.read() if board.mirror else None
+    desc["insecure_storage"] = board.insecure
+    if as_json:
+        emit_json(desc)
+        return
+    for key, value in desc.items():
+        click.echo(f"{key:<16} {value}")
