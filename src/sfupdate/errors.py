@@ -287,6 +287,13 @@ class DownloadError(SfuError):
     exit_code = 14
 
 
+class ServerError(SfuError):
+    """The update server (hawkBit DDI API) cannot be reached, refuses this device (its token,
+    its controller id), or answers something that is not the DDI API."""
+
+    exit_code = 17
+
+
 class RemoteFileNotFoundError(DownloadError):
     """The source has no such file (HTTP 404/410, missing file on local media)."""
 
