@@ -291,6 +291,7 @@ class ServerError(SfuError):
     """The update server (hawkBit DDI API) cannot be reached, refuses this device (its token,
     its controller id), or answers something that is not the DDI API."""
 
+    code = "server"
     exit_code = 17
 
 
