@@ -159,7 +159,7 @@ def repo_publish(directory: Path, as_json: bool) -> None:
 
     repo = Repository(directory)
     version = repo.publish()
-    count = len(repo.published()[3])
+    count = len(repo.published().targets)
     if as_json:
         emit_json({"repository": str(directory), "index_version": version, "images": count})
     else:
