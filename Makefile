@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck contracts unit compat bench fuzz clean
+.PHONY: demo test lint typecheck contracts unit compat model bench fuzz clean
 FUZZ_SECONDS ?= 60
 LATEST := .venv-latest
 
@@ -23,7 +23,14 @@ demo: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
 unit: $(VENV)/.installed-dev
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --ignore=tests/model
+
+# The model-checked kernel (docs/model.md): spin verifies model/kernel.pml exhaustively (every
+# property, every broken variant rejected), then the trace conformance tests replay the
+# model's random walks on the code and the code's in spin (SFU_TRACE_STEPS each, default
+# 5,000). Needs spin and gcc (apt-get install -y spin gcc); in CI their absence is a failure.
+model: $(VENV)/.installed-dev
+	$(BIN)/pytest -q -s tests/model
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks fuzz
@@ -51,7 +58,7 @@ compat: $(LATEST)/.installed
 	$(LATEST)/bin/python -c 'import importlib.metadata as m; print("compat run with cbor2", m.version("cbor2"))'
 	$(LATEST)/bin/pytest -q -p no:cacheprovider $(COMPAT_TESTS)
 
-test: unit lint typecheck contracts compat
+test: unit model lint typecheck contracts compat
 
 # Benchmarks are not tests: `make test` and CI never run them or install the peers.
 # BENCH_SIZE_MIB: peers side by side (and any other benchmark); BENCH_LARGE_MIB: sign/verify

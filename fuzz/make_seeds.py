@@ -19,7 +19,6 @@ from sfupdate.ipc.messages import (
     ConfirmRequest,
     ErrorReply,
     InstallBegin,
-    InstalledReply,
     InstallEnd,
     InstallResult,
     ReadyReply,
@@ -74,8 +73,8 @@ def ipc_seeds() -> None:
     write(corpus, b"\x00" + b"".join(framed))  # a whole session
     for frame in framed:
         write(corpus, b"\x00" + frame)
-    for reply in (ReadyReply(), ErrorReply("DowngradeError", "sequence 1 is not above 2"),
-                  InstalledReply(InstallResult("B", 2, "ab" * 32))):
+    for reply in (ReadyReply(), ErrorReply("downgrade", "sequence 1 is not above 2"),
+                  InstallResult("B", 2, "ab" * 32)):
         write(corpus, b"\x01" + cbor.dumps(encode_reply(reply)))
 
 

@@ -36,7 +36,8 @@ def test_every_exit_code_is_documented() -> None:
 SCRIPTED = [
     "sign", "verify", "inspect", "keys generate", "install",
     "repo init", "repo add", "repo remove", "repo list", "repo publish",
-    "client check", "client update", "client status", "client remote",
+    "client check", "client update", "client status", "client remote", "client watch",
+    "client ddi",
     "agent status", "agent confirm", "agent reject-trial", "agent check", "agent attest",
     "agent audit", "agent policy install", "agent bundle",
     "board status", "board boot", "board confirm",

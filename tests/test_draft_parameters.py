@@ -23,7 +23,7 @@ import cbor2
 import pytest
 
 from sfupdate import errors, keys
-from sfupdate.agent.policy import check_identity
+from sfupdate.agent.envelope_checks import check_identity
 from sfupdate.repo import Repository
 from sfupdate.sfui import AlgorithmStyle, EnvelopeReader, Text, TrustedKey, cbor, suit
 from sfupdate.sfui.model import Pen, decode_sequence
@@ -183,7 +183,8 @@ def test_fetch_arguments_are_read(example_key: list[TrustedKey]) -> None:
 
 def test_fetch_arguments_must_be_a_byte_string(example_key: list[TrustedKey]) -> None:
     data = _example(1, _edit_install(suit.PARAM_FETCH_ARGUMENTS, "range=0-"))
-    with pytest.raises(errors.SchemaError, match="parameter 25 must be a byte string"):
+    with pytest.raises(errors.SchemaError,
+                       match=r"parameter 25 has the wrong type or value \(must be a byte string"):
         _authenticate(data, example_key)
 
 

@@ -12,7 +12,7 @@ import cbor2
 import pytest
 
 from sfupdate import errors
-from sfupdate.agent.policy import check_payload
+from sfupdate.agent.envelope_checks import check_payload
 from sfupdate.author.sign import PAYLOAD_URI
 from sfupdate.keys.files import FileSigner
 from sfupdate.sfui import ImageInfo, Manifest, PayloadRef, TrustedKey, cbor, suit

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 
@@ -60,6 +61,14 @@ def test_malformed_command_is_refused(action: str, arguments: dict[str, object],
     obj = {1: 1, 2: {1: b"\x01" + b"a" * 32}, 3: 1, 4: action, 5: arguments}
     with pytest.raises(error):
         RemoteCommand.decode(cbor.dumps(obj))
+
+
+@pytest.mark.parametrize("fields", [
+    {}, {"vendor_id": VENDOR}, {"ueid": b"\x01" + b"a" * 32, "vendor_id": VENDOR},
+])
+def test_an_incomplete_target_is_a_programming_mistake(fields: dict[str, Any]) -> None:
+    with pytest.raises(TypeError, match="UEID"):
+        Target(**fields)
 
 
 def test_target_matching() -> None:

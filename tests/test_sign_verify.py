@@ -62,10 +62,20 @@ def test_payload_tamper_is_refused(sign_image: SignImage, es256_trusted: Trusted
 
 
 def test_no_payload_byte_before_authentication(sign_image: SignImage) -> None:
+    """Asking for the payload first is a programming mistake (RuntimeError), not a refusal
+    of the file."""
     with open(sign_image(), "rb") as f:
         reader = EnvelopeReader(f)
-        with pytest.raises(errors.SfuError, match="authenticate"):
+        with pytest.raises(RuntimeError, match="authenticate"):
             next(reader.payload())
+
+
+def test_authenticate_runs_once(sign_image: SignImage, es256_trusted: TrustedKey) -> None:
+    with open(sign_image(), "rb") as f:
+        reader = EnvelopeReader(f)
+        reader.authenticate([es256_trusted])
+        with pytest.raises(RuntimeError, match="once"):
+            reader.authenticate([es256_trusted])
 
 
 def test_firmware_that_changes_while_signing_is_refused(tmp_path: Path,

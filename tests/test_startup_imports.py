@@ -27,7 +27,8 @@ from tests.agent.support import RunningAgent
 HEAVY = ("tuf", "httpx", "rich", "securesystemslib", "cryptography", "urllib3")
 #: All of ours a client of the agent needs: the IPC contract, the CBOR codec it uses, and the
 #: `sfu agent` commands (the rest of sfui, keys, remote, client and the secure world: not).
-IPC_CLIENT = {"sfupdate", "sfupdate.errors", "sfupdate.progress", "sfupdate.sfui",
+IPC_CLIENT = {"sfupdate", "sfupdate.errors", "sfupdate.progress", "sfupdate.schema",
+              "sfupdate.sfui",
               "sfupdate.sfui.cbor", "sfupdate.cli", "sfupdate.cli.main",
               "sfupdate.cli.agent_cmds", "sfupdate.cli.render"}
 #: The order main.py registered the command modules in before they became lazy.

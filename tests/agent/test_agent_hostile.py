@@ -66,7 +66,7 @@ def opened_session(agent: RunningAgent, data: bytes, seconds: float = 5.0) -> so
         if isinstance(reply, ReadyReply):
             return sock
         sock.close()
-        if not (isinstance(reply, ErrorReply) and reply.error == "AgentBusyError"
+        if not (isinstance(reply, ErrorReply) and reply.code == "agent-busy"
                 and time.monotonic() < deadline):
             raise AssertionError(f"no install session: {reply}")
         time.sleep(0.05)
@@ -74,7 +74,7 @@ def opened_session(agent: RunningAgent, data: bytes, seconds: float = 5.0) -> so
 
 def assert_protocol_error(reply: Reply | None, match: str = "") -> None:
     assert isinstance(reply, ErrorReply), reply
-    assert reply.error == "IpcError", reply
+    assert reply.code == "ipc", reply
     assert match in reply.message, reply
 
 
@@ -157,7 +157,7 @@ class TestCraftedTraffic:
                 + frame({"op": "install-end"}))
         with opened_session(agent, data) as sock:
             reply = reply_of(sock)
-        assert isinstance(reply, ErrorReply) and reply.error == "TruncatedError", reply
+        assert isinstance(reply, ErrorReply) and reply.code == "truncated", reply
 
     def test_more_bytes_than_announced_are_refused(self, agent: RunningAgent,
                                                    image: bytes) -> None:
@@ -242,9 +242,8 @@ def test_random_traffic_never_hurts_the_agent_or_the_device(
         reply = attack(agent, _random_message(rng, image))
         assert reply is None or isinstance(reply, (ErrorReply, ReadyReply)), reply
         if isinstance(reply, ErrorReply):
-            assert reply.error in ("IpcError", "TruncatedError", "AgentBusyError",
-                                   "UnknownTagError", "SchemaError", "EncodingError",
-                                   "DeviceStateError"), reply
+            assert reply.code in ("ipc", "truncated", "agent-busy", "unknown-tag", "schema",
+                                  "encoding", "device-state"), reply
     agent.assert_alive()
     assert agent.snapshot() == before
     assert install_when_idle(agent, sign_image(payload=FIRMWARE_V2, sequence=2)).sequence == 2

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import struct
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +20,7 @@ from sfupdate.ipc.messages import (
     Chunk,
     ErrorReply,
     InstallBegin,
-    SlotStatus,
+    SlotReport,
     StatusReply,
     chunk_frame,
     decode_reply,
@@ -154,8 +156,8 @@ def test_requests_round_trip_through_their_encoding() -> None:
 def _status() -> AgentStatus:
     return AgentStatus("9e5b1d3a-8b1c-5a55-9e1e-0a0a0a0a0a0a",
                        "1c2d3e4f-0000-5000-8000-000000000000", "A", 3, 3, "B", 2,
-                       {"A": SlotStatus("confirmed", 3, "ab" * 32),
-                        "B": SlotStatus("trial", 4, "cd" * 32)})
+                       {"A": SlotReport("confirmed", 3, "ab" * 32),
+                        "B": SlotReport("trial", 4, "cd" * 32)})
 
 
 def test_status_reply_round_trips_and_is_its_json() -> None:
@@ -168,7 +170,7 @@ def test_status_reply_round_trips_and_is_its_json() -> None:
 def test_status_reply_with_a_bad_field_is_refused() -> None:
     wire = encode_reply(StatusReply(_status()))
     wire["status"]["slots"]["B"]["state"] = "bootable-trust-me"
-    with pytest.raises(IpcError, match="slot B"):
+    with pytest.raises(IpcError, match=r"status\.slots\.B\.state"):
         decode_reply(wire)
     wire = encode_reply(StatusReply(_status()))
     wire["status"]["running_slot"] = "C"
@@ -176,19 +178,48 @@ def test_status_reply_with_a_bad_field_is_refused() -> None:
         decode_reply(wire)
 
 
-@pytest.mark.parametrize("name", ["DowngradeError", "WrongVendorError", "SignatureError",
-                                  "PayloadDigestError", "TooLargeError", "AgentBusyError",
-                                  "StorageIntegrityError", "DeviceStateError", "IpcError"])
-def test_refusals_map_back_to_the_agents_error_class(name: str) -> None:
-    exc = decode_reply(encode_reply(ErrorReply(name, "refused"))).to_exception()  # type: ignore[union-attr]
-    assert type(exc) is getattr(errors, name)
+def _error_classes() -> list[type[errors.SfuError]]:
+    return [cls for cls in vars(errors).values()
+            if isinstance(cls, type) and issubclass(cls, errors.SfuError)]
+
+
+def test_every_error_class_has_its_own_unique_wire_code() -> None:
+    classes = _error_classes()
+    assert all("code" in vars(cls) for cls in classes), [
+        cls.__name__ for cls in classes if "code" not in vars(cls)]
+    codes = [cls.code for cls in classes]
+    assert len(set(codes)) == len(codes)
+    assert all(errors.error_class(cls.code) is cls for cls in classes)
+
+
+def test_wire_codes_are_stable() -> None:
+    """A code is a promise to older clients: renaming a class must not change it."""
+    assert {cls.__name__: cls.code for cls in _error_classes()
+            if cls.__name__ in ("DowngradeError", "AgentBusyError", "IpcError",
+                                "StorageIntegrityError", "PayloadDigestError")} == {
+        "DowngradeError": "downgrade", "AgentBusyError": "agent-busy", "IpcError": "ipc",
+        "StorageIntegrityError": "storage-integrity", "PayloadDigestError": "payload-digest"}
+
+
+@pytest.mark.parametrize("cls", _error_classes(), ids=lambda cls: cls.__name__)
+def test_refusals_map_back_to_the_agents_error_class(cls: type[errors.SfuError]) -> None:
+    wire = cbor.loads(cbor.dumps(encode_reply(ErrorReply.from_exception(cls("refused")))), "t")
+    assert wire == {"reply": "error", "error": cls.code, "message": "refused"}
+    exc = decode_reply(wire).to_exception()  # type: ignore[union-attr]
+    assert type(exc) is cls
     assert str(exc) == "refused"
 
 
-@pytest.mark.parametrize("name", ["NotAnError", "KeyboardInterruptError", "OSError"])
-def test_unknown_error_names_become_ipc_errors(name: str) -> None:
-    reply = ErrorReply(name, "boom")
-    assert isinstance(reply.to_exception(), IpcError)
+@pytest.mark.parametrize("code", ["not-an-error", "keyboard-interrupt", "os"])
+def test_unknown_error_codes_become_ipc_errors(code: str) -> None:
+    exc = ErrorReply(code, "boom").to_exception()
+    assert type(exc) is IpcError and code in str(exc)
+
+
+@pytest.mark.parametrize("code", ["DowngradeError", "", "a b", "x" * 65])
+def test_malformed_error_codes_are_refused(code: str) -> None:
+    with pytest.raises(IpcError, match="error"):
+        decode_reply({"reply": "error", "error": code, "message": "m"})
 
 
 @pytest.mark.parametrize("size", [1, 23, 24, 255, 256, 65535, 65536, MAX_CHUNK])
@@ -221,3 +252,9 @@ def test_non_canonical_chunks_fall_through_to_the_strict_decoder(
     raw.sendall(frame(body))
     with pytest.raises(IpcError):
         read_request(conn)
+
+
+def test_docs_list_every_wire_code() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "agent.md").read_text()
+    listed = dict(re.findall(r"`([a-z][a-z0-9-]*)` \| `(\w+Error)`", docs))
+    assert listed == {cls.code: cls.__name__ for cls in _error_classes()}

@@ -58,7 +58,7 @@ def test_malformed_message_in_the_middle_of_an_install_ends_it_harmlessly(
         with contextlib.suppress(OSError):  # the agent may hang up first: its reason waits
             sock.sendall(MID_SESSION_ATTACKS[attack])
         reply = decode_reply(conn.recv())
-    assert isinstance(reply, ErrorReply) and reply.error == "IpcError", reply
+    assert isinstance(reply, ErrorReply) and reply.code == "ipc", reply
     status = world.client().status()
     assert status.slots["B"].state == "invalid" and status.trial_slot is None
     assert (status.running_sequence, status.rollback_floor) == (1, 1)

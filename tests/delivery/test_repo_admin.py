@@ -200,10 +200,10 @@ def test_a_removed_image_is_no_longer_offered_to_a_client_that_saw_it(
     world.publish(two, three)
     seen = check(local_index(world), device)
     assert seen.available is not None and seen.available.name == three.name
-    targets_version = world.repo.published()[2]
+    targets_version = world.repo.published().targets_version
     world.repo.remove(three.name)
     world.repo.publish()
-    assert world.repo.published()[2] == targets_version + 1
+    assert world.repo.published().targets_version == targets_version + 1
     assert (world.dir / "targets" / f"{seen.available.sha256}.{three.name}").exists()
     result = update(local_index(world), device)
     assert result.check.available is not None and result.check.available.name == two.name

@@ -13,6 +13,7 @@ from sfupdate import errors
 from sfupdate.cli.main import main
 from sfupdate.client import FileSource, RepositoryIndex, check, install_file, update
 from sfupdate.repo import RepoServer, Repository
+from sfupdate.repo.repository import Published
 from sfupdate.sfui import TrustedKey, class_uuid
 from tests.conftest import SignImage
 from tests.delivery.device import Device
@@ -42,12 +43,17 @@ def test_staged_images_stay_invisible_until_published(world: RepoWorld) -> None:
     assert local_index(world).refresh() == []
 
 
+def _versions(published: Published) -> tuple[int, int, int]:
+    return (published.timestamp_version, published.snapshot_version,
+            published.targets_version)
+
+
 def test_every_publish_raises_the_index_versions(world: RepoWorld) -> None:
-    assert world.repo.published()[:3] == (1, 1, 1)
+    assert _versions(world.repo.published()) == (1, 1, 1)
     world.publish(world.image(2))
     world.publish()
-    assert world.repo.published()[:3] == (3, 3, 3)
-    assert len(world.repo.published()[3]) == 1
+    assert _versions(world.repo.published()) == (3, 3, 3)
+    assert len(world.repo.published().targets) == 1
 
 
 def test_same_name_with_other_content_is_refused(world: RepoWorld, tmp_path: Path) -> None:

@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from typing import BinaryIO, cast
 
-from sfupdate.agent import policy
+from sfupdate.agent import envelope_checks
 from sfupdate.agent.device import Device
 from sfupdate.agent.write_behind import WriteBehind
 from sfupdate.board.hal import Slot, SlotWriter
@@ -38,6 +37,7 @@ from sfupdate.kernel import SecureState
 from sfupdate.kernel.state import shown
 from sfupdate.kernel.verify import fused_agent_key, is_agent_bundle
 from sfupdate.sfui import EnvelopeReader, TrustedKey, Verified
+from sfupdate.sfui.cbor import Readable
 
 
 @dataclass(frozen=True)
@@ -51,12 +51,12 @@ class Installed:
     digest: bytes
 
 
-def install(device: Device, stream: BinaryIO) -> Installed:
+def install(device: Device, stream: Readable) -> Installed:
     """Install the SFUI read from `stream` as a trial: a firmware image into the install
     slot, or an agent bundle (signed by the key the ROM trusts) into the inactive agent
     partition."""
     recorder = HeaderRecorder(stream)
-    reader = EnvelopeReader(cast(BinaryIO, recorder))  # it only needs .read(n)
+    reader = EnvelopeReader(recorder)
     state = device.kernel.state()
     agent_key = _agent_key(device, state)
     keys = state.install_keys() + ([agent_key] if agent_key is not None else [])
@@ -75,9 +75,9 @@ def install(device: Device, stream: BinaryIO) -> Installed:
                                   "fused in OTP")
         return _install_agent(device, state, reader, recorder, verified)
     info = verified.info
-    policy.check_identity(info, state.device.vendor_id, state.device.class_id)
-    size = policy.check_size(info, device.board.slots.size)
-    policy.check_payload(info, verified.payload)
+    envelope_checks.check_identity(info, state.device.vendor_id, state.device.class_id)
+    size = envelope_checks.check_size(info, device.board.slots.size)
+    envelope_checks.check_payload(info, verified.payload)
     if info.image_digest is None:
         raise MissingMemberError("manifest declares no image-digest")
     assert info.vendor_id is not None and info.class_id is not None  # check_identity
@@ -101,7 +101,7 @@ def _install_agent(device: Device, state: SecureState, reader: EnvelopeReader,
     """A new agent bundle: into the inactive agent partition, whole (header and payload, as
     the ROM reads it), then recorded as the agent's trial; the ROM runs it once."""
     info = verified.info
-    policy.check_payload(info, verified.payload)
+    envelope_checks.check_payload(info, verified.payload)
     if info.image_digest is None:
         raise MissingMemberError("manifest declares no image-digest")
     bundle = BundleRecord(info.sequence_number, info.image_digest.value)

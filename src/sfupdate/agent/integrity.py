@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 
 from sfupdate.agent.device import Device
@@ -26,7 +27,6 @@ from sfupdate.agent.measure import (
     measure_region,
     measure_slot,
 )
-from sfupdate.ipc.messages import IntegrityReport, RegionResult
 from sfupdate.kernel import SecureState
 from sfupdate.remote import IntegrityPolicy, IntegrityResult
 from sfupdate.remote.eat import RESULT_ABSENT, RESULT_FAIL, RESULT_SUCCESS
@@ -34,6 +34,27 @@ from sfupdate.remote.eat import RESULT_ABSENT, RESULT_FAIL, RESULT_SUCCESS
 RUNNING_SLOT: Final = "running-slot"
 AGENT_BUNDLE: Final = "agent-bundle"
 _CODES: Final = {OK: RESULT_SUCCESS, ABSENT: RESULT_ABSENT}
+
+
+@dataclass(frozen=True)
+class RegionCheck:
+    """One re-measured region and what the agent did about it: "none" (it matches),
+    "reported", "reverted" or "revert-refused" (the kernel's revert rule said no)."""
+
+    region: str
+    measurement: Measurement
+    action: str
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check: every region's result, and the event log's total after it."""
+
+    regions: tuple[RegionCheck, ...]
+    events_total: int
+
+    def failed_regions(self) -> list[str]:
+        return [r.region for r in self.regions if not r.measurement.ok]
 
 
 class IntegrityMonitor:
@@ -45,10 +66,10 @@ class IntegrityMonitor:
 
     def measure_now(self) -> tuple[IntegrityResult, ...]:
         """Run a check; its results as RFC 9711 measurement results (for attestation)."""
-        return tuple(IntegrityResult(r.region, _CODES.get(r.result, RESULT_FAIL))
-                     for r in self.check().results)
+        return tuple(IntegrityResult(r.region, _CODES.get(r.measurement.result, RESULT_FAIL))
+                     for r in self.check().regions)
 
-    def check(self) -> IntegrityReport:
+    def check(self) -> CheckResult:
         with self._lock:
             board = self.device.board
             state = self.device.kernel.state()
@@ -61,11 +82,10 @@ class IntegrityMonitor:
             for region in regions:
                 found.append((f"policy:{region.name}", measure_region(board, running, region),
                               region.on_mismatch))
-            results, total = self._commit(state, found)
-            return IntegrityReport(results, total)
+            return self._commit(state, found)
 
     def _commit(self, state: SecureState, found: list[tuple[str, Measurement, str]]
-                ) -> tuple[tuple[RegionResult, ...], int]:
+                ) -> CheckResult:
         """Log new mismatches; revert once if a newly failed region asks for it and it is
         safe. Events and the revert are one atomic storage write (by the kernel)."""
         new = {name: m.detail for name, m, _ in found
@@ -85,19 +105,17 @@ class IntegrityMonitor:
             if not measurement.ok:  # a revert is tried when a mismatch is first found
                 done_action = (revert_action or "reported") if (
                     action == "revert" and name in new) else "reported"
-            results.append(RegionResult(name, measurement.result, measurement.detail,
-                                        done_action))
-        return tuple(results), total
+            results.append(RegionCheck(name, measurement, done_action))
+        return CheckResult(tuple(results), total)
 
     def run_every(self, interval: float, stop: threading.Event,
                   log: Callable[[str], None]) -> None:
         """Check every `interval` seconds until `stop` is set (the agent's serve loop)."""
         while not stop.wait(interval):
             try:
-                report = self.check()
+                bad = self.check().failed_regions()
             except Exception as exc:  # a failed check must not end the periodic checks
                 log(f"periodic integrity check failed: {type(exc).__name__}: {exc}")
                 continue
-            bad = [r.region for r in report.results if r.result != OK]
             log("periodic integrity check: " + (f"MISMATCH in {', '.join(bad)}" if bad
                                                  else "all regions intact"))

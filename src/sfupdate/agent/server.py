@@ -19,15 +19,15 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Final, cast
+from typing import Any, Final
 
 from sfupdate.agent.actions import Audit, RemoteActions
 from sfupdate.agent.attest import attest
 from sfupdate.agent.device import Device
 from sfupdate.agent.install import install
-from sfupdate.agent.integrity import IntegrityMonitor
+from sfupdate.agent.integrity import CheckResult, IntegrityMonitor
 from sfupdate.agent.stream import ChunkStream
 from sfupdate.board.hal import Slot
 from sfupdate.errors import AgentBusyError, IpcError, SfuError, UsageError
@@ -36,25 +36,24 @@ from sfupdate.ipc.messages import (
     AgentStatus,
     AttestRequest,
     AuditInfo,
-    AuditReply,
     AuditRequest,
     CheckRequest,
     ConfirmRequest,
     ErrorReply,
     EventEntry,
     InstallBegin,
-    InstalledReply,
     InstallResult,
-    IntegrityReply,
+    IntegrityReport,
     PolicyInstallRequest,
     PolicyReply,
     ReadyReply,
+    RegionResult,
     RejectTrialRequest,
-    RemoteReply,
     RemoteRequest,
     RemoteResult,
     Reply,
-    SlotStatus,
+    Request,
+    SlotReport,
     StatusReply,
     StatusRequest,
     TokenReply,
@@ -87,6 +86,12 @@ class AgentServer:
         self._stopping = threading.Event()
         self._listener: socket.socket | None = None
         self._board_lock = contextlib.ExitStack()
+        self._handlers: dict[type[Request], Callable[[Connection, Any], Reply]] = {
+            StatusRequest: self._status, InstallBegin: self._install,
+            ConfirmRequest: self._confirm, RejectTrialRequest: self._reject_trial,
+            CheckRequest: self._check, AttestRequest: self._attest,
+            PolicyInstallRequest: self._install_policy, RemoteRequest: self._remote,
+            AuditRequest: self._audit}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -194,45 +199,55 @@ class AgentServer:
 
     def _handle(self, conn: Connection) -> Reply:
         request = read_request(conn)
-        kernel = self.device.kernel
-        if isinstance(request, StatusRequest):
-            return StatusReply(agent_status(kernel.state()))
-        if isinstance(request, InstallBegin):
-            with self._exclusive("an install session is already in progress"):
-                conn.send(encode_reply(ReadyReply()))
-                stream = cast(BinaryIO, ChunkStream(conn, request.size))  # a .read(n) stream
-                done = install(self.device, stream)
-                where = ("agent partition" if done.component == "agent" else "slot")
-                _log(f"installed {done.component} sequence {done.sequence} into {where} "
-                     f"{done.slot.value} (trial)")
-                return InstalledReply(InstallResult(done.slot.value, done.sequence,
-                                                    done.digest.hex()))
-        if isinstance(request, ConfirmRequest):
-            with self._exclusive("an install session is in progress"):
-                return StatusReply(agent_status(kernel.confirm()))
-        if isinstance(request, RejectTrialRequest):
-            with self._exclusive("an install session is in progress"):
-                return StatusReply(agent_status(kernel.reject_trial()))
-        if isinstance(request, CheckRequest):
-            return IntegrityReply(self.monitor.check())
-        if isinstance(request, AttestRequest):
-            return TokenReply(attest(self.device, request.nonce, self.monitor.measure_now(),
-                                     int(time.time())))
-        if isinstance(request, PolicyInstallRequest):
-            sequence, regions = self.actions.install_policy(request.policy)
-            _log(f"installed integrity policy {sequence} ({regions} regions)")
-            return PolicyReply(sequence, regions)
-        if isinstance(request, RemoteRequest):
-            # Exclusive with installs: a revert or revocation must not race a session.
-            with self._exclusive("an install session is in progress"):
-                answered = self.actions.execute(request.command)
-            _log(f"remote command {answered.number} ({answered.action}): "
-                 f"{answered.message}")
-            return RemoteReply(RemoteResult(answered.action, answered.number,
-                                            answered.message, answered.token))
-        if isinstance(request, AuditRequest):
-            return AuditReply(audit_info(self.actions.audit()))
-        raise IpcError(f"'{request.op}' is only allowed inside an install session")
+        handler = self._handlers.get(type(request))
+        if handler is None:  # chunk, install-end: only inside a session (agent/stream.py)
+            raise IpcError(f"'{request.op}' is only allowed inside an install session")
+        return handler(conn, request)
+
+    # --- one handler per request: the request in, the reply out --------------------------------
+
+    def _status(self, conn: Connection, request: StatusRequest) -> Reply:
+        return StatusReply(agent_status(self.device.kernel.state()))
+
+    def _install(self, conn: Connection, request: InstallBegin) -> Reply:
+        with self._exclusive("an install session is already in progress"):
+            conn.send(encode_reply(ReadyReply()))
+            done = install(self.device, ChunkStream(conn, request.size))
+            where = ("agent partition" if done.component == "agent" else "slot")
+            _log(f"installed {done.component} sequence {done.sequence} into {where} "
+                 f"{done.slot.value} (trial)")
+            return InstallResult(done.slot.value, done.sequence, done.digest.hex())
+
+    def _confirm(self, conn: Connection, request: ConfirmRequest) -> Reply:
+        with self._exclusive("an install session is in progress"):
+            return StatusReply(agent_status(self.device.kernel.confirm()))
+
+    def _reject_trial(self, conn: Connection, request: RejectTrialRequest) -> Reply:
+        with self._exclusive("an install session is in progress"):
+            return StatusReply(agent_status(self.device.kernel.reject_trial()))
+
+    def _check(self, conn: Connection, request: CheckRequest) -> Reply:
+        return integrity_report(self.monitor.check())
+
+    def _attest(self, conn: Connection, request: AttestRequest) -> Reply:
+        return TokenReply(attest(self.device, request.nonce, self.monitor.measure_now(),
+                                 int(time.time())))
+
+    def _install_policy(self, conn: Connection, request: PolicyInstallRequest) -> Reply:
+        sequence, regions = self.actions.install_policy(request.policy)
+        _log(f"installed integrity policy {sequence} ({regions} regions)")
+        return PolicyReply(sequence, regions)
+
+    def _remote(self, conn: Connection, request: RemoteRequest) -> Reply:
+        # Exclusive with installs: a revert or revocation must not race a session.
+        with self._exclusive("an install session is in progress"):
+            answered = self.actions.execute(request.command)
+        _log(f"remote command {answered.number} ({answered.action}): {answered.message}")
+        return RemoteResult(answered.action, answered.number, answered.message,
+                            answered.token)
+
+    def _audit(self, conn: Connection, request: AuditRequest) -> Reply:
+        return audit_info(self.actions.audit())
 
     @contextlib.contextmanager
     def _exclusive(self, busy_message: str) -> Iterator[None]:
@@ -251,13 +266,20 @@ def agent_status(state: SecureState) -> AgentStatus:
     for slot in Slot:
         entry = boot.slot(slot)
         image = entry.image
-        slots[slot.value] = SlotStatus(entry.status.value, image.sequence if image else None,
+        slots[slot.value] = SlotReport(entry.status.value, image.sequence if image else None,
                                        image.digest.hex() if image else None)
     return AgentStatus(
         vendor_id=str(state.device.vendor_id), class_id=str(state.device.class_id),
         running_slot=boot.running.value, running_sequence=state.running_image.sequence,
         rollback_floor=boot.floor, trial_slot=boot.trial.value if boot.trial else None,
         trial_tries_left=boot.tries_left if boot.trial else None, slots=slots)
+
+
+def integrity_report(result: CheckResult) -> IntegrityReport:
+    """The wire form of an integrity check."""
+    return IntegrityReport(tuple(RegionResult(r.region, r.measurement.result, r.measurement.detail,
+                                              r.action) for r in result.regions),
+                           result.events_total)
 
 
 def audit_info(audit: Audit) -> AuditInfo:

@@ -12,14 +12,17 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Self
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from sfupdate.board.hal import Slot
-from sfupdate.errors import SfuError, StorageIntegrityError
+from sfupdate.errors import DeviceStateError, SfuError, StorageIntegrityError
+from sfupdate.schema import BOOL, INT, UUID, Field, Schema, blob, enum_of, list_of, nullable, record
+from sfupdate.schema import text as text_kind
 from sfupdate.sfui import TrustedKey, cbor
+from sfupdate.sfui.uuids import class_uuid, vendor_uuid
 
 RECORD_DEVICE: Final = "device"  # DeviceInfo
 RECORD_TRUST: Final = "trust"  # TrustStore
@@ -35,28 +38,49 @@ DEFAULT_TRIES: Final = 3
 FORMAT: Final = 1
 
 
-def _load(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        obj = cbor.loads(data, what)
-    except SfuError as exc:
-        raise StorageIntegrityError(f"secure storage record {what} is malformed: {exc}") from None
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        raise StorageIntegrityError(f"secure storage record {what} has an unknown format")
-    return obj
+TEXT: Final = text_kind()
+DIGEST: Final = blob(32, 32)
 
 
-def _get(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
-    value = obj.get(key)
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-        raise StorageIntegrityError(f"secure storage record {what}: bad field {key!r}")
-    return value
+def _schema(name: str, *fields: Field) -> Schema:
+    """A record's fields. Keys a record does not name are ignored (a later version may add
+    some), beside "format", which every record carries."""
+    return Schema(f"secure storage record {name}", *fields, extra=True)
+
+
+class StoredRecord:
+    """A record of secure storage: the map of its `SCHEMA`'s fields and the format number.
+    `decode` checks every field (StorageIntegrityError naming it), then `check()`s the
+    record's own invariants."""
+
+    SCHEMA: ClassVar[Schema]
+
+    def encode(self) -> bytes:
+        return cbor.dumps({"format": FORMAT, **self.SCHEMA.dump(self)})
+
+    @classmethod
+    def decode(cls, data: bytes) -> Self:
+        schema = cls.SCHEMA
+        try:
+            obj = cbor.loads(data, schema.what)
+        except SfuError as exc:
+            raise StorageIntegrityError(f"{schema.what} is malformed: {exc}") from None
+        if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+            raise StorageIntegrityError(f"{schema.what} has an unknown format")
+        stored = cls(**schema.load(obj, StorageIntegrityError))
+        stored.check()
+        return stored
+
+    def check(self) -> None:
+        """StorageIntegrityError unless the record's invariants hold (by default it has
+        none beyond its fields')."""
 
 
 # --- device identity and class --------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class DeviceInfo:
+class DeviceInfo(StoredRecord):
     """What this device is: the vendor and class it accepts images for."""
 
     vendor_name: str
@@ -64,19 +88,17 @@ class DeviceInfo:
     vendor_id: uuid.UUID
     class_id: uuid.UUID
 
-    def encode(self) -> bytes:
-        return cbor.dumps({"format": FORMAT, "vendor": self.vendor_name, "class": self.class_name,
-                           "vendor-id": self.vendor_id.bytes, "class-id": self.class_id.bytes})
+    SCHEMA: ClassVar[Schema] = _schema(
+        RECORD_DEVICE, Field("vendor", TEXT, name="vendor_name"),
+        Field("class", TEXT, name="class_name"), Field("vendor-id", UUID, name="vendor_id"),
+        Field("class-id", UUID, name="class_id"))
 
     @classmethod
-    def decode(cls, data: bytes) -> DeviceInfo:
-        obj = _load(data, RECORD_DEVICE)
-        vendor_id = _get(obj, "vendor-id", bytes, RECORD_DEVICE)
-        class_id = _get(obj, "class-id", bytes, RECORD_DEVICE)
-        if len(vendor_id) != 16 or len(class_id) != 16:
-            raise StorageIntegrityError("secure storage record device: bad UUID")
-        return cls(_get(obj, "vendor", str, RECORD_DEVICE), _get(obj, "class", str, RECORD_DEVICE),
-                   uuid.UUID(bytes=vendor_id), uuid.UUID(bytes=class_id))
+    def named(cls, vendor: str, klass: str) -> DeviceInfo:
+        """A device of that vendor and class (their UUIDs derived as sfu sign derives them)."""
+        vendor_id = vendor_uuid(vendor)
+        return cls(vendor, klass, vendor_id, class_uuid(vendor_id, klass))
+
 
 
 # --- trust anchors --------------------------------------------------------------------------
@@ -122,8 +144,12 @@ class TrustAnchor:
         return cls(role, der)
 
 
+_ANCHOR: Final = Schema("anchor", Field("role", enum_of(Role)), Field("spki", blob()),
+                        Field("revoked", BOOL), extra=True)
+
+
 @dataclass(frozen=True)
-class TrustStore:
+class TrustStore(StoredRecord):
     """All trust anchors, several per role; `version` is raised by every signed change. No
     k-of-n thresholds yet: one signature by an active anchor of the right role suffices."""
 
@@ -153,30 +179,14 @@ class TrustStore:
                         for a in self.anchors)
         return replace(self, anchors=anchors, version=self.version + 1)
 
-    def encode(self) -> bytes:
-        return cbor.dumps({
-            "format": FORMAT,
-            "version": self.version,
-            "anchors": [{"role": a.role.value, "spki": a.spki, "revoked": a.revoked}
-                        for a in self.anchors],
-        })
+    SCHEMA: ClassVar[Schema] = _schema(
+        RECORD_TRUST, Field("version", INT),
+        Field("anchors", list_of(record(_ANCHOR, TrustAnchor))))
 
-    @classmethod
-    def decode(cls, data: bytes) -> TrustStore:
-        obj = _load(data, RECORD_TRUST)
-        anchors = []
-        for item in _get(obj, "anchors", list, RECORD_TRUST):
-            if not isinstance(item, dict):
-                raise StorageIntegrityError("secure storage record trust: bad anchor")
-            try:
-                role = Role(item.get("role"))
-            except ValueError:
-                raise StorageIntegrityError("secure storage record trust: bad role") from None
-            anchor = TrustAnchor(role, _get(item, "spki", bytes, RECORD_TRUST),
-                                 _get(item, "revoked", bool, RECORD_TRUST))
-            anchor.key  # noqa: B018  (parses the key: fail at load, not at first use)
-            anchors.append(anchor)
-        return cls(tuple(anchors), _get(obj, "version", int, RECORD_TRUST))
+    def check(self) -> None:
+        """Every anchor's key parses (fail at load, not at first use)."""
+        for anchor in self.anchors:
+            anchor.key  # noqa: B018
 
 
 # --- boot control and the rollback floor ----------------------------------------------------
@@ -206,30 +216,12 @@ class ImageRecord:
     class_id: uuid.UUID
     version: str | None = None
 
-    def to_cbor(self) -> dict[str, Any]:
-        obj: dict[str, Any] = {"sequence": self.sequence, "digest": self.digest,
-                               "size": self.size, "signer": self.signer,
-                               "vendor-id": self.vendor_id.bytes,
-                               "class-id": self.class_id.bytes}
-        if self.version is not None:
-            obj["version"] = self.version
-        return obj
 
-    @classmethod
-    def from_cbor(cls, obj: Any) -> ImageRecord:
-        if not isinstance(obj, dict):
-            raise StorageIntegrityError("secure storage record boot: bad image")
-        version = obj.get("version")
-        digest = _get(obj, "digest", bytes, RECORD_BOOT)
-        signer = _get(obj, "signer", bytes, RECORD_BOOT)
-        vendor = _get(obj, "vendor-id", bytes, RECORD_BOOT)
-        klass = _get(obj, "class-id", bytes, RECORD_BOOT)
-        if (version is not None and not isinstance(version, str)) or len(digest) != 32 \
-                or len(signer) != 32 or len(vendor) != 16 or len(klass) != 16:
-            raise StorageIntegrityError("secure storage record boot: bad image")
-        return cls(_get(obj, "sequence", int, RECORD_BOOT), digest,
-                   _get(obj, "size", int, RECORD_BOOT), signer, uuid.UUID(bytes=vendor),
-                   uuid.UUID(bytes=klass), version)
+_IMAGE: Final = Schema("image", Field("sequence", INT), Field("digest", DIGEST),
+                       Field("size", INT), Field("signer", DIGEST),
+                       Field("vendor-id", UUID, name="vendor_id"),
+                       Field("class-id", UUID, name="class_id"),
+                       Field("version", nullable(TEXT), optional=True), extra=True)
 
 
 @dataclass(frozen=True)
@@ -238,8 +230,13 @@ class SlotRecord:
     image: ImageRecord | None = None
 
 
+_SLOT: Final = Schema("slot", Field("status", enum_of(SlotStatus)),
+                      Field("image", nullable(record(_IMAGE, ImageRecord)), optional=True),
+                      extra=True)
+
+
 @dataclass(frozen=True)
-class BootRecord:
+class BootRecord(StoredRecord):
     """Boot control and the rollback floor, written as ONE record so every transition is
     one atomic storage write. Change it only through `sfupdate.kernel.Kernel`.
 
@@ -277,31 +274,13 @@ class BootRecord:
     def trial_image(self) -> ImageRecord | None:
         return None if self.trial is None else self.slot(self.trial).image
 
-    def encode(self) -> bytes:
-        return cbor.dumps({
-            "format": FORMAT,
-            "slots": [_slot_cbor(s) for s in self.slots],
-            "confirmed": self.confirmed.value,
-            "trial": self.trial.value if self.trial else None,
-            "tries-left": self.tries_left,
-            "floor": self.floor,
-            "booted": self.booted.value if self.booted else None,
-            "trial-healthy": self.trial_healthy,
-        })
+    SCHEMA: ClassVar[Schema] = _schema(
+        RECORD_BOOT, Field("slots", list_of(record(_SLOT, SlotRecord), 2, min_items=2)),
+        Field("confirmed", enum_of(Slot)), Field("trial", nullable(enum_of(Slot))),
+        Field("tries-left", INT, name="tries_left"), Field("floor", INT),
+        Field("booted", nullable(enum_of(Slot))),
+        Field("trial-healthy", BOOL, name="trial_healthy"))
 
-    @classmethod
-    def decode(cls, data: bytes) -> BootRecord:
-        obj = _load(data, RECORD_BOOT)
-        raw_slots = _get(obj, "slots", list, RECORD_BOOT)
-        if len(raw_slots) != 2:
-            raise StorageIntegrityError("secure storage record boot: bad slots")
-        slots = (_slot_from(raw_slots[0]), _slot_from(raw_slots[1]))
-        record = cls(slots, _slot_name(obj.get("confirmed")), _opt_slot(obj.get("trial")),
-                     _get(obj, "tries-left", int, RECORD_BOOT),
-                     _get(obj, "floor", int, RECORD_BOOT), _opt_slot(obj.get("booted")),
-                     _get(obj, "trial-healthy", bool, RECORD_BOOT))
-        record.check()
-        return record
 
     def check(self) -> None:
         """The invariants every stored boot record satisfies (StorageIntegrityError)."""
@@ -321,35 +300,6 @@ class BootRecord:
             raise StorageIntegrityError("secure storage record boot is inconsistent")
 
 
-def _slot_cbor(record: SlotRecord) -> dict[str, Any]:
-    obj: dict[str, Any] = {"status": record.status.value}
-    if record.image is not None:
-        obj["image"] = record.image.to_cbor()
-    return obj
-
-
-def _slot_from(obj: Any) -> SlotRecord:
-    if not isinstance(obj, dict):
-        raise StorageIntegrityError("secure storage record boot: bad slot")
-    try:
-        status = SlotStatus(obj.get("status"))
-    except ValueError:
-        raise StorageIntegrityError("secure storage record boot: bad slot status") from None
-    image = obj.get("image")
-    return SlotRecord(status, ImageRecord.from_cbor(image) if image is not None else None)
-
-
-def _slot_name(value: Any) -> Slot:
-    try:
-        return Slot(value)
-    except ValueError:
-        raise StorageIntegrityError("secure storage record boot: bad slot name") from None
-
-
-def _opt_slot(value: Any) -> Slot | None:
-    return None if value is None else _slot_name(value)
-
-
 # --- the agent bundle's own A/B partitions and anti-rollback ---------------------------------
 
 
@@ -361,21 +311,12 @@ class BundleRecord:
     sequence: int
     digest: bytes
 
-    def to_cbor(self) -> dict[str, Any]:
-        return {"sequence": self.sequence, "digest": self.digest}
 
-    @classmethod
-    def from_cbor(cls, obj: Any) -> BundleRecord:
-        if not isinstance(obj, dict):
-            raise StorageIntegrityError("secure storage record agent: bad bundle")
-        digest = _get(obj, "digest", bytes, RECORD_AGENT)
-        if len(digest) != 32:
-            raise StorageIntegrityError("secure storage record agent: bad bundle digest")
-        return cls(_get(obj, "sequence", int, RECORD_AGENT), digest)
+_BUNDLE: Final = Schema("bundle", Field("sequence", INT), Field("digest", DIGEST), extra=True)
 
 
 @dataclass(frozen=True)
-class AgentRecord:
+class AgentRecord(StoredRecord):
     """The agent's boot control: the partition whose bundle is confirmed (`active`), a new
     bundle on trial (run once by the ROM: `tried`, then confirmed by itself or dropped), and
     the agent's own rollback floor (never goes down)."""
@@ -409,25 +350,12 @@ class AgentRecord:
         if not ok:
             raise StorageIntegrityError("secure storage record agent is inconsistent")
 
-    def encode(self) -> bytes:
-        return cbor.dumps({"format": FORMAT,
-                           "bundles": [None if b is None else b.to_cbor() for b in self.bundles],
-                           "active": self.active.value, "floor": self.floor,
-                           "trial": self.trial.value if self.trial else None,
-                           "tried": self.tried})
+    SCHEMA: ClassVar[Schema] = _schema(
+        RECORD_AGENT,
+        Field("bundles", list_of(nullable(record(_BUNDLE, BundleRecord)), 2, min_items=2)),
+        Field("active", enum_of(Slot)), Field("floor", INT),
+        Field("trial", nullable(enum_of(Slot))), Field("tried", BOOL))
 
-    @classmethod
-    def decode(cls, data: bytes) -> AgentRecord:
-        obj = _load(data, RECORD_AGENT)
-        raw = _get(obj, "bundles", list, RECORD_AGENT)
-        if len(raw) != 2:
-            raise StorageIntegrityError("secure storage record agent: bad bundles")
-        bundles = (None if raw[0] is None else BundleRecord.from_cbor(raw[0]),
-                   None if raw[1] is None else BundleRecord.from_cbor(raw[1]))
-        record = cls(bundles, _slot_name(obj.get("active")), _get(obj, "floor", int, RECORD_AGENT),
-                     _opt_slot(obj.get("trial")), _get(obj, "tried", bool, RECORD_AGENT))
-        record.check()
-        return record
 
 
 def initial_agent_record(bundle: BundleRecord) -> AgentRecord:
@@ -450,7 +378,7 @@ def anchors_for(role: Role, keys: Sequence[TrustedKey]) -> tuple[TrustAnchor, ..
 
 
 @dataclass(frozen=True)
-class RemoteState:
+class RemoteState(StoredRecord):
     """Remote-command state. `last_command` only rises: a signed command is spent once the
     agent verified it, whether its action then succeeded or was refused for the device state.
     `quarantine` is the key ID of the recovery anchor that alone may sign images while the
@@ -461,19 +389,10 @@ class RemoteState:
     quarantine: bytes | None = None
     time_floor: int = 0
 
-    def encode(self) -> bytes:
-        return cbor.dumps({"format": FORMAT, "last-command": self.last_command,
-                           "quarantine": self.quarantine, "time-floor": self.time_floor})
+    SCHEMA: ClassVar[Schema] = _schema(
+        RECORD_REMOTE, Field("last-command", INT, name="last_command"),
+        Field("quarantine", nullable(DIGEST)), Field("time-floor", INT, name="time_floor"))
 
-    @classmethod
-    def decode(cls, data: bytes) -> RemoteState:
-        obj = _load(data, RECORD_REMOTE)
-        quarantine = obj.get("quarantine")
-        if quarantine is not None and (not isinstance(quarantine, bytes)
-                                       or len(quarantine) != 32):
-            raise StorageIntegrityError("secure storage record remote: bad quarantine key ID")
-        return cls(_get(obj, "last-command", int, RECORD_REMOTE), quarantine,
-                   _get(obj, "time-floor", int, RECORD_REMOTE))
 
 
 #: Unpinned events kept (the newest); pinned ones are kept apart until acknowledged.
@@ -509,31 +428,23 @@ class Event:
     def same(self, kind: str, subject: str, detail: str) -> bool:
         return (self.kind, self.subject, self.detail) == (kind, subject, detail)
 
-    def to_cbor(self) -> dict[str, Any]:
-        return {"n": self.number, "first": self.first, "last": self.last, "count": self.count,
-                "kind": self.kind, "subject": self.subject, "detail": self.detail,
-                "pinned": self.pinned}
-
     @classmethod
-    def from_cbor(cls, obj: Any) -> Event:
-        if not isinstance(obj, dict):
-            raise StorageIntegrityError("secure storage record events: bad event")
-        def number(key: str) -> int:
-            return int(_get(obj, key, int, RECORD_EVENTS))
-
-        def text(key: str) -> str:
-            return str(_get(obj, key, str, RECORD_EVENTS))
-
-        event = cls(number("n"), number("first"), number("last"), number("count"),
-                    text("kind"), text("subject"), text("detail"),
-                    _get(obj, "pinned", bool, RECORD_EVENTS))
+    def stored(cls, **fields: Any) -> Event:
+        """An event read from secure storage, checked (StorageIntegrityError)."""
+        event = cls(**fields)
         if event.count < 1 or event.last < event.first:
-            raise StorageIntegrityError("secure storage record events: bad event")
+            raise StorageIntegrityError(f"secure storage record events: bad event {event.number}")
         return event
 
 
+_EVENT: Final = Schema("event", Field("n", INT, name="number"), Field("first", INT),
+                       Field("last", INT), Field("count", INT), Field("kind", TEXT),
+                       Field("subject", TEXT), Field("detail", TEXT), Field("pinned", BOOL),
+                       extra=True)
+
+
 @dataclass(frozen=True)
-class EventLog:
+class EventLog(StoredRecord):
     """The security event log: pinned events (what the operator did, key changes, the first
     mismatch of each region) kept until a signed `acknowledge` command releases them, and a
     ring of the newest EVENT_RING_CAPACITY other events. Repeats coalesce, so nothing the Rich
@@ -574,7 +485,8 @@ class EventLog:
     def acknowledge(self, through: int) -> EventLog:
         """Unpin every event numbered up to `through` (it then ages out with the ring)."""
         if through > self.total:
-            raise ValueError(f"event {through} was never logged (the last is {self.total})")
+            raise DeviceStateError(f"event {through} was never logged (the last is "
+                                   f"{self.total})")
         released = [replace(e, pinned=False) if e.number <= through else e
                     for e in self.events]
         ring = [e for e in released if not e.pinned][-EVENT_RING_CAPACITY:]
@@ -582,22 +494,17 @@ class EventLog:
                               key=lambda e: e.number))
         return replace(self, events=events, acknowledged=max(self.acknowledged, through))
 
-    def encode(self) -> bytes:
-        return cbor.dumps({"format": FORMAT, "total": self.total,
-                           "acknowledged": self.acknowledged,
-                           "events": [e.to_cbor() for e in self.events]})
+    SCHEMA: ClassVar[Schema] = _schema(
+        RECORD_EVENTS, Field("total", INT), Field("events", list_of(record(_EVENT, Event.stored))),
+        Field("acknowledged", INT))
 
-    @classmethod
-    def decode(cls, data: bytes) -> EventLog:
-        obj = _load(data, RECORD_EVENTS)
-        events = tuple(Event.from_cbor(e) for e in _get(obj, "events", list, RECORD_EVENTS))
-        total = _get(obj, "total", int, RECORD_EVENTS)
-        numbers = [e.number for e in events]
-        if (sum(e.pinned for e in events) > PINNED_CAPACITY
-                or sum(not e.pinned for e in events) > EVENT_RING_CAPACITY
-                or numbers != sorted(set(numbers)) or any(not 1 <= n <= total for n in numbers)):
+    def check(self) -> None:
+        numbers = [e.number for e in self.events]
+        if (sum(e.pinned for e in self.events) > PINNED_CAPACITY
+                or sum(not e.pinned for e in self.events) > EVENT_RING_CAPACITY
+                or numbers != sorted(set(numbers))
+                or any(not 1 <= n <= self.total for n in numbers)):
             raise StorageIntegrityError("secure storage record events is inconsistent")
-        return cls(total, events, _get(obj, "acknowledged", int, RECORD_EVENTS))
 
 
 @dataclass(frozen=True)
@@ -610,7 +517,7 @@ class BootMeasurement:
 
 
 @dataclass(frozen=True)
-class MeasuredBoot:
+class MeasuredBoot(StoredRecord):
     """What the boot code measured during the current boot, kept in secure storage where the
     Rich OS cannot write: a hash chain like a TPM PCR (pcr := SHA-256(pcr || digest))."""
 
@@ -629,41 +536,30 @@ class MeasuredBoot:
     def digests(self, stage: str) -> list[bytes]:
         return [e.digest for e in self.events if e.stage == stage]
 
-    def encode(self) -> bytes:
-        return cbor.dumps({"format": FORMAT, "pcr": self.pcr,
-                           "events": [{"stage": e.stage, "digest": e.digest,
-                                       "description": e.description} for e in self.events]})
+    SCHEMA: ClassVar[Schema] = _schema(
+        RECORD_MEASURED, Field("pcr", blob()),
+        Field("events", list_of(record(Schema("measurement", Field("stage", TEXT),
+                                              Field("digest", DIGEST),
+                                              Field("description", TEXT), extra=True),
+                                       BootMeasurement))))
 
-    @classmethod
-    def decode(cls, data: bytes) -> MeasuredBoot:
-        obj = _load(data, RECORD_MEASURED)
-        log = MeasuredBoot()
-        for item in _get(obj, "events", list, RECORD_MEASURED):
-            if not isinstance(item, dict):
-                raise StorageIntegrityError("secure storage record measured-boot: bad event")
-            digest = _get(item, "digest", bytes, RECORD_MEASURED)
-            if len(digest) != 32:
-                raise StorageIntegrityError("secure storage record measured-boot: bad digest")
-            log = log.extend(_get(item, "stage", str, RECORD_MEASURED), digest,
-                             _get(item, "description", str, RECORD_MEASURED))
-        if log.pcr != _get(obj, "pcr", bytes, RECORD_MEASURED):
+    def check(self) -> None:
+        """Replaying the events (at most MAX_EVENTS) must give the stored PCR."""
+        replayed = MeasuredBoot()
+        for event in self.events:
+            replayed = replayed.extend(event.stage, event.digest, event.description)
+        if replayed.pcr != self.pcr:
             raise StorageIntegrityError("secure storage record measured-boot is inconsistent")
-        return log
 
 
 @dataclass(frozen=True)
-class PolicyRecord:
+class PolicyRecord(StoredRecord):
     """The installed integrity policy: its sequence number and its signed body (the CBOR
     the operator signed, kept as is; the agent verified the signature before storing it)."""
 
     sequence: int
     body: bytes
 
-    def encode(self) -> bytes:
-        return cbor.dumps({"format": FORMAT, "sequence": self.sequence, "body": self.body})
+    SCHEMA: ClassVar[Schema] = _schema(RECORD_POLICY, Field("sequence", INT),
+                                       Field("body", blob()))
 
-    @classmethod
-    def decode(cls, data: bytes) -> PolicyRecord:
-        obj = _load(data, RECORD_POLICY)
-        return cls(_get(obj, "sequence", int, RECORD_POLICY), _get(obj, "body", bytes,
-                                                                  RECORD_POLICY))

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import BinaryIO
 
-from sfupdate.errors import DeviceStateError
+from sfupdate.sfui.cbor import Readable
 
 
 class HeaderRecorder:
@@ -13,7 +12,7 @@ class HeaderRecorder:
     EnvelopeReader, that is exactly the SFUI header (envelope up to the payload bytes) to store
     with the slot. The reader bounds how much it reads before the payload."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: Readable) -> None:
         self._stream = stream
         self._recorded: bytearray | None = bytearray()
 
@@ -26,7 +25,7 @@ class HeaderRecorder:
     def header(self) -> bytes:
         """The bytes read so far; recording stops."""
         if self._recorded is None:
-            raise DeviceStateError("the SFUI header was already taken")
+            raise RuntimeError("the SFUI header was already taken")
         data, self._recorded = bytes(self._recorded), None
         return data
 

@@ -20,7 +20,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -44,7 +44,7 @@ from sfupdate.errors import (
 )
 from sfupdate.kernel import Kernel
 from sfupdate.kernel.verify import is_agent_bundle
-from sfupdate.sfui import EnvelopeReader, TrustedKey, Verified, class_uuid, vendor_uuid
+from sfupdate.sfui import EnvelopeReader, TrustedKey, Verified
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,6 @@ class Provisioned:
     root_key_hash: bytes
     identity_public_pem: bytes
     trust_kids: tuple[bytes, ...]
-
-
-def device_info(vendor: str, klass: str) -> DeviceInfo:
-    vendor_id = vendor_uuid(vendor)
-    return DeviceInfo(vendor, klass, vendor_id, class_uuid(vendor_id, klass))
 
 
 def _open(path: Path) -> BinaryIO:
@@ -99,7 +94,7 @@ def _write_slot(board: Board, slot: Slot, firmware: Path, keys: Sequence[Trusted
                 device: DeviceInfo) -> ImageRecord:
     with _open(firmware) as f:
         stream = HeaderRecorder(f)
-        reader = EnvelopeReader(cast(BinaryIO, stream))
+        reader = EnvelopeReader(stream)
         image = _check(reader.authenticate(keys), device, board.slots.size)
         with board.slots.writer(slot, stream.header()) as writer:
             for chunk in reader.payload():
@@ -137,7 +132,7 @@ def provision(board: Board, trusted: Sequence[TrustedKey], vendor: str, klass: s
     kids = [k.kid for k in (*trusted, *operators, *recovery)]
     if len(set(kids)) != len(kids):
         raise UsageError("a key may hold only one role (firmware, operator or recovery), once")
-    device = device_info(vendor, klass)
+    device = DeviceInfo.named(vendor, klass)
     _verify_file(firmware, trusted, device, board.slots.size)
     record = _bundle_record(agent_bundle, agent_key)
     spki = agent_key.public_key.public_bytes(serialization.Encoding.DER,

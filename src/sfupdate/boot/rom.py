@@ -90,9 +90,7 @@ def run_bundle(board_dir: Path, power: Power | None = None) -> Stage2:
                            f"{proc.stderr.strip()[-500:]}") from None
         if proc.returncode == 0:
             return BootResult(**reply)
-        cls = getattr(errors, str(reply.get("error")), SfuError)
-        if not (isinstance(cls, type) and issubclass(cls, SfuError)):
-            cls = SfuError
+        cls = errors.error_class(str(reply.get("error"))) or SfuError
         raise cls(str(reply.get("message")))
 
     return run

@@ -60,7 +60,7 @@ def boot_firmware(board: Board) -> BootResult:
             events.append(f"trial slot {before.value} ran out of tries; reverted")
         image = state.boot.slot(slot).image
         if image is None:  # BootRecord.check() makes this unreachable for a stored record
-            raise DeviceStateError(f"slot {slot.value} has no image record")
+            raise RuntimeError(f"slot {slot.value} has no image record")
         try:
             check = verify_slot(board, slot, image, state.signer_keys(image), state.device,
                                 state.boot.floor)
@@ -93,7 +93,8 @@ def _running_from_bundle() -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -I agent.pyz boot BOARD_DIR`: print the BootResult as JSON, or the error as
-    JSON {"error": class name, "message": ...} with the error's exit code."""
+    JSON {"error": its wire code (SfuError.code), "message": ...} with the error's exit
+    code."""
     from sfupdate.board.sim import open_board  # the backend is a runtime choice
 
     args = sys.argv[1:] if argv is None else argv
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             raise DeviceStateError("stage 2 is not running from the verified agent bundle")
         result = boot_firmware(open_board(Path(args[1])))
     except SfuError as exc:
-        print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
+        print(json.dumps({"error": exc.code, "message": str(exc)}))
         return exc.exit_code
     print(result.to_json())
     return 0

@@ -22,7 +22,7 @@ from sfupdate.cli.render import (
     progress_option,
     shown,
 )
-from sfupdate.errors import UsageError
+from sfupdate.errors import SfuError, UsageError
 from sfupdate.ipc.client import AgentClient
 
 # sfupdate.client (tuf, httpx) and sfupdate.repo (tuf, securesystemslib) are imported by the
@@ -202,7 +202,7 @@ def repo_publish(directory: Path, role_keys: tuple[str, ...], keys_file: Path | 
     repo = Repository(directory)
     version = repo.publish(keys=_role_keys(role_keys, keys_file),
                            unlock=unlock(passphrase_file, pkcs11_module))
-    count = len(repo.published()[3])
+    count = len(repo.published().targets)
     if as_json:
         emit_json({"repository": str(directory), "index_version": version, "images": count})
     else:
@@ -308,11 +308,9 @@ def _state_dir(repo: str, given: Path | None) -> Path:
 
 
 def _source(repo: str, policy: TransferPolicy) -> Source:
-    from sfupdate.client import FileSource, HttpSource
+    from sfupdate.client import open_source
 
-    if repo.startswith(("http://", "https://")):
-        return HttpSource(repo, policy.connect_timeout, policy.read_timeout)
-    return FileSource(Path(repo))
+    return open_source(repo, policy.connect_timeout, policy.read_timeout)
 
 
 def _log(line: str) -> None:
@@ -333,7 +331,8 @@ def _agent(socket: Path, timeout: float) -> Agent:
 
 
 _repo_opt = click.option("--repo", metavar="URL|DIR",
-                         help="Repository URL (http/https) or directory.")
+                         help="Repository: an http(s)://, tftp://, ftp:// or file:// URL, or "
+                              "a directory.")
 _root_opt = click.option("--trusted-root", type=_existing, metavar="FILE",
                          help="The repository's 1.root.json, obtained out of band: needed on "
                               "first use; later, checked against the stored root (a "
@@ -454,3 +453,167 @@ def client_status(repo: str | None, state_dir: Path | None, as_json: bool) -> No
     index = report.index
     click.echo("index            " + (ABSENT if index is None else
                                      f"version {index.version}, expires {index.expires}"))
+
+
+# --- local media -----------------------------------------------------------------------------
+
+EXIT_WATCH_TIMEOUT: Final = 124  # as timeout(1): --max-wait passed and nothing appeared
+
+
+@client_group.command("watch")
+@click.argument("directory", type=_dir)
+@socket_option
+@_root_opt
+@click.option("--state-dir", type=_dir, metavar="DIR",
+              help="Where the digests of images already installed (and the repository's "
+                   "trusted index) are kept (default: $XDG_STATE_HOME, or ~/.local/state, "
+                   "then sfupdate/watch).")
+@click.option("--interval", type=click.FloatRange(0.05, 3600), default=2.0, show_default=True,
+              metavar="SECONDS", help="Seconds between two looks at DIRECTORY.")
+@click.option("--once", is_flag=True,
+              help="Stop after the first image installed or refused.")
+@click.option("--max-wait", type=click.FloatRange(0, None), metavar="SECONDS",
+              help="Stop after this many seconds (exit 124 if nothing appeared).")
+@timeout_option
+@json_option
+def client_watch(directory: Path, socket_path: Path, trusted_root: Path | None,
+                 state_dir: Path | None, interval: float, once: bool,
+                 max_wait: float | None, timeout: float, as_json: bool) -> int:
+    """Wait for an SFUI or a static repository under DIRECTORY (a mount point) and install
+    it, once: an image installed or refused before is not offered again.
+
+    The exit code is the last image's: 0 installed, or its error's code; 124 when --max-wait
+    passed with nothing new.
+    """
+    from sfupdate.client.watch import Outcome, Watcher, watch
+
+    if state_dir is None:
+        base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+        state_dir = base / "sfupdate" / "watch"
+
+    def report(outcome: Outcome) -> None:
+        if as_json:
+            if not outcome.up_to_date and not (once and outcome.error):
+                emit_json(_outcome_json(outcome))
+        elif outcome.installed is not None:
+            i = outcome.installed
+            click.echo(f"{outcome.item}: installed sequence {i.sequence} into slot {i.slot} "
+                       f"as a trial (sha256 {i.digest}); reboot to run it")
+        elif outcome.error is not None and not once:  # --once: the error line below
+            _log(f"{outcome.item}: not installed: {outcome.error}")
+
+    watcher = Watcher(directory, _agent(socket_path, timeout), state_dir, trusted_root,
+                      log=_log)
+    _log(f"watching {directory} every {interval:g} s")
+    acted = watch(watcher, interval, once, max_wait, report)
+    if not acted:
+        _log(f"nothing new under {directory} after {max_wait:g} s")
+        return EXIT_WATCH_TIMEOUT
+    error = acted[-1].error
+    if error is not None and once:
+        raise error
+    return error.exit_code if error is not None else 0
+
+
+def _outcome_json(outcome: Any) -> dict[str, Any]:
+    """`client watch --json`: one object per image installed or refused."""
+    i, e = outcome.installed, outcome.error
+    return {"item": str(outcome.item), "kind": outcome.kind,
+            "installed": None if i is None else {"slot": i.slot, "sequence": i.sequence,
+                                                 "digest": i.digest},
+            **(error_object(e.exit_code, type(e).__name__, str(e)) if e else {"error": None})}
+
+
+# --- a fleet server (hawkBit DDI) -------------------------------------------------------------
+
+
+def _attribute(_ctx: click.Context, _param: click.Parameter,
+               values: tuple[str, ...]) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--attribute {value!r}: expected KEY=VALUE")
+        pairs[key] = text
+    return pairs
+
+
+@client_group.command("ddi")
+@click.option("--server", required=True, metavar="URL",
+              help="The DDI server's base URL (http or https).")
+@click.option("--tenant", default="DEFAULT", show_default=True, metavar="NAME",
+              help="The tenant the device belongs to on the server.")
+@click.option("--controller-id", required=True, metavar="ID",
+              help="This device's id on the server.")
+@click.option("--token", envvar="SFU_DDI_TOKEN", metavar="TOKEN",
+              help="Security token (or the SFU_DDI_TOKEN environment variable).")
+@click.option("--token-type", type=click.Choice(["target", "gateway"]), default="target",
+              show_default=True, help="A TargetToken (this device's) or a GatewayToken.")
+@click.option("--attribute", "attributes", multiple=True, callback=_attribute,
+              metavar="KEY=VALUE",
+              help="Extra config data KEY=VALUE sent to the server (repeatable), e.g. "
+                   "hw_revision=2.")
+@socket_option
+@click.option("--state-dir", type=_dir, metavar="DIR",
+              help="Where the action on trial and the config data sent are kept between "
+                   "runs (default: $XDG_STATE_HOME, or ~/.local/state, then "
+                   "sfupdate/ddi/<hash of server, tenant, id>).")
+@click.option("--once", is_flag=True, help="Poll once and exit, instead of polling forever.")
+@timeout_option
+@json_option
+def client_ddi(server: str, tenant: str, controller_id: str, token: str | None,
+               token_type: str, attributes: dict[str, str], socket_path: Path,
+               state_dir: Path | None, once: bool, timeout: float, as_json: bool) -> None:
+    """Take updates from a fleet server's hawkBit DDI API (gooseBit, hawkBit...): poll at the
+    server's interval, install what it deploys through the agent, report the result.
+
+    The server only proposes: the agent verifies every image. With --once, the exit code is
+    0, or the code of the install's error (after it was reported to the server).
+    """
+    import time
+
+    from sfupdate.client.ddi import DdiClient, DdiConfig
+
+    config = DdiConfig(server, tenant, controller_id, token, token_type, attributes)
+    if state_dir is None:
+        key = hashlib.sha256(f"{server}\0{tenant}\0{controller_id}".encode()).hexdigest()[:16]
+        base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+        state_dir = base / "sfupdate" / "ddi" / key
+    client = DdiClient(config, AgentClient(socket_path, timeout), state_dir, log=_log)
+    try:
+        while True:
+            try:
+                cycle = client.cycle()
+            except SfuError as exc:  # server or agent unreachable: polled again later
+                if once:
+                    raise
+                _log(f"{exc}; polling again in 60 s")
+                time.sleep(60)
+                continue
+            if as_json:
+                if (cycle.error is None) if once else not cycle.idle:  # --once: main's error
+                    emit_json(_cycle_json(cycle))
+            elif cycle.installed is not None:
+                i = cycle.installed
+                click.echo(f"installed sequence {i.sequence} into slot {i.slot} as a trial "
+                           f"(sha256 {i.digest}); reboot to run it")
+            elif cycle.message and cycle.error is None and (once or not cycle.idle):
+                _log(cycle.message)
+            if cycle.final and not as_json:
+                click.echo(f"reported the trial's result to the server: {cycle.final}")
+            if once:
+                if cycle.error is not None:
+                    raise cycle.error
+                return
+            time.sleep(cycle.sleep)
+    finally:
+        client.close()
+
+
+def _cycle_json(cycle: Any) -> dict[str, Any]:
+    """`client ddi --json`: one object per poll (with --once) or per poll that did something."""
+    i, e = cycle.installed, cycle.error
+    return {"installed": None if i is None else {"slot": i.slot, "sequence": i.sequence,
+                                                 "digest": i.digest},
+            "reported": cycle.final, "message": cycle.message, "next_poll": cycle.sleep,
+            **(error_object(e.exit_code, type(e).__name__, str(e)) if e else {"error": None})}

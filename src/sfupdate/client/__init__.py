@@ -6,7 +6,7 @@ an object with `.status()` and `.install()` (the IPC client in production).
 
 from sfupdate.client.download import TransferPolicy, fetch
 from sfupdate.client.index import Candidate, RepositoryIndex
-from sfupdate.client.sources import FileSource, HttpSource, Source
+from sfupdate.client.sources import FileSource, HttpSource, Source, open_source
 from sfupdate.client.update import (
     Agent,
     CheckResult,
@@ -38,6 +38,7 @@ __all__ = [
     "fetch",
     "install_file",
     "install_stream",
+    "open_source",
     "select",
     "update",
 ]

@@ -31,6 +31,7 @@ from sfupdate.client.state import discard, started_from
 from sfupdate.errors import DownloadError, RemoteFileNotFoundError, RepositoryError, UsageError
 
 _BASE: Final = "source:"  # ngclient builds "<base>metadata/N.root.json"; we strip the base
+_TIMESTAMP: Final = "metadata/timestamp.json"
 MAX_TRUSTED_ROOT: Final = 512 * 1024
 
 
@@ -60,10 +61,11 @@ class _SourceFetcher(FetcherInterface):
                  log: Callable[[str], None] | None) -> None:
         self._source, self._policy, self._log = source, policy, log
         self.current = ""  # the file being fetched, for error messages
+        self.path = ""  # ... and its path in the repository
 
     def _fetch(self, url: str) -> Iterator[bytes]:
         path = url.removeprefix(_BASE)
-        self.current = self._source.describe(path)
+        self.path, self.current = path, self._source.describe(path)
         try:
             yield from fetch(self._source, path, None, self._policy, self._log)
         except RemoteFileNotFoundError as exc:
@@ -71,13 +73,17 @@ class _SourceFetcher(FetcherInterface):
             raise tuf_errors.DownloadHTTPError(str(exc), 404) from None
 
 
-def _explain(exc: tuf_errors.RepositoryError, state_dir: Path) -> str:
+def _explain(exc: tuf_errors.RepositoryError, path: str, state_dir: Path) -> str:
+    """Say what a refused index means. `path` is the metadata file just fetched: a version
+    refused there is a rollback if it was the timestamp (older than the trusted one, or
+    naming an older snapshot), else files of different publishes. `state_dir` holds the
+    trusted root."""
     what = str(exc)
     if isinstance(exc, tuf_errors.ExpiredMetadataError):
         return (f"repository index is stale: {what}; refusing an index that is past its "
                 "expiry (a frozen or outdated mirror)")
     if isinstance(exc, tuf_errors.BadVersionNumberError):
-        if "must be >=" in what:
+        if path == _TIMESTAMP:
             return (f"repository index is older than one already seen: {what} "
                     "(rollback refused)")
         return (f"repository index files come from different publishes: {what} "
@@ -185,7 +191,7 @@ class RepositoryIndex:
         try:
             self._updater.refresh()
         except tuf_errors.RepositoryError as exc:
-            raise RepositoryError(_explain(exc, self._state)) from None
+            raise RepositoryError(_explain(exc, self._fetcher.path, self._state)) from None
         except tuf_errors.DownloadLengthMismatchError as exc:
             raise DownloadError(f"{self._fetcher.current}: index file too long ({exc}); "
                                 "transfer abandoned (endless data)") from None

@@ -22,10 +22,16 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Final, Protocol
+from urllib.parse import unquote
 
 import httpx
 
-from sfupdate.errors import DownloadError, RemoteFileNotFoundError, TransferInterruptedError
+from sfupdate.errors import (
+    DownloadError,
+    RemoteFileNotFoundError,
+    TransferInterruptedError,
+    UsageError,
+)
 
 CHUNK: Final = 256 * 1024
 RETRYABLE_STATUS: Final = frozenset({408, 429, 500, 502, 503, 504})
@@ -41,7 +47,7 @@ class Source(Protocol):
     def open(self, path: str, offset: int = 0) -> Iterator[bytes]: ...
 
 
-def _clean(path: str) -> list[str]:
+def clean_path(path: str) -> list[str]:
     parts = [p for p in path.split("/") if p]
     if not parts or any(p in (".", "..") or "\0" in p for p in parts):
         raise DownloadError(f"refusing repository path {path!r}")
@@ -55,7 +61,7 @@ class FileSource:
         self.root = root
 
     def describe(self, path: str) -> str:
-        return str(self.root.joinpath(*_clean(path)))
+        return str(self.root.joinpath(*clean_path(path)))
 
     def size(self, path: str) -> int:
         try:
@@ -89,23 +95,24 @@ class HttpSource:
     """A repository served over HTTP(S) by any static server.
 
     One GET per attempt, `Range: bytes=N-` when resuming, no content coding (the bytes are
-    hashed as served), connect and read timeouts from the policy.
+    hashed as served), connect and read timeouts from the policy; `headers` are sent with
+    every request (a DDI server's authorization).
     """
 
     def __init__(self, base_url: str, connect_timeout: float = 5.0,
-                 read_timeout: float = 10.0) -> None:
+                 read_timeout: float = 10.0, headers: dict[str, str] | None = None) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self.read_timeout = read_timeout
         timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         self._client = httpx.Client(timeout=timeout, follow_redirects=True,
                                     headers={"Accept-Encoding": "identity",
-                                             "User-Agent": "sfu-client"})
+                                             "User-Agent": "sfu-client", **(headers or {})})
 
     def close(self) -> None:
         self._client.close()
 
     def describe(self, path: str) -> str:
-        return self.base_url + "/".join(_clean(path))
+        return self.base_url + "/".join(clean_path(path))
 
     def size(self, path: str) -> int:
         url = self.describe(path)
@@ -169,3 +176,38 @@ def _why(exc: httpx.TransportError, read_timeout: float) -> str:
     if isinstance(exc, httpx.ConnectError):
         return f"cannot connect ({exc})"
     return f"{type(exc).__name__}: {exc}"
+
+
+# --- which source a location names -----------------------------------------------------------
+
+#: URL schemes the client speaks; a location without one is a local path.
+SCHEMES: Final = ("http", "https", "tftp", "ftp", "file")
+
+
+def open_source(location: str, connect_timeout: float = 5.0,
+                read_timeout: float = 10.0) -> Source:
+    """The source for a `--repo` location: `http(s)://`, `tftp://`, `ftp://`, `file://` or a
+    local path. Any other scheme is a usage error (never read as a relative directory).
+    tftpy is imported only when a TFTP location is used."""
+    scheme, sep, rest = location.partition("://")
+    if not sep:
+        return FileSource(Path(location))
+    scheme = scheme.lower()
+    if scheme in ("http", "https"):
+        return HttpSource(location, connect_timeout, read_timeout)
+    if scheme == "tftp":
+        from sfupdate.client.tftp import TftpSource
+
+        return TftpSource(location, read_timeout)
+    if scheme == "ftp":
+        from sfupdate.client.ftp import FtpSource
+
+        return FtpSource(location, connect_timeout, read_timeout)
+    if scheme == "file":
+        host, _, path = rest.partition("/")
+        if host not in ("", "localhost"):
+            raise UsageError(f"{location!r}: a file:// URL must name a local path "
+                             "(file:///path)")
+        return FileSource(Path("/" + unquote(path)))
+    raise UsageError(f"{location!r}: unknown URL scheme {scheme!r}; the client speaks "
+                     + ", ".join(f"{s}://" for s in SCHEMES) + " and local paths")

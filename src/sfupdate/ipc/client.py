@@ -20,27 +20,23 @@ from sfupdate.ipc.messages import (
     AgentStatus,
     AttestRequest,
     AuditInfo,
-    AuditReply,
     AuditRequest,
     CheckRequest,
     ConfirmRequest,
     ErrorReply,
     InstallBegin,
-    InstalledReply,
     InstallEnd,
     InstallResult,
-    IntegrityReply,
     IntegrityReport,
     PolicyInstallRequest,
     PolicyReply,
     ReadyReply,
     RejectTrialRequest,
-    RemoteReply,
     RemoteRequest,
     RemoteResult,
     Reply,
     Request,
-    SlotStatus,
+    SlotReport,
     StatusReply,
     StatusRequest,
     TokenReply,
@@ -52,7 +48,7 @@ from sfupdate.progress import Progress, no_progress
 from sfupdate.sfui import cbor
 
 __all__ = ["AgentClient", "AgentStatus", "AuditInfo", "InstallResult", "IntegrityReport",
-           "RemoteResult", "SlotStatus"]
+           "RemoteResult", "SlotReport"]
 
 #: A slow storage's flush rate (bytes/s): the final reply's wait grows with the image size.
 FLUSH_RATE: Final = 8 * 1024 * 1024
@@ -84,9 +80,9 @@ class AgentClient:
     def check(self) -> IntegrityReport:
         """Re-measure the running slot, the agent bundle and the policy's regions now."""
         reply = self._call(CheckRequest())
-        if not isinstance(reply, IntegrityReply):
+        if not isinstance(reply, IntegrityReport):
             raise self._unexpected(reply)
-        return reply.report
+        return reply
 
     def attest(self, nonce: bytes) -> bytes:
         """An attestation token (EAT) for `nonce`; verify it with sfupdate.remote."""
@@ -106,15 +102,15 @@ class AgentClient:
         """Carry a signed remote command to the agent, and its answer back. The client can
         neither forge nor replay one: the agent checks signature, target and number."""
         reply = self._call(RemoteRequest(signed_command))
-        if not isinstance(reply, RemoteReply):
+        if not isinstance(reply, RemoteResult):
             raise self._unexpected(reply)
-        return reply.result
+        return reply
 
     def audit(self) -> AuditInfo:
         reply = self._call(AuditRequest())
-        if not isinstance(reply, AuditReply):
+        if not isinstance(reply, AuditInfo):
             raise self._unexpected(reply)
-        return reply.audit
+        return reply
 
     def install(self, chunks: Iterable[bytes], size: int | None = None,
                 progress: Progress | None = None) -> InstallResult:
@@ -131,9 +127,9 @@ class AgentClient:
             self._send(conn, [cbor.dumps(encode_request(InstallEnd()))])
             # The agent answers after it has flushed the slot to storage: allow for that.
             final = self._reply(conn, self.timeout + done / FLUSH_RATE)
-            if not isinstance(final, InstalledReply):
+            if not isinstance(final, InstallResult):
                 raise self._unexpected(final)
-            return final.result
+            return final
         finally:
             conn.close()
 

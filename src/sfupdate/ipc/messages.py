@@ -1,31 +1,39 @@
-"""Message types and their strict schemas.
+"""Message types: each a frozen dataclass that declares its wire schema once.
 
-Requests carry `op`, replies carry `reply`. Each type has exactly the keys listed in its
-schema: an unknown key, a missing key, a value of the wrong type or an unknown op is an
-`IpcError`. Decoding goes from the dict `Connection.recv` returns to a frozen dataclass;
-encoding the other way. Nothing here trusts the peer.
+A request is the map {"op": OP, FIELD: value...}, a reply {"reply": NAME, FIELD: value...},
+where the fields are exactly the class's `SCHEMA` (sfupdate.schema): an unknown key, a missing
+key, a value of the wrong type or out of its bounds, or an unknown op is an `IpcError` naming
+the field. `REQUESTS` and `REPLIES` map each op or reply name to its class, for encoding and
+decoding alike. Nothing here trusts the peer. docs/agent.md lists what goes on the wire.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
 from sfupdate import errors
 from sfupdate.errors import IpcError, SfuError
 from sfupdate.ipc.framing import MAX_CHUNK, Connection, decode_map
+from sfupdate.schema import (
+    BOOL,
+    UINT,
+    Field,
+    Schema,
+    blob,
+    list_of,
+    nullable,
+    one_of,
+    record,
+    text,
+)
 from sfupdate.sfui import cbor
 
-UINT64_MAX: Final = 2**64 - 1
 MAX_TEXT: Final = 1024
 SLOT_NAMES: Final = ("A", "B")
 SLOT_STATES: Final = ("confirmed", "trial", "invalid", "empty", "bad", "superseded")
-
-_UUID_RE: Final = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_HEX256_RE: Final = re.compile(r"^[0-9a-f]{64}$")
-_ERROR_NAME_RE: Final = re.compile(r"^[A-Z][A-Za-z]{0,63}Error$")
 #: Signed objects the client carries to the agent (remote/commands.py, remote/policy.py).
 MAX_COMMAND: Final = 16 * 1024
 MAX_POLICY: Final = 32 * 1024
@@ -36,123 +44,101 @@ REGION_ACTIONS: Final = ("none", "reported", "reverted", "revert-refused")
 MAX_RESULTS: Final = 64
 MAX_EVENTS: Final = 128
 
-Check = Callable[[Any], bool]
+TEXT: Final = text(MAX_TEXT)
+UUID_TEXT: Final = text(pattern=re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"))
+HEX256: Final = text(pattern=re.compile(r"[0-9a-f]{64}"))
+SLOT_NAME: Final = one_of(*SLOT_NAMES)
+#: An `sfupdate.errors` class's wire code (errors.SfuError.code).
+ERROR_CODE: Final = text(pattern=re.compile(r"[a-z][a-z0-9-]{0,63}"))
 
 
-def _uint(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= UINT64_MAX
+class Message:
+    """What every message class declares: its `SCHEMA` (none: a message without fields) and
+    its `op` (a request) or `reply` name (a reply)."""
 
-
-def _text(value: Any) -> bool:
-    return isinstance(value, str) and len(value) <= MAX_TEXT
-
-
-def _chunk(value: Any) -> bool:
-    return isinstance(value, bytes) and 0 < len(value) <= MAX_CHUNK
-
-
-def _bytes(low: int, high: int) -> Check:
-    return lambda value: isinstance(value, bytes) and low <= len(value) <= high
-
-
-def _optional(check: Check) -> Check:
-    return lambda value: value is None or check(value)
-
-
-def _matches(pattern: re.Pattern[str]) -> Check:
-    return lambda value: isinstance(value, str) and pattern.fullmatch(value) is not None
-
-
-def _one_of(*choices: str) -> Check:
-    return lambda value: isinstance(value, str) and value in choices
-
-
-def _fields(obj: Mapping[str, Any], schema: Mapping[str, Check], what: str) -> None:
-    """Exactly the schema's keys, each passing its check."""
-    for key in obj:
-        if key not in schema:
-            raise IpcError(f"{what}: unknown key {key!r}"[:200])
-    for key, check in schema.items():
-        if key not in obj:
-            raise IpcError(f"{what}: missing key {key!r}")
-        if not check(obj[key]):
-            raise IpcError(f"{what}: key {key!r} has the wrong type or value")
+    SCHEMA: ClassVar[Schema] = Schema("message")
 
 
 # --- requests ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class StatusRequest:
+class StatusRequest(Message):
     op: ClassVar[str] = "status"
 
 
 @dataclass(frozen=True)
-class InstallBegin:
+class InstallBegin(Message):
     """Opens an install session. `size` is the SFUI's total length if the client knows it;
     the agent then refuses more bytes than that."""
 
     size: int | None
     op: ClassVar[str] = "install-begin"
+    SCHEMA: ClassVar[Schema] = Schema("install-begin", Field("size", nullable(UINT)))
 
 
 @dataclass(frozen=True)
-class Chunk:
+class Chunk(Message):
     """The next bytes of the SFUI. Chunks get no reply; the agent answers only at the end
     or as soon as it refuses the install."""
 
     data: bytes
     op: ClassVar[str] = "chunk"
+    SCHEMA: ClassVar[Schema] = Schema("chunk", Field("data", blob(1, MAX_CHUNK)))
 
 
 @dataclass(frozen=True)
-class InstallEnd:
+class InstallEnd(Message):
     op: ClassVar[str] = "install-end"
 
 
 @dataclass(frozen=True)
-class ConfirmRequest:
+class ConfirmRequest(Message):
     op: ClassVar[str] = "confirm"
 
 
 @dataclass(frozen=True)
-class RejectTrialRequest:
+class RejectTrialRequest(Message):
     op: ClassVar[str] = "reject-trial"
 
 
 @dataclass(frozen=True)
-class CheckRequest:
+class CheckRequest(Message):
     """Re-measure the running slot, the agent bundle and the policy's regions now."""
 
     op: ClassVar[str] = "check"
 
 
 @dataclass(frozen=True)
-class AttestRequest:
+class AttestRequest(Message):
     """An attestation token (EAT) answering `nonce` (8 to 64 bytes)."""
 
     nonce: bytes
     op: ClassVar[str] = "attest"
+    SCHEMA: ClassVar[Schema] = Schema("attest", Field("nonce", blob(MIN_NONCE, MAX_NONCE)))
 
 
 @dataclass(frozen=True)
-class PolicyInstallRequest:
+class PolicyInstallRequest(Message):
     """A signed integrity policy (COSE_Sign1) to install."""
 
     policy: bytes
     op: ClassVar[str] = "policy-install"
+    SCHEMA: ClassVar[Schema] = Schema("policy-install", Field("policy", blob(1, MAX_POLICY)))
 
 
 @dataclass(frozen=True)
-class RemoteRequest:
+class RemoteRequest(Message):
     """A signed remote command (COSE_Sign1), carried as is from the operator."""
 
     command: bytes
     op: ClassVar[str] = "remote"
+    SCHEMA: ClassVar[Schema] = Schema("remote", Field("command", blob(1, MAX_COMMAND)))
 
 
 @dataclass(frozen=True)
-class AuditRequest:
+class AuditRequest(Message):
     """The remote-command state, the integrity policy in force and the event log."""
 
     op: ClassVar[str] = "audit"
@@ -162,19 +148,23 @@ Request = (StatusRequest | InstallBegin | Chunk | InstallEnd | ConfirmRequest
            | RejectTrialRequest | CheckRequest | AttestRequest | PolicyInstallRequest
            | RemoteRequest | AuditRequest)
 
-_REQUEST_SCHEMAS: Final[dict[str, dict[str, Check]]] = {
-    "status": {},
-    "install-begin": {"size": _optional(_uint)},
-    "chunk": {"data": _chunk},
-    "install-end": {},
-    "confirm": {},
-    "reject-trial": {},
-    "check": {},
-    "attest": {"nonce": _bytes(MIN_NONCE, MAX_NONCE)},
-    "policy-install": {"policy": _bytes(1, MAX_POLICY)},
-    "remote": {"command": _bytes(1, MAX_COMMAND)},
-    "audit": {},
-}
+#: Every request class by its op.
+REQUESTS: Final[Mapping[str, type[Request]]] = {cls.op: cls for cls in (
+    StatusRequest, InstallBegin, Chunk, InstallEnd, ConfirmRequest, RejectTrialRequest,
+    CheckRequest, AttestRequest, PolicyInstallRequest, RemoteRequest, AuditRequest)}
+
+
+def encode_request(request: Request) -> dict[str, Any]:
+    return {"op": request.op, **request.SCHEMA.dump(request)}
+
+
+def decode_request(obj: Mapping[str, Any]) -> Request:
+    op = obj.get("op")
+    cls = REQUESTS.get(op) if isinstance(op, str) else None
+    if cls is None:
+        raise IpcError(f"unknown op {op!r}"[:200])
+    fields = {key: value for key, value in obj.items() if key != "op"}
+    return cls(**cls.SCHEMA.load(fields, IpcError, where=f"{op} request"))
 
 
 #: The deterministic encoding of {"op": "chunk", "data": ...} up to the data's bstr head
@@ -212,60 +202,27 @@ def read_request(conn: Connection, timeout: float | None = None) -> Request:
     return decode_request(decode_map(body))
 
 
-def encode_request(request: Request) -> dict[str, Any]:
-    if isinstance(request, InstallBegin):
-        return {"op": request.op, "size": request.size}
-    if isinstance(request, Chunk):
-        return {"op": request.op, "data": request.data}
-    if isinstance(request, AttestRequest):
-        return {"op": request.op, "nonce": request.nonce}
-    if isinstance(request, PolicyInstallRequest):
-        return {"op": request.op, "policy": request.policy}
-    if isinstance(request, RemoteRequest):
-        return {"op": request.op, "command": request.command}
-    return {"op": request.op}
-
-
-def decode_request(obj: Mapping[str, Any]) -> Request:
-    op = obj.get("op")
-    if not isinstance(op, str) or op not in _REQUEST_SCHEMAS:
-        raise IpcError(f"unknown op {op!r}"[:200])
-    schema = {"op": _text, **_REQUEST_SCHEMAS[op]}
-    _fields(obj, schema, f"{op} request")
-    if op == "install-begin":
-        return InstallBegin(obj["size"])
-    if op == "chunk":
-        return Chunk(obj["data"])
-    if op == "attest":
-        return AttestRequest(obj["nonce"])
-    if op == "policy-install":
-        return PolicyInstallRequest(obj["policy"])
-    if op == "remote":
-        return RemoteRequest(obj["command"])
-    simple: dict[str, Request] = {"status": StatusRequest(), "install-end": InstallEnd(),
-                                  "confirm": ConfirmRequest(), "reject-trial": RejectTrialRequest(),
-                                  "check": CheckRequest(), "audit": AuditRequest()}
-    return simple[op]
-
-
 # --- replies -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class SlotStatus:
+class SlotReport:
+    """One slot as the agent reports it (the slot's state is board.records.SlotStatus's)."""
+
     state: str
     sequence: int | None
     digest: str | None
 
+    SCHEMA: ClassVar[Schema] = Schema("slot", Field("state", one_of(*SLOT_STATES)),
+                                      Field("sequence", nullable(UINT)),
+                                      Field("digest", nullable(HEX256)))
+
     def to_json(self) -> dict[str, Any]:
-        return {"state": self.state, "sequence": self.sequence, "digest": self.digest}
+        return self.SCHEMA.dump(self)
 
 
-_SLOT_SCHEMA: Final[dict[str, Check]] = {
-    "state": _one_of(*SLOT_STATES),
-    "sequence": _optional(_uint),
-    "digest": _optional(_matches(_HEX256_RE)),
-}
+_SLOTS: Final = Schema("slots", *(Field(name, record(SlotReport.SCHEMA, SlotReport))
+                                  for name in SLOT_NAMES))
 
 
 @dataclass(frozen=True)
@@ -279,94 +236,69 @@ class AgentStatus:
     rollback_floor: int
     trial_slot: str | None
     trial_tries_left: int | None
-    slots: dict[str, SlotStatus] = field(default_factory=dict)
+    slots: Mapping[str, SlotReport]
+
+    SCHEMA: ClassVar[Schema] = Schema(
+        "status", Field("vendor_id", UUID_TEXT), Field("class_id", UUID_TEXT),
+        Field("running_slot", SLOT_NAME), Field("running_sequence", UINT),
+        Field("rollback_floor", UINT), Field("trial_slot", nullable(SLOT_NAME)),
+        Field("trial_tries_left", nullable(UINT)), Field("slots", record(_SLOTS, dict)))
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "vendor_id": self.vendor_id,
-            "class_id": self.class_id,
-            "running_slot": self.running_slot,
-            "running_sequence": self.running_sequence,
-            "rollback_floor": self.rollback_floor,
-            "trial_slot": self.trial_slot,
-            "trial_tries_left": self.trial_tries_left,
-            "slots": {name: slot.to_json() for name, slot in sorted(self.slots.items())},
-        }
-
-    @classmethod
-    def from_wire(cls, obj: Any) -> AgentStatus:
-        if not isinstance(obj, dict):
-            raise IpcError("status: not a map")
-        _fields(obj, {
-            "vendor_id": _matches(_UUID_RE),
-            "class_id": _matches(_UUID_RE),
-            "running_slot": _one_of(*SLOT_NAMES),
-            "running_sequence": _uint,
-            "rollback_floor": _uint,
-            "trial_slot": _optional(_one_of(*SLOT_NAMES)),
-            "trial_tries_left": _optional(_uint),
-            "slots": lambda v: isinstance(v, dict) and sorted(v) == sorted(SLOT_NAMES),
-        }, "status")
-        slots = {}
-        for name, slot in obj["slots"].items():
-            if not isinstance(slot, dict):
-                raise IpcError(f"status: slot {name} is not a map")
-            _fields(slot, _SLOT_SCHEMA, f"status of slot {name}")
-            slots[name] = SlotStatus(slot["state"], slot["sequence"], slot["digest"])
-        return cls(obj["vendor_id"], obj["class_id"], obj["running_slot"],
-                   obj["running_sequence"], obj["rollback_floor"], obj["trial_slot"],
-                   obj["trial_tries_left"], slots)
+        return self.SCHEMA.dump(self)
 
 
 @dataclass(frozen=True)
-class InstallResult:
-    """A completed install: the slot now on trial, its sequence number and image digest."""
-
-    slot: str
-    sequence: int
-    digest: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"slot": self.slot, "sequence": self.sequence, "digest": self.digest}
-
-
-@dataclass(frozen=True)
-class StatusReply:
+class StatusReply(Message):
     status: AgentStatus
     reply: ClassVar[str] = "status"
+    SCHEMA: ClassVar[Schema] = Schema("status reply",
+                                      Field("status", record(AgentStatus.SCHEMA, AgentStatus)))
 
 
 @dataclass(frozen=True)
-class ReadyReply:
+class ReadyReply(Message):
     """The install session is open: the client may stream chunks."""
 
     reply: ClassVar[str] = "ready"
 
 
 @dataclass(frozen=True)
-class InstalledReply:
-    result: InstallResult
+class InstallResult(Message):
+    """A completed install: the slot now on trial, its sequence number and image digest."""
+
+    slot: str
+    sequence: int
+    digest: str
     reply: ClassVar[str] = "installed"
+    SCHEMA: ClassVar[Schema] = Schema("installed reply", Field("slot", SLOT_NAME),
+                                      Field("sequence", UINT), Field("digest", HEX256))
+
+    def to_json(self) -> dict[str, Any]:
+        return self.SCHEMA.dump(self)
 
 
 @dataclass(frozen=True)
-class ErrorReply:
-    """A refusal: the name of the `sfupdate.errors` class the agent raised, and its line."""
+class ErrorReply(Message):
+    """A refusal: the wire code of the `sfupdate.errors` class the agent raised
+    (`SfuError.code`, sent under the key "error"), and its message."""
 
-    error: str
+    code: str
     message: str
     reply: ClassVar[str] = "error"
+    SCHEMA: ClassVar[Schema] = Schema("error reply", Field("error", ERROR_CODE, name="code"),
+                                      Field("message", TEXT))
 
     @classmethod
     def from_exception(cls, exc: SfuError) -> ErrorReply:
-        return cls(type(exc).__name__, str(exc)[:MAX_TEXT])
+        return cls(exc.code, str(exc)[:MAX_TEXT])
 
     def to_exception(self) -> SfuError:
-        """The same class the agent raised, looked up by name in sfupdate.errors only."""
-        cls = getattr(errors, self.error, None)
-        if isinstance(cls, type) and issubclass(cls, SfuError):
-            return cls(self.message)
-        return IpcError(f"agent reported an unknown error {self.error}: {self.message}")
+        """The class with that code; an IpcError for a code this version does not know."""
+        error = errors.error_class(self.code)
+        if error is None:
+            return IpcError(f"agent reported an unknown error '{self.code}': {self.message}")
+        return error(self.message)
 
 
 @dataclass(frozen=True)
@@ -378,54 +310,51 @@ class RegionResult:
     detail: str
     action: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {"region": self.region, "result": self.result, "detail": self.detail,
-                "action": self.action}
-
-
-_REGION_SCHEMA: Final[dict[str, Check]] = {
-    "region": _text, "result": _one_of(*REGION_RESULTS), "detail": _text,
-    "action": _one_of(*REGION_ACTIONS),
-}
+    SCHEMA: ClassVar[Schema] = Schema("region", Field("region", TEXT),
+                                      Field("result", one_of(*REGION_RESULTS)),
+                                      Field("detail", TEXT),
+                                      Field("action", one_of(*REGION_ACTIONS)))
 
 
 @dataclass(frozen=True)
-class IntegrityReport:
+class IntegrityReport(Message):
+    """The answer to `check`."""
+
     results: tuple[RegionResult, ...]
     events_total: int
+    reply: ClassVar[str] = "integrity"
+    SCHEMA: ClassVar[Schema] = Schema(
+        "integrity reply", Field("events_total", UINT),
+        Field("results", list_of(record(RegionResult.SCHEMA, RegionResult), MAX_RESULTS)))
 
     @property
     def intact(self) -> bool:
         return all(r.result == "ok" for r in self.results)
 
     def to_json(self) -> dict[str, Any]:
-        return {"intact": self.intact, "events_total": self.events_total,
-                "results": [r.to_json() for r in self.results]}
+        return {"intact": self.intact, **self.SCHEMA.dump(self)}
 
 
 @dataclass(frozen=True)
-class IntegrityReply:
-    report: IntegrityReport
-    reply: ClassVar[str] = "integrity"
-
-
-@dataclass(frozen=True)
-class TokenReply:
+class TokenReply(Message):
     """An attestation token (COSE_Sign1 EAT, signed by the device identity key)."""
 
     token: bytes
     reply: ClassVar[str] = "token"
+    SCHEMA: ClassVar[Schema] = Schema("token reply", Field("token", blob(1, MAX_TOKEN)))
 
 
 @dataclass(frozen=True)
-class PolicyReply:
+class PolicyReply(Message):
     sequence: int
     regions: int
     reply: ClassVar[str] = "policy"
+    SCHEMA: ClassVar[Schema] = Schema("policy reply", Field("sequence", UINT),
+                                      Field("regions", UINT))
 
 
 @dataclass(frozen=True)
-class RemoteResult:
+class RemoteResult(Message):
     """What a remote command did; `token` is an attestation of the state after it, whose
     nonce is the command's (inspect) or the SHA-256 of the signed command (other actions)."""
 
@@ -433,15 +362,13 @@ class RemoteResult:
     number: int
     message: str
     token: bytes
+    reply: ClassVar[str] = "remote"
+    SCHEMA: ClassVar[Schema] = Schema("remote reply", Field("action", TEXT),
+                                      Field("number", UINT), Field("message", TEXT),
+                                      Field("token", blob(1, MAX_TOKEN)))
 
     def to_json(self) -> dict[str, Any]:
         return {"action": self.action, "number": self.number, "message": self.message}
-
-
-@dataclass(frozen=True)
-class RemoteReply:
-    result: RemoteResult
-    reply: ClassVar[str] = "remote"
 
 
 @dataclass(frozen=True)
@@ -458,20 +385,16 @@ class EventEntry:
     detail: str
     pinned: bool
 
-    def to_json(self) -> dict[str, Any]:
-        return {"n": self.number, "first": self.first, "last": self.last, "count": self.count,
-                "kind": self.kind, "subject": self.subject, "detail": self.detail,
-                "pinned": self.pinned}
-
-
-_EVENT_SCHEMA: Final[dict[str, Check]] = {
-    "n": _uint, "first": _uint, "last": _uint, "count": _uint, "kind": _text,
-    "subject": _text, "detail": _text, "pinned": lambda v: isinstance(v, bool),
-}
+    SCHEMA: ClassVar[Schema] = Schema(
+        "event", Field("n", UINT, name="number"), Field("first", UINT), Field("last", UINT),
+        Field("count", UINT), Field("kind", TEXT), Field("subject", TEXT),
+        Field("detail", TEXT), Field("pinned", BOOL))
 
 
 @dataclass(frozen=True)
-class AuditInfo:
+class AuditInfo(Message):
+    """The answer to `audit`. `to_json()` is also the wire form."""
+
     last_command: int
     quarantine: str | None  # hex key ID of the recovery key, or None
     policy_sequence: int | None
@@ -479,104 +402,34 @@ class AuditInfo:
     acknowledged: int  # the highest event number the operator acknowledged
     time_floor: int
     events: tuple[EventEntry, ...]
+    reply: ClassVar[str] = "audit"
+    SCHEMA: ClassVar[Schema] = Schema(
+        "audit reply", Field("last_command", UINT), Field("quarantine", nullable(HEX256)),
+        Field("policy_sequence", nullable(UINT)), Field("events_total", UINT),
+        Field("acknowledged", UINT), Field("time_floor", UINT),
+        Field("events", list_of(record(EventEntry.SCHEMA, EventEntry), MAX_EVENTS)))
 
     def to_json(self) -> dict[str, Any]:
-        return {"last_command": self.last_command, "quarantine": self.quarantine,
-                "policy_sequence": self.policy_sequence, "events_total": self.events_total,
-                "acknowledged": self.acknowledged, "time_floor": self.time_floor,
-                "events": [e.to_json() for e in self.events]}
+        return self.SCHEMA.dump(self)
 
 
-@dataclass(frozen=True)
-class AuditReply:
-    audit: AuditInfo
-    reply: ClassVar[str] = "audit"
+Reply = (StatusReply | ReadyReply | InstallResult | ErrorReply | IntegrityReport | TokenReply
+         | PolicyReply | RemoteResult | AuditInfo)
 
-
-Reply = (StatusReply | ReadyReply | InstalledReply | ErrorReply | IntegrityReply | TokenReply
-         | PolicyReply | RemoteReply | AuditReply)
-
-
-def _list_of(schema: Mapping[str, Check], limit: int) -> Check:
-    def check(value: Any) -> bool:
-        if not isinstance(value, list) or len(value) > limit:
-            return False
-        for item in value:
-            if not isinstance(item, dict):
-                return False
-            _fields(item, schema, "list item")
-        return True
-    return check
+#: Every reply class by its reply name.
+REPLIES: Final[Mapping[str, type[Reply]]] = {cls.reply: cls for cls in (
+    StatusReply, ReadyReply, InstallResult, ErrorReply, IntegrityReport, TokenReply,
+    PolicyReply, RemoteResult, AuditInfo)}
 
 
 def encode_reply(reply: Reply) -> dict[str, Any]:
-    if isinstance(reply, StatusReply):
-        return {"reply": reply.reply, "status": reply.status.to_json()}
-    if isinstance(reply, IntegrityReply):
-        return {"reply": reply.reply, "events_total": reply.report.events_total,
-                "results": [r.to_json() for r in reply.report.results]}
-    if isinstance(reply, TokenReply):
-        return {"reply": reply.reply, "token": reply.token}
-    if isinstance(reply, PolicyReply):
-        return {"reply": reply.reply, "sequence": reply.sequence, "regions": reply.regions}
-    if isinstance(reply, RemoteReply):
-        return {"reply": reply.reply, **reply.result.to_json(), "token": reply.result.token}
-    if isinstance(reply, AuditReply):
-        return {"reply": reply.reply, **reply.audit.to_json()}
-    if isinstance(reply, InstalledReply):
-        return {"reply": reply.reply, **reply.result.to_json()}
-    if isinstance(reply, ErrorReply):
-        return {"reply": reply.reply, "error": reply.error, "message": reply.message}
-    return {"reply": reply.reply}
+    return {"reply": reply.reply, **reply.SCHEMA.dump(reply)}
 
 
 def decode_reply(obj: Mapping[str, Any]) -> Reply:
     kind = obj.get("reply")
-    if kind == "status":
-        _fields(obj, {"reply": _text, "status": lambda v: isinstance(v, dict)}, "status reply")
-        return StatusReply(AgentStatus.from_wire(obj["status"]))
-    if kind == "ready":
-        _fields(obj, {"reply": _text}, "ready reply")
-        return ReadyReply()
-    if kind == "installed":
-        _fields(obj, {"reply": _text, "slot": _one_of(*SLOT_NAMES), "sequence": _uint,
-                      "digest": _matches(_HEX256_RE)}, "installed reply")
-        return InstalledReply(InstallResult(obj["slot"], obj["sequence"], obj["digest"]))
-    if kind == "error":
-        _fields(obj, {"reply": _text, "error": _matches(_ERROR_NAME_RE), "message": _text},
-                "error reply")
-        return ErrorReply(obj["error"], obj["message"])
-    return _decode_security_reply(kind, obj)
-
-
-def _decode_security_reply(kind: Any, obj: Mapping[str, Any]) -> Reply:
-    if kind == "integrity":
-        _fields(obj, {"reply": _text, "events_total": _uint,
-                      "results": _list_of(_REGION_SCHEMA, MAX_RESULTS)}, "integrity reply")
-        results = tuple(RegionResult(r["region"], r["result"], r["detail"], r["action"])
-                        for r in obj["results"])
-        return IntegrityReply(IntegrityReport(results, obj["events_total"]))
-    if kind == "token":
-        _fields(obj, {"reply": _text, "token": _bytes(1, MAX_TOKEN)}, "token reply")
-        return TokenReply(obj["token"])
-    if kind == "policy":
-        _fields(obj, {"reply": _text, "sequence": _uint, "regions": _uint}, "policy reply")
-        return PolicyReply(obj["sequence"], obj["regions"])
-    if kind == "remote":
-        _fields(obj, {"reply": _text, "action": _text, "number": _uint, "message": _text,
-                      "token": _bytes(1, MAX_TOKEN)}, "remote reply")
-        return RemoteReply(RemoteResult(obj["action"], obj["number"], obj["message"],
-                                        obj["token"]))
-    if kind == "audit":
-        _fields(obj, {"reply": _text, "last_command": _uint,
-                      "quarantine": _optional(_matches(_HEX256_RE)),
-                      "policy_sequence": _optional(_uint), "events_total": _uint,
-                      "acknowledged": _uint, "time_floor": _uint,
-                      "events": _list_of(_EVENT_SCHEMA, MAX_EVENTS)}, "audit reply")
-        events = tuple(EventEntry(e["n"], e["first"], e["last"], e["count"], e["kind"],
-                                  e["subject"], e["detail"], e["pinned"])
-                       for e in obj["events"])
-        return AuditReply(AuditInfo(obj["last_command"], obj["quarantine"],
-                                    obj["policy_sequence"], obj["events_total"],
-                                    obj["acknowledged"], obj["time_floor"], events))
-    raise IpcError(f"unknown reply {kind!r}"[:200])
+    cls = REPLIES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise IpcError(f"unknown reply {kind!r}"[:200])
+    fields = {key: value for key, value in obj.items() if key != "reply"}
+    return cls(**cls.SCHEMA.load(fields, IpcError, where=f"{kind} reply"))

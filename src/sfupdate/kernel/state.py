@@ -587,10 +587,7 @@ def _reboot(state: SecureState, command: RemoteCommand,
 def _acknowledge(state: SecureState, command: RemoteCommand,
                  confirmed_failure: str | None) -> tuple[SecureState, str]:
     through = command.arguments["through"]
-    try:
-        events = state.events.acknowledge(through)
-    except ValueError as exc:
-        raise DeviceStateError(str(exc)) from None
+    events = state.events.acknowledge(through)
     released = len(state.events.pinned) - len(events.pinned)
     return (replace(state, events=events),
             f"events up to {through} acknowledged ({released} released)")

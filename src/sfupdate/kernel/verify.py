@@ -14,7 +14,7 @@ import hashlib
 import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Final, cast
+from typing import Final
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -64,7 +64,7 @@ def verify_slot(board: Board, slot: Slot, image: ImageRecord, keys: list[Trusted
     if image.size > board.slots.size:
         raise DeviceStateError(f"slot {slot.value}: recorded size exceeds the slot")
     stream = ChainStream(header, board.slots.read(slot, image.size))
-    reader = EnvelopeReader(cast(BinaryIO, stream))  # read(n) is all the reader uses
+    reader = EnvelopeReader(stream)
     verified = reader.authenticate(keys)
     info = verified.info
     if info.vendor_id != device.vendor_id:
@@ -125,7 +125,7 @@ def verify_agent_bundle(board: Board, slot: Slot,
     whoever uses them (the ROM writing the zipapp it will run, the agent re-measuring) must
     drain it."""
     key = fused_agent_key(board, slot)
-    reader = EnvelopeReader(cast(BinaryIO, ChainStream(b"", board.agent.stream(slot))))
+    reader = EnvelopeReader(ChainStream(b"", board.agent.stream(slot)))
     verified = reader.authenticate([key])
     if not is_agent_bundle(verified.info):
         raise WrongClassError("the agent partition holds an image that is not an agent bundle")

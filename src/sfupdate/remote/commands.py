@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from sfupdate.errors import SchemaError, UnsupportedError
+from sfupdate.schema import ANY, MAP, UINT, UUID, Field, Kind, Schema, blob, nullable, text
 from sfupdate.sfui import cbor
-from sfupdate.sfui.cose import Sign1, Signer, TrustedKey, sign1
+from sfupdate.sfui.cose import Signer, TrustedKey, open_attached, sign1
 
 FORMAT_VERSION: Final = 1
 KEY_VERSION, KEY_TARGET, KEY_NUMBER, KEY_ACTION, KEY_ARGS, KEY_EXPIRES = 1, 2, 3, 4, 5, 6
@@ -44,6 +45,14 @@ ACTIONS: Final[Mapping[str, Mapping[str, type]]] = {
     "reboot": {},
     "acknowledge": {"through": int},
 }
+_KINDS: Final[Mapping[type, Kind]] = {bytes: blob(), int: UINT}
+#: action -> the schema of its arguments map
+_ARGUMENTS: Final = {action: Schema(f"arguments of {action!r}",
+                                    *(Field(name, _KINDS[kind]) for name, kind in spec.items()))
+                     for action, spec in ACTIONS.items()}
+_UEID_TARGET: Final = Schema("command target", Field(TARGET_UEID, blob(), name="ueid"))
+_CLASS_TARGET: Final = Schema("command target", Field(TARGET_VENDOR, UUID, name="vendor_id"),
+                              Field(TARGET_CLASS, UUID, name="class_id"))
 
 
 @dataclass(frozen=True)
@@ -54,24 +63,21 @@ class Target:
     vendor_id: uuid.UUID | None = None
     class_id: uuid.UUID | None = None
 
+    def __post_init__(self) -> None:
+        ids = (self.vendor_id, self.class_id)
+        by_ueid = self.ueid is not None and ids == (None, None)
+        by_class = self.ueid is None and None not in ids
+        if not (by_ueid or by_class):
+            raise TypeError("a target is a device UEID, or a vendor-id and a class-id")
+
     def to_cbor(self) -> dict[int, bytes]:
-        if self.ueid is not None:
-            return {TARGET_UEID: self.ueid}
-        if self.vendor_id is None or self.class_id is None:
-            raise SchemaError("a target needs a device UEID or both vendor-id and class-id")
-        return {TARGET_VENDOR: self.vendor_id.bytes, TARGET_CLASS: self.class_id.bytes}
+        return (_UEID_TARGET if self.ueid is not None else _CLASS_TARGET).dump(self)
 
     @classmethod
     def from_cbor(cls, obj: Any) -> Target:
-        if not isinstance(obj, dict):
-            raise SchemaError("command target is not a map")
-        if set(obj) == {TARGET_UEID} and isinstance(obj[TARGET_UEID], bytes):
-            return cls(ueid=obj[TARGET_UEID])
-        if (set(obj) == {TARGET_VENDOR, TARGET_CLASS}
-                and all(isinstance(v, bytes) and len(v) == 16 for v in obj.values())):
-            return cls(vendor_id=uuid.UUID(bytes=obj[TARGET_VENDOR]),
-                       class_id=uuid.UUID(bytes=obj[TARGET_CLASS]))
-        raise SchemaError("command target must be {1: ueid} or {2: vendor-id, 3: class-id}")
+        """{1: ueid} or {2: vendor-id, 3: class-id}."""
+        schema = _UEID_TARGET if isinstance(obj, dict) and TARGET_UEID in obj else _CLASS_TARGET
+        return cls(**schema.load(obj, SchemaError))
 
     def matches(self, ueid: bytes, vendor_id: uuid.UUID, class_id: uuid.UUID) -> bool:
         if self.ueid is not None:
@@ -89,54 +95,35 @@ class RemoteCommand:
     issued: int | None = None
 
     def encode(self) -> bytes:
-        _check_action(self.action, self.arguments)
-        obj: dict[int, Any] = {KEY_VERSION: FORMAT_VERSION, KEY_TARGET: self.target.to_cbor(),
-                               KEY_NUMBER: self.number, KEY_ACTION: self.action,
-                               KEY_ARGS: dict(self.arguments)}
-        if self.expires is not None:
-            obj[KEY_EXPIRES] = self.expires
-        if self.issued is not None:
-            obj[KEY_ISSUED] = self.issued
-        return cbor.dumps(obj)
+        return cbor.dumps(_COMMAND.dump({**vars(self), "version": FORMAT_VERSION,
+                                         "arguments": _arguments(self.action, self.arguments)}))
 
     @classmethod
     def decode(cls, data: bytes) -> RemoteCommand:
-        obj = cbor.loads(data, "remote command")
-        if not isinstance(obj, dict):
-            raise SchemaError("remote command is not a map")
-        allowed = {KEY_VERSION, KEY_TARGET, KEY_NUMBER, KEY_ACTION, KEY_ARGS, KEY_EXPIRES,
-                   KEY_ISSUED}
-        if set(obj) - allowed or not {KEY_VERSION, KEY_TARGET, KEY_NUMBER, KEY_ACTION,
-                                       KEY_ARGS} <= set(obj):
-            raise SchemaError("remote command has missing or unknown members")
-        if obj[KEY_VERSION] != FORMAT_VERSION:
-            raise UnsupportedError(f"remote command format {obj[KEY_VERSION]!r}")
-        number, action, args = obj[KEY_NUMBER], obj[KEY_ACTION], obj[KEY_ARGS]
-        expires, issued = obj.get(KEY_EXPIRES), obj.get(KEY_ISSUED)
-        if not _uint(number) or any(t is not None and not _uint(t) for t in (expires, issued)):
-            raise SchemaError("command number, expiry and issue time must be unsigned "
-                              "integers")
-        if not isinstance(action, str) or not isinstance(args, dict):
-            raise SchemaError("command action must be text and its arguments a map")
-        _check_action(action, args)
-        return cls(Target.from_cbor(obj[KEY_TARGET]), number, action, args, expires, issued)
+        fields = _COMMAND.load(cbor.loads(data, "remote command"), SchemaError)
+        version = fields.pop("version")
+        if version != FORMAT_VERSION:
+            raise UnsupportedError(f"remote command format {version!r}")
+        fields["arguments"] = _arguments(fields["action"], fields["arguments"])
+        return cls(**fields)
 
 
-def _uint(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 64
+_COMMAND: Final = Schema(
+    "remote command", Field(KEY_VERSION, ANY, name="version"),
+    Field(KEY_TARGET, Kind("a target", MAP.accepts, Target.from_cbor, Target.to_cbor),
+          name="target"),
+    Field(KEY_NUMBER, UINT, name="number"), Field(KEY_ACTION, text(), name="action"),
+    Field(KEY_ARGS, MAP, name="arguments"),
+    Field(KEY_EXPIRES, nullable(UINT), name="expires", optional=True),
+    Field(KEY_ISSUED, nullable(UINT), name="issued", optional=True))
 
 
-def _check_action(action: str, arguments: Mapping[str, Any]) -> None:
-    spec = ACTIONS.get(action)
-    if spec is None:
+def _arguments(action: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments `action` takes, checked (UnsupportedError for an unknown action)."""
+    schema = _ARGUMENTS.get(action)
+    if schema is None:
         raise UnsupportedError(f"unknown remote action {action!r}")
-    if set(arguments) != set(spec):
-        raise SchemaError(f"action {action!r} takes arguments {sorted(spec)}, "
-                          f"got {sorted(map(str, arguments))}")
-    for name, kind in spec.items():
-        value = arguments[name]
-        if not isinstance(value, kind) or (kind is int and not _uint(value)):
-            raise SchemaError(f"argument {name!r} of {action!r} must be {kind.__name__}")
+    return schema.load(dict(arguments), SchemaError)
 
 
 def sign_command(command: RemoteCommand, signer: Signer) -> bytes:
@@ -147,25 +134,17 @@ def sign_command(command: RemoteCommand, signer: Signer) -> bytes:
 def read_command(data: bytes) -> RemoteCommand:
     """The command inside a signed command, WITHOUT checking its signature: for the operator's
     side, which holds a command it signed and wants to match a device's answer to it."""
-    if len(data) > MAX_COMMAND_SIZE:
-        raise SchemaError(f"remote command larger than {MAX_COMMAND_SIZE} bytes")
-    envelope = Sign1.decode(data)
-    if envelope.payload is None:
-        raise SchemaError("remote command has no payload")
-    return RemoteCommand.decode(envelope.payload)
+    _, payload = open_attached(data, "remote command", MAX_COMMAND_SIZE)
+    return RemoteCommand.decode(payload)
 
 
 def verify_command(data: bytes, operators: Sequence[TrustedKey]) -> tuple[RemoteCommand,
                                                                             TrustedKey]:
     """Check the operator's signature, then decode. Replay, target and expiry are the
     device's checks (it knows its identity, its last command number and the time)."""
-    if len(data) > MAX_COMMAND_SIZE:
-        raise SchemaError(f"remote command larger than {MAX_COMMAND_SIZE} bytes")
-    envelope = Sign1.decode(data)
-    if envelope.payload is None:
-        raise SchemaError("remote command has no payload")
-    signer = envelope.verify(envelope.payload, operators)
-    return RemoteCommand.decode(envelope.payload), signer
+    envelope, payload = open_attached(data, "remote command", MAX_COMMAND_SIZE)
+    signer = envelope.verify(payload, operators)
+    return RemoteCommand.decode(payload), signer
 
 
 __all__ = ["ACTIONS", "RemoteCommand", "Target", "read_command", "sign_command",

@@ -19,12 +19,27 @@ import hashlib
 import hmac
 import uuid
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from sfupdate.errors import AuthenticationError, SchemaError
 from sfupdate.remote.commands import RemoteCommand
+from sfupdate.schema import (
+    INT,
+    UUID,
+    Field,
+    Kind,
+    Schema,
+    blob,
+    converted,
+    list_of,
+    nullable,
+    one_of,
+    record,
+    text,
+    tuple_of,
+)
 from sfupdate.sfui import cbor
-from sfupdate.sfui.cose import PublicKey, Sign1, Signer, TrustedKey, key_id, sign1
+from sfupdate.sfui.cose import PublicKey, Signer, TrustedKey, key_id, open_attached, sign1
 
 PROFILE: Final = "tag:sfupdate.dev,2026:eat-v1"
 UEID_TYPE_RAND: Final = 0x01
@@ -67,8 +82,23 @@ class CommandAnswer:
     action: str
     outcome: str
 
-    def to_cbor(self) -> dict[str, Any]:
-        return {"command": self.command, "action": self.action, "outcome": self.outcome}
+
+_RESULT_NAMES: Final = {RESULT_SUCCESS: "ok", RESULT_FAIL: "MISMATCH",
+                        RESULT_NOT_RUN: "not run", RESULT_ABSENT: "absent"}
+_TEXT: Final = text()
+_RESULT_CODE: Final = Kind("an RFC 9711 measurement result code",
+                           lambda value: INT.accepts(value) and value in _RESULT_NAMES)
+_SLOT: Final = Schema("slot claim", Field("name", _TEXT), Field("state", _TEXT),
+                      Field("sequence", nullable(INT)), Field("digest", nullable(blob())),
+                      extra=True)
+_ANSWER: Final = Schema("answer claim", Field("command", INT), Field("action", _TEXT),
+                        Field("outcome", _TEXT))
+#: measurement-results: [[system, [[region, result], ...]]], ours the only system read.
+_MEASUREMENTS: Final = converted(
+    list_of(tuple_of(one_of(MEASUREMENT_SYSTEM),
+                     list_of(tuple_of(_TEXT, _RESULT_CODE))), min_items=1),
+    lambda systems: tuple(IntegrityResult(*result) for result in systems[0][1]),
+    lambda results: [(MEASUREMENT_SYSTEM, [(r.region, r.result) for r in results])])
 
 
 @dataclass(frozen=True)
@@ -88,36 +118,32 @@ class AttestationClaims:
     last_command: int = 0
     answer: CommandAnswer | None = None
 
+    SCHEMA: ClassVar[Schema] = Schema(
+        "attestation claims",
+        Field(CLAIM_NONCE, blob(), name="nonce"), Field(CLAIM_UEID, blob(), name="ueid"),
+        Field(CLAIM_OEMID, UUID, name="vendor_id"), Field(CLAIM_HWMODEL, UUID, name="class_id"),
+        Field("sfu-slots", list_of(record(_SLOT, SlotClaim)), name="slots"),
+        Field("sfu-running", _TEXT, name="running_slot"),
+        Field("sfu-trial", nullable(_TEXT), name="trial_slot"),
+        Field("sfu-floor", INT, name="rollback_floor"),
+        Field("sfu-boot-log", list_of(blob()), name="boot_log"),
+        Field(CLAIM_MEASRES, _MEASUREMENTS, name="integrity"),
+        Field(CLAIM_IAT, INT, name="issued_at"),
+        Field("sfu-quarantine", nullable(blob()), name="quarantine"),
+        Field("sfu-command", INT, name="last_command"),
+        Field("sfu-answer", record(_ANSWER, CommandAnswer), name="answer", optional=True),
+        extra=True)
+
     def encode(self) -> bytes:
-        answer = {} if self.answer is None else {"sfu-answer": self.answer.to_cbor()}
-        return cbor.dumps({
-            **answer,
-            CLAIM_IAT: self.issued_at,
-            CLAIM_NONCE: self.nonce,
-            CLAIM_UEID: self.ueid,
-            CLAIM_OEMID: self.vendor_id.bytes,
-            CLAIM_HWMODEL: self.class_id.bytes,
-            CLAIM_OEMBOOT: True,
-            CLAIM_PROFILE: PROFILE,
-            CLAIM_MEASRES: [[MEASUREMENT_SYSTEM,
-                             [[r.region, r.result] for r in self.integrity]]],
-            "sfu-slots": [{"name": s.name, "state": s.state, "sequence": s.sequence,
-                           "digest": s.digest} for s in self.slots],
-            "sfu-running": self.running_slot,
-            "sfu-trial": self.trial_slot,
-            "sfu-floor": self.rollback_floor,
-            "sfu-boot-log": list(self.boot_log),
-            "sfu-quarantine": self.quarantine,
-            "sfu-command": self.last_command,
-        })
+        return cbor.dumps({CLAIM_OEMBOOT: True, CLAIM_PROFILE: PROFILE,
+                           **self.SCHEMA.dump(self)})
 
     @classmethod
     def decode(cls, data: bytes) -> AttestationClaims:
         obj = cbor.loads(data, "attestation claims")
-        try:
-            return _decode(obj)
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise SchemaError(f"attestation claims are malformed ({exc})") from None
+        if not isinstance(obj, dict) or obj.get(CLAIM_PROFILE) != PROFILE:
+            raise SchemaError("not an sfupdate attestation token (profile claim)")
+        return cls(**cls.SCHEMA.load(obj, SchemaError))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -132,60 +158,8 @@ class AttestationClaims:
                           for r in self.integrity],
             "quarantine": self.quarantine.hex() if self.quarantine else None,
             "last_command": self.last_command,
-            "answer": None if self.answer is None else self.answer.to_cbor(),
+            "answer": None if self.answer is None else _ANSWER.dump(self.answer),
         }
-
-
-_RESULT_NAMES: Final = {RESULT_SUCCESS: "ok", RESULT_FAIL: "MISMATCH",
-                        RESULT_NOT_RUN: "not run", RESULT_ABSENT: "absent"}
-
-
-def _decode(obj: Any) -> AttestationClaims:
-    if not isinstance(obj, dict) or obj.get(CLAIM_PROFILE) != PROFILE:
-        raise SchemaError("not an sfupdate attestation token (profile claim)")
-    slots = tuple(SlotClaim(_typed(s["name"], str), _typed(s["state"], str),
-                            _optional(s["sequence"], int), _optional(s["digest"], bytes))
-                  for s in _typed(obj["sfu-slots"], list))
-    system, results = _typed(obj[CLAIM_MEASRES], list)[0]
-    if system != MEASUREMENT_SYSTEM:
-        raise SchemaError("unknown measurement system")
-    integrity = tuple(IntegrityResult(_typed(region, str), _typed(result, int))
-                      for region, result in results)
-    if any(r.result not in _RESULT_NAMES for r in integrity):
-        raise SchemaError("unknown measurement result code")
-    answer = None
-    if "sfu-answer" in obj:
-        raw = _typed(obj["sfu-answer"], dict)
-        if set(raw) != {"command", "action", "outcome"}:
-            raise SchemaError("malformed answer claim")
-        answer = CommandAnswer(_typed(raw["command"], int), _typed(raw["action"], str),
-                               _typed(raw["outcome"], str))
-    return AttestationClaims(
-        nonce=_typed(obj[CLAIM_NONCE], bytes),
-        ueid=_typed(obj[CLAIM_UEID], bytes),
-        vendor_id=uuid.UUID(bytes=_typed(obj[CLAIM_OEMID], bytes)),
-        class_id=uuid.UUID(bytes=_typed(obj[CLAIM_HWMODEL], bytes)),
-        slots=slots,
-        running_slot=_typed(obj["sfu-running"], str),
-        trial_slot=_optional(obj["sfu-trial"], str),
-        rollback_floor=_typed(obj["sfu-floor"], int),
-        boot_log=tuple(_typed(m, bytes) for m in _typed(obj["sfu-boot-log"], list)),
-        integrity=integrity,
-        issued_at=_typed(obj[CLAIM_IAT], int),
-        quarantine=_optional(obj["sfu-quarantine"], bytes),
-        last_command=_typed(obj["sfu-command"], int),
-        answer=answer,
-    )
-
-
-def _typed(value: Any, kind: type) -> Any:
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-        raise TypeError(f"expected {kind.__name__}")
-    return value
-
-
-def _optional(value: Any, kind: type) -> Any:
-    return None if value is None else _typed(value, kind)
 
 
 def sign_token(claims: AttestationClaims, device_signer: Signer) -> bytes:
@@ -194,13 +168,9 @@ def sign_token(claims: AttestationClaims, device_signer: Signer) -> bytes:
 
 def verify_token(token: bytes, device_key: TrustedKey, nonce: bytes) -> AttestationClaims:
     """Check the device's signature and that the token answers this nonce (freshness)."""
-    if len(token) > MAX_TOKEN_SIZE:
-        raise SchemaError("attestation token is too large")
-    envelope = Sign1.decode(token)
-    if envelope.payload is None:
-        raise SchemaError("attestation token has no claims")
-    envelope.verify(envelope.payload, [device_key])
-    claims = AttestationClaims.decode(envelope.payload)
+    envelope, payload = open_attached(token, "attestation token", MAX_TOKEN_SIZE)
+    envelope.verify(payload, [device_key])
+    claims = AttestationClaims.decode(payload)
     if not hmac.compare_digest(claims.nonce, nonce):
         raise AuthenticationError("attestation token answers another nonce (replayed?)")
     if claims.ueid != ueid_for(device_key.public_key):

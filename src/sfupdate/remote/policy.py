@@ -29,8 +29,21 @@ from typing import Any, Final
 
 from sfupdate.errors import LimitExceededError, SchemaError, UnsupportedError
 from sfupdate.remote.commands import Target
+from sfupdate.schema import (
+    ANY,
+    MAP,
+    UINT,
+    Field,
+    Kind,
+    Schema,
+    blob,
+    integer,
+    list_of,
+    one_of,
+    text,
+)
 from sfupdate.sfui import cbor
-from sfupdate.sfui.cose import Sign1, Signer, TrustedKey, sign1
+from sfupdate.sfui.cose import Signer, TrustedKey, open_attached, sign1
 
 POLICY_TYPE: Final = "sfu-integrity-policy"
 FORMAT_VERSION: Final = 1
@@ -42,6 +55,17 @@ MAX_RANGE: Final = 1 << 40
 ON_MISMATCH: Final = ("report", "revert")
 SLOT_CHOICES: Final = ("running", "A", "B")
 _NAME: Final = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
+_COMMON: Final = (Field("name", text(pattern=_NAME)), Field("sha256", blob(32, 32)),
+                  Field("on-mismatch", one_of(*ON_MISMATCH), name="on_mismatch"))
+#: A region is a file on the board, or a byte range of a slot: one schema each.
+_FILE_REGION: Final = Schema("policy region", *_COMMON,
+                             Field("file", text(MAX_PATH, re.compile(r"/[^\0]*")), name="path"))
+_SLOT_REGION: Final = Schema("policy region", *_COMMON,
+                             Field("slot", one_of(*SLOT_CHOICES)),
+                             Field("offset", integer(0, MAX_RANGE)),
+                             Field("length", integer(1, MAX_RANGE)))
 
 
 @dataclass(frozen=True)
@@ -57,54 +81,18 @@ class Region:
     length: int = 0
 
     def check(self) -> None:
-        if not _NAME.fullmatch(self.name):
-            raise SchemaError(f"region name {self.name!r} must be 1-64 of a-z 0-9 . _ - ")
-        if len(self.sha256) != 32:
-            raise SchemaError(f"region {self.name}: sha256 must be 32 bytes")
-        if self.on_mismatch not in ON_MISMATCH:
-            raise SchemaError(f"region {self.name}: on-mismatch must be one of {ON_MISMATCH}")
+        """SchemaError unless the region is one its format can carry."""
         if (self.path is None) == (self.slot is None):
             raise SchemaError(f"region {self.name}: name a file or a slot range, not both")
-        if self.path is not None:
-            if not self.path.startswith("/") or len(self.path) > MAX_PATH or "\0" in self.path:
-                raise SchemaError(f"region {self.name}: the file must be an absolute path")
-        elif (self.slot not in SLOT_CHOICES or not 0 < self.length <= MAX_RANGE
-              or not 0 <= self.offset <= MAX_RANGE):
-            raise SchemaError(f"region {self.name}: slot must be one of {SLOT_CHOICES} with "
-                              "an offset and a non-zero length")
+        self.from_cbor(self.to_cbor())
 
     def to_cbor(self) -> dict[str, Any]:
-        obj: dict[str, Any] = {"name": self.name, "sha256": self.sha256,
-                               "on-mismatch": self.on_mismatch}
-        if self.path is not None:
-            obj["file"] = self.path
-        else:
-            obj.update({"slot": self.slot, "offset": self.offset, "length": self.length})
-        return obj
+        return (_FILE_REGION if self.path is not None else _SLOT_REGION).dump(self)
 
     @classmethod
     def from_cbor(cls, obj: Any) -> Region:
-        if not isinstance(obj, dict):
-            raise SchemaError("a policy region is not a map")
-        common = {"name", "sha256", "on-mismatch"}
-        if set(obj) == common | {"file"}:
-            region = cls(_typed(obj, "name", str), _typed(obj, "sha256", bytes),
-                         _typed(obj, "on-mismatch", str), path=_typed(obj, "file", str))
-        elif set(obj) == common | {"slot", "offset", "length"}:
-            region = cls(_typed(obj, "name", str), _typed(obj, "sha256", bytes),
-                         _typed(obj, "on-mismatch", str), slot=_typed(obj, "slot", str),
-                         offset=_typed(obj, "offset", int), length=_typed(obj, "length", int))
-        else:
-            raise SchemaError("a policy region has missing or unknown members")
-        region.check()
-        return region
-
-
-def _typed(obj: dict[str, Any], key: str, kind: type) -> Any:
-    value = obj[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise SchemaError(f"policy region member {key!r} must be {kind.__name__}")
-    return value
+        schema = _FILE_REGION if isinstance(obj, dict) and "file" in obj else _SLOT_REGION
+        return cls(**schema.load(obj, SchemaError))
 
 
 @dataclass(frozen=True)
@@ -114,38 +102,47 @@ class IntegrityPolicy:
     regions: tuple[Region, ...]
 
     def encode(self) -> bytes:
-        if len(self.regions) > MAX_REGIONS:
-            raise LimitExceededError(f"a policy holds at most {MAX_REGIONS} regions")
-        names = [r.name for r in self.regions]
-        if len(set(names)) != len(names):
-            raise SchemaError("policy region names must be unique")
+        _check_regions(self.regions)
         for region in self.regions:
             region.check()
-        return cbor.dumps({KEY_TYPE: POLICY_TYPE, KEY_VERSION: FORMAT_VERSION,
-                           KEY_TARGET: self.target.to_cbor(), KEY_SEQUENCE: self.sequence,
-                           KEY_REGIONS: [r.to_cbor() for r in self.regions]})
+        return cbor.dumps(_POLICY.dump({**vars(self), "type": POLICY_TYPE,
+                                        "version": FORMAT_VERSION}))
 
     @classmethod
     def decode(cls, data: bytes) -> IntegrityPolicy:
         obj = cbor.loads(data, "integrity policy")
         if not isinstance(obj, dict) or obj.get(KEY_TYPE) != POLICY_TYPE:
             raise SchemaError("not an sfupdate integrity policy")
-        if set(obj) != {KEY_TYPE, KEY_VERSION, KEY_TARGET, KEY_SEQUENCE, KEY_REGIONS}:
-            raise SchemaError("integrity policy has missing or unknown members")
-        if obj[KEY_VERSION] != FORMAT_VERSION:
-            raise UnsupportedError(f"integrity policy format {obj[KEY_VERSION]!r}")
-        sequence, regions = obj[KEY_SEQUENCE], obj[KEY_REGIONS]
-        if (not isinstance(sequence, int) or isinstance(sequence, bool)
-                or not 0 <= sequence < 1 << 64):
-            raise SchemaError("policy sequence number must be an unsigned integer")
-        if not isinstance(regions, list):
-            raise SchemaError("policy regions must be an array")
-        if len(regions) > MAX_REGIONS:
-            raise LimitExceededError(f"a policy holds at most {MAX_REGIONS} regions")
-        parsed = tuple(Region.from_cbor(r) for r in regions)
-        if len({r.name for r in parsed}) != len(parsed):
-            raise SchemaError("policy region names must be unique")
-        return cls(Target.from_cbor(obj[KEY_TARGET]), sequence, parsed)
+        regions = obj.get(KEY_REGIONS)
+        if isinstance(regions, list):
+            _check_regions(regions)
+        fields = _POLICY.load(obj, SchemaError)
+        del fields["type"]
+        version = fields.pop("version")
+        if version != FORMAT_VERSION:
+            raise UnsupportedError(f"integrity policy format {version!r}")
+        _check_regions(fields["regions"])
+        return cls(**fields)
+
+
+_POLICY: Final = Schema(
+    "integrity policy", Field(KEY_TYPE, one_of(POLICY_TYPE), name="type"),
+    Field(KEY_VERSION, ANY, name="version"),
+    Field(KEY_TARGET, Kind("a target", MAP.accepts, Target.from_cbor, Target.to_cbor),
+          name="target"),
+    Field(KEY_SEQUENCE, UINT, name="sequence"),
+    Field(KEY_REGIONS, list_of(Kind("a region", MAP.accepts, Region.from_cbor,
+                                    Region.to_cbor)), name="regions"))
+
+
+def _check_regions(regions: Sequence[Any]) -> None:
+    """At most MAX_REGIONS regions (LimitExceededError, judged before any is parsed), with
+    unique names."""
+    if len(regions) > MAX_REGIONS:
+        raise LimitExceededError(f"a policy holds at most {MAX_REGIONS} regions")
+    names = [r.name for r in regions if isinstance(r, Region)]
+    if len(set(names)) != len(names):
+        raise SchemaError("policy region names must be unique")
 
 
 def sign_policy(policy: IntegrityPolicy, signer: Signer) -> bytes:
@@ -156,13 +153,10 @@ def verify_policy(data: bytes, operators: Sequence[TrustedKey]) -> tuple[Integri
                                                                           TrustedKey, bytes]:
     """Check the operator's signature, then decode. Returns the policy, the signer and the
     signed body (what the device stores). Target and replay are the device's checks."""
-    if len(data) > MAX_POLICY_SIZE:
-        raise LimitExceededError(f"integrity policy larger than {MAX_POLICY_SIZE} bytes")
-    envelope = Sign1.decode(data)
-    if envelope.payload is None:
-        raise SchemaError("integrity policy has no payload")
-    signer = envelope.verify(envelope.payload, operators)
-    return IntegrityPolicy.decode(envelope.payload), signer, envelope.payload
+    envelope, payload = open_attached(data, "integrity policy", MAX_POLICY_SIZE,
+                                      LimitExceededError)
+    signer = envelope.verify(payload, operators)
+    return IntegrityPolicy.decode(payload), signer, payload
 
 
 __all__ = ["IntegrityPolicy", "Region", "sign_policy", "verify_policy"]

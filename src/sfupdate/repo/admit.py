@@ -15,10 +15,11 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
 from sfupdate.errors import SfuError, UsageError
 from sfupdate.sfui import EnvelopeReader, ImageInfo, Text, TrustedKey
+from sfupdate.sfui.cbor import Readable
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Admitted:
 class _Copying:
     """A read-only stream that copies and hashes every byte read through it."""
 
-    def __init__(self, src: BinaryIO, dst: BinaryIO) -> None:
+    def __init__(self, src: Readable, dst: BinaryIO) -> None:
         self._src, self._dst = src, dst
         self.hasher = hashlib.sha256()
         self.length = 0
@@ -57,7 +58,7 @@ def admit(src: BinaryIO, where: Path, into: Path, trusted: Sequence[TrustedKey])
         with os.fdopen(fd, "wb") as out:
             copying = _Copying(src, out)
             try:
-                reader = EnvelopeReader(cast(BinaryIO, copying))
+                reader = EnvelopeReader(copying)
                 verified = reader.authenticate(trusted)
                 if verified.info.vendor_id is None or verified.info.class_id is None:
                     raise UsageError("the manifest names no UUID vendor-id or no class-id, so "

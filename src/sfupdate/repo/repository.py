@@ -128,6 +128,17 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Published:
+    """The last publish: its timestamp, snapshot and targets versions and its targets (all
+    0 and none before the first publish)."""
+
+    timestamp_version: int
+    snapshot_version: int
+    targets_version: int
+    targets: dict[str, TargetFile]
+
+
+@dataclass(frozen=True)
 class Listed:
     """One line of `sfu repo list`: an entry and where it stands."""
 
@@ -330,16 +341,16 @@ class Repository:
         except OSError as exc:
             raise RepositoryError(f"cannot read {self._meta(name)}: {exc.strerror}") from None
 
-    def published(self) -> tuple[int, int, int, dict[str, TargetFile]]:
-        """(timestamp, snapshot, targets) versions and the targets of the last publish."""
+    def published(self) -> Published:
+        """The versions and the targets of the last publish."""
         if not self._meta("timestamp.json").exists():
-            return 0, 0, 0, {}
+            return Published(0, 0, 0, {})
         timestamp: Timestamp = self._load("timestamp.json").signed
         snap_v = timestamp.snapshot_meta.version
         snapshot: Snapshot = self._load(f"{snap_v}.snapshot.json").signed
         targets_v = snapshot.meta["targets.json"].version
         targets: Targets = self._load(f"{targets_v}.targets.json").signed
-        return timestamp.version, snap_v, targets_v, dict(targets.targets)
+        return Published(timestamp.version, snap_v, targets_v, dict(targets.targets))
 
     # --- staging and publishing -------------------------------------------------------------
 
@@ -361,7 +372,7 @@ class Repository:
 
     def listing(self) -> list[Listed]:
         """Every published image and every staged change, by vendor, class and sequence."""
-        published = {n: Entry.from_target_file(t) for n, t in self.published()[3].items()}
+        published = {n: Entry.from_target_file(t) for n, t in self.published().targets.items()}
         rows = {name: Listed(entry, "published") for name, entry in published.items()}
         for name, data in self._staged().items():
             if data is None:
@@ -402,7 +413,7 @@ class Repository:
             entry = Entry(name, admitted.length, admitted.sha256, info.sequence_number,
                           str(info.vendor_id), str(info.class_id),
                           text.component_version() if text else None)
-            staged, published = self._staged(), self.published()[3]
+            staged, published = self._staged(), self.published().targets
             for other in self._clashes(entry, replace):
                 if other in published:
                     staged[other] = None
@@ -442,7 +453,7 @@ class Repository:
         """Stage the withdrawal of an image: the next publish no longer lists it. Its file
         stays in targets/ (a client may be fetching it under the previous index)."""
         staged = self._staged()
-        published = self.published()[3]
+        published = self.published().targets
         current = self._current()
         if name not in current:
             raise NotInRepositoryError(f"{name}: no such image in {self.root} (see "
@@ -468,7 +479,10 @@ class Repository:
         keyring = keyring or Keyring({**self.remembered_keys(), **(keys or {})}, unlock)
         root = self.trusted_root()
         signers = {role: keyring.signers(role, root) for role in ONLINE_ROLES}
-        ts_v, snap_v, targets_v, targets = self.published()
+        last = self.published()
+        ts_v, snap_v, targets_v = (last.timestamp_version, last.snapshot_version,
+                                   last.targets_version)
+        targets = last.targets
         for name, data in self._staged().items():
             if data is None:
                 targets.pop(name, None)

@@ -10,11 +10,20 @@ only ever decodes inputs already known to be small, shallow and well formed.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, BinaryIO, Final
+from typing import Any, Final, Protocol
 
 import cbor2
 
 from sfupdate.errors import EncodingError, LimitExceededError, TruncatedError, UnknownTagError
+
+
+class Readable(Protocol):
+    """What the streaming readers use of a byte stream: `read(n)` returns up to n bytes (all
+    that is left for n < 0), and b"" only at the end. A file opened "rb" is one; so are the
+    agent's chunk stream and the slot and copy adapters."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
 
 MAJOR_UINT: Final = 0
 MAJOR_NINT: Final = 1
@@ -75,7 +84,7 @@ def _extra_length(initial: int) -> int:
     raise EncodingError(f"reserved CBOR additional information value {ai}")
 
 
-def read_exact(stream: BinaryIO, n: int, what: str) -> bytes:
+def read_exact(stream: Readable, n: int, what: str) -> bytes:
     """Read exactly n bytes or raise TruncatedError naming what was being read."""
     parts = []
     remaining = n
@@ -88,7 +97,7 @@ def read_exact(stream: BinaryIO, n: int, what: str) -> bytes:
     return b"".join(parts)
 
 
-def read_head(stream: BinaryIO, what: str) -> tuple[int, int, bytes]:
+def read_head(stream: Readable, what: str) -> tuple[int, int, bytes]:
     """Read one CBOR head from a stream: (major type, argument, the raw head bytes)."""
     first = read_exact(stream, 1, what)
     extra = read_exact(stream, _extra_length(first[0]), what)

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 
 from sfupdate.errors import (
     SchemaError,
+    SfuError,
     SignatureError,
     UnknownKeyError,
     UnknownTagError,
@@ -192,6 +193,18 @@ class Sign1:
                 f"algorithm {ALGORITHM_NAMES[self.algorithm]} does not match the trusted key type"
             )
         raise SignatureError("signature does not verify with the trusted key")
+
+
+def open_attached(data: bytes, what: str, limit: int,
+                  too_large: type[SfuError] = SchemaError) -> tuple[Sign1, bytes]:
+    """A signed object's COSE_Sign1 and its attached payload, not yet verified: `what` (named
+    in refusals) of at most `limit` bytes (else `too_large`), carrying a payload."""
+    if len(data) > limit:
+        raise too_large(f"{what} larger than {limit} bytes")
+    envelope = Sign1.decode(data)
+    if envelope.payload is None:
+        raise SchemaError(f"{what} has no payload")
+    return envelope, envelope.payload
 
 
 def _alg_fits_key(alg: int, key: PublicKey) -> bool:

@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import cbor2
 
@@ -22,6 +22,20 @@ from sfupdate.errors import (
     UnknownCommandError,
     UnsupportedError,
 )
+from sfupdate.schema import (
+    BOOL,
+    INT,
+    UINT,
+    Field,
+    Kind,
+    Schema,
+    Where,
+    blob,
+    integer,
+    list_of,
+    nullable,
+)
+from sfupdate.schema import text as text_kind
 from sfupdate.sfui import cbor, suit
 
 ComponentId = tuple[bytes, ...]
@@ -32,8 +46,8 @@ def _require(condition: bool, message: str) -> None:
         raise SchemaError(message)
 
 
-def _is_uint(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+_UNSIGNED: Final = integer(0)
+_is_uint = _UNSIGNED.accepts
 
 
 @dataclass(frozen=True)
@@ -98,7 +112,7 @@ def decode_sequence(data: bytes, what: str, depth: int = 0) -> CommandSequence:
 
 
 def _check_command(code: Any, argument: Any, what: str, depth: int) -> None:
-    if not isinstance(code, int) or isinstance(code, bool):
+    if not INT.accepts(code):
         raise SchemaError(f"{what}: command code {code!r} is not an integer")
     if code < 0:  # suit-command-custom: vendor-defined, allowed by the schema
         _require(argument is None or isinstance(argument, (bytes, str, int)),
@@ -167,42 +181,65 @@ def _relative_oid_arcs(data: bytes, what: str) -> list[int]:
     return arcs
 
 
-_UUID_PARAMS = {suit.PARAM_CLASS_ID, suit.PARAM_DEVICE_ID}
-_UINT_PARAMS = {suit.PARAM_IMAGE_SIZE, suit.PARAM_COMPONENT_SLOT, suit.PARAM_SOURCE_COMPONENT}
-_BOOL_PARAMS = {suit.PARAM_STRICT_ORDER, suit.PARAM_SOFT_FAILURE}
-_BYTES_PARAMS = {suit.PARAM_CONTENT, suit.PARAM_INVOKE_ARGS, suit.PARAM_FETCH_ARGUMENTS}
-
-
-def _is_uuid(value: Any) -> bool:
-    return isinstance(value, bytes) and len(value) == 16
+_UUID: Final = blob(16, 16)
+#: suit-parameter-custom (negative keys): int / bool / tstr / bstr.
+_CUSTOM: Final = Kind("an integer, text or byte string",
+                      lambda value: isinstance(value, int | str | bytes))
+#: Each parameter this implementation reads, and what its value must be. The vendor-id (a
+#: UUID or a cbor-pen) and the image-digest (an encoded SUIT_Digest) are then read deeper.
+_PARAMETERS: Final[Mapping[int, Kind]] = {
+    suit.PARAM_VENDOR_ID: Kind("a 16-byte UUID or a CBOR PEN", lambda value: True),
+    suit.PARAM_CLASS_ID: _UUID, suit.PARAM_DEVICE_ID: _UUID,
+    suit.PARAM_IMAGE_DIGEST: blob(),
+    suit.PARAM_IMAGE_SIZE: _UNSIGNED, suit.PARAM_COMPONENT_SLOT: _UNSIGNED,
+    suit.PARAM_SOURCE_COMPONENT: _UNSIGNED,
+    suit.PARAM_STRICT_ORDER: BOOL, suit.PARAM_SOFT_FAILURE: BOOL,
+    suit.PARAM_CONTENT: blob(), suit.PARAM_INVOKE_ARGS: blob(),
+    suit.PARAM_FETCH_ARGUMENTS: blob(),
+    suit.PARAM_URI: text_kind(),
+}
 
 
 def check_parameters(params: Any, what: str) -> None:
     _require(isinstance(params, dict) and bool(params), f"{what}: parameters must be a map")
     for key, value in params.items():
-        if not isinstance(key, int) or isinstance(key, bool):
+        if not INT.accepts(key):
             raise SchemaError(f"{what}: parameter key {key!r} is not an integer")
-        if key < 0:  # suit-parameter-custom: int / bool / tstr / bstr
-            _require(isinstance(value, (int, str, bytes)),
-                     f"{what}: custom parameter {key} has a bad value")
-        elif key == suit.PARAM_VENDOR_ID:  # RFC4122_UUID / cbor-pen
-            if not _is_uuid(value):
-                Pen.from_cbor(value, f"{what}: vendor-id")
-        elif key in _UUID_PARAMS:
-            _require(_is_uuid(value), f"{what}: parameter {key} must be a 16-byte UUID")
-        elif key == suit.PARAM_IMAGE_DIGEST:
-            _require(isinstance(value, bytes), f"{what}: image-digest must be a byte string")
-            Digest.decode(value, f"{what}: image-digest")
-        elif key in _UINT_PARAMS:
-            _require(_is_uint(value), f"{what}: parameter {key} must be an unsigned integer")
-        elif key in _BOOL_PARAMS:
-            _require(isinstance(value, bool), f"{what}: parameter {key} must be a boolean")
-        elif key in _BYTES_PARAMS:
-            _require(isinstance(value, bytes), f"{what}: parameter {key} must be a byte string")
-        elif key == suit.PARAM_URI:
-            _require(isinstance(value, str), f"{what}: uri must be a text string")
-        else:
+        kind = _CUSTOM if key < 0 else _PARAMETERS.get(key)
+        if kind is None:
             raise SchemaError(f"{what}: unknown SUIT parameter {key}")
+        kind.parse(value, Where(what, f"parameter {key}"), SchemaError)
+        if key == suit.PARAM_VENDOR_ID and not _UUID.accepts(value):
+            Pen.from_cbor(value, f"{what}: vendor-id")
+        elif key == suit.PARAM_IMAGE_DIGEST:
+            Digest.decode(value, f"{what}: image-digest")
+
+
+def _sequence(what: str) -> Kind:
+    """A member holding a command sequence (a bstr), nullable; loaded decoded and checked."""
+    return nullable(Kind(f"a byte string ({what})", blob().accepts,
+                         lambda data: decode_sequence(data, what), encode_sequence))
+
+
+def _sequence_or_digest(what: str) -> Kind:
+    """A severable member: the sequence itself, or the digest of it once severed."""
+    def load(value: Any) -> SeverableSequence:
+        if isinstance(value, list):
+            return Digest.from_cbor(value, f"{what} digest")
+        return decode_sequence(value, what)
+
+    def dump(value: CommandSequence | Digest) -> Any:
+        return value.to_cbor() if isinstance(value, Digest) else encode_sequence(value)
+
+    return nullable(Kind("a sequence or a digest", lambda value: isinstance(value, bytes | list),
+                         load, dump))
+
+
+_COMMON: Final = Schema(
+    "common",
+    Field(suit.COMMON_COMPONENTS, list_of(list_of(blob()), min_items=1), name="components"),
+    Field(suit.COMMON_SHARED_SEQUENCE, _sequence("shared sequence"), name="shared_sequence",
+          optional=True))
 
 
 @dataclass(frozen=True)
@@ -213,34 +250,16 @@ class Common:
     shared_sequence: CommandSequence = ()
 
     def encode(self) -> bytes:
-        obj: dict[int, Any] = {suit.COMMON_COMPONENTS: [list(c) for c in self.components]}
-        if self.shared_sequence:
-            obj[suit.COMMON_SHARED_SEQUENCE] = encode_sequence(self.shared_sequence)
-        return cbor.dumps(obj)
+        return cbor.dumps(_COMMON.dump({"components": self.components,
+                                        "shared_sequence": self.shared_sequence or None}))
 
     @classmethod
     def decode(cls, data: bytes) -> Common:
         obj = cbor.loads(data, "common")
-        _require(isinstance(obj, dict), "common is not a map")
-        if suit.COMMON_DEPENDENCIES in obj:
+        if isinstance(obj, dict) and suit.COMMON_DEPENDENCIES in obj:
             raise UnsupportedError("manifests with dependencies are not supported")
-        unknown = set(obj) - {suit.COMMON_COMPONENTS, suit.COMMON_SHARED_SEQUENCE}
-        _require(not unknown, f"common has unknown members {sorted(map(repr, unknown))}")
-        components = obj.get(suit.COMMON_COMPONENTS)
-        if components is None:
-            raise MissingMemberError("common has no components")
-        _require(
-            isinstance(components, list) and bool(components)
-            and all(isinstance(c, list) and all(isinstance(p, bytes) for p in c)
-                    for c in components),
-            "components must be a non-empty list of component identifiers",
-        )
-        shared = obj.get(suit.COMMON_SHARED_SEQUENCE)
-        sequence: CommandSequence = ()
-        if shared is not None:
-            _require(isinstance(shared, bytes), "shared sequence is not a byte string")
-            sequence = decode_sequence(shared, "shared sequence")
-        return cls(tuple(tuple(c) for c in components), sequence)
+        fields = _COMMON.load(obj, SchemaError, missing=MissingMemberError)
+        return cls(fields["components"], fields["shared_sequence"] or ())
 
 
 TextEntries = Mapping[int, str]
@@ -337,70 +356,14 @@ class Manifest:
     component_id: ComponentId | None = None
 
     def encode(self) -> bytes:
-        obj: dict[int, Any] = {
-            suit.MAN_VERSION: 1,
-            suit.MAN_SEQUENCE_NUMBER: self.sequence_number,
-            suit.MAN_COMMON: self.common.encode(),
-        }
-        if self.reference_uri is not None:
-            obj[suit.MAN_REFERENCE_URI] = self.reference_uri
-        if self.component_id is not None:
-            obj[suit.MAN_COMPONENT_ID] = list(self.component_id)
-        for key, seq in ((suit.MAN_VALIDATE, self.validate), (suit.MAN_LOAD, self.load),
-                         (suit.MAN_INVOKE, self.invoke)):
-            if seq is not None:
-                obj[key] = encode_sequence(seq)
-        for key, member in ((suit.MAN_PAYLOAD_FETCH, self.payload_fetch),
-                            (suit.MAN_INSTALL, self.install)):
-            if isinstance(member, Digest):
-                obj[key] = member.to_cbor()
-            elif member is not None:
-                obj[key] = encode_sequence(member)
-        if isinstance(self.text, Digest):
-            obj[suit.MAN_TEXT] = self.text.to_cbor()
-        elif self.text is not None:
-            obj[suit.MAN_TEXT] = self.text.encode()
-        return cbor.dumps(obj)
+        return cbor.dumps(_MANIFEST.dump({**vars(self), "version": 1}))
 
     @classmethod
     def decode(cls, data: bytes) -> Manifest:
-        obj = cbor.loads(data, "manifest")
-        _require(isinstance(obj, dict), "manifest is not a map")
-        known = {suit.MAN_VERSION, suit.MAN_SEQUENCE_NUMBER, suit.MAN_COMMON,
-                 suit.MAN_REFERENCE_URI, suit.MAN_COMPONENT_ID, suit.MAN_VALIDATE, suit.MAN_LOAD,
-                 suit.MAN_INVOKE, suit.MAN_PAYLOAD_FETCH, suit.MAN_INSTALL, suit.MAN_TEXT}
-        unknown = set(obj) - known
-        _require(not unknown, f"manifest has unknown members {sorted(map(repr, unknown))}")
-        if suit.MAN_VERSION not in obj:
-            raise MissingMemberError("manifest has no manifest-version")
-        if obj[suit.MAN_VERSION] != 1:
-            raise UnsupportedError(f"manifest-version {obj[suit.MAN_VERSION]!r} (only 1)")
-        sequence_number = obj.get(suit.MAN_SEQUENCE_NUMBER)
-        if sequence_number is None:
-            raise MissingMemberError("manifest has no sequence number")
-        _require(_is_uint(sequence_number) and sequence_number < 1 << 64,
-                 "sequence number is not an unsigned 64-bit integer")
-        common = obj.get(suit.MAN_COMMON)
-        if common is None:
-            raise MissingMemberError("manifest has no common section")
-        _require(isinstance(common, bytes), "common is not a byte string")
-        uri = obj.get(suit.MAN_REFERENCE_URI)
-        _require(uri is None or isinstance(uri, str), "reference-uri is not a text string")
-        component_id = obj.get(suit.MAN_COMPONENT_ID)
-        _require(component_id is None or (isinstance(component_id, list) and all(
-            isinstance(p, bytes) for p in component_id)), "manifest-component-id is malformed")
-        return cls(
-            sequence_number=sequence_number,
-            common=Common.decode(common),
-            validate=_unseverable(obj, suit.MAN_VALIDATE, "validate"),
-            load=_unseverable(obj, suit.MAN_LOAD, "load"),
-            invoke=_unseverable(obj, suit.MAN_INVOKE, "invoke"),
-            payload_fetch=_severable(obj, suit.MAN_PAYLOAD_FETCH, "payload-fetch"),
-            install=_severable(obj, suit.MAN_INSTALL, "install"),
-            text=_text(obj.get(suit.MAN_TEXT)),
-            reference_uri=uri,
-            component_id=tuple(component_id) if component_id is not None else None,
-        )
+        fields = _MANIFEST.load(cbor.loads(data, "manifest"), SchemaError,
+                                missing=MissingMemberError)
+        del fields["version"]  # _VERSION refused any other than 1
+        return cls(**fields)
 
     def all_sequences(self) -> Iterator[CommandSequence]:
         yield self.common.shared_sequence
@@ -409,31 +372,37 @@ class Manifest:
                 yield seq
 
 
-def _unseverable(obj: dict[Any, Any], key: int, what: str) -> CommandSequence | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    _require(isinstance(value, bytes), f"{what} is not a byte string")
-    return decode_sequence(value, what)
+def _version(value: Any) -> int:
+    if value != 1:
+        raise UnsupportedError(f"manifest-version {value!r} (only 1)")
+    return 1
 
 
-def _severable(obj: dict[Any, Any], key: int, what: str) -> SeverableSequence:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, list):
-        return Digest.from_cbor(value, f"{what} digest")
-    _require(isinstance(value, bytes), f"{what} is neither a sequence nor a digest")
-    return decode_sequence(value, what)
+def _text(value: bytes | list[Any]) -> Text | Digest:
+    return Digest.from_cbor(value, "text digest") if isinstance(value, list) else Text.decode(value)
 
 
-def _text(value: Any) -> Text | Digest | None:
-    if value is None:
-        return None
-    if isinstance(value, list):
-        return Digest.from_cbor(value, "text digest")
-    _require(isinstance(value, bytes), "text is neither a map nor a digest")
-    return Text.decode(value)
+_VERSION: Final = Kind("1", lambda value: True, _version)
+_MANIFEST: Final = Schema(
+    "manifest",
+    Field(suit.MAN_VERSION, _VERSION, name="version"),
+    Field(suit.MAN_SEQUENCE_NUMBER, UINT, name="sequence_number"),
+    Field(suit.MAN_COMMON, Kind("a byte string", blob().accepts, Common.decode, Common.encode),
+          name="common"),
+    Field(suit.MAN_REFERENCE_URI, nullable(text_kind()), name="reference_uri", optional=True),
+    Field(suit.MAN_COMPONENT_ID, nullable(list_of(blob())), name="component_id",
+          optional=True),
+    Field(suit.MAN_VALIDATE, _sequence("validate"), name="validate", optional=True),
+    Field(suit.MAN_LOAD, _sequence("load"), name="load", optional=True),
+    Field(suit.MAN_INVOKE, _sequence("invoke"), name="invoke", optional=True),
+    Field(suit.MAN_PAYLOAD_FETCH, _sequence_or_digest("payload-fetch"), name="payload_fetch",
+          optional=True),
+    Field(suit.MAN_INSTALL, _sequence_or_digest("install"), name="install", optional=True),
+    Field(suit.MAN_TEXT, nullable(Kind("a map or a digest",
+                                       lambda value: isinstance(value, bytes | list), _text,
+                                       lambda value: value.to_cbor()
+                                       if isinstance(value, Digest) else value.encode())),
+          name="text", optional=True))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import BinaryIO, Final
+from typing import Final
 
 from sfupdate.errors import (
     AuthenticationError,
@@ -91,7 +91,7 @@ class _State(Enum):
 class EnvelopeReader:
     """Reads one SFUI from a binary stream (file, socket adapter...)."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: cbor.Readable) -> None:
         self._stream = stream
         self._state = _State.PARSED
         self._members: dict[int, bytes] = {}
@@ -194,7 +194,7 @@ class EnvelopeReader:
     def authenticate(self, trusted: Sequence[TrustedKey]) -> Verified:
         """Check the signature over the manifest digest, then the manifest itself."""
         if self._state is not _State.PARSED:
-            raise SfuError("authenticate() may be called once, before the payload")
+            raise RuntimeError("authenticate() may be called once, before the payload")
         digest_bytes, blocks = self._auth_wrapper()
         if not blocks:
             raise AuthenticationError("envelope carries no signature (no authentication block)")
@@ -259,7 +259,7 @@ class EnvelopeReader:
         """Yield the integrated payload, authenticated first; raise at once on excess bytes and
         at the end on a short payload or a digest mismatch."""
         if self._state is not _State.AUTHENTICATED or self._verified is None:
-            raise SfuError("payload() requires a successful authenticate() first")
+            raise RuntimeError("payload() requires a successful authenticate() first")
         self._state = _State.STREAMING
         ref, info = self._verified.payload, self._verified.info
         if ref is None:

@@ -1,5 +1,6 @@
-"""The agent's install policy on the envelope itself, as pure functions of what the signed
-manifest says and what the device is. No I/O: the install pipeline calls these between
+"""The agent's install checks on the envelope itself (not to be confused with the signed
+integrity policy of sfupdate.remote.policy), as pure functions of what the signed manifest
+says and what the device is. No I/O: the install pipeline calls these between
 authentication and the first write. What depends on the secure state (signer, anti-rollback)
 is `sfupdate.kernel.SecureState.check_install`.
 """
