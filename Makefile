@@ -43,7 +43,7 @@ contracts: $(VENV)/.installed-dev
 
 # The dev extras pin cbor2 < 6 (cwt, the independent COSE implementation of the interop test,
 # requires it), while a plain install gets cbor2 6. Every CBOR decode goes through
-# sfupdate.sfui.cbor, which gives one shape for both; this run proves it on what users get:
+# sfupdate.formats.sfui.cbor, which gives one shape for both; this run proves it on what users get:
 # the format, IPC and remote-command tests, and the whole demo.
 COMPAT_TESTS := tests/test_sign_verify.py tests/test_bad_input.py tests/test_suit_examples.py \
     tests/test_properties.py tests/test_remote_formats.py tests/agent/test_ipc_messages.py \

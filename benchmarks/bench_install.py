@@ -30,12 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import time_command, time_sfu, vm_hwm_kib
 
-from sfupdate.author import ImageSpec, sign_firmware
-from sfupdate.board.sim import create_board
-from sfupdate.boot.provision import provision
+from sfupdate.authoring.author import ImageSpec, sign_firmware
+from sfupdate.formats.sfui import TrustedKey, class_uuid, vendor_uuid
 from sfupdate.keys import generate_private_key
 from sfupdate.keys.files import FileSigner
-from sfupdate.sfui import TrustedKey, class_uuid, vendor_uuid
+from sfupdate.secure.board.sim import create_board
+from sfupdate.secure.boot.provision import provision
 
 MIB = 1024 * 1024
 

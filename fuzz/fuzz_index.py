@@ -26,11 +26,11 @@ with atheris.instrument_imports():
     from tuf.api.metadata import TargetFile
 
     from sfupdate import errors, keys
-    from sfupdate.author import ImageSpec, sign_firmware
-    from sfupdate.client.index import RepositoryIndex, _candidate
-    from sfupdate.client.sources import FileSource
-    from sfupdate.repo.repository import Repository
-    from sfupdate.sfui import class_uuid, vendor_uuid
+    from sfupdate.authoring.author import ImageSpec, sign_firmware
+    from sfupdate.authoring.repo.repository import Repository
+    from sfupdate.formats.sfui import class_uuid, vendor_uuid
+    from sfupdate.richos.client.index import RepositoryIndex, _candidate
+    from sfupdate.richos.client.sources import FileSource
 
 # libFuzzer ends the process with exit(), past Python's cleanup: use one fixed scratch directory
 # per user, emptied at start, rather than leaking a new one per run.

@@ -19,8 +19,8 @@ import atheris
 
 with atheris.instrument_imports():
     from sfupdate import errors
-    from sfupdate.ipc.framing import Connection, decode_map
-    from sfupdate.ipc.messages import decode_reply, read_request
+    from sfupdate.formats.ipc.framing import Connection, decode_map
+    from sfupdate.formats.ipc.messages import decode_reply, read_request
 
 MAX_REQUESTS = 64
 

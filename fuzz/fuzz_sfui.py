@@ -19,9 +19,9 @@ import atheris
 
 with atheris.instrument_imports():
     from sfupdate import errors
+    from sfupdate.formats.sfui import EnvelopeReader, ImageInfo, Manifest, Text
+    from sfupdate.formats.sfui.model import decode_sequence
     from sfupdate.keys import load_public_key
-    from sfupdate.sfui import EnvelopeReader, ImageInfo, Manifest, Text
-    from sfupdate.sfui.model import decode_sequence
 
 KEY = load_public_key(
     Path(__file__).parent.parent / "tests" / "data" / "suit-examples" / "example-key-public.pem")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import cbor2
 
-from sfupdate.author import ImageSpec, sign_firmware
-from sfupdate.ipc.messages import (
+from sfupdate.authoring.author import ImageSpec, sign_firmware
+from sfupdate.formats.ipc.messages import (
     ConfirmRequest,
     ErrorReply,
     InstallBegin,
@@ -28,8 +28,8 @@ from sfupdate.ipc.messages import (
     encode_reply,
     encode_request,
 )
+from sfupdate.formats.sfui import cbor, class_uuid, vendor_uuid
 from sfupdate.keys import load_signer
-from sfupdate.sfui import cbor, class_uuid, vendor_uuid
 
 ROOT = Path(__file__).parent
 EXAMPLES = ROOT.parent / "tests" / "data" / "suit-examples"

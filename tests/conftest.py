@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from sfupdate import keys
-from sfupdate.author import ImageSpec, sign_firmware
+from sfupdate.authoring.author import ImageSpec, sign_firmware
+from sfupdate.formats.sfui import TrustedKey
 from sfupdate.keys.files import FileSigner
-from sfupdate.sfui import TrustedKey
 from tests.agent.support import RunningAgent, start_agent, stop_agent
 from tests.world import CLASS, FIRMWARE_V1, VENDOR, provision_board
 

@@ -22,22 +22,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sfupdate.author import ImageSpec
-from sfupdate.author.sign import COMPONENT, PAYLOAD_URI, build_manifest
-from sfupdate.board.hal import Slot
-from sfupdate.board.power import Power
-from sfupdate.board.records import RECORD_TRUST, BootRecord, Role, TrustAnchor, TrustStore
-from sfupdate.board.sim import SimBoard, open_board
-from sfupdate.boot.rom import boot
-from sfupdate.boot.stage2 import BootResult, boot_firmware
+from sfupdate.authoring.author import ImageSpec
+from sfupdate.authoring.author.sign import COMPONENT, PAYLOAD_URI, build_manifest
 from sfupdate.errors import AgentBusyError
-from sfupdate.ipc.client import AgentClient, InstallResult
-from sfupdate.kernel import Kernel
+from sfupdate.formats.ipc.client import AgentClient, InstallResult
+from sfupdate.formats.sfui import Digest, TrustedKey, cbor, manifest_digest, suit
+from sfupdate.formats.sfui.cose import Signer, sign1
+from sfupdate.formats.sfui.model import Command, Common
+from sfupdate.formats.sfui.writer import envelope_prefix
 from sfupdate.keys.files import FileSigner
-from sfupdate.sfui import Digest, TrustedKey, cbor, manifest_digest, suit
-from sfupdate.sfui.cose import Signer, sign1
-from sfupdate.sfui.model import Command, Common
-from sfupdate.sfui.writer import envelope_prefix
+from sfupdate.secure.board.hal import Slot
+from sfupdate.secure.board.power import Power
+from sfupdate.secure.board.records import RECORD_TRUST, BootRecord, Role, TrustAnchor, TrustStore
+from sfupdate.secure.board.sim import SimBoard, open_board
+from sfupdate.secure.boot.rom import boot
+from sfupdate.secure.boot.stage2 import BootResult, boot_firmware
+from sfupdate.secure.kernel import Kernel
 from tests.agent.support import RunningAgent, start_agent, stop_agent
 from tests.world import CLASS, FIRMWARE_V1, SLOT_SIZE, VENDOR, provision_board
 

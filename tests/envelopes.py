@@ -8,11 +8,11 @@ from typing import Any
 
 import cbor2
 
-from sfupdate.author import ImageSpec
-from sfupdate.author.sign import PAYLOAD_URI, build_manifest
-from sfupdate.sfui import Digest, EnvelopeReader, TrustedKey, cbor, manifest_digest, suit
-from sfupdate.sfui.cose import Signer, sign1
-from sfupdate.sfui.writer import envelope_prefix
+from sfupdate.authoring.author import ImageSpec
+from sfupdate.authoring.author.sign import PAYLOAD_URI, build_manifest
+from sfupdate.formats.sfui import Digest, EnvelopeReader, TrustedKey, cbor, manifest_digest, suit
+from sfupdate.formats.sfui.cose import Signer, sign1
+from sfupdate.formats.sfui.writer import envelope_prefix
 from tests.world import CLASS, VENDOR
 
 

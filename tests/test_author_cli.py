@@ -10,7 +10,7 @@ import pytest
 
 from sfupdate import errors, keys
 from sfupdate.cli.main import main
-from sfupdate.sfui import EnvelopeReader
+from sfupdate.formats.sfui import EnvelopeReader
 from tests.conftest import SignImage
 
 

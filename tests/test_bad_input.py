@@ -12,8 +12,8 @@ import cbor2
 import pytest
 
 from sfupdate import errors
+from sfupdate.formats.sfui import EnvelopeReader, TrustedKey, cbor, suit
 from sfupdate.keys.files import FileSigner
-from sfupdate.sfui import EnvelopeReader, TrustedKey, cbor, suit
 from tests.envelopes import auth_for, envelope, manifest_for, manifest_with, read
 
 PAYLOAD = bytes(range(64))
@@ -160,7 +160,7 @@ def test_missing_authentication_wrapper(es256_trusted: TrustedKey) -> None:
 
 
 def test_authentication_wrapper_without_signature(es256_trusted: TrustedKey) -> None:
-    from sfupdate.sfui import Digest, manifest_digest
+    from sfupdate.formats.sfui import Digest, manifest_digest
     manifest = manifest_for(PAYLOAD)
     auth = cbor.dumps([Digest(manifest_digest(manifest)).encode()])
     data = envelope(manifest, None, PAYLOAD, members={suit.ENV_AUTHENTICATION: auth})

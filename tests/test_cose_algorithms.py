@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from sfupdate import keys
+from sfupdate.formats.sfui import AlgorithmStyle, EnvelopeReader, TrustedKey
+from sfupdate.formats.sfui.cose import ALG_ED25519, ALG_EDDSA, ALG_ES256, ALG_ESP256
 from sfupdate.keys.files import FileSigner
-from sfupdate.sfui import AlgorithmStyle, EnvelopeReader, TrustedKey
-from sfupdate.sfui.cose import ALG_ED25519, ALG_EDDSA, ALG_ES256, ALG_ESP256
 from tests.conftest import SignImage
 
 # (key algorithm name, style) -> the COSE algorithm ID the signature must declare

@@ -13,8 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cwt import COSE, COSEKey, VerifyError
 
 from sfupdate import keys
-from sfupdate.keys.files import FileSigner
-from sfupdate.sfui import (
+from sfupdate.formats.sfui import (
     ALGORITHM_NAMES,
     AlgorithmStyle,
     Digest,
@@ -24,7 +23,8 @@ from sfupdate.sfui import (
     manifest_digest,
     suit,
 )
-from sfupdate.sfui.cose import Sign1
+from sfupdate.formats.sfui.cose import Sign1
+from sfupdate.keys.files import FileSigner
 from tests.envelopes import envelope, manifest_for
 
 PAYLOAD = b"interop" * 50

@@ -23,11 +23,11 @@ import cbor2
 import pytest
 
 from sfupdate import errors, keys
-from sfupdate.agent.envelope_checks import check_identity
-from sfupdate.repo import Repository
-from sfupdate.sfui import AlgorithmStyle, EnvelopeReader, Text, TrustedKey, cbor, suit
-from sfupdate.sfui.model import Pen, decode_sequence
-from sfupdate.sfui.writer import envelope_prefix
+from sfupdate.authoring.repo import Repository
+from sfupdate.formats.sfui import AlgorithmStyle, EnvelopeReader, Text, TrustedKey, cbor, suit
+from sfupdate.formats.sfui.model import Pen, decode_sequence
+from sfupdate.formats.sfui.writer import envelope_prefix
+from sfupdate.secure.agent.envelope_checks import check_identity
 from tests.envelopes import auth_for, envelope, manifest_for
 
 DATA = Path(__file__).parent / "data" / "suit-examples"

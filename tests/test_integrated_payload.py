@@ -12,11 +12,11 @@ import cbor2
 import pytest
 
 from sfupdate import errors
-from sfupdate.agent.envelope_checks import check_payload
-from sfupdate.author.sign import PAYLOAD_URI
+from sfupdate.authoring.author.sign import PAYLOAD_URI
+from sfupdate.formats.sfui import ImageInfo, Manifest, PayloadRef, TrustedKey, cbor, suit
+from sfupdate.formats.sfui.writer import envelope_prefix
 from sfupdate.keys.files import FileSigner
-from sfupdate.sfui import ImageInfo, Manifest, PayloadRef, TrustedKey, cbor, suit
-from sfupdate.sfui.writer import envelope_prefix
+from sfupdate.secure.agent.envelope_checks import check_payload
 from tests.conftest import SignImage
 from tests.envelopes import auth_for, manifest_for, read
 

@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sfupdate import errors
-from sfupdate.author import ImageSpec, build_manifest
-from sfupdate.sfui import EnvelopeReader, Manifest, Text, TrustedKey, cbor
-from sfupdate.sfui.model import LocalizedText, decode_sequence, encode_sequence
+from sfupdate.authoring.author import ImageSpec, build_manifest
+from sfupdate.formats.sfui import EnvelopeReader, Manifest, Text, TrustedKey, cbor
+from sfupdate.formats.sfui.model import LocalizedText, decode_sequence, encode_sequence
 from tests.envelopes import envelope, manifest_for, read
 from tests.world import CLASS, VENDOR
 
@@ -89,7 +89,7 @@ def test_mutated_envelope_is_refused(data: st.DataObject, es256_signer,  # type:
 
 def test_vendor_class_names_follow_the_draft() -> None:
     # draft-ietf-suit-manifest examples: vendor "arm.com", class "nRF52" / see tests/data.
-    from sfupdate.sfui import class_uuid, vendor_uuid
+    from sfupdate.formats.sfui import class_uuid, vendor_uuid
     assert vendor_uuid("example.com") == VENDOR
     assert class_uuid(VENDOR, "demo-board") == CLASS
     assert vendor_uuid(str(VENDOR)) == VENDOR

@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from sfupdate import errors
-from sfupdate.keys.files import FileSigner
-from sfupdate.remote import (
+from sfupdate.formats.remote import (
     AttestationClaims,
     IntegrityResult,
     RemoteCommand,
@@ -21,8 +20,9 @@ from sfupdate.remote import (
     verify_command,
     verify_token,
 )
-from sfupdate.remote.eat import RESULT_FAIL, RESULT_SUCCESS
-from sfupdate.sfui import TrustedKey, cbor
+from sfupdate.formats.remote.eat import RESULT_FAIL, RESULT_SUCCESS
+from sfupdate.formats.sfui import TrustedKey, cbor
+from sfupdate.keys.files import FileSigner
 from tests.world import CLASS, VENDOR
 
 

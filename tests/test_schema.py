@@ -1,4 +1,4 @@
-"""sfupdate.schema: one declaration per map; refusals raise the caller's class and name the
+"""sfupdate.formats.schema: one declaration per map; refusals raise the caller's class and name the
 field (with its path inside nested maps and arrays)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sfupdate import errors
-from sfupdate.schema import (
+from sfupdate.formats.schema import (
     BOOL,
     UINT,
     UUID,

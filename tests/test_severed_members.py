@@ -14,9 +14,9 @@ import cbor2
 import pytest
 
 from sfupdate import errors
+from sfupdate.formats.sfui import Digest, EnvelopeReader, TrustedKey, cbor, suit
 from sfupdate.keys import load_public_key
 from sfupdate.keys.files import FileSigner
-from sfupdate.sfui import Digest, EnvelopeReader, TrustedKey, cbor, suit
 from tests.envelopes import envelope, manifest_for, read
 
 EXAMPLES = Path(__file__).parent / "data" / "suit-examples"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from sfupdate import errors
+from sfupdate.formats.sfui import EnvelopeReader, TrustedKey
 from sfupdate.keys.files import FileSigner
-from sfupdate.sfui import EnvelopeReader, TrustedKey
 from tests.conftest import SignImage
 from tests.world import CLASS, VENDOR
 
@@ -84,7 +84,7 @@ def test_firmware_that_changes_while_signing_is_refused(tmp_path: Path,
     import os
     import threading
 
-    from sfupdate.author import ImageSpec, sign_firmware
+    from sfupdate.authoring.author import ImageSpec, sign_firmware
 
     fifo = tmp_path / "growing.bin"
     os.mkfifo(fifo)

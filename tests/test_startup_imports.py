@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 import pytest
 
-import sfupdate.sfui
+import sfupdate.formats.sfui
 from sfupdate import __version__, errors
 from sfupdate.cli.main import COMMANDS, LazyGroup
 from tests.agent.support import RunningAgent
@@ -27,9 +27,9 @@ from tests.agent.support import RunningAgent
 HEAVY = ("tuf", "httpx", "rich", "securesystemslib", "cryptography", "urllib3")
 #: All of ours a client of the agent needs: the IPC contract, the CBOR codec it uses, and the
 #: `sfu agent` commands (the rest of sfui, keys, remote, client and the secure world: not).
-IPC_CLIENT = {"sfupdate", "sfupdate.errors", "sfupdate.progress", "sfupdate.schema",
-              "sfupdate.sfui",
-              "sfupdate.sfui.cbor", "sfupdate.cli", "sfupdate.cli.main",
+IPC_CLIENT = {"sfupdate", "sfupdate.errors", "sfupdate.progress", "sfupdate.formats",
+              "sfupdate.formats.schema", "sfupdate.formats.sfui",
+              "sfupdate.formats.sfui.cbor", "sfupdate.cli", "sfupdate.cli.main",
               "sfupdate.cli.agent_cmds", "sfupdate.cli.render"}
 #: The order main.py registered the command modules in before they became lazy.
 MODULES = ("author_cmds", "agent_cmds", "board_cmds", "delivery_cmds", "operator_cmds")
@@ -78,9 +78,9 @@ def test_version_and_help_import_no_command_module(tmp_path: Path, args: list[st
 
 def _assert_only_ipc(run: Run) -> None:
     assert run.heavy() == []
-    assert "sfupdate.ipc.client" in run.modules
+    assert "sfupdate.formats.ipc.client" in run.modules
     assert [m for m in run.ours("sfupdate") if m not in IPC_CLIENT
-            and not m.startswith("sfupdate.ipc.") and m != "sfupdate.ipc"] == []
+            and not m.startswith("sfupdate.formats.ipc.") and m != "sfupdate.formats.ipc"] == []
 
 
 def test_agent_status_imports_only_the_ipc(tmp_path: Path, agent: RunningAgent) -> None:
@@ -145,8 +145,8 @@ def test_the_lazy_table_matches_what_the_modules_register() -> None:
 
 
 def test_the_sfui_names_resolve_lazily() -> None:
-    for name in sfupdate.sfui.__all__:
-        assert getattr(sfupdate.sfui, name) is not None
-    assert set(sfupdate.sfui.__all__) <= set(dir(sfupdate.sfui))
+    for name in sfupdate.formats.sfui.__all__:
+        assert getattr(sfupdate.formats.sfui, name) is not None
+    assert set(sfupdate.formats.sfui.__all__) <= set(dir(sfupdate.formats.sfui))
     with pytest.raises(AttributeError):
-        sfupdate.sfui.no_such_name  # noqa: B018
+        sfupdate.formats.sfui.no_such_name  # noqa: B018

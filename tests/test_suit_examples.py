@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from sfupdate import errors
+from sfupdate.formats.sfui import EnvelopeReader, TrustedKey, cbor, suit
 from sfupdate.keys import load_public_key
-from sfupdate.sfui import EnvelopeReader, TrustedKey, cbor, suit
 
 DATA = Path(__file__).parent / "data" / "suit-examples"
 KEY = DATA / "example-key-public.pem"
@@ -72,7 +72,7 @@ def test_example2_severable_text_and_install(trusted: list[TrustedKey]) -> None:
 def test_example2_with_members_severed_still_verifies(trusted: list[TrustedKey]) -> None:
     envelope = cbor.loads((DATA / "example2.cbor").read_bytes(), "example2").value
     severed = {k: v for k, v in envelope.items() if k not in (suit.ENV_INSTALL, suit.ENV_TEXT)}
-    from sfupdate.sfui.writer import envelope_prefix
+    from sfupdate.formats.sfui.writer import envelope_prefix
     reader = EnvelopeReader(io.BytesIO(envelope_prefix(severed, None, 0)))
     assert reader.authenticate(trusted).text is None
 

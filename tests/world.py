@@ -18,14 +18,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from sfupdate.author.bundle import build_agent_bundle, one_time_agent_bundle
-from sfupdate.board.power import Power
-from sfupdate.board.sim import SimBoard, create_board, open_board
-from sfupdate.boot.provision import Provisioned, provision
-from sfupdate.boot.rom import boot
-from sfupdate.boot.stage2 import BootResult, boot_firmware
+from sfupdate.authoring.author.bundle import build_agent_bundle, one_time_agent_bundle
+from sfupdate.formats.sfui import TrustedKey, class_uuid, vendor_uuid
 from sfupdate.keys.files import FileSigner
-from sfupdate.sfui import TrustedKey, class_uuid, vendor_uuid
+from sfupdate.secure.board.power import Power
+from sfupdate.secure.board.sim import SimBoard, create_board, open_board
+from sfupdate.secure.boot.provision import Provisioned, provision
+from sfupdate.secure.boot.rom import boot
+from sfupdate.secure.boot.stage2 import BootResult, boot_firmware
 
 VENDOR_NAME = "example.com"
 CLASS_NAME = "demo-board"

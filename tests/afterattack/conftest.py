@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from sfupdate import keys
-from sfupdate.agent.device import Device
-from sfupdate.agent.install import install
-from sfupdate.board.sim import open_board
+from sfupdate.formats.sfui import TrustedKey
 from sfupdate.keys.files import FileSigner
-from sfupdate.sfui import TrustedKey
+from sfupdate.secure.agent.device import Device
+from sfupdate.secure.agent.install import install
+from sfupdate.secure.board.sim import open_board
 from tests.afterattack.support import serve_agent
 from tests.agent.support import RunningAgent
 from tests.world import CLASS, FIRMWARE_V1, FIRMWARE_V2, VENDOR, provision_board, reboot
@@ -55,7 +55,7 @@ def anchors(tmp_path_factory: pytest.TempPathFactory, es256_signer: FileSigner,
 
 
 def _signed(root: Path, name: str, payload: bytes, sequence: int, signer: FileSigner) -> Path:
-    from sfupdate.author import ImageSpec, sign_firmware
+    from sfupdate.authoring.author import ImageSpec, sign_firmware
 
     (root / f"{name}.bin").write_bytes(payload)
     sign_firmware(root / f"{name}.bin", root / f"{name}.sfui", signer,

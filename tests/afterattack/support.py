@@ -12,12 +12,8 @@ from typing import Any
 import pytest
 
 from sfupdate import keys
-from sfupdate.board.records import BootRecord, EventLog, RemoteState, TrustStore
-from sfupdate.board.sim import open_board
 from sfupdate.cli.main import main
-from sfupdate.kernel import Kernel, SecureState
-from sfupdate.keys.files import FileSigner
-from sfupdate.remote import (
+from sfupdate.formats.remote import (
     IntegrityPolicy,
     Region,
     RemoteCommand,
@@ -26,6 +22,10 @@ from sfupdate.remote import (
     sign_policy,
     ueid_for,
 )
+from sfupdate.keys.files import FileSigner
+from sfupdate.secure.board.records import BootRecord, EventLog, RemoteState, TrustStore
+from sfupdate.secure.board.sim import open_board
+from sfupdate.secure.kernel import Kernel, SecureState
 from tests.agent.support import RunningAgent, start_agent, stop_agent
 from tests.world import CLASS, VENDOR
 

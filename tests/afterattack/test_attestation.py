@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sfupdate import errors, keys
-from sfupdate.remote import verify_token
+from sfupdate.formats.remote import verify_token
 from tests.afterattack.support import flip_byte, refused, run, state
 from tests.agent.support import RunningAgent
 

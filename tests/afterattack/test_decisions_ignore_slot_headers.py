@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from sfupdate import errors
-from sfupdate.board.records import SlotStatus
-from sfupdate.board.sim import open_board
+from sfupdate.secure.board.records import SlotStatus
+from sfupdate.secure.board.sim import open_board
 from tests.afterattack.conftest import Keys
 from tests.afterattack.support import boot_record, command, device_target, trust_store
 from tests.agent.support import RunningAgent

@@ -8,16 +8,7 @@ from typing import Any
 import pytest
 
 from sfupdate import errors
-from sfupdate.board.records import (
-    EVENT_RING_CAPACITY,
-    MAX_EVENT_TEXT,
-    PINNED_CAPACITY,
-    TAMPER_RESERVE,
-    EventLog,
-    RemoteState,
-)
-from sfupdate.board.sim import MAX_RECORD
-from sfupdate.ipc.messages import (
+from sfupdate.formats.ipc.messages import (
     AttestRequest,
     AuditInfo,
     EventEntry,
@@ -31,9 +22,18 @@ from sfupdate.ipc.messages import (
     encode_reply,
     encode_request,
 )
+from sfupdate.formats.remote import IntegrityPolicy, Region, sign_policy, verify_policy
+from sfupdate.formats.sfui import TrustedKey, cbor
 from sfupdate.keys.files import FileSigner
-from sfupdate.remote import IntegrityPolicy, Region, sign_policy, verify_policy
-from sfupdate.sfui import TrustedKey, cbor
+from sfupdate.secure.board.records import (
+    EVENT_RING_CAPACITY,
+    MAX_EVENT_TEXT,
+    PINNED_CAPACITY,
+    TAMPER_RESERVE,
+    EventLog,
+    RemoteState,
+)
+from sfupdate.secure.board.sim import MAX_RECORD
 from tests.afterattack.support import class_target, sha256
 
 

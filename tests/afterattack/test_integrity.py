@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from sfupdate import errors
-from sfupdate.board.records import EVENT_RING_CAPACITY, SlotStatus
-from sfupdate.board.sim import open_board
-from sfupdate.remote import Region
+from sfupdate.formats.remote import Region
+from sfupdate.secure.board.records import EVENT_RING_CAPACITY, SlotStatus
+from sfupdate.secure.board.sim import open_board
 from tests.afterattack.conftest import Keys
 from tests.afterattack.support import (
     boot_record,
@@ -181,7 +181,7 @@ def test_policy_replay_is_refused(agent: RunningAgent, anchors: Keys) -> None:
 
 def test_policy_from_a_non_operator_key_or_for_another_device_is_refused(
         agent: RunningAgent, anchors: Keys) -> None:
-    from sfupdate.remote import Target
+    from sfupdate.formats.remote import Target
     before = agent.snapshot()
     with pytest.raises(errors.UnknownKeyError):
         agent.client().install_policy(policy(anchors.firmware, device_target(agent.board), 1))

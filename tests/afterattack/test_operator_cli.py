@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sfupdate import keys
-from sfupdate.board.records import Role
+from sfupdate.secure.board.records import Role
 from tests.afterattack.conftest import Keys
 from tests.afterattack.support import events, refused, remote, run, trust_store
 from tests.agent.support import RunningAgent

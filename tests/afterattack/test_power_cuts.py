@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from sfupdate import errors
-from sfupdate.board.power import POWER_CUT_EXIT
-from sfupdate.board.records import BootRecord, RemoteState, TrustStore
-from sfupdate.board.sim import POWER_KNOB, open_board
+from sfupdate.secure.board.power import POWER_CUT_EXIT
+from sfupdate.secure.board.records import BootRecord, RemoteState, TrustStore
+from sfupdate.secure.board.sim import POWER_KNOB, open_board
 from tests.afterattack.conftest import CopyBoard, Keys
 from tests.afterattack.support import (
     boot_record,

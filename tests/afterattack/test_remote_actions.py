@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from sfupdate import errors
-from sfupdate.board.records import Role, SlotStatus
-from sfupdate.board.sim import open_board
+from sfupdate.formats.remote import Target, verify_token
+from sfupdate.formats.sfui import TrustedKey
 from sfupdate.keys.files import FileSigner
-from sfupdate.remote import Target, verify_token
-from sfupdate.sfui import TrustedKey
+from sfupdate.secure.board.records import Role, SlotStatus
+from sfupdate.secure.board.sim import open_board
 from tests.afterattack.conftest import CopyBoard, Keys
 from tests.afterattack.support import (
     boot_record,
@@ -269,7 +269,7 @@ def test_command_for_another_device_is_refused(agent: RunningAgent, anchors: Key
 
 def test_command_for_another_class_or_vendor_is_refused(agent: RunningAgent,
                                                         anchors: Keys) -> None:
-    from sfupdate.sfui import class_uuid, vendor_uuid
+    from sfupdate.formats.sfui import class_uuid, vendor_uuid
     other_class = Target(vendor_id=VENDOR, class_id=class_uuid(VENDOR, "other-board"))
     assert_refused(agent, command(anchors.operator, other_class, 1, "reboot"),
                    errors.WrongClassError)

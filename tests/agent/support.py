@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sfupdate.errors import AgentBusyError
-from sfupdate.ipc.client import AgentClient, AgentStatus, InstallResult
+from sfupdate.formats.ipc.client import AgentClient, AgentStatus, InstallResult
 
 #: Short per-read timeout so abandoned sessions are dropped quickly in tests.
 AGENT_TIMEOUT = 1.5

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from sfupdate.board.sim import create_board
 from sfupdate.cli.main import main
+from sfupdate.formats.sfui import cbor, class_uuid, vendor_uuid
 from sfupdate.keys.files import FileSigner
-from sfupdate.sfui import cbor, class_uuid, vendor_uuid
+from sfupdate.secure.board.sim import create_board
 from tests.agent.support import RunningAgent, start_agent, stop_agent
 from tests.conftest import SignImage
 from tests.world import SLOT_SIZE, reboot

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from sfupdate.errors import IpcError
-from sfupdate.ipc.framing import MAX_FRAME, Connection, PeerClosedError
-from sfupdate.ipc.messages import ErrorReply, ReadyReply, Reply, decode_reply
-from sfupdate.sfui import cbor
+from sfupdate.formats.ipc.framing import MAX_FRAME, Connection, PeerClosedError
+from sfupdate.formats.ipc.messages import ErrorReply, ReadyReply, Reply, decode_reply
+from sfupdate.formats.sfui import cbor
 from tests.agent.support import AGENT_TIMEOUT, RunningAgent, install_when_idle, wait_for
 from tests.conftest import SignImage
 

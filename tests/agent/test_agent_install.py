@@ -23,8 +23,8 @@ from sfupdate.errors import (
     WrongClassError,
     WrongVendorError,
 )
+from sfupdate.formats.sfui import class_uuid, vendor_uuid
 from sfupdate.keys.files import FileSigner
-from sfupdate.sfui import class_uuid, vendor_uuid
 from tests.agent.support import RunningAgent, file_chunks, install_when_idle, wait_for
 from tests.conftest import SignImage
 from tests.world import SLOT_SIZE, VENDOR, reboot

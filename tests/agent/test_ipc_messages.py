@@ -14,8 +14,8 @@ import pytest
 
 from sfupdate import errors
 from sfupdate.errors import IpcError
-from sfupdate.ipc.framing import MAX_CHUNK, MAX_FRAME, Connection, PeerClosedError
-from sfupdate.ipc.messages import (
+from sfupdate.formats.ipc.framing import MAX_CHUNK, MAX_FRAME, Connection, PeerClosedError
+from sfupdate.formats.ipc.messages import (
     AgentStatus,
     Chunk,
     ErrorReply,
@@ -29,7 +29,7 @@ from sfupdate.ipc.messages import (
     encode_request,
     read_request,
 )
-from sfupdate.sfui import cbor
+from sfupdate.formats.sfui import cbor
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import pytest
 
-from sfupdate.board.hal import Slot
-from sfupdate.board.records import Role, SlotStatus
 from sfupdate.errors import StorageIntegrityError, UnknownKeyError
+from sfupdate.formats.sfui import TrustedKey
 from sfupdate.keys.files import FileSigner
-from sfupdate.sfui import TrustedKey
+from sfupdate.secure.board.hal import Slot
+from sfupdate.secure.board.records import Role, SlotStatus
 from tests.device_world import DeviceWorld
 
 

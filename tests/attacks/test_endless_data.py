@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from sfupdate.board.hal import Slot
 from sfupdate.errors import EncodingError, IpcError, PayloadTooLongError
+from sfupdate.secure.board.hal import Slot
 from tests.device_world import DeviceWorld, envelope, firmware, manifest
 
 

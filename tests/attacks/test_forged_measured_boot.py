@@ -9,11 +9,11 @@ import hashlib
 import io
 import json
 
-from sfupdate.board.hal import Slot
-from sfupdate.kernel import Kernel
-from sfupdate.kernel.verify import verify_agent_bundle
-from sfupdate.remote import verify_token
-from sfupdate.sfui import EnvelopeReader, TrustedKey, manifest_digest
+from sfupdate.formats.remote import verify_token
+from sfupdate.formats.sfui import EnvelopeReader, TrustedKey, manifest_digest
+from sfupdate.secure.board.hal import Slot
+from sfupdate.secure.kernel import Kernel
+from sfupdate.secure.kernel.verify import verify_agent_bundle
 from tests.device_world import DeviceWorld
 
 NONCE = b"n" * 16

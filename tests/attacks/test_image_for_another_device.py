@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from sfupdate.errors import WrongClassError, WrongVendorError
-from sfupdate.sfui import class_uuid, vendor_uuid
+from sfupdate.formats.sfui import class_uuid, vendor_uuid
 from tests.device_world import DeviceWorld
 from tests.world import CLASS, VENDOR
 

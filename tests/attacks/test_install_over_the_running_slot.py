@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from sfupdate import errors
-from sfupdate.board.sim import open_board
-from sfupdate.kernel import Kernel
+from sfupdate.secure.board.sim import open_board
+from sfupdate.secure.kernel import Kernel
 from tests.device_world import DeviceWorld
 
 

@@ -17,9 +17,9 @@ import struct
 import pytest
 
 from sfupdate.errors import DeviceStateError
-from sfupdate.ipc.framing import MAX_CHUNK, MAX_FRAME, Connection
-from sfupdate.ipc.messages import ErrorReply, ReadyReply, decode_reply
-from sfupdate.sfui import cbor
+from sfupdate.formats.ipc.framing import MAX_CHUNK, MAX_FRAME, Connection
+from sfupdate.formats.ipc.messages import ErrorReply, ReadyReply, decode_reply
+from sfupdate.formats.sfui import cbor
 from tests.device_world import DeviceWorld, firmware, payload_offset
 
 

@@ -18,11 +18,11 @@ import shutil
 
 import pytest
 
-from sfupdate.board.hal import Slot
-from sfupdate.board.power import POWER_CUT_EXIT
-from sfupdate.board.records import SlotStatus
-from sfupdate.board.sim import POWER_KNOB
 from sfupdate.errors import IpcError
+from sfupdate.secure.board.hal import Slot
+from sfupdate.secure.board.power import POWER_CUT_EXIT
+from sfupdate.secure.board.records import SlotStatus
+from sfupdate.secure.board.sim import POWER_KNOB
 from tests.device_world import DeviceWorld
 from tests.world import FIRMWARE_V1
 

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from sfupdate.errors import AgentBusyError, IpcError, TooLargeError
-from sfupdate.ipc.client import AgentClient
-from sfupdate.ipc.framing import Connection
+from sfupdate.formats.ipc.client import AgentClient
+from sfupdate.formats.ipc.framing import Connection
+from sfupdate.formats.sfui import cbor
 from sfupdate.keys.files import FileSigner
-from sfupdate.sfui import cbor
 from tests.agent.support import AGENT_TIMEOUT
 from tests.device_world import DeviceWorld, envelope, manifest, process_memory
 
@@ -157,7 +157,7 @@ class LateClient(AgentClient):
 
 def test_connection_flood_hits_the_cap_and_honest_clients_are_served_after(
         world: DeviceWorld, capsys: pytest.CaptureFixture[str]) -> None:
-    from sfupdate.agent.server import MAX_CONNECTIONS
+    from sfupdate.secure.agent.server import MAX_CONNECTIONS
 
     before = baseline(world)
     held: list[socket.socket] = []

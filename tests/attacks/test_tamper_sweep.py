@@ -18,8 +18,8 @@ import time
 
 import pytest
 
-from sfupdate.board.hal import Slot
 from sfupdate.errors import PayloadTooShortError, SfuError
+from sfupdate.secure.board.hal import Slot
 from tests.device_world import DeviceWorld, flip, payload_offset
 
 PAYLOAD = bytes(i * 7 % 251 for i in range(64 * 1024))

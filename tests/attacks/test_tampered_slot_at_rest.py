@@ -12,10 +12,10 @@ import shutil
 
 import pytest
 
-from sfupdate.board.hal import Slot
-from sfupdate.board.records import SlotStatus
 from sfupdate.errors import PayloadDigestError, SfuError
-from sfupdate.kernel import Kernel
+from sfupdate.secure.board.hal import Slot
+from sfupdate.secure.board.records import SlotStatus
+from sfupdate.secure.kernel import Kernel
 from tests.device_world import DeviceWorld
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from sfupdate.formats.sfui import TrustedKey
 from sfupdate.keys.files import FileSigner
-from sfupdate.sfui import TrustedKey
 from tests.world import SMALL_SLOT_SIZE, provision_board
 
 
@@ -29,7 +29,7 @@ def agent_signer() -> FileSigner:
 
 @pytest.fixture(scope="session")
 def images(tmp_path_factory: pytest.TempPathFactory, es256_signer: FileSigner) -> Images:
-    from sfupdate.author import ImageSpec, sign_firmware
+    from sfupdate.authoring.author import ImageSpec, sign_firmware
     from tests.world import CLASS, VENDOR
 
     root = tmp_path_factory.mktemp("images")

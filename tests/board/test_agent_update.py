@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 
 from sfupdate import errors
-from sfupdate.agent.device import Device
-from sfupdate.agent.install import install
-from sfupdate.author import ImageSpec, sign_firmware
-from sfupdate.author.bundle import build_agent_bundle
-from sfupdate.board.hal import Slot
-from sfupdate.board.power import PowerCut
-from sfupdate.boot.rom import boot, run_bundle
-from sfupdate.kernel import Kernel, SecureState
+from sfupdate.authoring.author import ImageSpec, sign_firmware
+from sfupdate.authoring.author.bundle import build_agent_bundle
+from sfupdate.formats.sfui.uuids import AGENT_CLASS, AGENT_VENDOR
 from sfupdate.keys.files import FileSigner
-from sfupdate.sfui.uuids import AGENT_CLASS, AGENT_VENDOR
+from sfupdate.secure.agent.device import Device
+from sfupdate.secure.agent.install import install
+from sfupdate.secure.board.hal import Slot
+from sfupdate.secure.board.power import PowerCut
+from sfupdate.secure.boot.rom import boot, run_bundle
+from sfupdate.secure.kernel import Kernel, SecureState
 from tests.board.conftest import CopyBoard
 from tests.world import fresh, reboot
 

@@ -15,14 +15,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from sfupdate import keys
-from sfupdate.agent.device import Device
-from sfupdate.agent.install import install
-from sfupdate.author import ImageSpec, sign_firmware
-from sfupdate.author.bundle import build_agent_bundle
-from sfupdate.board.hal import Slot
-from sfupdate.board.power import POWER_CUT_EXIT
+from sfupdate.authoring.author import ImageSpec, sign_firmware
+from sfupdate.authoring.author.bundle import build_agent_bundle
+from sfupdate.formats.sfui.uuids import AGENT_CLASS, AGENT_VENDOR
 from sfupdate.keys.files import FileSigner
-from sfupdate.sfui.uuids import AGENT_CLASS, AGENT_VENDOR
+from sfupdate.secure.agent.device import Device
+from sfupdate.secure.agent.install import install
+from sfupdate.secure.board.hal import Slot
+from sfupdate.secure.board.power import POWER_CUT_EXIT
 from tests.board.conftest import Images
 from tests.world import fresh
 

@@ -7,20 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from sfupdate.agent.device import Device
-from sfupdate.agent.install import install
-from sfupdate.author.bundle import one_time_agent_bundle
-from sfupdate.board import Slot, SlotStatus
-from sfupdate.board.sim import create_board
-from sfupdate.boot.provision import provision
+from sfupdate.authoring.author.bundle import one_time_agent_bundle
 from sfupdate.errors import (
     DeviceStateError,
     DowngradeError,
     PayloadDigestError,
     WrongClassError,
 )
-from sfupdate.kernel import Kernel
-from sfupdate.sfui import TrustedKey
+from sfupdate.formats.sfui import TrustedKey
+from sfupdate.secure.agent.device import Device
+from sfupdate.secure.agent.install import install
+from sfupdate.secure.board import Slot, SlotStatus
+from sfupdate.secure.board.sim import create_board
+from sfupdate.secure.boot.provision import provision
+from sfupdate.secure.kernel import Kernel
 from tests.board.conftest import Images
 from tests.world import CLASS_NAME, VENDOR_NAME, fresh, reboot
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from sfupdate.agent.device import Device
-from sfupdate.agent.install import install
-from sfupdate.board.power import PowerCut
-from sfupdate.board.sim import SimBoard
-from sfupdate.kernel import Kernel
-from sfupdate.kernel.verify import verify_slot
+from sfupdate.secure.agent.device import Device
+from sfupdate.secure.agent.install import install
+from sfupdate.secure.board.power import PowerCut
+from sfupdate.secure.board.sim import SimBoard
+from sfupdate.secure.kernel import Kernel
+from sfupdate.secure.kernel.verify import verify_slot
 from tests.board.conftest import CopyBoard, Images
 from tests.world import fresh, reboot
 

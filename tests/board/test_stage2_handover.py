@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from sfupdate import errors
-from sfupdate.boot import stage2
-from sfupdate.boot.rom import run_bundle
+from sfupdate.secure.boot import stage2
+from sfupdate.secure.boot.rom import run_bundle
 
 
 def test_stage2_reports_its_error_by_code() -> None:

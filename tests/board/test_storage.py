@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from sfupdate.board import Fuse
-from sfupdate.board.power import Power, PowerCut
-from sfupdate.board.sim import create_board, open_board
 from sfupdate.errors import DeviceStateError, StorageIntegrityError
-from sfupdate.kernel import Kernel
+from sfupdate.secure.board import Fuse
+from sfupdate.secure.board.power import Power, PowerCut
+from sfupdate.secure.board.sim import create_board, open_board
+from sfupdate.secure.kernel import Kernel
 from tests.board.conftest import Images
 from tests.world import fresh, reboot
 
@@ -105,8 +105,8 @@ def test_restored_boot_record_cannot_lower_the_floor(board_dir: Path, images: Im
                                                      tmp_path: Path) -> None:
     """The rollback-floor attack end to end: after a confirm, restoring the old secure
     storage makes the boot refuse (StorageIntegrityError) instead of accepting the old floor."""
-    from sfupdate.agent.device import Device
-    from sfupdate.agent.install import install
+    from sfupdate.secure.agent.device import Device
+    from sfupdate.secure.agent.install import install
 
     shutil.copytree(board_dir / "secure", tmp_path / "before")
     board = fresh(board_dir)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from sfupdate import keys
-from sfupdate.repo import RepoServer
-from sfupdate.sfui import TrustedKey
+from sfupdate.authoring.repo import RepoServer
+from sfupdate.formats.sfui import TrustedKey
 from tests.agent.support import RunningAgent
 from tests.conftest import SignImage
 from tests.delivery.device import Device

@@ -13,9 +13,9 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from sfupdate.boot.stage2 import BootResult
-from sfupdate.ipc.client import AgentStatus, InstallResult
+from sfupdate.formats.ipc.client import AgentStatus, InstallResult
 from sfupdate.progress import Progress
+from sfupdate.secure.boot.stage2 import BootResult
 from tests.agent.support import RunningAgent
 from tests.world import reboot
 

@@ -21,9 +21,9 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from sfupdate.client import HttpSource, RepositoryIndex, Source, TransferPolicy
-from sfupdate.repo import Repository
-from sfupdate.sfui import TrustedKey
+from sfupdate.authoring.repo import Repository
+from sfupdate.formats.sfui import TrustedKey
+from sfupdate.richos.client import HttpSource, RepositoryIndex, Source, TransferPolicy
 
 # Short limits so hostile servers are detected in well under a second or two.
 FAST = TransferPolicy(retries=2, backoff=0.01, backoff_max=0.05, min_rate=2000.0,

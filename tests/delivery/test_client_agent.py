@@ -8,11 +8,11 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from sfupdate.client import TransferPolicy, update
-from sfupdate.ipc.client import COALESCE_SECONDS
-from sfupdate.ipc.framing import DEFAULT_TIMEOUT
-from sfupdate.ipc.messages import chunk_frame
-from sfupdate.sfui import cbor
+from sfupdate.formats.ipc.client import COALESCE_SECONDS
+from sfupdate.formats.ipc.framing import DEFAULT_TIMEOUT
+from sfupdate.formats.ipc.messages import chunk_frame
+from sfupdate.formats.sfui import cbor
+from sfupdate.richos.client import TransferPolicy, update
 from tests.agent.support import AGENT_TIMEOUT
 from tests.conftest import SignImage
 from tests.delivery.device import Device

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from sfupdate import errors, keys
+from sfupdate.authoring.repo import RepoServer
 from sfupdate.cli.delivery_cmds import EXIT_UPDATE_AVAILABLE
 from sfupdate.cli.main import main
-from sfupdate.repo import RepoServer
-from sfupdate.sfui import TrustedKey
+from sfupdate.formats.sfui import TrustedKey
 from tests.conftest import SignImage
 from tests.delivery.device import Device
 from tests.delivery.netsim import RepoWorld

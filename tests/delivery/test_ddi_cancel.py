@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sfupdate.client.ddi import DdiClient, DdiConfig
+from sfupdate.richos.client.ddi import DdiClient, DdiConfig
 from tests.conftest import SignImage
 from tests.delivery.device import Device
 from tests.delivery.netsim import FAST

@@ -18,9 +18,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from sfupdate.cli.main import main
-from sfupdate.client.ddi import DdiClient, DdiConfig
 from sfupdate.errors import DowngradeError, ServerError, UsageError
-from sfupdate.kernel.verify import HEALTH_FAIL_MARKER
+from sfupdate.richos.client.ddi import DdiClient, DdiConfig
+from sfupdate.secure.kernel.verify import HEALTH_FAIL_MARKER
 from tests.conftest import SignImage
 from tests.delivery.device import Device
 from tests.delivery.goosebit_server import GooseBit

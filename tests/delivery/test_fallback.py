@@ -11,9 +11,9 @@ import pytest
 
 from sfupdate import errors
 from sfupdate.cli.main import main
-from sfupdate.client import FileSource, update
+from sfupdate.formats.sfui import TrustedKey
 from sfupdate.keys.files import FileSigner
-from sfupdate.sfui import TrustedKey
+from sfupdate.richos.client import FileSource, update
 from tests.delivery.device import Device
 from tests.delivery.netsim import HostileServer, RepoWorld, stall_after, target_path
 

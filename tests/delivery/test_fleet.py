@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from sfupdate.board.sim import open_board
-from sfupdate.boot.rom import boot
-from sfupdate.boot.stage2 import BootResult, boot_firmware
-from sfupdate.sfui import TrustedKey
+from sfupdate.formats.sfui import TrustedKey
+from sfupdate.secure.board.sim import open_board
+from sfupdate.secure.boot.rom import boot
+from sfupdate.secure.boot.stage2 import BootResult, boot_firmware
 from tests.agent.support import RunningAgent, start_agent, stop_agent
 from tests.conftest import SignImage
 from tests.delivery import postgres

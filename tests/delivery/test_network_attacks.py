@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from sfupdate import errors
-from sfupdate.client import check, update
-from sfupdate.repo import Repository
-from sfupdate.sfui import TrustedKey
+from sfupdate.authoring.repo import Repository
+from sfupdate.formats.sfui import TrustedKey
+from sfupdate.richos.client import check, update
 from tests.conftest import SignImage
 from tests.delivery.device import Device
 from tests.delivery.netsim import (

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from sfupdate import errors, keys
+from sfupdate.authoring.repo import Repository
 from sfupdate.cli.main import main
-from sfupdate.client import FileSource, RepositoryIndex, check, update
+from sfupdate.formats.sfui import TrustedKey, class_uuid
 from sfupdate.keys.files import FileSigner
-from sfupdate.repo import Repository
-from sfupdate.sfui import TrustedKey, class_uuid
+from sfupdate.richos.client import FileSource, RepositoryIndex, check, update
 from tests.conftest import SignImage
 from tests.delivery.device import Device
 from tests.delivery.netsim import RepoWorld

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from sfupdate import errors
+from sfupdate.authoring.repo import RepoServer, Repository
+from sfupdate.authoring.repo.repository import Published
 from sfupdate.cli.main import main
-from sfupdate.client import FileSource, RepositoryIndex, check, install_file, update
-from sfupdate.repo import RepoServer, Repository
-from sfupdate.repo.repository import Published
-from sfupdate.sfui import TrustedKey, class_uuid
+from sfupdate.formats.sfui import TrustedKey, class_uuid
+from sfupdate.richos.client import FileSource, RepositoryIndex, check, install_file, update
 from tests.conftest import SignImage
 from tests.delivery.device import Device
 from tests.delivery.netsim import FAST, RepoWorld

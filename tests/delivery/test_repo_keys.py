@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from sfupdate import keys
-from sfupdate.client import FileSource, RepositoryIndex, TransferPolicy
-from sfupdate.repo import Repository
+from sfupdate.authoring.repo import Repository
+from sfupdate.richos.client import FileSource, RepositoryIndex, TransferPolicy
 from tests.afterattack.support import refused, run
 from tests.conftest import SignImage
 

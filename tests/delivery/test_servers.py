@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sfupdate.client import check, update
-from sfupdate.repo import RepoServer
-from sfupdate.repo.server import parse_range
+from sfupdate.authoring.repo import RepoServer
+from sfupdate.authoring.repo.server import parse_range
+from sfupdate.richos.client import check, update
 from tests.delivery.device import Device
 from tests.delivery.netsim import RepoWorld, target_path
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from sfupdate.cli.main import main
-from sfupdate.client import TransferPolicy, fetch, open_source, update
-from sfupdate.client.ftp import FtpSource
-from sfupdate.client.sources import FileSource
-from sfupdate.client.tftp import TftpSource
 from sfupdate.errors import DownloadError, RemoteFileNotFoundError, UsageError
+from sfupdate.richos.client import TransferPolicy, fetch, open_source, update
+from sfupdate.richos.client.ftp import FtpSource
+from sfupdate.richos.client.sources import FileSource
+from sfupdate.richos.client.tftp import TftpSource
 from tests.delivery.device import Device
 from tests.delivery.netsim import FAST, RepoWorld
 from tests.delivery.servers import FtpServer, TftpServer

@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from sfupdate.client.watch import Watcher
 from sfupdate.errors import DowngradeError
+from sfupdate.richos.client.watch import Watcher
 from tests.conftest import SignImage
 from tests.delivery.device import Device
 from tests.delivery.netsim import FAST, RepoWorld

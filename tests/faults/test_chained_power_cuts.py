@@ -34,17 +34,17 @@ from pathlib import Path
 
 import pytest
 
-from sfupdate.agent.device import Device
-from sfupdate.agent.install import install
-from sfupdate.author import ImageSpec, sign_firmware
-from sfupdate.board.power import PowerCut
-from sfupdate.board.sim import SimBoard
-from sfupdate.boot.stage2 import BootResult
+from sfupdate.authoring.author import ImageSpec, sign_firmware
 from sfupdate.errors import SfuError
-from sfupdate.kernel import Kernel
-from sfupdate.kernel.verify import HEALTH_FAIL_MARKER, verify_slot
+from sfupdate.formats.sfui import TrustedKey
 from sfupdate.keys.files import FileSigner
-from sfupdate.sfui import TrustedKey
+from sfupdate.secure.agent.device import Device
+from sfupdate.secure.agent.install import install
+from sfupdate.secure.board.power import PowerCut
+from sfupdate.secure.board.sim import SimBoard
+from sfupdate.secure.boot.stage2 import BootResult
+from sfupdate.secure.kernel import Kernel
+from sfupdate.secure.kernel.verify import HEALTH_FAIL_MARKER, verify_slot
 from tests.world import CLASS, SMALL_SLOT_SIZE, VENDOR, fresh, provision_board, reboot
 
 RUNS = int(os.environ.get("SFU_FAULT_RUNS", "300"))

@@ -37,27 +37,27 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from sfupdate import keys
-from sfupdate.agent.actions import RemoteActions
-from sfupdate.agent.attest import attest
-from sfupdate.agent.device import Device
-from sfupdate.agent.install import install
-from sfupdate.agent.integrity import IntegrityMonitor
-from sfupdate.board.hal import Slot
-from sfupdate.board.power import Power, PowerCut
-from sfupdate.board.sim import SimBoard, open_board
 from sfupdate.errors import SfuError, StorageIntegrityError
-from sfupdate.kernel import Kernel
-from sfupdate.kernel.verify import HEALTH_FAIL_MARKER, verify_slot
+from sfupdate.formats.remote import RemoteCommand, Target, sign_command, ueid_for
+from sfupdate.formats.sfui import TrustedKey, class_uuid
 from sfupdate.keys.files import FileSigner
-from sfupdate.remote import RemoteCommand, Target, sign_command, ueid_for
-from sfupdate.sfui import TrustedKey, class_uuid
+from sfupdate.secure.agent.actions import RemoteActions
+from sfupdate.secure.agent.attest import attest
+from sfupdate.secure.agent.device import Device
+from sfupdate.secure.agent.install import install
+from sfupdate.secure.agent.integrity import IntegrityMonitor
+from sfupdate.secure.board.hal import Slot
+from sfupdate.secure.board.power import Power, PowerCut
+from sfupdate.secure.board.sim import SimBoard, open_board
+from sfupdate.secure.kernel import Kernel
+from sfupdate.secure.kernel.verify import HEALTH_FAIL_MARKER, verify_slot
 from tests.device_world import envelope, manifest
 from tests.world import SMALL_SLOT_SIZE, VENDOR, fresh, provision_board, reboot
 
 STEPS = int(os.environ.get("SFU_STATE_STEPS", "10000"))
 STEPS_PER_PROGRAM = 40
 #: The boards live in memory when the machine has a tmpfs: the fsyncs then cost nothing, and
-#: the power-cut model (sfupdate.board.power) decides what a cut loses, not the disk.
+#: the power-cut model (sfupdate.secure.board.power) decides what a cut loses, not the disk.
 _FAST_DIR = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) \
     else None
 NONCE = b"state-machine-nonce"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sfupdate import keys
-from sfupdate.sfui import TrustedKey
+from sfupdate.formats.sfui import TrustedKey
 from tests.keys.softhsm import PIN, SoftHsm
 
 

@@ -14,9 +14,9 @@ import pytest
 from securesystemslib.signer import SSlibKey
 
 from sfupdate import errors, keys
-from sfupdate.client import FileSource, RepositoryIndex, TransferPolicy
-from sfupdate.remote import verify_command
-from sfupdate.sfui import EnvelopeReader, TrustedKey
+from sfupdate.formats.remote import verify_command
+from sfupdate.formats.sfui import EnvelopeReader, TrustedKey
+from sfupdate.richos.client import FileSource, RepositoryIndex, TransferPolicy
 from tests.afterattack.support import refused, run
 from tests.conftest import SignImage
 from tests.keys.softhsm import PIN, SoftHsm

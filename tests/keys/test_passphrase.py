@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from sfupdate import errors, keys
-from sfupdate.sfui import EnvelopeReader
+from sfupdate.formats.sfui import EnvelopeReader
 from tests.afterattack.support import refused, run
 
 PASSPHRASE = "correct horse battery staple"

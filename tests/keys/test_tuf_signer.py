@@ -11,7 +11,7 @@ from securesystemslib.signer import SSlibKey
 from tuf.api.metadata import Metadata, Timestamp
 
 from sfupdate import keys
-from sfupdate.repo.tuf_signer import TufSigner
+from sfupdate.authoring.repo.tuf_signer import TufSigner
 
 
 @pytest.mark.parametrize("algorithm", ["ESP256", "Ed25519"])

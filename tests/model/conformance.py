@@ -9,7 +9,7 @@ import collections
 import random
 from collections.abc import Callable, Sequence
 
-from sfupdate.kernel import SecureState
+from sfupdate.secure.kernel import SecureState
 from tests.model.spin import TRACE_NV as NV
 from tests.model.spin import Op, State
 from tests.model.world import (

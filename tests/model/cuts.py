@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-from sfupdate.board.hal import Slot
-from sfupdate.board.power import PowerCut
-from sfupdate.board.sim import SimBoard, SimSlots, SimSlotWriter, SimStorage
+from sfupdate.secure.board.hal import Slot
+from sfupdate.secure.board.power import PowerCut
+from sfupdate.secure.board.sim import SimBoard, SimSlots, SimSlotWriter, SimStorage
 
 
 class Cuts:

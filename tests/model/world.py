@@ -18,20 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sfupdate import keys
-from sfupdate.agent.device import Device
-from sfupdate.agent.install import install
-from sfupdate.agent.measure import confirmed_failure
-from sfupdate.board.hal import Slot
-from sfupdate.board.power import PowerCut
-from sfupdate.board.records import Role, SlotStatus
-from sfupdate.board.sim import SimBoard, open_board
-from sfupdate.boot.stage2 import boot_firmware
 from sfupdate.errors import SfuError
-from sfupdate.kernel import Kernel, SecureState
-from sfupdate.kernel.verify import HEALTH_FAIL_MARKER
+from sfupdate.formats.remote import RemoteCommand, Target, sign_command, ueid_for
+from sfupdate.formats.sfui import TrustedKey
 from sfupdate.keys.files import FileSigner
-from sfupdate.remote import RemoteCommand, Target, sign_command, ueid_for
-from sfupdate.sfui import TrustedKey
+from sfupdate.secure.agent.device import Device
+from sfupdate.secure.agent.install import install
+from sfupdate.secure.agent.measure import confirmed_failure
+from sfupdate.secure.board.hal import Slot
+from sfupdate.secure.board.power import PowerCut
+from sfupdate.secure.board.records import Role, SlotStatus
+from sfupdate.secure.board.sim import SimBoard, open_board
+from sfupdate.secure.boot.stage2 import boot_firmware
+from sfupdate.secure.kernel import Kernel, SecureState
+from sfupdate.secure.kernel.verify import HEALTH_FAIL_MARKER
 from tests.device_world import envelope, manifest
 from tests.model.cuts import CutBoard
 from tests.model.spin import TRACE_NV as NV

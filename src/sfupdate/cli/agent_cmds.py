@@ -26,9 +26,9 @@ from sfupdate.cli.render import (
     write_output,
 )
 from sfupdate.errors import IntegrityError, UsageError
-from sfupdate.ipc.client import AgentClient, AgentStatus
-from sfupdate.ipc.framing import DEFAULT_TIMEOUT, MAX_CHUNK
-from sfupdate.ipc.messages import MAX_NONCE, MAX_POLICY, MIN_NONCE
+from sfupdate.formats.ipc.client import AgentClient, AgentStatus
+from sfupdate.formats.ipc.framing import DEFAULT_TIMEOUT, MAX_CHUNK
+from sfupdate.formats.ipc.messages import MAX_NONCE, MAX_POLICY, MIN_NONCE
 
 #: `--socket PATH` and `--timeout SECONDS`, the same in every command that talks to the agent.
 socket_option = click.option("--socket", "socket_path", required=True, metavar="PATH",
@@ -74,21 +74,21 @@ def serve(board_dir: Path | None, config_path: Path | None, socket_path: Path | 
     (--config) first records this boot (which slot the bootloader started, its health) in
     the kernel, as `sfu board linux mark-good --no-confirm` does."""
     # Imported here: the client-side commands need none of the secure world's code.
-    from sfupdate.agent.device import Device
-    from sfupdate.agent.server import AgentServer
-    from sfupdate.board.hal import Board
+    from sfupdate.secure.agent.device import Device
+    from sfupdate.secure.agent.server import AgentServer
+    from sfupdate.secure.board.hal import Board
 
     board: Board
     if (board_dir is None) == (config_path is None):
         raise UsageError("give exactly one of --board (sim) and --config (linux device)")
     if board_dir is not None:
-        from sfupdate.board.sim import open_board
+        from sfupdate.secure.board.sim import open_board
         board, where = open_board(board_dir), str(board_dir)
     else:
         assert config_path is not None
-        from sfupdate.board.linux.board import LinuxBoard
-        from sfupdate.board.linux.config import load_config
-        from sfupdate.boot.linux import reconcile_this_boot
+        from sfupdate.secure.board.linux.board import LinuxBoard
+        from sfupdate.secure.board.linux.config import load_config
+        from sfupdate.secure.boot.linux import reconcile_this_boot
         linux = LinuxBoard(load_config(config_path))
         reconcile_this_boot(linux, confirm=False)
         board, where = linux, str(config_path)
@@ -128,7 +128,7 @@ def bundle(key_file: Path, sequence: int, output: Path, passphrase_file: Path | 
     """Build and sign an agent bundle of the installed sfupdate, to update the agent of
     provisioned boards: `sfu install BUNDLE` puts it in the inactive agent partition, the
     next boot runs it once, and it confirms itself."""
-    from sfupdate.author.bundle import build_agent_bundle
+    from sfupdate.authoring.author.bundle import build_agent_bundle
     from sfupdate.cli.key_options import unlock
     from sfupdate.keys import load_signer
 

@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 import click
 
 from sfupdate import keys
-from sfupdate.author import ImageSpec, sign_firmware
+from sfupdate.authoring.author import ImageSpec, sign_firmware
 from sfupdate.cli.key_options import (
     KEY_METAVAR,
     ask,
@@ -28,8 +28,7 @@ from sfupdate.cli.render import (
     write_output,
 )
 from sfupdate.errors import TruncatedError, UsageError, WrongClassError, WrongVendorError
-from sfupdate.keys.unlock import PASSPHRASE_ENV, read_secret_file
-from sfupdate.sfui import (
+from sfupdate.formats.sfui import (
     ALGORITHM_NAMES,
     AlgorithmStyle,
     EnvelopeReader,
@@ -38,7 +37,8 @@ from sfupdate.sfui import (
     class_uuid,
     vendor_uuid,
 )
-from sfupdate.sfui.reader import PayloadRef
+from sfupdate.formats.sfui.reader import PayloadRef
+from sfupdate.keys.unlock import PASSPHRASE_ENV, read_secret_file
 
 _path = click.Path(path_type=Path, dir_okay=False)
 _existing = click.Path(path_type=Path, dir_okay=False, exists=True)

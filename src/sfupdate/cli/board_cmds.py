@@ -9,16 +9,16 @@ from typing import Any
 import click
 
 from sfupdate import keys
-from sfupdate.board.hal import Board, Fuse, Slot
-from sfupdate.board.power import POWER_CUT_EXIT, PowerCut
-from sfupdate.board.sim import create_board, open_board
-from sfupdate.boot.provision import provision
-from sfupdate.boot.rom import boot, run_bundle
 from sfupdate.cli.key_options import passphrase_file_option, unlock
 from sfupdate.cli.render import ABSENT, emit_json, json_option, show_device_status, shown
 from sfupdate.errors import UsageError
-from sfupdate.kernel import Kernel
-from sfupdate.sfui import TrustedKey
+from sfupdate.formats.sfui import TrustedKey
+from sfupdate.secure.board.hal import Board, Fuse, Slot
+from sfupdate.secure.board.power import POWER_CUT_EXIT, PowerCut
+from sfupdate.secure.board.sim import create_board, open_board
+from sfupdate.secure.boot.provision import provision
+from sfupdate.secure.boot.rom import boot, run_bundle
+from sfupdate.secure.kernel import Kernel
 
 _dir = click.Path(path_type=Path, file_okay=False)
 _existing = click.Path(path_type=Path, dir_okay=False, exists=True)
@@ -90,7 +90,7 @@ def agent_bundle_for(agent_key: Path | None, key_unlock: keys.Unlock | None = No
     """The agent bundle to provision a board with, and the key whose hash gets fused: signed
     with `agent_key` (opened with `key_unlock` if encrypted), or with a one-time key that is then
     forgotten."""
-    from sfupdate.author.bundle import build_agent_bundle, one_time_agent_bundle
+    from sfupdate.authoring.author.bundle import build_agent_bundle, one_time_agent_bundle
 
     if agent_key is None:
         return one_time_agent_bundle()
@@ -186,7 +186,7 @@ def boot_cmd(directory: Path, as_json: bool) -> None:
 @json_option
 def confirm(directory: Path, as_json: bool) -> None:
     """Confirm the running trial image; only then the rollback floor rises to it. The same
-    transition, with the same checks, as `sfu agent confirm` (sfupdate.kernel)."""
+    transition, with the same checks, as `sfu agent confirm` (sfupdate.secure.kernel)."""
     board = open_board(directory)
     Kernel(board.storage).confirm()
     desc = describe(board)

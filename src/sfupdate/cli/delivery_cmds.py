@@ -23,13 +23,13 @@ from sfupdate.cli.render import (
     shown,
 )
 from sfupdate.errors import SfuError, UsageError
-from sfupdate.ipc.client import AgentClient
+from sfupdate.formats.ipc.client import AgentClient
 
-# sfupdate.client (tuf, httpx) and sfupdate.repo (tuf, securesystemslib) are imported by the
+# The client (tuf, httpx) and the repository (tuf, securesystemslib) are imported by the
 # commands that use them: registering these commands (which `sfu client remote` also needs)
 # stays cheap.
 if TYPE_CHECKING:
-    from sfupdate.client import Agent, RepositoryIndex, Source, TransferPolicy
+    from sfupdate.richos.client import Agent, RepositoryIndex, Source, TransferPolicy
 
 EXIT_UPDATE_AVAILABLE: Final = 100
 
@@ -52,7 +52,7 @@ def repo_group() -> None:
     """Publish SFUIs in a static repository with a signed index."""
 
 
-_ROLES = ("root", "targets", "snapshot", "timestamp")  # sfupdate.repo.roles.ROLES, unimported
+_ROLES = ("root", "targets", "snapshot", "timestamp")  # repo/roles.py ROLES, not imported
 
 
 @repo_group.command("init")
@@ -79,8 +79,8 @@ def repo_init(directory: Path, key_ref: str | None, root_key: str | None,
     """Create an empty repository in DIRECTORY.
 
     The online roles' key references (not root's) are remembered for `sfu repo publish`."""
+    from sfupdate.authoring.repo import Repository
     from sfupdate.keys import load_public_key
-    from sfupdate.repo import Repository
 
     given = zip(_ROLES, (root_key, targets_key, snapshot_key, timestamp_key), strict=True)
     role_keys = {role: [chosen] for role, ref in given if (chosen := ref or key_ref)}
@@ -111,7 +111,7 @@ def _with_role_keys(f: Any) -> Any:
 
 
 def _role_keys(role_keys: tuple[str, ...], keys_file: Path | None) -> dict[str, list[str]]:
-    from sfupdate.repo.roles import parse_role_keys, read_keys_file
+    from sfupdate.authoring.repo.roles import parse_role_keys, read_keys_file
 
     return {**(read_keys_file(keys_file) if keys_file else {}), **parse_role_keys(role_keys)}
 
@@ -130,8 +130,8 @@ def repo_add(directory: Path, sfuis: tuple[Path, ...], trust: tuple[Path, ...],
              replace: bool, as_json: bool) -> None:
     """Verify SFUIs completely (signature with the repository's firmware keys, payload size
     and digest) and stage them for the next publish."""
+    from sfupdate.authoring.repo import Repository
     from sfupdate.keys import load_public_key
-    from sfupdate.repo import Repository
 
     repo = Repository(directory)
     trusted = [load_public_key(path) for path in trust]
@@ -155,7 +155,7 @@ def repo_add(directory: Path, sfuis: tuple[Path, ...], trust: tuple[Path, ...],
 @json_option
 def repo_remove(directory: Path, names: tuple[str, ...], as_json: bool) -> None:
     """Withdraw images (by the NAME `sfu repo list` shows) at the next publish."""
-    from sfupdate.repo import Repository
+    from sfupdate.authoring.repo import Repository
 
     repo = Repository(directory)
     removed: list[dict[str, Any]] = []
@@ -175,7 +175,7 @@ def repo_remove(directory: Path, names: tuple[str, ...], as_json: bool) -> None:
 @json_option
 def repo_list(directory: Path, as_json: bool) -> None:
     """List the published images and the changes staged for the next publish."""
-    from sfupdate.repo import Repository
+    from sfupdate.authoring.repo import Repository
 
     rows = Repository(directory).listing()
     if as_json:
@@ -197,7 +197,7 @@ def repo_publish(directory: Path, role_keys: tuple[str, ...], keys_file: Path | 
                  passphrase_file: Path | None, pkcs11_module: str | None,
                  as_json: bool) -> None:
     """Sign and publish the index (also renews its expiry)."""
-    from sfupdate.repo import Repository
+    from sfupdate.authoring.repo import Repository
 
     repo = Repository(directory)
     version = repo.publish(keys=_role_keys(role_keys, keys_file),
@@ -228,7 +228,7 @@ def repo_rotate(directory: Path, role: str, new_keys: tuple[str, ...],
 
     A new targets, snapshot or timestamp key is remembered, and the index is republished
     with it at once; a new root key signs its root version too."""
-    from sfupdate.repo import Repository
+    from sfupdate.authoring.repo import Repository
 
     repo = Repository(directory)
     version = repo.rotate(role, new_keys, root_keys, _role_keys(role_keys, keys_file),
@@ -246,7 +246,7 @@ def repo_rotate(directory: Path, role: str, new_keys: tuple[str, ...],
 @json_option
 def repo_status(directory: Path, as_json: bool) -> None:
     """Show each role's keys, threshold, newest version and expiry."""
-    from sfupdate.repo import Repository
+    from sfupdate.authoring.repo import Repository
 
     rows = Repository(directory).status()
     if as_json:
@@ -278,7 +278,7 @@ def _left(seconds: int) -> str:
               help="0 picks a free port.")
 def serve(directory: Path, host: str, port: int) -> None:
     """Serve DIRECTORY over HTTP for development (production: any static server)."""
-    from sfupdate.repo import RepoServer
+    from sfupdate.authoring.repo import RepoServer
 
     try:
         server = RepoServer(directory, host, port)
@@ -308,7 +308,7 @@ def _state_dir(repo: str, given: Path | None) -> Path:
 
 
 def _source(repo: str, policy: TransferPolicy) -> Source:
-    from sfupdate.client import open_source
+    from sfupdate.richos.client import open_source
 
     return open_source(repo, policy.connect_timeout, policy.read_timeout)
 
@@ -318,7 +318,7 @@ def _log(line: str) -> None:
 
 
 def _index(repo: str, trusted_root: Path | None, state_dir: Path | None) -> RepositoryIndex:
-    from sfupdate.client import RepositoryIndex, TransferPolicy
+    from sfupdate.richos.client import RepositoryIndex, TransferPolicy
 
     policy = TransferPolicy()
     return RepositoryIndex(_source(repo, policy), _state_dir(repo, state_dir), trusted_root,
@@ -357,7 +357,7 @@ def client_check(repo: str | None, socket_path: Path, trusted_root: Path | None,
 
     Exit 0: up to date; 100: an update is available; other codes: errors (docs/cli.md).
     """
-    from sfupdate.client import check
+    from sfupdate.richos.client import check
 
     if repo is None:
         raise UsageError("--repo is required")
@@ -391,7 +391,7 @@ def client_update(repo: str | None, from_file: Path | None, socket_path: Path,
                   trusted_root: Path | None, state_dir: Path | None, timeout: float,
                   progress_mode: str, as_json: bool) -> None:
     """Install the newest image for this device, streaming it to the agent as it downloads."""
-    from sfupdate.client import install_file, install_stream, update
+    from sfupdate.richos.client import install_file, install_stream, update
 
     if (repo is None) == (from_file is None):
         raise UsageError("give exactly one of --repo and --from")
@@ -435,7 +435,7 @@ def client_status(repo: str | None, state_dir: Path | None, as_json: bool) -> No
     """Show where the client keeps what it trusts for a repository (its state directory),
     and the root and index versions stored there. To start over, delete that directory or
     pass another --trusted-root."""
-    from sfupdate.client.state import describe
+    from sfupdate.richos.client.state import describe
 
     if repo is None and state_dir is None:
         raise UsageError("give --repo (or --state-dir)")
@@ -485,7 +485,7 @@ def client_watch(directory: Path, socket_path: Path, trusted_root: Path | None,
     The exit code is the last image's: 0 installed, or its error's code; 124 when --max-wait
     passed with nothing new.
     """
-    from sfupdate.client.watch import Outcome, Watcher, watch
+    from sfupdate.richos.client.watch import Outcome, Watcher, watch
 
     if state_dir is None:
         base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
@@ -572,7 +572,7 @@ def client_ddi(server: str, tenant: str, controller_id: str, token: str | None,
     """
     import time
 
-    from sfupdate.client.ddi import DdiClient, DdiConfig
+    from sfupdate.richos.client.ddi import DdiClient, DdiConfig
 
     config = DdiConfig(server, tenant, controller_id, token, token_type, attributes)
     if state_dir is None:

@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 
 from sfupdate import keys
-from sfupdate.board.linux.config import DEFAULT_PATH, load_config
 from sfupdate.cli.board_cmds import board_group, describe
 from sfupdate.cli.render import emit_json
+from sfupdate.secure.board.linux.config import DEFAULT_PATH, load_config
 
 _existing = click.Path(path_type=Path, dir_okay=False, exists=True)
 config_option = click.option("--config", "config_path", type=_existing, default=DEFAULT_PATH,
@@ -52,9 +52,9 @@ def provision_cmd(config_path: Path, trust_files: tuple[Path, ...], vendor: str,
     """On the production line: write slot A, create the TPM key and indices, store the trust
     anchors, lock the TPM's owner hierarchy. Run as root, then hand state_dir to the agent's
     user (docs/deploy.md)."""
-    from sfupdate.board.linux.board import LinuxBoard
-    from sfupdate.boot.provision import provision
     from sfupdate.cli.board_cmds import agent_bundle_for
+    from sfupdate.secure.board.linux.board import LinuxBoard
+    from sfupdate.secure.boot.provision import provision
 
     board = LinuxBoard(load_config(config_path), insecure_storage=insecure_storage)
     if board.insecure:
@@ -80,9 +80,9 @@ def mark_good(config_path: Path, no_confirm: bool, as_json: bool) -> None:
     """After boot: record which slot the bootloader booted (sfu.slot= on the kernel command
     line), verify it, run the health command, confirm a healthy trial or reject a failing
     one, and re-mirror the bootloader environment. Exit 12 if the trial was rejected."""
-    from sfupdate.board.linux.board import LinuxBoard
-    from sfupdate.boot.linux import reconcile_this_boot
     from sfupdate.errors import DeviceStateError
+    from sfupdate.secure.board.linux.board import LinuxBoard
+    from sfupdate.secure.boot.linux import reconcile_this_boot
 
     result = reconcile_this_boot(LinuxBoard(load_config(config_path)), not no_confirm)
     if as_json:
@@ -99,7 +99,7 @@ def mark_good(config_path: Path, no_confirm: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(config_path: Path, as_json: bool) -> None:
     """Fuses, slots, trial, floor and the bootloader environment."""
-    from sfupdate.board.linux.board import LinuxBoard
+    from sfupdate.secure.board.linux.board import LinuxBoard
 
     board = LinuxBoard(load_config(config_path))
     desc = describe(board)

@@ -18,9 +18,9 @@ from sfupdate.cli.agent_cmds import parse_hex, parse_nonce, socket_option, timeo
 from sfupdate.cli.key_options import KEY_METAVAR, unlock, unlock_options
 from sfupdate.cli.render import ABSENT, emit_json, json_option, plural, write_output
 from sfupdate.errors import UsageError
-from sfupdate.ipc.client import AgentClient
-from sfupdate.ipc.messages import MAX_COMMAND
-from sfupdate.remote import (
+from sfupdate.formats.ipc.client import AgentClient
+from sfupdate.formats.ipc.messages import MAX_COMMAND
+from sfupdate.formats.remote import (
     ACTIONS,
     AttestationClaims,
     IntegrityPolicy,
@@ -34,8 +34,8 @@ from sfupdate.remote import (
     verify_answer,
     verify_token,
 )
-from sfupdate.remote.eat import MAX_TOKEN_SIZE
-from sfupdate.sfui import class_uuid, vendor_uuid
+from sfupdate.formats.remote.eat import MAX_TOKEN_SIZE
+from sfupdate.formats.sfui import class_uuid, vendor_uuid
 
 _path = click.Path(path_type=Path, dir_okay=False)
 _existing = click.Path(path_type=Path, dir_okay=False, exists=True)

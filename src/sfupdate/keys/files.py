@@ -11,8 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from sfupdate.errors import KeyFileError, KeyPassphraseError, NotAPublicKeyError, UsageError
-from sfupdate.keys.unlock import Unlock
-from sfupdate.sfui.cose import (
+from sfupdate.formats.sfui.cose import (
     AlgorithmStyle,
     PublicKey,
     TrustedKey,
@@ -20,6 +19,7 @@ from sfupdate.sfui.cose import (
     ecdsa_der_to_raw,
     key_id,
 )
+from sfupdate.keys.unlock import Unlock
 
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, Final
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from sfupdate.errors import HsmError
+from sfupdate.formats.sfui.cose import AlgorithmStyle, PublicKey, algorithm_for, key_id, verify_raw
 from sfupdate.keys.unlock import Unlock
 from sfupdate.keys.uri import Pkcs11Uri
-from sfupdate.sfui.cose import AlgorithmStyle, PublicKey, algorithm_for, key_id, verify_raw
 
 if TYPE_CHECKING:
     from pkcs11 import Session, Token

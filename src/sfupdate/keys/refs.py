@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from sfupdate.formats.sfui.cose import AlgorithmStyle, PublicKey, Signer, TrustedKey
 from sfupdate.keys.files import FileSigner, load_private_key, public_half
 from sfupdate.keys.unlock import Unlock
 from sfupdate.keys.uri import Pkcs11Uri, is_pkcs11_uri
-from sfupdate.sfui.cose import AlgorithmStyle, PublicKey, Signer, TrustedKey
 
 
 class KeySigner(Signer, Protocol):

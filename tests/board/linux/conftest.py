@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from sfupdate.board.linux.board import LinuxBoard
-from sfupdate.board.linux.config import load_config
-from sfupdate.board.linux.slots import HEADER_AREA
-from sfupdate.board.linux.tpm import Tpm
+from sfupdate.secure.board.linux.board import LinuxBoard
+from sfupdate.secure.board.linux.config import load_config
+from sfupdate.secure.board.linux.slots import HEADER_AREA
+from sfupdate.secure.board.linux.tpm import Tpm
 from tests.world import SMALL_SLOT_SIZE as SLOT_SIZE
 
 PACKAGES = {"swtpm": "swtpm", "swtpm_setup": "swtpm-tools", "tpm2_nvread": "tpm2-tools",

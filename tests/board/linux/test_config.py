@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from sfupdate.board.hal import Slot
-from sfupdate.board.linux.config import load_config
 from sfupdate.errors import UsageError
+from sfupdate.secure.board.hal import Slot
+from sfupdate.secure.board.linux.config import load_config
 
 MINIMAL = """
 [slots]

@@ -1,4 +1,4 @@
-"""The deployment files shipped in the package (sfupdate/board/linux/deploy/): the systemd
+"""The deployment files shipped in the package (sfupdate/secure/board/linux/deploy/): the systemd
 units pass `systemd-analyze verify`, the GRUB fragment parses, the U-Boot script compiles."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from tests.board.linux.conftest import need
 
-DEPLOY = Path(str(resources.files("sfupdate.board.linux") / "deploy"))
+DEPLOY = Path(str(resources.files("sfupdate.secure.board.linux") / "deploy"))
 UNITS = ["sfupdate-agent.service", "sfupdate-mark-good.service", "sfupdate-client.service",
          "sfupdate-client.timer"]
 

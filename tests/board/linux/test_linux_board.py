@@ -9,20 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from sfupdate.agent.device import Device
-from sfupdate.agent.install import install
-from sfupdate.author.bundle import build_agent_bundle
-from sfupdate.board.hal import LIFECYCLE_PROVISIONED, Fuse, Slot
-from sfupdate.board.linux.board import LinuxBoard
-from sfupdate.board.linux.bootenv import GrubEnv, UBootEnv
-from sfupdate.board.linux.config import load_config
-from sfupdate.board.power import Power
-from sfupdate.board.records import SlotStatus
-from sfupdate.boot.linux import reconcile, running_slot
-from sfupdate.boot.provision import provision
+from sfupdate.authoring.author.bundle import build_agent_bundle
 from sfupdate.errors import DeviceStateError, StorageIntegrityError
+from sfupdate.formats.sfui import TrustedKey
 from sfupdate.keys.files import FileSigner
-from sfupdate.sfui import TrustedKey
+from sfupdate.secure.agent.device import Device
+from sfupdate.secure.agent.install import install
+from sfupdate.secure.board.hal import LIFECYCLE_PROVISIONED, Fuse, Slot
+from sfupdate.secure.board.linux.board import LinuxBoard
+from sfupdate.secure.board.linux.bootenv import GrubEnv, UBootEnv
+from sfupdate.secure.board.linux.config import load_config
+from sfupdate.secure.board.power import Power
+from sfupdate.secure.board.records import SlotStatus
+from sfupdate.secure.boot.linux import reconcile, running_slot
+from sfupdate.secure.boot.provision import provision
 from tests.board.conftest import Images
 from tests.board.linux.conftest import SoftTpm, need, write_config
 from tests.world import CLASS_NAME, VENDOR_NAME

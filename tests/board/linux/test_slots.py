@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from sfupdate.board.hal import Slot
-from sfupdate.board.linux.slots import BLOCK, HEADER_AREA, MAX_HEADER, LinuxSlots, resolve
-from sfupdate.board.power import Power, PowerCut
 from sfupdate.errors import DeviceStateError, TooLargeError, UsageError
+from sfupdate.secure.board.hal import Slot
+from sfupdate.secure.board.linux.slots import BLOCK, HEADER_AREA, MAX_HEADER, LinuxSlots, resolve
+from sfupdate.secure.board.power import Power, PowerCut
 from tests.board.linux.conftest import slot_files
 
 SIZE = 64 * 1024

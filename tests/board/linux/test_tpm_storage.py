@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from sfupdate.board.hal import Fuse
-from sfupdate.board.linux.fuses import TpmFuses, TpmLayout, read_auth
-from sfupdate.board.linux.storage import MAC_CONTEXT, TpmStorage
-from sfupdate.board.linux.tpm import TpmError
-from sfupdate.board.power import Power, PowerCut
 from sfupdate.errors import DeviceStateError, StorageIntegrityError
-from sfupdate.sfui import cbor
+from sfupdate.formats.sfui import cbor
+from sfupdate.secure.board.hal import Fuse
+from sfupdate.secure.board.linux.fuses import TpmFuses, TpmLayout, read_auth
+from sfupdate.secure.board.linux.storage import MAC_CONTEXT, TpmStorage
+from sfupdate.secure.board.linux.tpm import TpmError
+from sfupdate.secure.board.power import Power, PowerCut
 from tests.board.linux.conftest import SoftTpm
 
 LAYOUT = TpmLayout()
@@ -174,10 +174,10 @@ def test_a_pending_write_cannot_be_committed_later(root: Path, swtpm: SoftTpm,
 WRITER = """
 import sys
 from pathlib import Path
-from sfupdate.board.linux.storage import MAC_CONTEXT, TpmStorage
-from sfupdate.board.linux.fuses import TpmLayout, read_auth
-from sfupdate.board.linux.tpm import Tpm
-from sfupdate.board.power import Power
+from sfupdate.secure.board.linux.storage import MAC_CONTEXT, TpmStorage
+from sfupdate.secure.board.linux.fuses import TpmLayout, read_auth
+from sfupdate.secure.board.linux.tpm import Tpm
+from sfupdate.secure.board.power import Power
 root, tcti = Path(sys.argv[1]), sys.argv[2]
 layout = TpmLayout()
 s = TpmStorage(root, Tpm(tcti), layout.key, layout.storage, read_auth(root / "tpm-auth"),

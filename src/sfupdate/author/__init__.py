@@ -1,5 +1,0 @@
-"""The author's packaging pipeline: firmware file in, signed SFUI out."""
-
-from sfupdate.author.sign import ImageSpec, SignedImage, build_manifest, sign_firmware
-
-__all__ = ["ImageSpec", "SignedImage", "build_manifest", "sign_firmware"]

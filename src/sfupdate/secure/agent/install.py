@@ -1,0 +1,143 @@
+"""The install pipeline, in the order the security argument needs:
+
+1. read the envelope's small members and authenticate the manifest with the keys the secure
+   state accepts for an install (the firmware anchors; only the named recovery anchor while
+   the device is quarantined) — before a byte is written;
+2. policy: vendor and class, signer, anti-rollback (above the running image, the confirmed
+   image and the floor: `SecureState.check_install`), size, and the envelope's payload length
+   equal to the signed size;
+3. the kernel marks the install slot invalid (never the running nor the confirmed slot),
+   then the payload is streamed into it while hashed (the writes run behind the reading and
+   hashing, in order: agent/write_behind.py);
+4. only after a complete payload with a matching digest, the kernel records the slot as a
+   trial together with the facts of its authentication (signer key ID, vendor, class,
+   sequence, digest, size), re-checking them against the state of that moment.
+
+A failure before step 3 changes nothing; a failure in step 3 leaves the slot invalid and
+everything else as it was.
+
+An SFUI of the agent bundle's class, signed by the key whose hash is fused in OTP, takes the
+same path into the inactive agent partition instead, against the agent's own floor; the ROM
+runs it once on trial and it confirms itself (docs/board.md, "Updating the agent").
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from sfupdate.errors import MissingMemberError, QuarantinedError, SfuError, UnknownKeyError
+from sfupdate.formats.sfui import EnvelopeReader, TrustedKey, Verified
+from sfupdate.formats.sfui.cbor import Readable
+from sfupdate.secure.agent import envelope_checks
+from sfupdate.secure.agent.device import Device
+from sfupdate.secure.agent.write_behind import WriteBehind
+from sfupdate.secure.board.hal import Slot, SlotWriter
+from sfupdate.secure.board.records import BundleRecord, ImageRecord
+from sfupdate.secure.board.slotio import HeaderRecorder
+from sfupdate.secure.kernel import SecureState
+from sfupdate.secure.kernel.state import shown
+from sfupdate.secure.kernel.verify import fused_agent_key, is_agent_bundle
+
+
+@dataclass(frozen=True)
+class Installed:
+    """What an install recorded as a trial: a firmware image in a slot, or a new agent bundle
+    in an agent partition."""
+
+    component: str  # "firmware" or "agent"
+    slot: Slot
+    sequence: int
+    digest: bytes
+
+
+def install(device: Device, stream: Readable) -> Installed:
+    """Install the SFUI read from `stream` as a trial: a firmware image into the install
+    slot, or an agent bundle (signed by the key the ROM trusts) into the inactive agent
+    partition."""
+    recorder = HeaderRecorder(stream)
+    reader = EnvelopeReader(recorder)
+    state = device.kernel.state()
+    agent_key = _agent_key(device, state)
+    keys = state.install_keys() + ([agent_key] if agent_key is not None else [])
+    try:
+        verified = reader.authenticate(keys)
+    except UnknownKeyError:
+        quarantine = state.remote.quarantine
+        if quarantine is None:
+            raise
+        raise QuarantinedError(f"the device is quarantined: only images signed by recovery "
+                               f"key {shown(quarantine)} are accepted until released"
+                               ) from None
+    if is_agent_bundle(verified.info):
+        if agent_key is None or not hmac.compare_digest(verified.signer.kid, agent_key.kid):
+            raise UnknownKeyError("an agent bundle must be signed by the key whose hash is "
+                                  "fused in OTP")
+        return _install_agent(device, state, reader, recorder, verified)
+    info = verified.info
+    envelope_checks.check_identity(info, state.device.vendor_id, state.device.class_id)
+    size = envelope_checks.check_size(info, device.board.slots.size)
+    envelope_checks.check_payload(info, verified.payload)
+    if info.image_digest is None:
+        raise MissingMemberError("manifest declares no image-digest")
+    assert info.vendor_id is not None and info.class_id is not None  # check_identity
+    image = ImageRecord(info.sequence_number, info.image_digest.value, size,
+                        verified.signer.kid, info.vendor_id, info.class_id,
+                        _version_text(verified))
+    state.check_install(image)  # the signer too: the ROM key alone signs no firmware
+    state.install_slot()  # refuse before the header is taken if no slot may be written
+    header = recorder.header()
+
+    slot = device.kernel.begin_install()
+    with device.board.slots.writer(slot, header) as writer:
+        _stream_payload(reader, writer)
+        writer.finish()
+    device.kernel.record_trial(slot, image)
+    return Installed("firmware", slot, image.sequence, image.digest)
+
+
+def _install_agent(device: Device, state: SecureState, reader: EnvelopeReader,
+                   recorder: HeaderRecorder, verified: Verified) -> Installed:
+    """A new agent bundle: into the inactive agent partition, whole (header and payload, as
+    the ROM reads it), then recorded as the agent's trial; the ROM runs it once."""
+    info = verified.info
+    envelope_checks.check_payload(info, verified.payload)
+    if info.image_digest is None:
+        raise MissingMemberError("manifest declares no image-digest")
+    bundle = BundleRecord(info.sequence_number, info.image_digest.value)
+    state.check_agent_install(bundle)
+    spki = device.board.agent.signer_key(state.agent.active)
+    assert spki is not None  # _agent_key() read and checked it
+    header = recorder.header()
+
+    slot = device.kernel.begin_agent_install()
+    with device.board.agent.writer(slot, spki) as writer:
+        writer.write(header)
+        _stream_payload(reader, writer)
+        writer.finish()
+    device.kernel.record_agent_trial(slot, bundle)
+    return Installed("agent", slot, bundle.sequence, bundle.digest)
+
+
+def _agent_key(device: Device, state: SecureState) -> TrustedKey | None:
+    """The key the ROM trusts (from the confirmed agent partition, checked against OTP), or
+    None if that partition's key does not check out (then no agent update is accepted)."""
+    try:
+        return fused_agent_key(device.board, state.agent.active)
+    except SfuError:
+        return None
+
+
+def _stream_payload(reader: EnvelopeReader, writer: SlotWriter) -> None:
+    behind = WriteBehind(writer)
+    try:
+        for chunk in reader.payload():
+            behind.write(chunk)
+    except BaseException:
+        behind.stop()
+        raise
+    behind.close()
+
+
+def _version_text(verified: Verified) -> str | None:
+    return verified.text.component_version() if verified.text is not None else None

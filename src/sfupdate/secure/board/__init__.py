@@ -1,0 +1,51 @@
+"""The board: hardware abstraction (`hal`), secure-storage records, the `sim` backend."""
+
+from sfupdate.secure.board.hal import (
+    AgentPartition,
+    Board,
+    Fuse,
+    Fuses,
+    SecureStorage,
+    Slot,
+    Slots,
+    SlotWriter,
+)
+from sfupdate.secure.board.records import (
+    DEFAULT_TRIES,
+    RECORD_BOOT,
+    RECORD_DEVICE,
+    RECORD_IDENTITY,
+    RECORD_TRUST,
+    BootRecord,
+    DeviceInfo,
+    ImageRecord,
+    Role,
+    SlotRecord,
+    SlotStatus,
+    TrustAnchor,
+    TrustStore,
+)
+
+__all__ = [
+    "DEFAULT_TRIES",
+    "RECORD_BOOT",
+    "RECORD_DEVICE",
+    "RECORD_IDENTITY",
+    "RECORD_TRUST",
+    "AgentPartition",
+    "Board",
+    "BootRecord",
+    "DeviceInfo",
+    "Fuse",
+    "Fuses",
+    "ImageRecord",
+    "Role",
+    "SecureStorage",
+    "Slot",
+    "SlotRecord",
+    "SlotStatus",
+    "SlotWriter",
+    "Slots",
+    "TrustAnchor",
+    "TrustStore",
+]

@@ -1,0 +1,138 @@
+"""Verification of what sits on the board's storage, in one place for the boot code and the
+agent: a slot against the facts recorded for it in secure storage, and the agent bundle
+against the root-key hash fused in OTP.
+
+The slot's stored SFUI header is only an input to this re-verification: it must verify with
+the signer recorded when the image was authenticated (while that is an active anchor) and
+describe exactly the recorded image; the slot's bytes must hash to the signed digest. No
+decision elsewhere reads a header. Reads are streamed; memory stays flat for any size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from sfupdate.errors import (
+    AuthenticationError,
+    DeviceStateError,
+    DowngradeError,
+    UnknownKeyError,
+    WrongClassError,
+    WrongVendorError,
+)
+from sfupdate.formats.sfui import (
+    EnvelopeReader,
+    ImageInfo,
+    TrustedKey,
+    manifest_digest,
+)
+from sfupdate.formats.sfui.uuids import AGENT_CLASS, AGENT_VENDOR
+from sfupdate.secure.board.hal import Board, Fuse, Slot
+from sfupdate.secure.board.records import BundleRecord, DeviceInfo, ImageRecord
+from sfupdate.secure.board.slotio import ChainStream
+
+#: The sim's firmware health hook: an image is unhealthy if its bytes contain this marker
+#: anywhere (the stand-in for running it; demo images carry it to show a revert).
+HEALTH_FAIL_MARKER: Final = b"SFU-HEALTH:FAIL"
+
+
+@dataclass(frozen=True)
+class SlotCheck:
+    manifest_digest: bytes
+    healthy: bool
+
+
+def verify_slot(board: Board, slot: Slot, image: ImageRecord, keys: list[TrustedKey],
+                device: DeviceInfo, floor: int) -> SlotCheck:
+    """Authenticate the slot's stored header with `keys` (the recorded signer's key, see
+    SecureState.signer_keys), check it describes the recorded image (sequence, digest, size,
+    vendor, class, not below the floor), then hash the slot's bytes against the signed
+    digest. Raises on any mismatch."""
+    if not keys:
+        raise UnknownKeyError(f"slot {slot.value}: its recorded signer is no longer an active "
+                              "anchor")
+    header = board.slots.header(slot)
+    if header is None:
+        raise DeviceStateError(f"slot {slot.value} has no stored SFUI header")
+    if image.size > board.slots.size:
+        raise DeviceStateError(f"slot {slot.value}: recorded size exceeds the slot")
+    stream = ChainStream(header, board.slots.read(slot, image.size))
+    reader = EnvelopeReader(stream)
+    verified = reader.authenticate(keys)
+    info = verified.info
+    if info.vendor_id != device.vendor_id:
+        raise WrongVendorError.mismatch(f"the image in slot {slot.value}", info.vendor_id,
+                                        device.vendor_id)
+    if info.class_id != device.class_id:
+        raise WrongClassError.mismatch(f"the image in slot {slot.value}", info.class_id,
+                                       device.class_id)
+    if info.sequence_number < floor:
+        raise DowngradeError(f"slot {slot.value} holds sequence {info.sequence_number}, "
+                             f"below the rollback floor {floor}")
+    if (info.sequence_number != image.sequence or info.image_size != image.size
+            or info.image_digest is None or info.image_digest.value != image.digest
+            or not hmac.compare_digest(verified.signer.kid, image.signer)):
+        raise AuthenticationError(f"slot {slot.value}: the signed manifest is not the one "
+                                  "recorded for this slot")
+    healthy = True
+    tail = b""
+    for chunk in reader.payload():  # raises PayloadDigestError after the last chunk
+        window = tail + chunk
+        if HEALTH_FAIL_MARKER in window:
+            healthy = False
+        tail = window[-(len(HEALTH_FAIL_MARKER) - 1):]
+    return SlotCheck(manifest_digest(reader.manifest_bytes), healthy)
+
+
+def fused_agent_key(board: Board, slot: Slot) -> TrustedKey:
+    """The key that signed the bundle in agent partition `slot`, once its SHA-256 matches the
+    ROOT_KEY_HASH fuse (the only key the ROM trusts)."""
+    fused = board.fuses.read(Fuse.ROOT_KEY_HASH)
+    if fused is None:
+        raise DeviceStateError("no root-key hash is fused: the board is not provisioned")
+    spki = board.agent.signer_key(slot)
+    if spki is None:
+        raise DeviceStateError(f"agent partition {slot.value} holds no signer key")
+    if not hmac.compare_digest(hashlib.sha256(spki).digest(), fused):
+        raise AuthenticationError("the agent bundle's signer key does not match the root-key "
+                                  "hash fused in OTP")
+    try:
+        key = serialization.load_der_public_key(spki)
+    except ValueError:
+        raise AuthenticationError("the agent bundle's signer key is unreadable") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
+        raise AuthenticationError("the agent bundle's signer key has an unsupported type")
+    return TrustedKey(key)
+
+
+def is_agent_bundle(info: ImageInfo) -> bool:
+    return (info.vendor_id, info.class_id) == (AGENT_VENDOR, AGENT_CLASS)
+
+
+def verify_agent_bundle(board: Board, slot: Slot,
+                        bundle: BundleRecord) -> tuple[bytes, Iterator[bytes]]:
+    """Authenticate the bundle in agent partition `slot` with the key whose hash is fused in
+    OTP, as an agent bundle, and check it is the bundle secure storage recorded there
+    (sequence, payload digest). Returns the payload digest and the payload's chunks: the
+    iterator raises PayloadDigestError after the last chunk if the bytes do not match, so
+    whoever uses them (the ROM writing the zipapp it will run, the agent re-measuring) must
+    drain it."""
+    key = fused_agent_key(board, slot)
+    reader = EnvelopeReader(ChainStream(b"", board.agent.stream(slot)))
+    verified = reader.authenticate([key])
+    if not is_agent_bundle(verified.info):
+        raise WrongClassError("the agent partition holds an image that is not an agent bundle")
+    digest = verified.info.image_digest
+    if digest is None:
+        raise AuthenticationError("the agent bundle declares no image digest")
+    if (verified.info.sequence_number, digest.value) != (bundle.sequence, bundle.digest):
+        raise AuthenticationError(f"agent partition {slot.value} does not hold the bundle "
+                                  "recorded for it")
+    return digest.value, reader.payload()
