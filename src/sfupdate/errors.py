@@ -39,20 +39,28 @@ class KeyFileError(SfuError):
 class KeyPassphraseError(KeyFileError):
     """An encrypted private key whose passphrase is missing, unreadable or wrong."""
 
+    code = "key-passphrase"
+
 
 class NotAPublicKeyError(KeyFileError):
     """A private key given where a public trust anchor is expected (a trust anchor is the
     public half only: `sfu keys public KEY`)."""
+
+    code = "not-a-public-key"
 
 
 class HsmError(KeyFileError):
     """A key in a PKCS#11 token (HSM) cannot be used: bad `pkcs11:` URI, module not loadable,
     token or key not found, wrong PIN, key type or mechanism not supported."""
 
+    code = "hsm"
+
 
 class RoleKeyError(KeyFileError):
     """A repository signing key that the trusted root does not list for its role, or fewer
     keys than the role's threshold."""
+
+    code = "role-key"
 
 
 # --- malformed input: the SFUI is not a well-formed envelope --------------------------------
