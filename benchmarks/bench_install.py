@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import time_command, time_sfu, vm_hwm_kib
 
 from sfupdate.authoring.author import ImageSpec, sign_firmware
+from sfupdate.authoring.author.bundle import one_time_agent_bundle
 from sfupdate.formats.sfui import TrustedKey, class_uuid, vendor_uuid
 from sfupdate.keys import generate_private_key
 from sfupdate.keys.files import FileSigner
@@ -90,7 +91,7 @@ def run(size_mib: int = 1024, runs: int = 3, directory: Path | None = None) -> s
         slot_size = -(-(size + MIB) // 4096) * 4096
         board_dir = work / "board"
         provision(create_board(board_dir, slot_size), [TrustedKey(signer.public_key)],
-                  "example.com", "demo-board", work / "v1.sfui")
+                  "example.com", "demo-board", work / "v1.sfui", *one_time_agent_bundle())
         existing = work / "existing.img"
         with existing.open("wb") as f:  # the same kind of target as a sim slot
             f.truncate(slot_size)

@@ -7,8 +7,7 @@
    image and the floor: `SecureState.check_install`), size, and the envelope's payload length
    equal to the signed size;
 3. the kernel marks the install slot invalid (never the running nor the confirmed slot),
-   then the payload is streamed into it while hashed (the writes run behind the reading and
-   hashing, in order: agent/write_behind.py);
+   then the payload is streamed into it while hashed;
 4. only after a complete payload with a matching digest, the kernel records the slot as a
    trial together with the facts of its authentication (signer key ID, vendor, class,
    sequence, digest, size), re-checking them against the state of that moment.
@@ -31,7 +30,6 @@ from sfupdate.formats.sfui import EnvelopeReader, TrustedKey, Verified
 from sfupdate.formats.sfui.cbor import Readable
 from sfupdate.secure.agent import envelope_checks
 from sfupdate.secure.agent.device import Device
-from sfupdate.secure.agent.write_behind import WriteBehind
 from sfupdate.secure.board.hal import Slot, SlotWriter
 from sfupdate.secure.board.records import BundleRecord, ImageRecord
 from sfupdate.secure.board.slotio import HeaderRecorder
@@ -129,14 +127,8 @@ def _agent_key(device: Device, state: SecureState) -> TrustedKey | None:
 
 
 def _stream_payload(reader: EnvelopeReader, writer: SlotWriter) -> None:
-    behind = WriteBehind(writer)
-    try:
-        for chunk in reader.payload():
-            behind.write(chunk)
-    except BaseException:
-        behind.stop()
-        raise
-    behind.close()
+    for chunk in reader.payload():
+        writer.write(chunk)
 
 
 def _version_text(verified: Verified) -> str | None:
