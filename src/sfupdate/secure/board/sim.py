@@ -16,7 +16,6 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
-from types import TracebackType
 from typing import Final
 
 from cryptography.hazmat.primitives import hashes
@@ -34,6 +33,7 @@ from sfupdate.formats.sfui import cbor
 from sfupdate.secure.board.flock import ReentrantFlock, agent_lock
 from sfupdate.secure.board.hal import Fuse, Slot
 from sfupdate.secure.board.power import POWER_CUT_ENV, Power
+from sfupdate.secure.board.slotio import PoweredSlotWriter
 
 BOARD_FILE: Final = "board.json"
 BOARD_FORMAT: Final = "sfupdate-sim-board"
@@ -208,53 +208,21 @@ class SimStorage:
 # --- slots ----------------------------------------------------------------------------------
 
 
-class SimSlotWriter:
+class SimSlotWriter(PoweredSlotWriter):
+    """Writes the image into its file; finish() fsyncs it, then stores the SFUI header in its
+    own file (atomically: write-new, rename)."""
+
     def __init__(self, power: Power, image: Path, header_path: Path, header: bytes,
                  size: int) -> None:
-        self._power = power
+        super().__init__(power, os.open(image, os.O_WRONLY), size)
         self._header_path = header_path
         self._header = header
-        self._size = size
-        self._fd: int | None = os.open(image, os.O_WRONLY)
-        self._written = 0
-
-    @property
-    def written(self) -> int:
-        return self._written
-
-    def _open_fd(self) -> int:
-        if self._fd is None:
-            raise DeviceStateError("the slot writer is closed")
-        return self._fd
-
-    def write(self, chunk: bytes) -> None:
-        fd = self._open_fd()
-        if self._written + len(chunk) > self._size:
-            raise TooLargeError(f"image exceeds the slot size ({self._size} bytes)")
-        self._power.write(fd, chunk, self._written)
-        self._written += len(chunk)
 
     def finish(self) -> None:
         fd = self._open_fd()
         self._power.fsync(fd)
         self._close()
         self._power.write_file(self._header_path, self._header)
-
-    def abort(self) -> None:
-        self._close()
-
-    def _close(self) -> None:
-        if self._fd is not None:
-            self._power.closed(self._fd)
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> SimSlotWriter:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.abort()
 
 
 class SimSlots:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from types import TracebackType
+from typing import Self
 
+from sfupdate.errors import DeviceStateError, TooLargeError
 from sfupdate.formats.sfui.cbor import Readable
+from sfupdate.secure.board.power import Power
 
 
 class HeaderRecorder:
@@ -47,3 +52,48 @@ class ChainStream:
             n = len(self._buffer)
         data, self._buffer = self._buffer[:n], self._buffer[n:]
         return data
+
+
+class PoweredSlotWriter:
+    """Streams an image into an open file from offset 0, each write through the board's
+    `Power` (so tests can cut power at any of them), never past `size`. A backend subclasses
+    it for `finish()`, which makes the image and its SFUI header durable its own way; leaving
+    the context without finish() aborts."""
+
+    def __init__(self, power: Power, fd: int, size: int) -> None:
+        self._power = power
+        self._fd: int | None = fd
+        self._size = size
+        self._written = 0
+
+    @property
+    def written(self) -> int:
+        return self._written
+
+    def _open_fd(self) -> int:
+        if self._fd is None:
+            raise DeviceStateError("the slot writer is closed")
+        return self._fd
+
+    def write(self, chunk: bytes) -> None:
+        fd = self._open_fd()
+        if self._written + len(chunk) > self._size:
+            raise TooLargeError(f"image exceeds the slot size ({self._size} bytes)")
+        self._power.write(fd, chunk, self._written)
+        self._written += len(chunk)
+
+    def abort(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            self._power.closed(self._fd)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.abort()

@@ -21,12 +21,12 @@ import os
 import struct
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Final
 
 from sfupdate.errors import DeviceStateError, TooLargeError, UsageError
 from sfupdate.secure.board.hal import Slot
 from sfupdate.secure.board.power import Power
+from sfupdate.secure.board.slotio import PoweredSlotWriter
 
 MAGIC: Final = b"SFUHDR01"
 BLOCK: Final = 4096
@@ -60,29 +60,13 @@ def device_size(path: Path) -> int:
         os.close(fd)
 
 
-class LinuxSlotWriter:
+class LinuxSlotWriter(PoweredSlotWriter):
+    """Writes the image at the start of the device; finish() fsyncs it, then writes the SFUI
+    header into the header area at the end, and its info block last."""
+
     def __init__(self, power: Power, path: Path, header: bytes, size: int) -> None:
-        self._power = power
+        super().__init__(power, os.open(path, os.O_WRONLY | os.O_CLOEXEC), size)
         self._header = header
-        self._size = size
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        self._written = 0
-
-    @property
-    def written(self) -> int:
-        return self._written
-
-    def _open_fd(self) -> int:
-        if self._fd is None:
-            raise DeviceStateError("the slot writer is closed")
-        return self._fd
-
-    def write(self, chunk: bytes) -> None:
-        fd = self._open_fd()
-        if self._written + len(chunk) > self._size:
-            raise TooLargeError(f"image exceeds the slot size ({self._size} bytes)")
-        self._power.write(fd, chunk, self._written)
-        self._written += len(chunk)
 
     def finish(self) -> None:
         fd = self._open_fd()
@@ -92,22 +76,6 @@ class LinuxSlotWriter:
         self._power.write(fd, info, self._size)
         self._power.fsync(fd)
         self._close()
-
-    def abort(self) -> None:
-        self._close()
-
-    def _close(self) -> None:
-        if self._fd is not None:
-            self._power.closed(self._fd)
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> LinuxSlotWriter:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.abort()
 
 
 class LinuxSlots:
