@@ -13,15 +13,14 @@ import ftplib
 import socket
 from collections.abc import Iterator
 from typing import Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from sfupdate.errors import (
     DownloadError,
     RemoteFileNotFoundError,
     TransferInterruptedError,
-    UsageError,
 )
-from sfupdate.richos.client.sources import CHUNK, clean_path
+from sfupdate.richos.client.sources import CHUNK, clean_path, server_location
 
 DEFAULT_PORT: Final = 21
 
@@ -32,17 +31,10 @@ class FtpSource:
 
     def __init__(self, url: str, connect_timeout: float = 5.0,
                  read_timeout: float = 10.0) -> None:
-        parts = urlsplit(url)
-        if parts.scheme != "ftp" or not parts.hostname:
-            raise UsageError(f"not an FTP URL: {url!r} (expected ftp://host[:port]/dir)")
-        try:
-            self.port = parts.port or DEFAULT_PORT
-        except ValueError:
-            raise UsageError(f"bad port in {url!r}") from None
-        self.host = parts.hostname
+        parts, self.host, self.port, self.base = server_location(url, "ftp", "an FTP",
+                                                                 DEFAULT_PORT)
         self.user = unquote(parts.username) if parts.username else "anonymous"
         self.password = unquote(parts.password) if parts.password else ""
-        self.base = unquote(parts.path).strip("/")
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
 
     def describe(self, path: str) -> str:

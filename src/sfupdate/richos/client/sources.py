@@ -22,7 +22,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Final, Protocol
-from urllib.parse import unquote
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import httpx
 
@@ -179,6 +179,20 @@ def _why(exc: httpx.TransportError, read_timeout: float) -> str:
 
 
 # --- which source a location names -----------------------------------------------------------
+
+def server_location(url: str, scheme: str, what: str,
+                    default_port: int) -> tuple[SplitResult, str, int, str]:
+    """`scheme://[user[:password]@]host[:port]/directory` (what: "an FTP", "a TFTP"): the split
+    URL, host, port and directory. UsageError for another scheme, no host or a bad port."""
+    parts = urlsplit(url)
+    if parts.scheme != scheme or not parts.hostname:
+        raise UsageError(f"not {what} URL: {url!r} (expected {scheme}://host[:port]/dir)")
+    try:
+        port = parts.port or default_port
+    except ValueError:
+        raise UsageError(f"bad port in {url!r}") from None
+    return parts, parts.hostname, port, unquote(parts.path).strip("/")
+
 
 #: URL schemes the client speaks; a location without one is a local path.
 SCHEMES: Final = ("http", "https", "tftp", "ftp", "file")

@@ -15,7 +15,6 @@ import queue
 import threading
 from collections.abc import Iterator
 from typing import Final
-from urllib.parse import unquote, urlsplit
 
 import tftpy
 
@@ -23,9 +22,8 @@ from sfupdate.errors import (
     DownloadError,
     RemoteFileNotFoundError,
     TransferInterruptedError,
-    UsageError,
 )
-from sfupdate.richos.client.sources import clean_path
+from sfupdate.richos.client.sources import clean_path, server_location
 
 DEFAULT_PORT: Final = 69
 BLKSIZE: Final = 1428  # fits one Ethernet frame with IP/UDP/TFTP headers
@@ -65,15 +63,8 @@ class TftpSource:
     """`tftp://host[:port]/directory`: files are requested as `directory/<path>`."""
 
     def __init__(self, url: str, read_timeout: float = 10.0) -> None:
-        parts = urlsplit(url)
-        if parts.scheme != "tftp" or not parts.hostname:
-            raise UsageError(f"not a TFTP URL: {url!r} (expected tftp://host[:port]/dir)")
-        try:
-            self.port = parts.port or DEFAULT_PORT
-        except ValueError:
-            raise UsageError(f"bad port in {url!r}") from None
-        self.host = parts.hostname
-        self.base = unquote(parts.path).strip("/")
+        _, self.host, self.port, self.base = server_location(url, "tftp", "a TFTP",
+                                                             DEFAULT_PORT)
         self.read_timeout = read_timeout
 
     def describe(self, path: str) -> str:
