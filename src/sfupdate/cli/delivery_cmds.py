@@ -30,6 +30,7 @@ from sfupdate.formats.ipc.client import AgentClient
 # stays cheap.
 if TYPE_CHECKING:
     from sfupdate.richos.client import Agent, RepositoryIndex, Source, TransferPolicy
+    from sfupdate.richos.client.config import ClientConfig
 
 EXIT_UPDATE_AVAILABLE: Final = 100
 
@@ -296,8 +297,32 @@ def serve(directory: Path, host: str, port: int) -> None:
 
 
 @click.group("client")
-def client_group() -> None:
+@click.option("--config", "config_path", type=_existing, metavar="FILE",
+              help="A device configuration (device.toml): its [client] table gives the "
+                   "defaults of --repo, --trusted-root, --state-dir and --interval, and its "
+                   "[device] socket the default of --socket. Options given win.")
+@click.pass_context
+def client_group(ctx: click.Context, config_path: Path | None) -> None:
     """The device-side client: check for and install updates through the agent."""
+    if config_path is not None:
+        from sfupdate.richos.client.config import load_client_config
+
+        ctx.default_map = _command_defaults(load_client_config(config_path))
+
+
+def _command_defaults(config: ClientConfig) -> dict[str, dict[str, Any]]:
+    """click's default map: each client command's option defaults from the configuration."""
+    given = {"repo": config.repository, "trusted_root": config.trusted_root,
+             "state_dir": config.state_dir, "socket_path": config.socket,
+             "interval": config.poll_interval}
+    takes = {"check": ("repo", "trusted_root", "state_dir", "socket_path"),
+             "update": ("repo", "trusted_root", "state_dir", "socket_path"),
+             "status": ("repo", "state_dir"),
+             "watch": ("trusted_root", "socket_path", "interval"),
+             "ddi": ("socket_path",),
+             "remote": ("socket_path",)}
+    return {command: {name: given[name] for name in names if given[name] is not None}
+            for command, names in takes.items()}
 
 
 def _state_dir(repo: str, given: Path | None) -> Path:

@@ -43,7 +43,7 @@ def test_tpm_auth_file_defaults_into_the_state_dir(tmp_path: Path) -> None:
     (MINIMAL + "[device]\nstate_dir = 'relative'\n", "must be an absolute path"),
     (MINIMAL + "[device]\nsocks = '/x'\n", "unknown keys: socks"),
     (MINIMAL + "[health]\ncommand = [1]\n", "list of strings"),
-    (MINIMAL + "[client]\n", "unknown tables: client"),
+    (MINIMAL + "[clients]\n", "unknown tables: clients"),
     ("[slots\n", "not valid TOML"),
 ])
 def test_errors(tmp_path: Path, text: str, message: str) -> None:

@@ -22,8 +22,11 @@
     [health]
     command = ["/usr/bin/systemctl", "is-system-running", "--wait"]
 
-The client (Rich OS, unprivileged) does not read this file: its repository, trusted root and
-poll interval are its unit's (units/sfupdate-client.service, .timer, /etc/sfupdate/client.env).
+    [client]                                  # the client's (richos/client/config.py)
+    repository = "https://updates.example.com/"
+
+The `[client]` table belongs to the client (Rich OS, unprivileged: `sfu client --config`),
+which reads the file too; the agent ignores that table and trusts nothing in it.
 """
 
 from __future__ import annotations
@@ -114,7 +117,7 @@ def load_config(path: Path) -> DeviceConfig:
         raise UsageError(f"{path}: no such device configuration") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML: {exc}") from None
-    unknown = set(data) - set(_KNOWN)
+    unknown = set(data) - set(_KNOWN) - {"client"}  # [client] is the client's to check
     if unknown:
         raise UsageError(f"{path}: unknown tables: {', '.join(sorted(unknown))}")
     device = _Table(path, "device", data.get("device", {}))
