@@ -59,6 +59,18 @@ def test_sign_refuses_to_overwrite_an_existing_output(
         assert EnvelopeReader(f).authenticate([trusted]).info.sequence_number == 2
 
 
+def test_keys_public_refuses_to_overwrite_an_existing_output(
+        tmp_path: Path, author_key: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    output = tmp_path / "anchor.pub"
+    output.write_bytes(b"another key's public half")
+    code, out, err = sfu(capsys, "keys", "public", author_key, "-o", output)
+    assert code == errors.UsageError.exit_code and out == ""
+    assert "--force" in one_error_line(err)
+    assert output.read_bytes() == b"another key's public half"
+    assert sfu(capsys, "keys", "public", author_key, "-o", output, "--force")[0] == 0
+    assert keys.load_public_half(str(output)).kid == keys.load_public_half(author_key).kid
+
+
 def test_sign_writes_a_new_output_without_force(
         tmp_path: Path, signing: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert sfu(capsys, *signing, "-o", tmp_path / "new.sfui")[0] == 0

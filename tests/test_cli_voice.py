@@ -223,7 +223,8 @@ def test_a_full_disk_names_the_file(es256_key_file: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full")
-    code, _, err = run(capsys, "keys", "public", es256_key_file, "-o", "/dev/full")
+    code, _, err = run(capsys, "keys", "public", es256_key_file, "-o", "/dev/full",
+                         "--force")
     assert code == 2
     assert one_error_line(err) == "sfu: error: cannot write /dev/full: No space left on device"
 

@@ -102,11 +102,14 @@ def _new_passphrase(passphrase_file: Path | None) -> bytes:
 @keys_group.command("public")
 @click.argument("key", metavar=KEY_METAVAR)
 @click.option("-o", "--output", type=_path, help="Write the public PEM here (default: stdout).")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @unlock_options
-def keys_public(key: str, output: Path | None, passphrase_file: Path | None,
+def keys_public(key: str, output: Path | None, force: bool, passphrase_file: Path | None,
                 pkcs11_module: str | None) -> None:
     """Print a key's public half (SubjectPublicKeyInfo PEM) and its key ID. KEY is a PEM file
     of either half or a pkcs11: URI (the key pair's public object in the token)."""
+    if output is not None:
+        _refuse_overwrite(output, force)
     trusted = keys.load_public_half(key, unlock(passphrase_file, pkcs11_module))
     pem = keys.public_pem(trusted.public_key)
     if output:
@@ -114,6 +117,11 @@ def keys_public(key: str, output: Path | None, passphrase_file: Path | None,
     else:
         click.echo(pem.decode(), nl=False)
     click.echo(f"key-id: {trusted.kid.hex()}", err=output is None)
+
+
+def _refuse_overwrite(output: Path, force: bool) -> None:
+    if not force and os.path.lexists(output):
+        raise UsageError(f"{output} exists; refusing to overwrite it (--force replaces it)")
 
 
 def _uuids(vendor: str, klass: str) -> tuple[uuid.UUID, uuid.UUID]:
@@ -146,8 +154,7 @@ def sign(firmware: Path, key_ref: str, sequence: int, vendor: str, klass: str,
          output: Path, force: bool, passphrase_file: Path | None,
          pkcs11_module: str | None, progress_mode: str, as_json: bool) -> None:
     """Sign FIRMWARE into a Secured Firmware Update Image (SUIT envelope)."""
-    if not force and os.path.lexists(output):  # before the work; the final rename is atomic
-        raise UsageError(f"{output} exists; refusing to overwrite it (--force replaces it)")
+    _refuse_overwrite(output, force)  # before the work; the final rename is atomic
     signer = keys.load_signer(key_ref, AlgorithmStyle(cose_alg),
                               unlock(passphrase_file, pkcs11_module))
     vendor_id, class_id = _uuids(vendor, klass)

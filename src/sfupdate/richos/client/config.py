@@ -25,8 +25,8 @@ from typing import Any, Final
 
 from sfupdate.errors import UsageError
 
-_KEYS: Final[dict[str, type | tuple[type, ...]]] = {"repository": str, "trusted_root": str, "state_dir": str,
-                "poll_interval": (int, float)}
+_KEYS: Final[dict[str, type | tuple[type, ...]]] = {
+    "repository": str, "trusted_root": str, "state_dir": str, "poll_interval": (int, float)}
 
 
 @dataclass(frozen=True)
