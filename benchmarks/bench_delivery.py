@@ -82,7 +82,8 @@ def nginx(repo: Path, work: Path) -> Iterator[tuple[str, dict[str, Server]]]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: _listening(port), proc, run / "error.log")
-        workers = {f"nginx worker {pid}": Server(pid) for pid in children(proc.pid)}
+        workers = {f"nginx worker {i}" if i else "nginx worker": Server(pid)
+                   for i, pid in enumerate(children(proc.pid))}
         yield f"http://127.0.0.1:{port}/", workers
     finally:
         stop(proc)

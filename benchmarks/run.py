@@ -30,8 +30,8 @@ import bench_install
 import bench_peers
 import bench_sign_verify
 import bench_startup
-from common import table
-from paths import LIMITS, RSS_GOAL_MIB, Goal, Row, render, row
+from common import Sample, table
+from paths import GIB, LIMITS, RSS_GOAL_MIB, Goal, Row, render, row
 
 from world import world
 
@@ -91,12 +91,13 @@ def machine_rows() -> list[list[str]]:
     ]
 
 
-def measure_rows(size: int, runs: int) -> tuple[list[Row], bool]:
-    """Every row, and whether all of them could be measured (a module that fails gives a
-    row saying so, and the others still run)."""
+def measure_rows(size: int, runs: int) -> tuple[list[Row], dict[str, Sample], bool]:
+    """Every row, the limits' measures, and whether all rows could be measured (a module
+    that fails gives a row saying so, and the others still run)."""
     rows: list[Row] = []
     ok = True
     with world(size, runs) as w:
+        references = w.references
         for module in MODULES:
             name = module.__name__
             print(f"== {name}", file=sys.stderr, flush=True)
@@ -107,12 +108,17 @@ def measure_rows(size: int, runs: int) -> tuple[list[Row], bool]:
                 print(traceback.format_exc(), file=sys.stderr)
                 error = f"FAILED: {type(exc).__name__}: {exc}".replace("\n", " ")
                 rows.append(row(name, None, {}, Goal(), note=error.replace("|", "/")))
-    return rows, ok
+    return rows, references, ok
 
 
-def report(rows: list[Row], size: int, runs: int, started: datetime.datetime,
-           machine: list[list[str]], seconds: float, peers: str | None) -> str:
-    limits = "\n".join(f"- **{name}**: {what}" for name, what in LIMITS.items())
+def report(rows: list[Row], references: dict[str, Sample], size: int, runs: int,
+           started: datetime.datetime, machine: list[list[str]], seconds: float,
+           peers: str | None) -> str:
+    per_gib = {name: f", {sample.cpu / (size / GIB):.2f} CPU s/GiB" if name != "start" else ""
+               for name, sample in references.items()}
+    limits = "\n".join(f"- **{name}** = {references[name].wall:.3f} s{per_gib[name]}: {what}"
+                       for name, what in LIMITS.items() if name in references)
+    limits += "\n- **curl**: " + LIMITS["curl"] + " (in its row)"
     parts = [
         "# Benchmark results\n",
         f"Written by `make bench` (benchmarks/run.py) on {started:%Y-%m-%d %H:%M} UTC, "
@@ -149,13 +155,13 @@ def main() -> None:
 
     started, start = datetime.datetime.now(datetime.UTC), time.perf_counter()
     machine = machine_rows()
-    rows, ok = measure_rows(size, runs)
+    rows, references, ok = measure_rows(size, runs)
     peers = None
     if args.peers:
         print("== bench_peers", file=sys.stderr, flush=True)
         peers = bench_peers.run(size // MIB, runs)
     print(render(rows))
-    args.output.write_text(report(rows, size, runs, started, machine,
+    args.output.write_text(report(rows, references, size, runs, started, machine,
                                   time.perf_counter() - start, peers))
     print(f"wrote {args.output}", file=sys.stderr)
     if not ok:
