@@ -1,53 +1,19 @@
-"""Sign and verify a generated file, as ratios to `openssl dgst -sha256` of the same file.
-
-    python benchmarks/bench_sign_verify.py [--size-mib 1024] [--runs 3]
-"""
+"""Rows `sfu sign` and `sfu verify` of the table (benchmarks/paths.py): the SFUI of the
+world's firmware, signed into a new file (limit max(H, W')) and verified (limit H)."""
 
 from __future__ import annotations
 
-import argparse
-import sys
-import tempfile
-from pathlib import Path
+from common import measure, sfu_argv
+from paths import Goal, Row, row
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from common import machine, make_random_file, table, time_command, time_sfu
+from world import World
 
 
-def run(size_mib: int = 1024, runs: int = 3) -> str:
-    with tempfile.TemporaryDirectory(prefix="sfu-bench-") as tmp:
-        work = Path(tmp)
-        firmware, out, key = work / "fw.bin", work / "fw.sfui", work / "k.pem"
-        public = work / "k.pub"
-        make_random_file(firmware, size_mib * 1024 * 1024)
-        rows = []
-        for alg in ("ES256", "EdDSA"):
-            key.unlink(missing_ok=True)
-            time_sfu(["keys", "generate", "--alg", alg, "-o", str(key)], runs=1)
-            time_sfu(["keys", "public", str(key), "-o", str(public)], runs=1)
-            openssl = time_command(["openssl", "dgst", "-sha256", str(firmware)], runs)
-            sign = time_sfu(["sign", str(firmware), "--key", str(key), "--sequence", "1",
-                             "--vendor", "example.com", "--class", "bench", "-o", str(out),
-                             "--force"], runs)
-            verify = time_sfu(["verify", str(out), "--key", str(public)], runs)
-            for name, sample in ((f"sign {alg}", sign), (f"verify {alg}", verify)):
-                rows.append([name, f"{sample.wall:.2f}", f"{openssl:.2f}",
-                             f"{sample.wall / openssl:.2f}", f"{sample.cpu:.2f}",
-                             sample.peak_rss_kib // 1024])
-    return (f"### Sign and verify, {size_mib} MiB random file ({machine()})\n\n"
-            + table(["operation", "s (median)", "openssl dgst -sha256 s", "ratio", "CPU s",
-                     "peak RSS MiB"], rows)
-            + "\n\nratio = our time / openssl's time for the same file in the same run.\n")
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    print(run(args.size_mib, args.runs))
-
-
-if __name__ == "__main__":
-    main()
+def rows(world: World) -> list[Row]:
+    out = world.work / "signed.sfui"
+    sign = measure(world.sign_argv(out), world.runs, before=lambda: out.unlink(missing_ok=True))
+    out.unlink()
+    verify = measure(sfu_argv(["verify", world.sfui, "--key", world.public]), world.runs)
+    return [row("`sfu verify`", verify, world.limits("H"), Goal(ratio=1.10), size=world.size),
+            row("`sfu sign` (new file, fsync)", sign, world.limits("H", "W'"),
+                Goal(ratio=1.15), size=world.size)]

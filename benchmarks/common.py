@@ -1,5 +1,5 @@
-"""Helpers shared by the benchmarks: measuring commands (one way: `run_measured`, and
-`vm_hwm_kib` for a server that keeps running), generated files, tables.
+"""Helpers shared by the benchmarks: measuring commands (one way: `run_measured` and
+`measure`, and `Server` for a process that keeps running), generated files, tables.
 
 Every figure is a ratio to a reference measured in the same run on the same file, never an
 absolute time checked against a threshold.
@@ -7,6 +7,7 @@ absolute time checked against a threshold.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
@@ -14,8 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -28,16 +29,6 @@ def make_random_file(path: Path, size: int) -> None:
             n = min(chunk, left)
             f.write(os.urandom(n))
             left -= n
-
-
-def time_command(argv: Sequence[str], runs: int = 3) -> float:
-    """Median wall time of argv over runs (output discarded)."""
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 # --- the one way to measure a command: wall time, CPU time, peak RSS --------------------------
@@ -94,9 +85,20 @@ def sfu_argv(args: Sequence[str | Path]) -> list[str]:
     return [sys.executable, "-m", "sfupdate.cli.main", *map(str, args)]
 
 
-def time_sfu(args: Sequence[str | Path], runs: int = 3) -> Sample:
-    """`sfu ARGS` over `runs`: median wall and CPU time, the largest peak RSS."""
-    samples = [run_measured(sfu_argv(args))[1] for _ in range(runs)]
+def measure(argv: Sequence[str], runs: int, before: Callable[[], None] | None = None,
+            check_output: Callable[[str], None] | None = None, expect: int = 0) -> Sample:
+    """`argv` over `runs` (each after `before`, if given): median wall and CPU time, the
+    largest peak RSS. A run must exit with `expect`; `check_output` may refuse its stdout."""
+    samples = []
+    for _ in range(runs):
+        if before is not None:
+            before()
+        code, sample, stdout = run_measured(argv, check=expect == 0)
+        if code != expect:
+            raise CommandFailed(f"{' '.join(argv[:5])}...: exit {code}, expected {expect}")
+        if check_output is not None:
+            check_output(stdout)
+        samples.append(sample)
     return summarise(samples)
 
 
@@ -106,12 +108,52 @@ def summarise(samples: Sequence[Sample], retried: int = 0) -> Sample:
                   max(s.peak_rss_kib for s in samples), min(walls), max(walls), retried)
 
 
-def vm_hwm_kib(pid: int) -> int:
-    """The peak RSS of a running process (a server: the agent): /proc's VmHWM."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmHWM in /proc/{pid}/status")
+class Server:
+    """A process that keeps running (the agent, `sfu serve`): its peak RSS and CPU time over
+    a stretch of work, read from /proc, since it is never reaped between runs."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def peak_rss_kib(self) -> int:
+        """VmHWM: the high-water mark since the start, or since `reset_peak`."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        raise RuntimeError(f"no VmHWM in /proc/{self.pid}/status")
+
+    def reset_peak(self) -> None:
+        """Start a new high-water mark at the current RSS (clear_refs 5; Linux 4.0+), so that
+        each measured row reports its own peak."""
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+
+    def cpu_seconds(self) -> float:
+        """User + system time so far (fields 14 and 15 of /proc/PID/stat)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Watched:
+    """What long-running processes spent over a stretch of `runs` runs: CPU seconds per run
+    (all of them together) and each one's peak RSS (filled in when the stretch ends)."""
+
+    cpu_per_run: float = 0.0
+    rss_kib: dict[str, int] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def watching(servers: Mapping[str, Server], runs: int) -> Iterator[Watched]:
+    """Watch `servers` (by name) while the block runs `runs` measured commands."""
+    for server in servers.values():
+        server.reset_peak()
+    start = {name: server.cpu_seconds() for name, server in servers.items()}
+    watched = Watched()
+    yield watched
+    watched.cpu_per_run = sum(server.cpu_seconds() - start[name]
+                              for name, server in servers.items()) / max(runs, 1)
+    watched.rss_kib = {name: server.peak_rss_kib() for name, server in servers.items()}
 
 
 def machine() -> str:

@@ -48,8 +48,9 @@ SCRIPTED = [
 def _commands() -> dict[str, click.Command]:
     """Every leaf command by its path ("client update"), all modules registered."""
     group = LazyGroup(name="sfu", lazy=COMMANDS)
-    for entry in COMMANDS.values():
-        group.register_modules(entry.modules)
+    ctx = click.Context(group, info_name="sfu")
+    for name in COMMANDS:
+        group.get_command(ctx, name)
     found: dict[str, click.Command] = {}
 
     def walk(command: click.Command, path: str) -> None:

@@ -17,7 +17,7 @@ from sfupdate.cli.main import main
 from sfupdate.keys.files import FileSigner
 from tests.agent.support import RunningAgent
 from tests.conftest import SignImage
-from tests.world import CLASS
+from tests.world import CLASS, CLASS_NAME, VENDOR, VENDOR_NAME
 
 
 @pytest.fixture
@@ -242,3 +242,22 @@ def test_a_vendor_mismatch_is_worded_one_way(agent: RunningAgent, sign_image: Si
     assert code == code2 == errors.WrongVendorError.exit_code
     for line in (by_verify, by_agent):
         assert " is for vendor " in line and ", expected " in line
+
+
+def test_verify_refuses_another_class_with_the_agents_check(
+        agent: RunningAgent, sign_image: SignImage, es256_pub_file: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`sfu verify --vendor --class` is the agent's vendor-and-class check: the same refusal,
+    in the same words (only the subject differs), for an image of another device class."""
+    alien = sign_image(sequence=5, vendor=VENDOR, klass=uuid.uuid5(VENDOR, "other-board"))
+    code, _, err = run(capsys, "verify", alien, "--key", es256_pub_file, "--vendor",
+                       VENDOR_NAME, "--class", CLASS_NAME)
+    by_verify = one_error_line(err)
+    code2, _, err = run(capsys, "install", alien, "--socket", agent.socket)
+    by_agent = one_error_line(err)
+    assert code == code2 == errors.WrongClassError.exit_code
+    assert by_verify == f"sfu: error: {alien} is for device class " + by_agent.split(
+        " is for device class ", 1)[1]
+    own = sign_image(sequence=6, vendor=VENDOR, klass=CLASS)
+    assert run(capsys, "verify", own, "--key", es256_pub_file, "--vendor", VENDOR_NAME,
+               "--class", CLASS_NAME)[0] == 0

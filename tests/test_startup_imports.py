@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import importlib
 import json
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import click
 import pytest
 
 import sfupdate.formats.sfui
 from sfupdate import __version__, errors
-from sfupdate.cli.main import COMMANDS, LazyGroup
+from sfupdate.cli.main import COMMANDS, LazyGroup, load
 from tests.agent.support import RunningAgent
 
 #: Third-party packages only some commands need (cryptography: its OpenSSL backend alone is
@@ -31,8 +33,6 @@ IPC_CLIENT = {"sfupdate", "sfupdate.errors", "sfupdate.progress", "sfupdate.form
               "sfupdate.formats.schema", "sfupdate.formats.sfui",
               "sfupdate.formats.sfui.cbor", "sfupdate.cli", "sfupdate.cli.main",
               "sfupdate.cli.agent_cmds", "sfupdate.cli.render"}
-#: The order main.py registered the command modules in before they became lazy.
-MODULES = ("author_cmds", "agent_cmds", "board_cmds", "delivery_cmds", "operator_cmds")
 
 CHILD = """
 import json, sys
@@ -121,27 +121,63 @@ def _listing(group: click.Group, width: int) -> str:
     return formatter.getvalue()
 
 
-def test_the_lazy_table_matches_what_the_modules_register() -> None:
+def test_the_lazy_table_matches_the_commands() -> None:
     """Names, help lines and the rendered `sfu --help` listing from the table alone equal those
-    of every command module registered eagerly, as main.py did before."""
+    of the commands it names, every command module's top-level command is in the table, and
+    only the table adds a subcommand from another module (issue 18: no command module extends
+    another's group, so no order of imports matters)."""
     lazy = LazyGroup("sfu", lazy=COMMANDS)
     listings = {width: _listing(lazy, width) for width in (50, 80, 120, 400)}
     assert lazy.commands == {}  # the listing came from the table
     eager = click.Group("sfu")
-    for name in MODULES:
-        importlib.import_module(f"sfupdate.cli.{name}").register(eager)
+    for name, entry in COMMANDS.items():
+        eager.add_command(load(entry.command), name)
     fix = "update COMMANDS in src/sfupdate/cli/main.py"
-    assert sorted(COMMANDS) == sorted(eager.commands), fix
     for name, command in eager.commands.items():
+        assert command.name == name, fix
         first_paragraph = (command.help or "").split("\n\n")[0]
         assert COMMANDS[name].help == " ".join(first_paragraph.split()), f"{name}: {fix}"
         assert not command.hidden and command.short_help is None, name
     for width, text in listings.items():
         assert text == _listing(eager, width)
     ctx = click.Context(lazy, info_name="sfu")
-    for name in COMMANDS:  # each entry's modules register its command
+    for name in COMMANDS:
         assert lazy.get_command(ctx, name) is eager.commands[name]
     assert lazy.get_command(ctx, "no-such-command") is None
+
+
+def test_only_the_table_adds_a_subcommand_from_another_module() -> None:
+    """No command module extends another's group (issue 18: no order of imports matters):
+    a group's subcommands are its own module's, or the table names them. And every command a
+    module defines is reachable: in the table, or a subcommand."""
+    added = {(e.command, r) for e in COMMANDS.values() for r in e.subcommands}
+    table = {load(r) for e in COMMANDS.values() for r in (e.command, *e.subcommands)}
+    reachable = set(table)
+    for module in _command_modules():
+        for attribute, group in vars(module).items():
+            if not isinstance(group, click.Group):
+                continue
+            for sub in group.commands.values():
+                reachable.add(sub)
+                origin = sub.callback.__module__ if sub.callback else ""
+                if origin != module.__name__:
+                    where = [r for r in (e.command for e in COMMANDS.values())
+                             if load(r) is group]
+                    assert where and any(w == a and load(r) is sub for a, r in added
+                                         for w in where), (
+                        f"{origin} adds {sub.name} to {module.__name__}.{attribute}")
+    for module in _command_modules():
+        for value in vars(module).values():
+            if isinstance(value, click.Command):
+                assert value in reachable, f"{module.__name__}.{value.name}: not in COMMANDS"
+
+
+def _command_modules() -> list[ModuleType]:
+    import sfupdate.cli
+
+    return [importlib.import_module(f"sfupdate.cli.{info.name}")
+            for info in pkgutil.iter_modules(sfupdate.cli.__path__)
+            if info.name.endswith("_cmds")]
 
 
 def test_the_sfui_names_resolve_lazily() -> None:

@@ -5,7 +5,8 @@ The packages are grouped by who trusts them (docs/architecture.md is the full ma
     secure/     the secure world, trusted: kernel (secure state), agent, boot, board
     richos/     the Rich OS side, untrusted: client
     formats/    pure formats both sides share: sfui (SUIT), remote (commands, EAT), ipc
-    authoring/  the authors' and operators' tools: author (sign, agent bundle), repo (TUF)
+    authoring/  the authors' and operators' tools: author (sign, agent bundle), repo (TUF),
+                operator (remote commands, integrity policies)
     keys/       key handling for authors and the CLI (files, passphrases, PKCS#11)
     cli/        the `sfu` command, a thin front end
 

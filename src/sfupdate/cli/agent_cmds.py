@@ -14,34 +14,25 @@ from typing import BinaryIO
 
 import click
 
-from sfupdate.cli.main import error_object
 from sfupdate.cli.render import (
     ABSENT,
     emit_json,
+    error_object,
     json_option,
+    parse_nonce,
     plural,
     progress,
     progress_option,
+    read_bounded,
     show_device_status,
+    socket_option,
+    timeout_option,
     write_output,
 )
 from sfupdate.errors import IntegrityError, UsageError
 from sfupdate.formats.ipc.client import AgentClient, AgentStatus
 from sfupdate.formats.ipc.framing import DEFAULT_TIMEOUT, MAX_CHUNK
 from sfupdate.formats.ipc.messages import MAX_NONCE, MAX_POLICY, MIN_NONCE
-
-#: `--socket PATH` and `--timeout SECONDS`, the same in every command that talks to the agent.
-socket_option = click.option("--socket", "socket_path", required=True, metavar="PATH",
-                             type=click.Path(path_type=Path, dir_okay=False),
-                             help="The agent's Unix socket.")
-timeout_option = click.option("--timeout", type=click.FloatRange(min=0.1), metavar="SECONDS",
-                              default=DEFAULT_TIMEOUT, show_default=True,
-                              help="Seconds to wait for each message from the agent.")
-
-
-def register(group: click.Group) -> None:
-    group.add_command(agent_group)
-    group.add_command(install_cmd)
 
 
 @click.group("agent")
@@ -256,31 +247,12 @@ def policy_group() -> None:
 @json_option
 def policy_install(policy_file: Path, socket_path: Path, timeout: float, as_json: bool) -> None:
     """Install a signed integrity policy; the agent checks signature, target and sequence."""
-    with policy_file.open("rb") as f:
-        data = f.read(MAX_POLICY + 1)
-    if len(data) > MAX_POLICY:
-        raise UsageError(f"{policy_file} is larger than any policy ({MAX_POLICY} bytes)")
+    data = read_bounded(policy_file, MAX_POLICY)
     sequence, regions = AgentClient(socket_path, timeout).install_policy(data)
     if as_json:
         emit_json({"sequence": sequence, "regions": regions})
     else:
         click.echo(f"installed integrity policy {sequence} ({plural(regions, 'region')})")
-
-
-def parse_hex(text: str, what: str) -> bytes:
-    try:
-        return bytes.fromhex(text)
-    except ValueError:
-        raise UsageError(f"{what} must be hexadecimal") from None
-
-
-def parse_nonce(text: str, what: str) -> bytes:
-    """An attestation nonce: hex, of the length RFC 9711 allows (a usage error otherwise)."""
-    nonce = parse_hex(text, what)
-    if not MIN_NONCE <= len(nonce) <= MAX_NONCE:
-        raise UsageError(f"{what} must be {MIN_NONCE} to {MAX_NONCE} bytes ({2 * MIN_NONCE} "
-                         f"to {2 * MAX_NONCE} hex digits), not {len(nonce)}")
-    return nonce
 
 
 @click.command("install")

@@ -27,13 +27,14 @@ from sfupdate.cli.render import (
     progress_option,
     write_output,
 )
-from sfupdate.errors import TruncatedError, UsageError, WrongClassError, WrongVendorError
+from sfupdate.errors import TruncatedError, UsageError
 from sfupdate.formats.sfui import (
     ALGORITHM_NAMES,
     AlgorithmStyle,
     EnvelopeReader,
     ImageInfo,
     Text,
+    check_identity,
     class_uuid,
     vendor_uuid,
 )
@@ -42,13 +43,6 @@ from sfupdate.keys.unlock import PASSPHRASE_ENV, read_secret_file
 
 _path = click.Path(path_type=Path, dir_okay=False)
 _existing = click.Path(path_type=Path, dir_okay=False, exists=True)
-
-
-def register(group: click.Group) -> None:
-    group.add_command(keys_group)
-    group.add_command(sign)
-    group.add_command(inspect)
-    group.add_command(verify)
 
 
 @click.group("keys")
@@ -268,15 +262,11 @@ def verify(file: Path, key_files: tuple[Path, ...], vendor: str | None, klass: s
         reader = EnvelopeReader(stream)
         verified = reader.authenticate(trusted)
         info = verified.info
-        if vendor is not None and info.vendor_id != vendor_uuid(vendor):
-            raise WrongVendorError.mismatch(str(file), info.vendor_id or info.vendor_pen,
-                                            f"{vendor_uuid(vendor)} ({vendor})")
-        if klass is not None:
-            base = vendor_uuid(vendor) if vendor else info.vendor_id
+        if vendor is not None or klass is not None:  # the agent's check, on what is given
+            vendor_id = vendor_uuid(vendor) if vendor is not None else info.vendor_id
             # a PEN vendor has no UUID to derive from: class_uuid then takes only a UUID
-            if (base is None and info.vendor_pen is None) or info.class_id != class_uuid(
-                    base, klass):
-                raise WrongClassError.mismatch(str(file), info.class_id, klass)
+            class_id = class_uuid(vendor_id, klass) if klass is not None else info.class_id
+            check_identity(info, vendor_id, class_id, str(file))
         payload_checked = verified.payload is not None
         if payload_checked:
             with progress(progress_mode, "verifying") as report:

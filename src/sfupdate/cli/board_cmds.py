@@ -33,10 +33,6 @@ def parse_size(text: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
-def register(group: click.Group) -> None:
-    group.add_command(board_group)
-
-
 @click.group("board")
 def board_group() -> None:
     """Simulated board: create, provision, boot, confirm, status; `linux` devices."""

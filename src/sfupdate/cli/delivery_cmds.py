@@ -10,17 +10,18 @@ from typing import TYPE_CHECKING, Any, Final
 
 import click
 
-from sfupdate.cli.agent_cmds import socket_option, timeout_option
 from sfupdate.cli.key_options import KEY_METAVAR, unlock, unlock_options
-from sfupdate.cli.main import error_object
 from sfupdate.cli.render import (
     ABSENT,
     emit_json,
+    error_object,
     json_option,
     plural,
     progress,
     progress_option,
     shown,
+    socket_option,
+    timeout_option,
 )
 from sfupdate.errors import SfuError, UsageError
 from sfupdate.formats.ipc.client import AgentClient
@@ -37,12 +38,6 @@ EXIT_UPDATE_AVAILABLE: Final = 100
 _dir = click.Path(path_type=Path, file_okay=False)
 _existing_dir = click.Path(path_type=Path, file_okay=False, exists=True)
 _existing = click.Path(path_type=Path, dir_okay=False, exists=True)
-
-
-def register(group: click.Group) -> None:
-    group.add_command(repo_group)
-    group.add_command(serve)
-    group.add_command(client_group)
 
 
 # --- repository ------------------------------------------------------------------------------

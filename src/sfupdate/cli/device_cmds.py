@@ -1,6 +1,6 @@
 """`sfu board linux ...`: a real Linux device described by its configuration file
 (/etc/sfupdate/device.toml, see docs/deploy.md): provision it, reconcile and confirm the
-boot (the mark-good unit), show its state."""
+boot (the mark-good unit), show its state. cli/main.py adds the group to `sfu board`."""
 
 from __future__ import annotations
 
@@ -9,17 +9,13 @@ from pathlib import Path
 import click
 
 from sfupdate import keys
-from sfupdate.cli.board_cmds import board_group, describe
+from sfupdate.cli.board_cmds import describe
 from sfupdate.cli.render import emit_json
 from sfupdate.secure.board.linux.config import DEFAULT_PATH, load_config
 
 _existing = click.Path(path_type=Path, dir_okay=False, exists=True)
 config_option = click.option("--config", "config_path", type=_existing, default=DEFAULT_PATH,
                              show_default=True, help="The device configuration (TOML).")
-
-
-def register(group: click.Group) -> None:
-    board_group.add_command(linux_group)
 
 
 @click.group("linux")

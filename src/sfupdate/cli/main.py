@@ -7,7 +7,8 @@ run with `--json` also prints the error object on stdout: `{"error": {"code", "c
 
 Start-up: this module imports only click and `sfupdate.errors`. The command modules (and with
 them tuf, httpx, rich, cryptography) are imported when a command of theirs is invoked or its
-help is asked for; see `LazyGroup` and tests/test_startup_imports.py.
+help is asked for; see `LazyGroup` and tests/test_startup_imports.py. The table `COMMANDS` is
+also the one place a command group gets a subcommand another module defines.
 """
 
 from __future__ import annotations
@@ -30,41 +31,50 @@ EXIT_IO = 2
 class Lazy(NamedTuple):
     """Where a top-level command comes from, and what `sfu --help` says about it."""
 
-    #: `sfupdate.cli` modules whose `register(group)` add the command, in order (a later one
-    #: may extend what an earlier one added: operator_cmds adds `sfu client remote`).
-    modules: tuple[str, ...]
+    #: "module:attribute": the click command, in `sfupdate.cli.<module>`.
+    command: str
     #: The first paragraph of the command's help (its docstring).
     help: str
+    #: Subcommands another module defines, added to this group here and nowhere else
+    #: ("module:attribute" each): no command module extends another's group.
+    subcommands: tuple[str, ...] = ()
+
+
+def load(reference: str) -> click.Command:
+    """The click command a "module:attribute" reference names (importing its module)."""
+    module, attribute = reference.split(":")
+    command = getattr(importlib.import_module(f"sfupdate.cli.{module}"), attribute)
+    if not isinstance(command, click.Command):
+        raise TypeError(f"{reference} is not a click command")
+    return command
 
 
 class LazyGroup(click.Group):
-    """A click group whose commands are registered only when needed.
+    """A click group whose commands are imported only when needed.
 
-    `lazy` names every command with its modules and one-line help: `sfu --help` lists them all
-    from the table alone; invoking a command, or asking for its help, imports just its modules
-    and runs their `register(group)`. The table must match what the modules register
-    (tests/test_startup_imports.py checks names and help).
+    `lazy` names every command with where it lives and its one-line help: `sfu --help` lists
+    them all from the table alone; invoking a command, or asking for its help, imports just its
+    module (and those of the subcommands the table adds to it). The table must match the
+    commands (tests/test_startup_imports.py checks names and help).
     """
 
     def __init__(self, *args: Any, lazy: Mapping[str, Lazy], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lazy = dict(lazy)
-        self._registered: set[str] = set()
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*self.commands, *self.lazy})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         entry = self.lazy.get(cmd_name)
-        if entry is not None:
-            self.register_modules(entry.modules)
+        if entry is not None and cmd_name not in self.commands:
+            command = load(entry.command)
+            for reference in entry.subcommands:
+                if not isinstance(command, click.Group):
+                    raise TypeError(f"{entry.command} has no subcommands")
+                command.add_command(load(reference))
+            self.add_command(command, cmd_name)
         return self.commands.get(cmd_name)
-
-    def register_modules(self, modules: tuple[str, ...]) -> None:
-        for name in modules:
-            if name not in self._registered:
-                importlib.import_module(f"sfupdate.cli.{name}").register(self)
-                self._registered.add(name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """As click's, but a command not yet imported is described by its table entry."""
@@ -79,29 +89,32 @@ class LazyGroup(click.Group):
                 formatter.write_dl([(name, cmd.get_short_help_str(limit)) for name, cmd in rows])
 
 
-_AUTHOR = ("author_cmds",)
-_AGENT = ("agent_cmds",)
-_DELIVERY = ("delivery_cmds",)
-_OPERATOR = ("delivery_cmds", "operator_cmds")  # operator_cmds extends `sfu client`
-
 COMMANDS: Mapping[str, Lazy] = {
-    "keys": Lazy(_AUTHOR, "Create signing keys and export their public halves."),
-    "sign": Lazy(_AUTHOR, "Sign FIRMWARE into a Secured Firmware Update Image (SUIT envelope)."),
-    "inspect": Lazy(_AUTHOR, "Show what an SFUI says, WITHOUT checking its signature."),
-    "verify": Lazy(_AUTHOR, "Check that an SFUI is authentic and complete; exit 0 only then."),
-    "agent": Lazy(_AGENT, "Run the SFU Agent, or talk to a running one."),
-    "install": Lazy(_AGENT,
+    "keys": Lazy("author_cmds:keys_group",
+                 "Create signing keys and export their public halves."),
+    "sign": Lazy("author_cmds:sign",
+                 "Sign FIRMWARE into a Secured Firmware Update Image (SUIT envelope)."),
+    "inspect": Lazy("author_cmds:inspect",
+                    "Show what an SFUI says, WITHOUT checking its signature."),
+    "verify": Lazy("author_cmds:verify",
+                   "Check that an SFUI is authentic and complete; exit 0 only then."),
+    "agent": Lazy("agent_cmds:agent_group", "Run the SFU Agent, or talk to a running one."),
+    "install": Lazy("agent_cmds:install_cmd",
                     "Install an SFUI through the local agent (as a trial; reboot to run it)."),
-    "board": Lazy(("board_cmds", "device_cmds"),
-                  "Simulated board: create, provision, boot, confirm, status; `linux` devices."),
-    "repo": Lazy(_DELIVERY, "Publish SFUIs in a static repository with a signed index."),
-    "serve": Lazy(_DELIVERY,
+    "board": Lazy("board_cmds:board_group",
+                  "Simulated board: create, provision, boot, confirm, status; `linux` devices.",
+                  subcommands=("device_cmds:linux_group",)),
+    "repo": Lazy("delivery_cmds:repo_group",
+                 "Publish SFUIs in a static repository with a signed index."),
+    "serve": Lazy("delivery_cmds:serve",
                   "Serve DIRECTORY over HTTP for development (production: any static server)."),
-    "client": Lazy(_OPERATOR,
-                   "The device-side client: check for and install updates through the agent."),
-    "remote": Lazy(_OPERATOR,
+    "client": Lazy("delivery_cmds:client_group",
+                   "The device-side client: check for and install updates through the agent.",
+                   subcommands=("operator_cmds:client_remote",)),
+    "remote": Lazy("operator_cmds:remote_group",
                    "Operator side: sign remote commands and integrity policies for devices."),
-    "attest": Lazy(_OPERATOR, "Operator side: verify attestation tokens from devices."),
+    "attest": Lazy("operator_cmds:attest_group",
+                   "Operator side: verify attestation tokens from devices."),
 }
 
 
@@ -111,16 +124,13 @@ def cli() -> None:
     """sfupdate: secure firmware update with SUIT envelopes."""
 
 
-def error_object(code: int, kind: str, message: str) -> dict[str, Any]:
-    """The JSON error object of docs/cli.md: exit code, error class name, the message."""
-    return {"error": {"code": code, "class": kind, "message": message}}
-
-
 def _fail(invocation: dict[str, bool], code: int, kind: str, message: str) -> int:
     """The exit code of a failure whose line is on stderr; with `--json` (the option's
     callback sets invocation["json"]: sfupdate.cli.render.json_option), the JSON error object
     on stdout too."""
     if invocation["json"]:
+        from sfupdate.cli.render import error_object  # not at start-up: `sfu --version`
+
         click.echo(json.dumps(error_object(code, kind, message), sort_keys=True))
     return code
 

@@ -1,5 +1,8 @@
-"""Output shared by commands, so that every command speaks with one voice (docs/cli.md,
-"Shared vocabulary"): `--json`, `--progress`, absent values, plurals, file output."""
+"""What commands share, so that every command speaks with one voice (docs/cli.md, "Shared
+vocabulary"): `--json` and the JSON error object, `--progress`, `--socket` and `--timeout`,
+hex and nonce arguments, absent values, plurals, bounded file input and file output.
+
+No command module imports another: what two command groups share lives here."""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ from typing import Any, Final, TypeVar
 import click
 
 from sfupdate.errors import UsageError
+from sfupdate.formats.ipc.framing import DEFAULT_TIMEOUT
+from sfupdate.formats.ipc.messages import MAX_NONCE, MIN_NONCE
 from sfupdate.progress import Progress as ProgressCallback
 from sfupdate.progress import no_progress
 
@@ -47,6 +52,45 @@ def progress_option(f: F) -> F:
                         help="auto: a bar on a terminal, nothing otherwise; lines: a line "
                              "on stderr every 10%; json: JSON progress events on stderr "
                              "(docs/cli.md); none.")(f)
+
+
+#: `--socket PATH` and `--timeout SECONDS`, the same in every command that talks to the agent.
+socket_option = click.option("--socket", "socket_path", required=True, metavar="PATH",
+                             type=click.Path(path_type=Path, dir_okay=False),
+                             help="The agent's Unix socket.")
+timeout_option = click.option("--timeout", type=click.FloatRange(min=0.1), metavar="SECONDS",
+                              default=DEFAULT_TIMEOUT, show_default=True,
+                              help="Seconds to wait for each message from the agent.")
+
+
+def error_object(code: int, kind: str, message: str) -> dict[str, Any]:
+    """The JSON error object of docs/cli.md: exit code, error class name, the message."""
+    return {"error": {"code": code, "class": kind, "message": message}}
+
+
+def parse_hex(text: str, what: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise UsageError(f"{what} must be hexadecimal") from None
+
+
+def parse_nonce(text: str, what: str) -> bytes:
+    """An attestation nonce: hex, of the length RFC 9711 allows (a usage error otherwise)."""
+    nonce = parse_hex(text, what)
+    if not MIN_NONCE <= len(nonce) <= MAX_NONCE:
+        raise UsageError(f"{what} must be {MIN_NONCE} to {MAX_NONCE} bytes ({2 * MIN_NONCE} "
+                         f"to {2 * MAX_NONCE} hex digits), not {len(nonce)}")
+    return nonce
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """A small input file (a signed command, a token...), refused beyond `limit` bytes."""
+    with path.open("rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise UsageError(f"{path} is larger than {limit} bytes")
+    return data
 
 
 def emit_json(obj: Any) -> None:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
         Text,
     )
     from sfupdate.formats.sfui.reader import EnvelopeReader, PayloadRef, Verified, manifest_digest
-    from sfupdate.formats.sfui.uuids import class_uuid, vendor_uuid
+    from sfupdate.formats.sfui.uuids import check_identity, class_uuid, vendor_uuid
     from sfupdate.formats.sfui.writer import PayloadSource, write_envelope
 
 #: Each exported name and the submodule it lives in.
@@ -41,7 +41,7 @@ _EXPORTS = {
     "LocalizedText": "model", "Manifest": "model", "Text": "model",
     "EnvelopeReader": "reader", "PayloadRef": "reader", "Verified": "reader",
     "manifest_digest": "reader",
-    "class_uuid": "uuids", "vendor_uuid": "uuids",
+    "check_identity": "uuids", "class_uuid": "uuids", "vendor_uuid": "uuids",
     "PayloadSource": "writer", "write_envelope": "writer",
 }
 
@@ -75,6 +75,7 @@ __all__ = [
     "Text",
     "TrustedKey",
     "Verified",
+    "check_identity",
     "class_uuid",
     "key_id",
     "manifest_digest",

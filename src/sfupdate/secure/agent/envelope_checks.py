@@ -2,12 +2,11 @@
 integrity policy of sfupdate.formats.remote.policy), as pure functions of what the signed manifest
 says and what the device is. No I/O: the install pipeline calls these between
 authentication and the first write. What depends on the secure state (signer, anti-rollback)
-is `sfupdate.secure.kernel.SecureState.check_install`.
+is `sfupdate.secure.kernel.SecureState.check_install`. The vendor-and-class check is the one
+`sfu verify` and the kernel use too: `sfupdate.formats.sfui.check_identity`.
 """
 
 from __future__ import annotations
-
-import uuid
 
 from sfupdate.errors import (
     MissingMemberError,
@@ -15,19 +14,11 @@ from sfupdate.errors import (
     PayloadTooShortError,
     SchemaError,
     TooLargeError,
-    WrongClassError,
-    WrongVendorError,
 )
 from sfupdate.formats.sfui import ImageInfo, PayloadRef
+from sfupdate.formats.sfui.uuids import check_identity
 
-
-def check_identity(info: ImageInfo, vendor_id: uuid.UUID, class_id: uuid.UUID) -> None:
-    """The image must name this device's vendor and class (a manifest naming none is refused:
-    it would fit any device)."""
-    if info.vendor_id != vendor_id:
-        raise WrongVendorError.mismatch("image", info.vendor_id, vendor_id)
-    if info.class_id != class_id:
-        raise WrongClassError.mismatch("image", info.class_id, class_id)
+__all__ = ["check_identity", "check_payload", "check_size"]
 
 
 def check_size(info: ImageInfo, slot_size: int) -> int:

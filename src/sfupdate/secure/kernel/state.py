@@ -44,13 +44,12 @@ from sfupdate.errors import (
     SchemaError,
     StorageIntegrityError,
     UnknownKeyError,
-    WrongClassError,
     WrongDeviceError,
-    WrongVendorError,
 )
 from sfupdate.formats.remote import RemoteCommand, Target
 from sfupdate.formats.remote.eat import MAX_NONCE, MIN_NONCE
 from sfupdate.formats.sfui import TrustedKey
+from sfupdate.formats.sfui.uuids import check_identity
 from sfupdate.secure.board.hal import Slot
 from sfupdate.secure.board.records import (
     DEFAULT_TRIES,
@@ -228,11 +227,7 @@ class SecureState:
         """Everything the state says about an authenticated image before it is written and
         again when it is recorded: vendor and class, an acceptable signer, and a sequence
         above the floor, the confirmed and the running image."""
-        device = self.device
-        if image.vendor_id != device.vendor_id:
-            raise WrongVendorError.mismatch("image", image.vendor_id, device.vendor_id)
-        if image.class_id != device.class_id:
-            raise WrongClassError.mismatch("image", image.class_id, device.class_id)
+        check_identity(image, self.device.vendor_id, self.device.class_id)
         if not any(hmac.compare_digest(k.kid, image.signer) for k in self.install_keys()):
             if self.remote.quarantine is not None:
                 raise QuarantinedError(
@@ -439,12 +434,9 @@ class SecureState:
             if not hmac.compare_digest(target.ueid, ueid):
                 raise WrongDeviceError(f"signed for device {target.ueid.hex()[:_SHOWN]}..., "
                                        f"this is {ueid.hex()[:_SHOWN]}...")
-        elif target.vendor_id != device.vendor_id:
-            raise WrongVendorError.mismatch("the signed command or policy", target.vendor_id,
-                                            device.vendor_id)
-        elif target.class_id != device.class_id:
-            raise WrongClassError.mismatch("the signed command or policy", target.class_id,
-                                           device.class_id)
+        else:
+            check_identity(target, device.vendor_id, device.class_id,
+                           "the signed command or policy")
 
     def clock(self, now: int) -> int:
         """The agent's notion of the time: the host clock, never below the time floor."""

@@ -25,7 +25,6 @@ from sfupdate.errors import (
     DowngradeError,
     UnknownKeyError,
     WrongClassError,
-    WrongVendorError,
 )
 from sfupdate.formats.sfui import (
     EnvelopeReader,
@@ -33,7 +32,7 @@ from sfupdate.formats.sfui import (
     TrustedKey,
     manifest_digest,
 )
-from sfupdate.formats.sfui.uuids import AGENT_CLASS, AGENT_VENDOR
+from sfupdate.formats.sfui.uuids import AGENT_CLASS, AGENT_VENDOR, check_identity
 from sfupdate.secure.board.hal import Board, Fuse, Slot
 from sfupdate.secure.board.records import BundleRecord, DeviceInfo, ImageRecord
 from sfupdate.secure.board.slotio import ChainStream
@@ -67,12 +66,7 @@ def verify_slot(board: Board, slot: Slot, image: ImageRecord, keys: list[Trusted
     reader = EnvelopeReader(stream)
     verified = reader.authenticate(keys)
     info = verified.info
-    if info.vendor_id != device.vendor_id:
-        raise WrongVendorError.mismatch(f"the image in slot {slot.value}", info.vendor_id,
-                                        device.vendor_id)
-    if info.class_id != device.class_id:
-        raise WrongClassError.mismatch(f"the image in slot {slot.value}", info.class_id,
-                                       device.class_id)
+    check_identity(info, device.vendor_id, device.class_id, f"the image in slot {slot.value}")
     if info.sequence_number < floor:
         raise DowngradeError(f"slot {slot.value} holds sequence {info.sequence_number}, "
                              f"below the rollback floor {floor}")
