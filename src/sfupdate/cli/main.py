@@ -82,7 +82,8 @@ class LazyGroup(click.Group):
 _AUTHOR = ("author_cmds",)
 _AGENT = ("agent_cmds",)
 _DELIVERY = ("delivery_cmds",)
-_OPERATOR = ("delivery_cmds", "operator_cmds")  # operator_cmds extends `sfu client`
+#: operator_cmds extends `sfu client`; trust_cmds extends `sfu remote` and `sfu client`
+_OPERATOR = ("delivery_cmds", "operator_cmds", "trust_cmds")
 
 COMMANDS: Mapping[str, Lazy] = {
     "keys": Lazy(_AUTHOR, "Create signing keys and export their public halves."),

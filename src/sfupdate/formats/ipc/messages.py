@@ -37,6 +37,7 @@ SLOT_STATES: Final = ("confirmed", "trial", "invalid", "empty", "bad", "supersed
 #: Signed objects the client carries to the agent (remote/commands.py, remote/policy.py).
 MAX_COMMAND: Final = 16 * 1024
 MAX_POLICY: Final = 32 * 1024
+MAX_TRUST_UPDATE: Final = 64 * 1024
 MAX_TOKEN: Final = 64 * 1024
 MIN_NONCE, MAX_NONCE = 8, 64  # RFC 9711 nonce sizes
 REGION_RESULTS: Final = ("ok", "mismatch", "absent")
@@ -138,6 +139,16 @@ class RemoteRequest(Message):
 
 
 @dataclass(frozen=True)
+class TrustUpdateRequest(Message):
+    """A signed trust update (COSE_Sign, remote/trust.py) to apply."""
+
+    update: bytes
+    op: ClassVar[str] = "trust-update"
+    SCHEMA: ClassVar[Schema] = Schema("trust-update",
+                                      Field("update", blob(1, MAX_TRUST_UPDATE)))
+
+
+@dataclass(frozen=True)
 class AuditRequest(Message):
     """The remote-command state, the integrity policy in force and the event log."""
 
@@ -146,12 +157,13 @@ class AuditRequest(Message):
 
 Request = (StatusRequest | InstallBegin | Chunk | InstallEnd | ConfirmRequest
            | RejectTrialRequest | CheckRequest | AttestRequest | PolicyInstallRequest
-           | RemoteRequest | AuditRequest)
+           | RemoteRequest | AuditRequest | TrustUpdateRequest)
 
 #: Every request class by its op.
 REQUESTS: Final[Mapping[str, type[Request]]] = {cls.op: cls for cls in (
     StatusRequest, InstallBegin, Chunk, InstallEnd, ConfirmRequest, RejectTrialRequest,
-    CheckRequest, AttestRequest, PolicyInstallRequest, RemoteRequest, AuditRequest)}
+    CheckRequest, AttestRequest, PolicyInstallRequest, RemoteRequest, AuditRequest,
+    TrustUpdateRequest)}
 
 
 def encode_request(request: Request) -> dict[str, Any]:
@@ -354,6 +366,17 @@ class PolicyReply(Message):
 
 
 @dataclass(frozen=True)
+class TrustReply(Message):
+    """A trust update applied: the trust store's new version and what changed."""
+
+    version: int
+    message: str
+    reply: ClassVar[str] = "trust"
+    SCHEMA: ClassVar[Schema] = Schema("trust reply", Field("version", UINT),
+                                      Field("message", TEXT))
+
+
+@dataclass(frozen=True)
 class RemoteResult(Message):
     """What a remote command did; `token` is an attestation of the state after it, whose
     nonce is the command's (inspect) or the SHA-256 of the signed command (other actions)."""
@@ -414,12 +437,12 @@ class AuditInfo(Message):
 
 
 Reply = (StatusReply | ReadyReply | InstallResult | ErrorReply | IntegrityReport | TokenReply
-         | PolicyReply | RemoteResult | AuditInfo)
+         | PolicyReply | RemoteResult | AuditInfo | TrustReply)
 
 #: Every reply class by its reply name.
 REPLIES: Final[Mapping[str, type[Reply]]] = {cls.reply: cls for cls in (
     StatusReply, ReadyReply, InstallResult, ErrorReply, IntegrityReport, TokenReply,
-    PolicyReply, RemoteResult, AuditInfo)}
+    PolicyReply, RemoteResult, AuditInfo, TrustReply)}
 
 
 def encode_reply(reply: Reply) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Signed remote commands and integrity policies, on the device side.
+"""Signed remote commands, integrity policies and trust updates, on the device side.
 
 The kernel does the deciding (sfupdate.secure.kernel: `Kernel.execute`, `SecureState.execute`): the
 operator-role signature with the stored anchors; the target (this device's UEID, or its
@@ -76,6 +76,10 @@ class RemoteActions:
     def install_policy(self, data: bytes) -> tuple[int, int]:
         """Verify and store a signed integrity policy; returns (sequence, region count)."""
         return self.device.kernel.install_policy(data, self._ueid(), int(self._clock()))
+
+    def update_trust(self, data: bytes) -> tuple[int, str]:
+        """Verify and apply a signed trust update; returns (trust version, what changed)."""
+        return self.device.kernel.update_trust(data, self._ueid(), int(self._clock()))
 
     def audit(self) -> Audit:
         state = self.device.kernel.state()

@@ -50,6 +50,8 @@ from sfupdate.formats.ipc.messages import (
     StatusReply,
     StatusRequest,
     TokenReply,
+    TrustReply,
+    TrustUpdateRequest,
     encode_reply,
     read_request,
 )
@@ -91,7 +93,7 @@ class AgentServer:
             ConfirmRequest: self._confirm, RejectTrialRequest: self._reject_trial,
             CheckRequest: self._check, AttestRequest: self._attest,
             PolicyInstallRequest: self._install_policy, RemoteRequest: self._remote,
-            AuditRequest: self._audit}
+            AuditRequest: self._audit, TrustUpdateRequest: self._update_trust}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -237,6 +239,14 @@ class AgentServer:
         sequence, regions = self.actions.install_policy(request.policy)
         _log(f"installed integrity policy {sequence} ({regions} regions)")
         return PolicyReply(sequence, regions)
+
+    def _update_trust(self, conn: Connection, request: TrustUpdateRequest) -> Reply:
+        # Exclusive with installs: the anchors an install session authenticated with, and
+        # the trial it records, must not change under it.
+        with self._exclusive("an install session is in progress"):
+            version, message = self.actions.update_trust(request.update)
+        _log(f"trust update applied: {message}")
+        return TrustReply(version, message)
 
     def _remote(self, conn: Connection, request: RemoteRequest) -> Reply:
         # Exclusive with installs: a revert or revocation must not race a session.
