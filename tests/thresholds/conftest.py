@@ -31,14 +31,27 @@ TARGET = Target(vendor_id=VENDOR, class_id=CLASS)
 class Signers:
     firmware: tuple[FileSigner, ...]  # F1 (provisioned, signed v1) .. F4
     operators: tuple[FileSigner, ...]  # O1 .. O3, all provisioned
-    outsider: FileSigner  # no anchor anywhere
+    outsider: FileSigner  # X: no anchor anywhere
+    directory: Path  # NAME.key (private PEM) and NAME.pub for each of them
+
+    def key(self, name: str) -> Path:
+        return self.directory / f"{name}.key"
+
+    def pub(self, name: str) -> Path:
+        return self.directory / f"{name}.pub"
 
 
 @pytest.fixture(scope="session")
-def signers() -> Signers:
-    def new() -> FileSigner:
-        return FileSigner(keys.generate_private_key("ES256"))
-    return Signers(tuple(new() for _ in range(4)), tuple(new() for _ in range(3)), new())
+def signers(tmp_path_factory: pytest.TempPathFactory) -> Signers:
+    directory = tmp_path_factory.mktemp("keys")
+
+    def new(name: str) -> FileSigner:
+        key = keys.generate_private_key("ES256")
+        keys.write_private_key(key, directory / f"{name}.key")
+        (directory / f"{name}.pub").write_bytes(keys.public_pem(key.public_key()))
+        return FileSigner(key)
+    return Signers(tuple(new(f"F{i}") for i in range(1, 5)),
+                   tuple(new(f"O{i}") for i in range(1, 4)), new("X"), directory)
 
 
 def spki(signer: FileSigner) -> bytes:
