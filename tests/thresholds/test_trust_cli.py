@@ -54,6 +54,10 @@ def test_two_of_three_on_the_command_line(board: Path, signers: Signers, socket_
     one, two = (_sign_image(capsys, signers, tmp_path, 2, by) for by in (["F1"], ["F1", "F3"]))
     with serve_agent(board, socket_dir) as agent:
         sock: list[str | Path] = ["--socket", agent.socket]
+        garbage = tmp_path / "garbage.cose"
+        garbage.write_bytes(b"\xd8\x62not a trust update")
+        with unchanged(board):
+            refused(capsys, errors.FormatError.exit_code, "client", "trust", garbage, *sock)
         code, out, err = run(capsys, "client", "trust", first, *sock)
         assert code == 0 and "firmware 2 of 3" in out, err
 

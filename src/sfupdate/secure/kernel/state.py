@@ -21,6 +21,10 @@ The rules that matter (docs/agent.md has the slot table):
   health check (`trial_healthy`), whose recorded signer is still an active anchor (under
   quarantine: the quarantine anchor).
 * Revoke, quarantine and confirm read the recorded signer, never a slot header.
+* An install needs signatures by the firmware threshold of distinct active firmware anchors
+  (under quarantine: the recovery anchor alone); a trust update needs, for each role it
+  changes, that role's current threshold, a version above the store's, and must keep the
+  confirmed image's signer. No role is left with fewer active anchors than its threshold.
 * A command expires by max(host clock, time floor); every accepted command raises the floor
   to its signed issue time.
 * The agent bundle has its own A/B partitions and floor: a new bundle (signed by the key the
