@@ -79,6 +79,11 @@ def test_two_of_three_on_the_command_line(board: Path, signers: Signers, socket_
         both = _sign_image(capsys, signers, tmp_path, 2, ["F4", "F2"])
         code, out, err = run(capsys, "install", both, *sock)
         assert code == 0, err
+        code, out, err = run(capsys, "agent", "audit", *sock, "--json")
+        audit = json.loads(out)
+        firmware = next(r for r in audit["trust"] if r["role"] == "firmware")
+        assert audit["trust_version"] == 3 and firmware["threshold"] == 2
+        assert len(firmware["anchors"]) == 3
     trust = state(board).trust
     assert trust.version == 3 and trust.threshold(Role.FIRMWARE) == 2
     assert state(board).boot.trial_image is not None

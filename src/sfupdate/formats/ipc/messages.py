@@ -44,6 +44,7 @@ REGION_RESULTS: Final = ("ok", "mismatch", "absent")
 REGION_ACTIONS: Final = ("none", "reported", "reverted", "revert-refused")
 MAX_RESULTS: Final = 64
 MAX_EVENTS: Final = 128
+MAX_ANCHORS: Final = 16  # active anchors one role holds at most
 
 TEXT: Final = text(MAX_TEXT)
 UUID_TEXT: Final = text(pattern=re.compile(
@@ -415,6 +416,23 @@ class EventEntry:
 
 
 @dataclass(frozen=True)
+class TrustRole:
+    """One role of the trust store: its threshold and its active anchors' key IDs (hex)."""
+
+    role: str
+    threshold: int
+    anchors: tuple[str, ...]
+
+    SCHEMA: ClassVar[Schema] = Schema(
+        "trust role", Field("role", one_of("firmware", "operator", "recovery")),
+        Field("threshold", UINT), Field("anchors", list_of(HEX256, MAX_ANCHORS)))
+
+
+def _trust_role(role: str, threshold: int, anchors: list[str]) -> TrustRole:
+    return TrustRole(role, threshold, tuple(anchors))
+
+
+@dataclass(frozen=True)
 class AuditInfo(Message):
     """The answer to `audit`. `to_json()` is also the wire form."""
 
@@ -425,12 +443,16 @@ class AuditInfo(Message):
     acknowledged: int  # the highest event number the operator acknowledged
     time_floor: int
     events: tuple[EventEntry, ...]
+    trust_version: int  # the next trust update must name a higher version
+    trust: tuple[TrustRole, ...]
     reply: ClassVar[str] = "audit"
     SCHEMA: ClassVar[Schema] = Schema(
         "audit reply", Field("last_command", UINT), Field("quarantine", nullable(HEX256)),
         Field("policy_sequence", nullable(UINT)), Field("events_total", UINT),
         Field("acknowledged", UINT), Field("time_floor", UINT),
-        Field("events", list_of(record(EventEntry.SCHEMA, EventEntry), MAX_EVENTS)))
+        Field("events", list_of(record(EventEntry.SCHEMA, EventEntry), MAX_EVENTS)),
+        Field("trust_version", UINT),
+        Field("trust", list_of(record(TrustRole.SCHEMA, _trust_role), 3)))
 
     def to_json(self) -> dict[str, Any]:
         return self.SCHEMA.dump(self)

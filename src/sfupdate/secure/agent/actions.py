@@ -28,7 +28,7 @@ from sfupdate.secure.agent.device import Device
 from sfupdate.secure.agent.identity import IdentitySigner
 from sfupdate.secure.agent.integrity import IntegrityMonitor
 from sfupdate.secure.agent.measure import confirmed_failure
-from sfupdate.secure.board.records import Event
+from sfupdate.secure.board.records import Event, TrustStore
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class Audit:
     acknowledged: int
     time_floor: int
     events: tuple[Event, ...]
+    trust: TrustStore
 
 
 class RemoteActions:
@@ -86,4 +87,4 @@ class RemoteActions:
         remote, events = state.remote, state.events
         return Audit(remote.last_command, remote.quarantine,
                      state.policy.sequence if state.policy else None, events.total,
-                     events.acknowledged, remote.time_floor, events.events)
+                     events.acknowledged, remote.time_floor, events.events, state.trust)

@@ -51,6 +51,7 @@ from sfupdate.formats.ipc.messages import (
     StatusRequest,
     TokenReply,
     TrustReply,
+    TrustRole,
     TrustUpdateRequest,
     encode_reply,
     read_request,
@@ -62,6 +63,7 @@ from sfupdate.secure.agent.install import install
 from sfupdate.secure.agent.integrity import CheckResult, IntegrityMonitor
 from sfupdate.secure.agent.stream import ChunkStream
 from sfupdate.secure.board.hal import Slot
+from sfupdate.secure.board.records import Role
 from sfupdate.secure.kernel import SecureState
 
 #: Connections served at once; more get AgentBusyError straight away.
@@ -297,7 +299,11 @@ def audit_info(audit: Audit) -> AuditInfo:
     return AuditInfo(audit.last_command, audit.quarantine.hex() if audit.quarantine else None,
                      audit.policy_sequence, audit.total, audit.acknowledged, audit.time_floor,
                      tuple(EventEntry(e.number, e.first, e.last, e.count, e.kind, e.subject,
-                                      e.detail, e.pinned) for e in audit.events))
+                                      e.detail, e.pinned) for e in audit.events),
+                     audit.trust.version,
+                     tuple(TrustRole(role.value, audit.trust.threshold(role),
+                                     tuple(k.kid.hex() for k in audit.trust.keys(role)))
+                           for role in Role))
 
 
 def _remove_stale_socket(path: Path) -> None:
