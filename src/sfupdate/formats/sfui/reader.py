@@ -80,7 +80,7 @@ class Verified:
     payload: PayloadRef | None
     #: every distinct trusted key whose signature over the manifest digest verified, in the
     #: order of their authentication blocks (a key that signed twice counts once)
-    signers: tuple[TrustedKey, ...] = ()
+    signers: tuple[TrustedKey, ...]
 
 
 class _State(Enum):
