@@ -163,6 +163,13 @@ class SignatureError(AuthenticationError):
     code = "signature"
 
 
+class ThresholdError(AuthenticationError):
+    """Fewer distinct active trust anchors of the role signed than the device's threshold
+    for that role requires (a firmware image, a trust update)."""
+
+    code = "threshold"
+
+
 class ManifestDigestError(AuthenticationError):
     """The manifest's bytes do not match the digest that the signature covers."""
 

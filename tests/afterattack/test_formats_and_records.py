@@ -17,6 +17,7 @@ from sfupdate.formats.ipc.messages import (
     RemoteRequest,
     RemoteResult,
     Reply,
+    TrustRole,
     decode_reply,
     decode_request,
     encode_reply,
@@ -100,7 +101,8 @@ def test_new_replies_round_trip() -> None:
     replies: list[Reply] = [
         IntegrityReport((RegionResult("running-slot", "mismatch", "d", "reported"),), 3),
         RemoteResult("revert", 7, "done", b"token"),
-        AuditInfo(7, "ab" * 32, None, 1, 0, 5, (EventEntry(1, 2, 3, 2, "k", "s", "d", True),)),
+        AuditInfo(7, "ab" * 32, None, 1, 0, 5, (EventEntry(1, 2, 3, 2, "k", "s", "d", True),),
+                  4, (TrustRole("firmware", 2, ("cd" * 32, "ef" * 32)),)),
     ]
     for reply in replies:
         assert decode_reply(cbor.loads(cbor.dumps(encode_reply(reply)), "t")) == reply

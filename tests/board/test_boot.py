@@ -105,7 +105,8 @@ def test_downgrade_is_refused_by_boot_control(board_dir: Path, images: Images) -
     slot = kernel.begin_install()
     confirmed = kernel.state().boot.confirmed_image
     with pytest.raises(DowngradeError):
-        kernel.record_trial(slot, replace(confirmed, sequence=1, digest=b"\0" * 32))
+        kernel.record_trial(slot, replace(confirmed, sequence=1, digest=b"\0" * 32),
+                            [confirmed.signer])
 
 
 def _flip(path: Path, offset: int) -> None:

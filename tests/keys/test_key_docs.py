@@ -12,7 +12,8 @@ from sfupdate.cli.main import cli
 DOC = Path(__file__).parent.parent.parent / "docs" / "cli.md"
 COMMANDS = [("keys", "generate"), ("keys", "public"), ("sign",), ("repo", "init"),
             ("repo", "publish"), ("repo", "rotate"), ("repo", "status"), ("remote", "sign"),
-            ("remote", "policy-sign"), ("agent", "bundle")]
+            ("remote", "policy-sign"), ("remote", "trust-sign"), ("remote", "trust-cosign"),
+            ("client", "trust"), ("agent", "bundle")]
 
 
 @pytest.mark.parametrize("path", COMMANDS, ids=" ".join)

@@ -214,8 +214,8 @@ def attest(nonce: str, socket_path: Path, timeout: float, output: Path | None,
 @timeout_option
 @json_option
 def audit(socket_path: Path, timeout: float, as_json: bool) -> None:
-    """Show the last remote command number, quarantine, the policy in force and the event
-    log (newest last)."""
+    """Show the last remote command number, quarantine, the policy in force, the trust store
+    (version, each role's threshold and active anchors) and the event log (newest last)."""
     info = AgentClient(socket_path, timeout).audit()
     if as_json:
         emit_json(info.to_json())
@@ -225,6 +225,10 @@ def audit(socket_path: Path, timeout: float, as_json: bool) -> None:
     policy = ABSENT if info.policy_sequence is None else f"sequence {info.policy_sequence}"
     click.echo(f"integrity policy {policy}")
     click.echo(f"time floor       {info.time_floor}")
+    click.echo(f"trust store      version {info.trust_version}")
+    for role in info.trust:
+        click.echo(f"  {role.role:<9} {role.threshold} of {len(role.anchors)}: "
+                   + (", ".join(kid[:16] for kid in role.anchors) or ABSENT))
     pinned = sum(e.pinned for e in info.events)
     click.echo(f"events           {info.events_total} logged; {len(info.events)} kept, "
                f"{pinned} pinned until acknowledged (acknowledged up to #{info.acknowledged})")

@@ -27,7 +27,7 @@ from sfupdate.cli.render import (
     progress_option,
     write_output,
 )
-from sfupdate.errors import TruncatedError, UsageError
+from sfupdate.errors import ThresholdError, TruncatedError, UsageError
 from sfupdate.formats.sfui import (
     ALGORITHM_NAMES,
     AlgorithmStyle,
@@ -125,8 +125,10 @@ def _uuids(vendor: str, klass: str) -> tuple[uuid.UUID, uuid.UUID]:
 
 @click.command()
 @click.argument("firmware", type=_existing)
-@click.option("--key", "key_ref", metavar=KEY_METAVAR, required=True,
-              help="Private signing key: a PEM file or a pkcs11: URI.")
+@click.option("--key", "key_refs", metavar=KEY_METAVAR, required=True, multiple=True,
+              help="Private signing key: a PEM file or a pkcs11: URI. Repeat it to sign with "
+                   "several keys (one COSE_Sign1 each) for a device whose firmware threshold "
+                   "is above one.")
 @click.option("--sequence", type=click.IntRange(0, 2**64 - 1), required=True,
               help="Sequence number: the anti-rollback version.")
 @click.option("--vendor", required=True, help="Vendor name (domain) or vendor UUID.")
@@ -143,22 +145,24 @@ def _uuids(vendor: str, klass: str) -> tuple[uuid.UUID, uuid.UUID]:
 @unlock_options
 @progress_option
 @json_option
-def sign(firmware: Path, key_ref: str, sequence: int, vendor: str, klass: str,
+def sign(firmware: Path, key_refs: tuple[str, ...], sequence: int, vendor: str, klass: str,
          version_text: str | None, description: str | None, cose_alg: str,
          output: Path, force: bool, passphrase_file: Path | None,
          pkcs11_module: str | None, progress_mode: str, as_json: bool) -> None:
     """Sign FIRMWARE into a Secured Firmware Update Image (SUIT envelope)."""
     _refuse_overwrite(output, force)  # before the work; the final rename is atomic
-    signer = keys.load_signer(key_ref, AlgorithmStyle(cose_alg),
-                              unlock(passphrase_file, pkcs11_module))
+    how = unlock(passphrase_file, pkcs11_module)
+    signer, *cosigners = [keys.load_signer(ref, AlgorithmStyle(cose_alg), how)
+                          for ref in key_refs]
     vendor_id, class_id = _uuids(vendor, klass)
     spec = ImageSpec(sequence, vendor_id, class_id, version_text, description)
     with progress(progress_mode, "signing") as report:
-        signed = sign_firmware(firmware, output, signer, spec, report)
+        signed = sign_firmware(firmware, output, signer, spec, report, cosigners)
     if as_json:
         emit_json({"file": str(output), "sequence": sequence, "image_size": signed.image_size,
                    "image_digest": signed.image_digest.hex(), "file_size": signed.envelope_size,
-                   "signer_key_id": signer.kid.hex()})
+                   "signer_key_id": signer.kid.hex(),
+                   "signer_key_ids": [s.kid.hex() for s in (signer, *cosigners)]})
     else:
         click.echo(f"{output}: sequence {sequence}, {signed.image_size} bytes, "
                    f"sha256 {signed.image_digest.hex()}")
@@ -252,15 +256,21 @@ def inspect(file: Path, as_json: bool) -> None:
               help="Trusted public key (repeatable).")
 @click.option("--vendor", help="Require this vendor (name or UUID).")
 @click.option("--class", "klass", help="Require this device class (name or UUID).")
+@click.option("--threshold", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="Require signatures by this many distinct keys of --key, as a device "
+                   "with that firmware threshold does.")
 @progress_option
 @json_option
 def verify(file: Path, key_files: tuple[Path, ...], vendor: str | None, klass: str | None,
-           progress_mode: str, as_json: bool) -> None:
+           threshold: int, progress_mode: str, as_json: bool) -> None:
     """Check that an SFUI is authentic and complete; exit 0 only then."""
     trusted = [keys.load_public_key(path) for path in key_files]
     with _open(file) as stream:
         reader = EnvelopeReader(stream)
         verified = reader.authenticate(trusted)
+        if len(verified.signers) < threshold:
+            raise ThresholdError(f"{file} is signed by {len(verified.signers)} of the given "
+                                 f"keys; --threshold requires {threshold}")
         info = verified.info
         if vendor is not None or klass is not None:  # the agent's check, on what is given
             vendor_id = vendor_uuid(vendor) if vendor is not None else info.vendor_id
@@ -277,7 +287,8 @@ def verify(file: Path, key_files: tuple[Path, ...], vendor: str | None, klass: s
                     report(done, total)
     desc = _describe(info, verified.text, verified.payload)
     desc.update(authentic=True, payload_checked=payload_checked,
-                signer_key_id=verified.signer.kid.hex())
+                signer_key_id=verified.signer.kid.hex(),
+                signer_key_ids=[key.kid.hex() for key in verified.signers])
     if as_json:
         emit_json(desc)
         return

@@ -110,9 +110,10 @@ COMMANDS: Mapping[str, Lazy] = {
                   "Serve DIRECTORY over HTTP for development (production: any static server)."),
     "client": Lazy("delivery_cmds:client_group",
                    "The device-side client: check for and install updates through the agent.",
-                   subcommands=("operator_cmds:client_remote",)),
+                   subcommands=("operator_cmds:client_remote", "trust_cmds:client_trust")),
     "remote": Lazy("operator_cmds:remote_group",
-                   "Operator side: sign remote commands and integrity policies for devices."),
+                   "Operator side: sign remote commands and integrity policies for devices.",
+                   subcommands=("trust_cmds:trust_sign", "trust_cmds:trust_cosign")),
     "attest": Lazy("operator_cmds:attest_group",
                    "Operator side: verify attestation tokens from devices."),
 }

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -22,6 +21,7 @@ from sfupdate.cli.render import (
     plural,
     read_bounded,
     socket_option,
+    target_options,
     timeout_option,
     write_output,
 )
@@ -43,20 +43,6 @@ _path = click.Path(path_type=Path, dir_okay=False)
 _existing = click.Path(path_type=Path, dir_okay=False, exists=True)
 
 
-_target_options = [
-    click.option("--device-key", type=_existing,
-                 help="Target one device: its identity public key (device-id.pub.pem)."),
-    click.option("--vendor", help="Target a device class: vendor name (domain) or UUID."),
-    click.option("--class", "klass", help="Target a device class: class name or UUID."),
-]
-
-
-def _with_target(f: Any) -> Any:
-    for option in reversed(_target_options):
-        f = option(f)
-    return f
-
-
 @click.group("remote")
 def remote_group() -> None:
     """Operator side: sign remote commands and integrity policies for devices."""
@@ -69,7 +55,7 @@ def remote_group() -> None:
 @unlock_options
 @click.option("--action", type=click.Choice(sorted(ACTIONS)), required=True,
               help="What the device is to do (docs/after-attack.md).")
-@_with_target
+@target_options
 @click.option("--number", type=click.IntRange(1, 2**64 - 1), required=True,
               help="Command number: must be above the last one the device accepted.")
 @click.option("--expires-in", type=click.IntRange(1, 10 * 365 * 86400), metavar="SECONDS",
@@ -112,7 +98,7 @@ def remote_sign(key_ref: str, passphrase_file: Path | None, pkcs11_module: str |
               help="The operator's private key (provisioned as an operator anchor): a PEM "
                    "file or a pkcs11: URI.")
 @unlock_options
-@_with_target
+@target_options
 @click.option("--sequence", type=click.IntRange(1, 2**64 - 1), required=True,
               help="Policy sequence number: must be above the installed policy's.")
 @click.option("-o", "--output", type=_path, required=True, help="The signed policy to write.")

@@ -63,6 +63,16 @@ timeout_option = click.option("--timeout", type=click.FloatRange(min=0.1), metav
                               help="Seconds to wait for each message from the agent.")
 
 
+def target_options(f: F) -> F:
+    """`--device-key`, or `--vendor` and `--class`: the device or the class a signed command,
+    policy or trust update is for (sfupdate.authoring.operator.target_for reads them)."""
+    existing = click.Path(path_type=Path, dir_okay=False, exists=True)
+    f = click.option("--class", "klass", help="Target a device class: class name or UUID.")(f)
+    f = click.option("--vendor", help="Target a device class: vendor name (domain) or UUID.")(f)
+    return click.option("--device-key", type=existing, help="Target one device: its identity "
+                        "public key (device-id.pub.pem).")(f)
+
+
 def error_object(code: int, kind: str, message: str) -> dict[str, Any]:
     """The JSON error object of docs/cli.md: exit code, error class name, the message."""
     return {"error": {"code": code, "class": kind, "message": message}}

@@ -10,7 +10,7 @@ import hashlib
 import io
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -27,7 +27,7 @@ from sfupdate.formats.sfui.model import (
     Manifest,
     Text,
 )
-from sfupdate.formats.sfui.reader import manifest_digest
+from sfupdate.formats.sfui.reader import MAX_AUTH_BLOCKS, manifest_digest
 from sfupdate.formats.sfui.writer import envelope_prefix
 from sfupdate.progress import Progress, no_progress
 
@@ -116,14 +116,15 @@ class _Placeholder:
         return bytes(SIGNATURE_SIZE)
 
 
-def _prefix(spec: ImageSpec, digest: bytes, size: int, signer: Signer) -> tuple[Manifest,
-                                                                                  bytes]:
-    """The signed manifest and everything of the envelope before the payload's bytes."""
+def _prefix(spec: ImageSpec, digest: bytes, size: int,
+            signers: Sequence[Signer]) -> tuple[Manifest, bytes]:
+    """The signed manifest and everything of the envelope before the payload's bytes: the
+    authentication wrapper holds one COSE_Sign1 per signer after the digest."""
     text = _text(spec)
     manifest = build_manifest(spec, digest, size, text)
     manifest_bytes = manifest.encode()
     digest_bytes = Digest(manifest_digest(manifest_bytes)).encode()
-    auth = cbor.dumps([digest_bytes, sign1(digest_bytes, signer)])
+    auth = cbor.dumps([digest_bytes, *(sign1(digest_bytes, s) for s in signers)])
     members = {suit.ENV_AUTHENTICATION: auth, suit.ENV_MANIFEST: manifest_bytes}
     if text is not None:
         members[suit.ENV_TEXT] = text.encode()
@@ -149,15 +150,24 @@ def _stream_payload(src: io.FileIO, dst: BinaryIO, size: int, progress: Progress
 
 
 def sign_firmware(firmware: Path, output: Path, signer: Signer, spec: ImageSpec,
-                  progress: Progress = no_progress) -> SignedImage:
+                  progress: Progress = no_progress,
+                  cosigners: Sequence[Signer] = ()) -> SignedImage:
     """Sign in one pass over the firmware, written atomically (temp file, fsync, rename).
+    `cosigners` add their own COSE_Sign1 blocks (for a device whose firmware threshold is
+    above one), each by a distinct key.
 
     The manifest carries the payload's digest yet precedes the payload. Every field of the
     envelope prefix has a size known before hashing (the digest is 32 bytes, the image size is
     the file's, the signature has a fixed size), so the payload is copied and hashed at its
     final offset first, and the real prefix is written in front of it at the end."""
-    if signer.algorithm not in ALGORITHM_NAMES:
-        raise UsageError(f"signer algorithm {signer.algorithm} is not supported")
+    signers = (signer, *cosigners)
+    for each in signers:
+        if each.algorithm not in ALGORITHM_NAMES:
+            raise UsageError(f"signer algorithm {each.algorithm} is not supported")
+    if len({each.kid for each in signers}) != len(signers):
+        raise UsageError("the same key is given twice: a threshold counts distinct keys")
+    if len(signers) > MAX_AUTH_BLOCKS:
+        raise UsageError(f"at most {MAX_AUTH_BLOCKS} signatures fit an SFUI")
     try:
         src = open(firmware, "rb", buffering=0)  # noqa: SIM115 - closed below
     except OSError as exc:
@@ -166,10 +176,11 @@ def sign_firmware(firmware: Path, output: Path, signer: Signer, spec: ImageSpec,
     try:
         with src, open(tmp, "wb") as dst:
             size = os.fstat(src.fileno()).st_size
-            _, placeholder = _prefix(spec, bytes(32), size, _Placeholder(signer))
+            _, placeholder = _prefix(spec, bytes(32), size,
+                                     [_Placeholder(each) for each in signers])
             dst.seek(len(placeholder))
             digest = _stream_payload(src, dst, size, progress)
-            manifest, prefix = _prefix(spec, digest, size, signer)
+            manifest, prefix = _prefix(spec, digest, size, signers)
             if len(prefix) != len(placeholder):
                 raise UsageError("the signer made a signature of an unexpected size")
             dst.seek(0)

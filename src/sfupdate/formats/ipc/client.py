@@ -40,6 +40,8 @@ from sfupdate.formats.ipc.messages import (
     StatusReply,
     StatusRequest,
     TokenReply,
+    TrustReply,
+    TrustUpdateRequest,
     chunk_frame,
     decode_reply,
     encode_request,
@@ -97,6 +99,13 @@ class AgentClient:
         if not isinstance(reply, PolicyReply):
             raise self._unexpected(reply)
         return reply.sequence, reply.regions
+
+    def update_trust(self, signed_update: bytes) -> tuple[int, str]:
+        """Apply a signed trust update; returns (the new trust version, what changed)."""
+        reply = self._call(TrustUpdateRequest(signed_update))
+        if not isinstance(reply, TrustReply):
+            raise self._unexpected(reply)
+        return reply.version, reply.message
 
     def remote(self, signed_command: bytes) -> RemoteResult:
         """Carry a signed remote command to the agent, and its answer back. The client can

@@ -37,12 +37,14 @@ SLOT_STATES: Final = ("confirmed", "trial", "invalid", "empty", "bad", "supersed
 #: Signed objects the client carries to the agent (remote/commands.py, remote/policy.py).
 MAX_COMMAND: Final = 16 * 1024
 MAX_POLICY: Final = 32 * 1024
+MAX_TRUST_UPDATE: Final = 64 * 1024
 MAX_TOKEN: Final = 64 * 1024
 MIN_NONCE, MAX_NONCE = 8, 64  # RFC 9711 nonce sizes
 REGION_RESULTS: Final = ("ok", "mismatch", "absent")
 REGION_ACTIONS: Final = ("none", "reported", "reverted", "revert-refused")
 MAX_RESULTS: Final = 64
 MAX_EVENTS: Final = 128
+MAX_ANCHORS: Final = 16  # active anchors one role holds at most
 
 TEXT: Final = text(MAX_TEXT)
 UUID_TEXT: Final = text(pattern=re.compile(
@@ -138,6 +140,16 @@ class RemoteRequest(Message):
 
 
 @dataclass(frozen=True)
+class TrustUpdateRequest(Message):
+    """A signed trust update (COSE_Sign, remote/trust.py) to apply."""
+
+    update: bytes
+    op: ClassVar[str] = "trust-update"
+    SCHEMA: ClassVar[Schema] = Schema("trust-update",
+                                      Field("update", blob(1, MAX_TRUST_UPDATE)))
+
+
+@dataclass(frozen=True)
 class AuditRequest(Message):
     """The remote-command state, the integrity policy in force and the event log."""
 
@@ -146,12 +158,13 @@ class AuditRequest(Message):
 
 Request = (StatusRequest | InstallBegin | Chunk | InstallEnd | ConfirmRequest
            | RejectTrialRequest | CheckRequest | AttestRequest | PolicyInstallRequest
-           | RemoteRequest | AuditRequest)
+           | RemoteRequest | AuditRequest | TrustUpdateRequest)
 
 #: Every request class by its op.
 REQUESTS: Final[Mapping[str, type[Request]]] = {cls.op: cls for cls in (
     StatusRequest, InstallBegin, Chunk, InstallEnd, ConfirmRequest, RejectTrialRequest,
-    CheckRequest, AttestRequest, PolicyInstallRequest, RemoteRequest, AuditRequest)}
+    CheckRequest, AttestRequest, PolicyInstallRequest, RemoteRequest, AuditRequest,
+    TrustUpdateRequest)}
 
 
 def encode_request(request: Request) -> dict[str, Any]:
@@ -354,6 +367,17 @@ class PolicyReply(Message):
 
 
 @dataclass(frozen=True)
+class TrustReply(Message):
+    """A trust update applied: the trust store's new version and what changed."""
+
+    version: int
+    message: str
+    reply: ClassVar[str] = "trust"
+    SCHEMA: ClassVar[Schema] = Schema("trust reply", Field("version", UINT),
+                                      Field("message", TEXT))
+
+
+@dataclass(frozen=True)
 class RemoteResult(Message):
     """What a remote command did; `token` is an attestation of the state after it, whose
     nonce is the command's (inspect) or the SHA-256 of the signed command (other actions)."""
@@ -392,6 +416,23 @@ class EventEntry:
 
 
 @dataclass(frozen=True)
+class TrustRole:
+    """One role of the trust store: its threshold and its active anchors' key IDs (hex)."""
+
+    role: str
+    threshold: int
+    anchors: tuple[str, ...]
+
+    SCHEMA: ClassVar[Schema] = Schema(
+        "trust role", Field("role", one_of("firmware", "operator", "recovery")),
+        Field("threshold", UINT), Field("anchors", list_of(HEX256, MAX_ANCHORS)))
+
+
+def _trust_role(role: str, threshold: int, anchors: list[str]) -> TrustRole:
+    return TrustRole(role, threshold, tuple(anchors))
+
+
+@dataclass(frozen=True)
 class AuditInfo(Message):
     """The answer to `audit`. `to_json()` is also the wire form."""
 
@@ -402,24 +443,28 @@ class AuditInfo(Message):
     acknowledged: int  # the highest event number the operator acknowledged
     time_floor: int
     events: tuple[EventEntry, ...]
+    trust_version: int  # the next trust update must name a higher version
+    trust: tuple[TrustRole, ...]
     reply: ClassVar[str] = "audit"
     SCHEMA: ClassVar[Schema] = Schema(
         "audit reply", Field("last_command", UINT), Field("quarantine", nullable(HEX256)),
         Field("policy_sequence", nullable(UINT)), Field("events_total", UINT),
         Field("acknowledged", UINT), Field("time_floor", UINT),
-        Field("events", list_of(record(EventEntry.SCHEMA, EventEntry), MAX_EVENTS)))
+        Field("events", list_of(record(EventEntry.SCHEMA, EventEntry), MAX_EVENTS)),
+        Field("trust_version", UINT),
+        Field("trust", list_of(record(TrustRole.SCHEMA, _trust_role), 3)))
 
     def to_json(self) -> dict[str, Any]:
         return self.SCHEMA.dump(self)
 
 
 Reply = (StatusReply | ReadyReply | InstallResult | ErrorReply | IntegrityReport | TokenReply
-         | PolicyReply | RemoteResult | AuditInfo)
+         | PolicyReply | RemoteResult | AuditInfo | TrustReply)
 
 #: Every reply class by its reply name.
 REPLIES: Final[Mapping[str, type[Reply]]] = {cls.reply: cls for cls in (
     StatusReply, ReadyReply, InstallResult, ErrorReply, IntegrityReport, TokenReply,
-    PolicyReply, RemoteResult, AuditInfo)}
+    PolicyReply, RemoteResult, AuditInfo, TrustReply)}
 
 
 def encode_reply(reply: Reply) -> dict[str, Any]:

@@ -8,10 +8,10 @@ holding the public key.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 import cbor2
 from cryptography.exceptions import InvalidSignature
@@ -31,6 +31,8 @@ from sfupdate.errors import (
     UnsupportedAlgorithmError,
 )
 from sfupdate.formats.sfui import cbor
+
+T = TypeVar("T")
 
 ALG_ES256: Final = -7  # ECDSA w/ SHA-256 (P-256 by convention)
 ALG_ESP256: Final = -9  # ECDSA P-256 w/ SHA-256, fully specified (RFC 9864)
@@ -183,7 +185,7 @@ class Sign1:
         to_be_signed = _sig_structure(self.protected, detached_payload)
         mismatched_type = True
         for key in candidates:
-            if not _alg_fits_key(self.algorithm, key.public_key):
+            if not alg_fits_key(self.algorithm, key.public_key):
                 continue
             mismatched_type = False
             if verify_raw(key.public_key, self.signature, to_be_signed):
@@ -193,6 +195,27 @@ class Sign1:
                 f"algorithm {ALGORITHM_NAMES[self.algorithm]} does not match the trusted key type"
             )
         raise SignatureError("signature does not verify with the trusted key")
+
+
+def distinct_signers(blocks: Sequence[T], verify: Callable[[T], TrustedKey]
+                     ) -> tuple[TrustedKey, ...]:
+    """The distinct keys `verify` returns over the signature `blocks` (a key that signed
+    twice counts once; a block that does not verify counts for nothing), in block order.
+    None verifying raises the first block's error."""
+    keys: dict[bytes, TrustedKey] = {}
+    first: SfuError | None = None
+    for block in blocks:
+        try:
+            key = verify(block)
+        except SfuError as exc:
+            first = first or exc
+            continue
+        keys.setdefault(key.kid, key)
+    if not keys:
+        if first is None:
+            raise SignatureError("no signature")
+        raise first
+    return tuple(keys.values())
 
 
 def open_attached(data: bytes, what: str, limit: int,
@@ -207,7 +230,7 @@ def open_attached(data: bytes, what: str, limit: int,
     return envelope, envelope.payload
 
 
-def _alg_fits_key(alg: int, key: PublicKey) -> bool:
+def alg_fits_key(alg: int, key: PublicKey) -> bool:
     if isinstance(key, ec.EllipticCurvePublicKey):
         return alg in _P256_ALGS and isinstance(key.curve, ec.SECP256R1)
     return alg in _ED25519_ALGS

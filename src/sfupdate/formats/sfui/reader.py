@@ -33,12 +33,11 @@ from sfupdate.errors import (
     PayloadTooShortError,
     SchemaError,
     SeverableMemberDigestError,
-    SfuError,
     UnknownTagError,
     UnsupportedError,
 )
 from sfupdate.formats.sfui import cbor, suit
-from sfupdate.formats.sfui.cose import Sign1, TrustedKey
+from sfupdate.formats.sfui.cose import Sign1, TrustedKey, distinct_signers
 from sfupdate.formats.sfui.model import Digest, ImageInfo, Manifest, Text, decode_sequence
 
 MAX_MEMBERS: Final = 16
@@ -77,8 +76,11 @@ class Verified:
     manifest: Manifest
     info: ImageInfo
     text: Text | None
-    signer: TrustedKey
+    signer: TrustedKey  # the first of `signers`
     payload: PayloadRef | None
+    #: every distinct trusted key whose signature over the manifest digest verified, in the
+    #: order of their authentication blocks (a key that signed twice counts once)
+    signers: tuple[TrustedKey, ...]
 
 
 class _State(Enum):
@@ -192,24 +194,19 @@ class EnvelopeReader:
     # --- authentication ---------------------------------------------------------------------
 
     def authenticate(self, trusted: Sequence[TrustedKey]) -> Verified:
-        """Check the signature over the manifest digest, then the manifest itself."""
+        """Check the signatures over the manifest digest, then the manifest itself. Every
+        authentication block is verified (draft-ietf-suit-manifest allows several
+        COSE_Sign1 blocks after the digest); `Verified.signers` are the distinct trusted keys
+        whose signature verified, and how many of them are needed is the caller's policy.
+        A block by a key not in `trusted` is skipped; none verifying raises the first
+        block's error."""
         if self._state is not _State.PARSED:
             raise RuntimeError("authenticate() may be called once, before the payload")
         digest_bytes, blocks = self._auth_wrapper()
         if not blocks:
             raise AuthenticationError("envelope carries no signature (no authentication block)")
         digest = Digest.decode(digest_bytes, "manifest digest")
-        signer: TrustedKey | None = None
-        first_error: SfuError | None = None
-        for block in blocks:
-            try:
-                signer = block.verify(digest_bytes, trusted)
-                break
-            except SfuError as exc:
-                first_error = first_error or exc
-        if signer is None:
-            assert first_error is not None
-            raise first_error
+        signers = distinct_signers(blocks, lambda block: block.verify(digest_bytes, trusted))
         if manifest_digest(self.manifest_bytes) != digest.value:
             raise ManifestDigestError("manifest does not match the signed digest")
         manifest = self._with_severed(Manifest.decode(self.manifest_bytes))
@@ -217,7 +214,7 @@ class EnvelopeReader:
         info = ImageInfo.from_manifest(manifest)
         if len(manifest.common.components) != 1 and self.payload_ref is not None:
             raise UnsupportedError("integrated payloads are supported for one component only")
-        self._verified = Verified(manifest, info, text, signer, self.payload_ref)
+        self._verified = Verified(manifest, info, text, signers[0], self.payload_ref, signers)
         self._state = _State.AUTHENTICATED
         return self._verified
 

@@ -1,4 +1,4 @@
-"""Signed remote commands and integrity policies, on the device side.
+"""Signed remote commands, integrity policies and trust updates, on the device side.
 
 The kernel does the deciding (sfupdate.secure.kernel: `Kernel.execute`, `SecureState.execute`): the
 operator-role signature with the stored anchors; the target (this device's UEID, or its
@@ -28,7 +28,7 @@ from sfupdate.secure.agent.device import Device
 from sfupdate.secure.agent.identity import IdentitySigner
 from sfupdate.secure.agent.integrity import IntegrityMonitor
 from sfupdate.secure.agent.measure import confirmed_failure
-from sfupdate.secure.board.records import Event
+from sfupdate.secure.board.records import Event, TrustStore
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class Audit:
     acknowledged: int
     time_floor: int
     events: tuple[Event, ...]
+    trust: TrustStore
 
 
 class RemoteActions:
@@ -77,9 +78,13 @@ class RemoteActions:
         """Verify and store a signed integrity policy; returns (sequence, region count)."""
         return self.device.kernel.install_policy(data, self._ueid(), int(self._clock()))
 
+    def update_trust(self, data: bytes) -> tuple[int, str]:
+        """Verify and apply a signed trust update; returns (trust version, what changed)."""
+        return self.device.kernel.update_trust(data, self._ueid(), int(self._clock()))
+
     def audit(self) -> Audit:
         state = self.device.kernel.state()
         remote, events = state.remote, state.events
         return Audit(remote.last_command, remote.quarantine,
                      state.policy.sequence if state.policy else None, events.total,
-                     events.acknowledged, remote.time_floor, events.events)
+                     events.acknowledged, remote.time_floor, events.events, state.trust)

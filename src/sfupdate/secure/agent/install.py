@@ -79,8 +79,9 @@ def install(device: Device, stream: Readable) -> Installed:
     if info.image_digest is None:
         raise MissingMemberError("manifest declares no image-digest")
     assert info.vendor_id is not None and info.class_id is not None  # check_identity
+    signers = [key.kid for key in verified.signers]
     image = ImageRecord(info.sequence_number, info.image_digest.value, size,
-                        verified.signer.kid, info.vendor_id, info.class_id,
+                        state.check_signers(signers), info.vendor_id, info.class_id,
                         _version_text(verified))
     state.check_install(image)  # the signer too: the ROM key alone signs no firmware
     state.install_slot()  # refuse before the header is taken if no slot may be written
@@ -90,7 +91,7 @@ def install(device: Device, stream: Readable) -> Installed:
     with device.board.slots.writer(slot, header) as writer:
         _stream_payload(reader, writer)
         writer.finish()
-    device.kernel.record_trial(slot, image)
+    device.kernel.record_trial(slot, image, signers)
     return Installed("firmware", slot, image.sequence, image.digest)
 
 

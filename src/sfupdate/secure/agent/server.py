@@ -50,6 +50,9 @@ from sfupdate.formats.ipc.messages import (
     StatusReply,
     StatusRequest,
     TokenReply,
+    TrustReply,
+    TrustRole,
+    TrustUpdateRequest,
     encode_reply,
     read_request,
 )
@@ -60,6 +63,7 @@ from sfupdate.secure.agent.install import install
 from sfupdate.secure.agent.integrity import CheckResult, IntegrityMonitor
 from sfupdate.secure.agent.stream import ChunkStream
 from sfupdate.secure.board.hal import Slot
+from sfupdate.secure.board.records import Role
 from sfupdate.secure.kernel import SecureState
 
 #: Connections served at once; more get AgentBusyError straight away.
@@ -91,7 +95,7 @@ class AgentServer:
             ConfirmRequest: self._confirm, RejectTrialRequest: self._reject_trial,
             CheckRequest: self._check, AttestRequest: self._attest,
             PolicyInstallRequest: self._install_policy, RemoteRequest: self._remote,
-            AuditRequest: self._audit}
+            AuditRequest: self._audit, TrustUpdateRequest: self._update_trust}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -238,6 +242,14 @@ class AgentServer:
         _log(f"installed integrity policy {sequence} ({regions} regions)")
         return PolicyReply(sequence, regions)
 
+    def _update_trust(self, conn: Connection, request: TrustUpdateRequest) -> Reply:
+        # Exclusive with installs: the anchors an install session authenticated with, and
+        # the trial it records, must not change under it.
+        with self._exclusive("an install session is in progress"):
+            version, message = self.actions.update_trust(request.update)
+        _log(f"trust update applied: {message}")
+        return TrustReply(version, message)
+
     def _remote(self, conn: Connection, request: RemoteRequest) -> Reply:
         # Exclusive with installs: a revert or revocation must not race a session.
         with self._exclusive("an install session is in progress"):
@@ -287,7 +299,11 @@ def audit_info(audit: Audit) -> AuditInfo:
     return AuditInfo(audit.last_command, audit.quarantine.hex() if audit.quarantine else None,
                      audit.policy_sequence, audit.total, audit.acknowledged, audit.time_floor,
                      tuple(EventEntry(e.number, e.first, e.last, e.count, e.kind, e.subject,
-                                      e.detail, e.pinned) for e in audit.events))
+                                      e.detail, e.pinned) for e in audit.events),
+                     audit.trust.version,
+                     tuple(TrustRole(role.value, audit.trust.threshold(role),
+                                     tuple(k.kid.hex() for k in audit.trust.keys(role)))
+                           for role in Role))
 
 
 def _remove_stale_socket(path: Path) -> None:

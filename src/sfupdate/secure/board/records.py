@@ -25,10 +25,13 @@ from sfupdate.formats.schema import (
     Field,
     Schema,
     blob,
+    converted,
     enum_of,
+    integer,
     list_of,
     nullable,
     record,
+    tuple_of,
 )
 from sfupdate.formats.schema import text as text_kind
 from sfupdate.formats.sfui import TrustedKey, cbor
@@ -159,17 +162,35 @@ _ANCHOR: Final = Schema("anchor", Field("role", enum_of(Role)), Field("spki", bl
                         Field("revoked", BOOL), extra=True)
 
 
+#: Anchors one role may hold at most (active and revoked), and so the highest threshold.
+MAX_ANCHORS: Final = 16
+
+_THRESHOLDS: Final = converted(
+    list_of(tuple_of(enum_of(Role), integer(1, MAX_ANCHORS)), len(Role)),
+    lambda pairs: tuple(sorted(pairs, key=lambda pair: pair[0].value)), list)
+
+
 @dataclass(frozen=True)
 class TrustStore(StoredRecord):
-    """All trust anchors, several per role; `version` is raised by every signed change. No
-    k-of-n thresholds yet: one signature by an active anchor of the right role suffices."""
+    """All trust anchors, several per role, and per role a threshold k: how many DISTINCT
+    active anchors of the role must sign (1 for a role not listed). `version` is raised by
+    every signed change (a revoke-key command, a trust update) and never goes down."""
 
     anchors: tuple[TrustAnchor, ...]
     version: int = 1
+    thresholds: tuple[tuple[Role, int], ...] | None = None  # (role, k) for roles set so far
 
     def keys(self, role: Role) -> list[TrustedKey]:
         """The active (not revoked) keys of a role."""
         return [a.key for a in self.anchors if a.role is role and not a.revoked]
+
+    def threshold(self, role: Role) -> int:
+        """How many distinct active anchors of `role` must sign."""
+        return dict(self.thresholds or ()).get(role, 1)
+
+    def count_signers(self, role: Role, kids: Sequence[bytes]) -> int:
+        """How many distinct active anchors of `role` are among the key IDs `kids`."""
+        return len({kid for kid in kids if self.active(role, kid) is not None})
 
     def active(self, role: Role, kid: bytes) -> TrustAnchor | None:
         """The active anchor of `role` with key ID `kid`, if there is one."""
@@ -190,14 +211,27 @@ class TrustStore(StoredRecord):
                         for a in self.anchors)
         return replace(self, anchors=anchors, version=self.version + 1)
 
+    def short_of_threshold(self) -> list[str]:
+        """The roles with active anchors but fewer than their threshold, described (such a
+        threshold can never be met: the role would be unusable)."""
+        return [f"{role.value} needs {self.threshold(role)} signatures but has "
+                f"{len(self.keys(role))} active anchors" for role in Role
+                if 0 < len(self.keys(role)) < self.threshold(role)]
+
     SCHEMA: ClassVar[Schema] = _schema(
         RECORD_TRUST, Field("version", INT),
-        Field("anchors", list_of(record(_ANCHOR, TrustAnchor))))
+        Field("anchors", list_of(record(_ANCHOR, TrustAnchor))),
+        Field("thresholds", _THRESHOLDS, optional=True))
 
     def check(self) -> None:
-        """Every anchor's key parses (fail at load, not at first use)."""
+        """Every anchor's key parses (fail at load, not at first use); one threshold a
+        role."""
         for anchor in self.anchors:
             anchor.key  # noqa: B018
+        roles = [role for role, _ in self.thresholds or ()]
+        if len(set(roles)) != len(roles):
+            raise StorageIntegrityError("secure storage record trust names a role's "
+                                        "threshold twice")
 
 
 # --- boot control and the rollback floor ----------------------------------------------------
@@ -416,7 +450,7 @@ TAMPER_RESERVE: Final = 34
 MAX_EVENT_TEXT: Final = 160
 #: Event kinds that record what the operator did or what changed the keys: always pinned.
 OPERATOR_KINDS: Final = frozenset({"command", "command-refused", "policy-installed",
-                                   "revert", "key-revoked"})
+                                   "revert", "key-revoked", "trust-updated"})
 #: Event kinds whose first occurrence per subject is pinned (tamper findings).
 TAMPER_KINDS: Final = frozenset({"integrity-mismatch"})
 

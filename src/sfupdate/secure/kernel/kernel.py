@@ -12,7 +12,7 @@ what a signature covers.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from sfupdate.errors import DeviceStateError, StorageIntegrityError, UnknownKeyError
 from sfupdate.formats.remote import RemoteCommand, verify_command, verify_policy
+from sfupdate.formats.remote.trust import verify_trust_update
 from sfupdate.formats.sfui import TrustedKey
 from sfupdate.secure.board.hal import SecureStorage, Slot
 from sfupdate.secure.board.records import (
@@ -113,8 +114,9 @@ class Kernel:
     def begin_install(self) -> Slot:
         return self._apply(lambda s: s.begin_install())
 
-    def record_trial(self, slot: Slot, image: ImageRecord) -> SecureState:
-        return self._step(lambda s: s.record_trial(slot, image))
+    def record_trial(self, slot: Slot, image: ImageRecord,
+                     signers: Sequence[bytes]) -> SecureState:
+        return self._step(lambda s: s.record_trial(slot, image, signers))
 
     # --- the agent bundle --------------------------------------------------------------------
 
@@ -211,6 +213,16 @@ class Kernel:
             new = s.install_policy(PolicyRecord(policy.sequence, body), len(policy.regions),
                                    policy.target, signer.kid, ueid, now)
             return new, (policy.sequence, len(policy.regions))
+        return self._apply(run)
+
+    def update_trust(self, data: bytes, ueid: bytes, now: int) -> tuple[int, str]:
+        """Verify a signed trust update with every active anchor of the state just read and
+        apply it (SecureState.update_trust) in one write; returns (new version, message)."""
+        def run(s: SecureState) -> tuple[SecureState, tuple[int, str]]:
+            anchors = [a.key for a in s.trust.anchors if not a.revoked]
+            update, signers = verify_trust_update(data, anchors)
+            new, message = s.update_trust(update, [k.kid for k in signers], ueid, now)
+            return new, (update.version, message)
         return self._apply(run)
 
 

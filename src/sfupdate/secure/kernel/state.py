@@ -21,6 +21,10 @@ The rules that matter (docs/agent.md has the slot table):
   health check (`trial_healthy`), whose recorded signer is still an active anchor (under
   quarantine: the quarantine anchor).
 * Revoke, quarantine and confirm read the recorded signer, never a slot header.
+* An install needs signatures by the firmware threshold of distinct active firmware anchors
+  (under quarantine: the recovery anchor alone); a trust update needs, for each role it
+  changes, that role's current threshold, a version above the store's, and must keep the
+  confirmed image's signer. No role is left with fewer active anchors than its threshold.
 * A command expires by max(host clock, time floor); every accepted command raises the floor
   to its signed issue time.
 * The agent bundle has its own A/B partitions and floor: a new bundle (signed by the key the
@@ -31,7 +35,7 @@ The rules that matter (docs/agent.md has the slot table):
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Final
 
@@ -43,11 +47,13 @@ from sfupdate.errors import (
     ReplayError,
     SchemaError,
     StorageIntegrityError,
+    ThresholdError,
     UnknownKeyError,
     WrongDeviceError,
 )
 from sfupdate.formats.remote import RemoteCommand, Target
 from sfupdate.formats.remote.eat import MAX_NONCE, MIN_NONCE
+from sfupdate.formats.remote.trust import TrustUpdate
 from sfupdate.formats.sfui import TrustedKey
 from sfupdate.formats.sfui.uuids import check_identity
 from sfupdate.secure.board.hal import Slot
@@ -75,6 +81,7 @@ from sfupdate.secure.board.records import (
     SlotStatus,
     TrustStore,
 )
+from sfupdate.secure.kernel.rotation import authorize, rotated
 
 _SHOWN: Final = 16
 
@@ -168,6 +175,9 @@ class SecureState:
         quarantine = self.remote.quarantine
         if quarantine is not None and self.trust.active(Role.RECOVERY, quarantine) is None:
             raise StorageIntegrityError("the quarantine names no active recovery anchor")
+        short = self.trust.short_of_threshold()
+        if short:
+            raise StorageIntegrityError(f"a threshold cannot be met: {'; '.join(short)}")
 
     def check_successor(self, old: SecureState) -> None:
         """Nothing monotonic goes down between two stored states (defence in depth)."""
@@ -211,6 +221,28 @@ class SecureState:
             raise DeviceStateError("the board trusts no firmware signing key")
         return keys
 
+    def check_signers(self, signers: Sequence[bytes]) -> bytes:
+        """The signer an install records, given the key IDs of every distinct key whose
+        signature over the manifest verified: the first active firmware anchor among them
+        once at least the firmware threshold of distinct active firmware anchors signed
+        (ThresholdError otherwise); while quarantined, the recovery anchor alone."""
+        quarantine = self.remote.quarantine
+        if quarantine is not None:
+            if any(hmac.compare_digest(kid, quarantine) for kid in signers):
+                return quarantine
+            raise QuarantinedError(
+                "the device is quarantined: only images signed by recovery key "
+                f"{shown(quarantine)} are accepted until released")
+        need = self.trust.threshold(Role.FIRMWARE)
+        have = [kid for kid in signers if self.trust.active(Role.FIRMWARE, kid) is not None]
+        if not have:
+            shown_ids = ", ".join(shown(kid) for kid in signers) or "none"
+            raise UnknownKeyError(f"signed by no active firmware anchor (keys {shown_ids})")
+        if self.trust.count_signers(Role.FIRMWARE, have) < need:
+            raise ThresholdError(f"signed by {len(set(have))} distinct active firmware "
+                                 f"anchors; this device requires {need}")
+        return have[0]
+
     def install_slot(self) -> Slot:
         """The slot an install writes: neither the confirmed one nor the running one."""
         running, confirmed = self.boot.running, self.boot.confirmed
@@ -250,14 +282,19 @@ class SecureState:
                        trial=None, tries_left=0, trial_healthy=False)
         return replace(self, boot=boot), slot
 
-    def record_trial(self, slot: Slot, image: ImageRecord,
+    def record_trial(self, slot: Slot, image: ImageRecord, signers: Sequence[bytes],
                      tries: int = DEFAULT_TRIES) -> SecureState:
-        """A complete, digest-checked image in `slot` becomes the trial, with its facts."""
+        """A complete, digest-checked image in `slot` becomes the trial, with its facts;
+        `signers` (the key IDs whose signatures verified) must still meet the threshold and
+        name the recorded signer."""
         if tries < 1:
             raise DeviceStateError("a trial needs at least one try")
         if slot is not self.install_slot() or \
                 self.boot.slot(slot).status is not SlotStatus.INVALID:
             raise DeviceStateError(f"slot {slot.value} was not prepared for an install")
+        if not hmac.compare_digest(self.check_signers(signers), image.signer):
+            raise DeviceStateError("the image's recorded signer is not the one its "
+                                   "signatures name")
         self.check_install(image)
         boot = replace(self.boot.with_slot(slot, SlotRecord(SlotStatus.TRIAL, image)),
                        trial=slot, tries_left=tries, trial_healthy=False)
@@ -489,6 +526,44 @@ class SecureState:
             self.clock(now), "policy-installed", f"policy {policy.sequence}",
             f"{regions} regions, by operator key {shown(signer)}")
 
+    def update_trust(self, update: TrustUpdate, signers: Sequence[bytes], ueid: bytes,
+                     now: int) -> tuple[SecureState, str]:
+        """Apply a trust update whose signatures by `signers` (key IDs) verified: target,
+        version above the store's, each changed role signed by its current threshold
+        (rotation.py), room in the log; the result must keep the confirmed image's signer
+        and the quarantine's recovery anchor active. A trial whose signer it drops is marked
+        bad in the same write. Returns the new state and what it did."""
+        self.check_target(update.target, ueid)
+        if update.version <= self.trust.version:
+            raise ReplayError(f"trust update version {update.version} is not above "
+                              f"{self.trust.version}, the trust store's")
+        authorize(self.trust, update, signers)
+        trust = rotated(self.trust, update)
+        boot = self.boot
+        if trust.boot_anchor(boot.confirmed_image.signer) is None:
+            raise DeviceStateError(
+                f"key {shown(boot.confirmed_image.signer)} signed the confirmed image in slot "
+                f"{boot.confirmed.value}: it may leave only once an image signed by a new "
+                "anchor is confirmed (add the new anchor first; docs/after-attack.md)")
+        quarantine = self.remote.quarantine
+        if quarantine is not None and trust.active(Role.RECOVERY, quarantine) is None:
+            raise DeviceStateError(f"recovery key {shown(quarantine)} holds the quarantine: "
+                                   "release it first")
+        if not self.events.operator_room():
+            raise DeviceStateError("the event log holds the maximum of unacknowledged "
+                                   "operator events: send a signed `acknowledge` first")
+        roles = ", ".join(f"{r.role} {r.threshold} of {len(r.keys)}" for r in update.roles)
+        message = f"trust store version {update.version}: {roles}"
+        trial = boot.trial_image
+        if trial is not None and trust.boot_anchor(trial.signer) is None:
+            assert boot.trial is not None
+            message += f"; trial slot {boot.trial.value}, signed by a dropped key, marked bad"
+            boot = _reject(boot)
+        by = ", ".join(shown(kid) for kid in dict.fromkeys(signers))
+        state = replace(self, trust=trust, boot=boot)
+        return state.log(now, "trust-updated", f"trust {update.version}",
+                         f"{roles}; signed by {by}"), message
+
     # --- the event log ---------------------------------------------------------------------
 
     def log(self, now: int, kind: str, subject: str, detail: str) -> SecureState:
@@ -555,6 +630,10 @@ def _revoke_key(state: SecureState, command: RemoteCommand,
         raise DeviceStateError("refusing to revoke the last firmware anchor: no recovery "
                                "anchor is provisioned, so the device could never be updated "
                                "again")
+    short = revoked.short_of_threshold()
+    if short:
+        raise DeviceStateError(f"refusing to revoke key {shown(kid)}: {short[0]}; lower the "
+                               "threshold with a signed trust update first")
     boot = state.boot
     if hmac.compare_digest(boot.confirmed_image.signer, kid):
         raise DeviceStateError(f"key {shown(kid)} signed the confirmed image in slot "
