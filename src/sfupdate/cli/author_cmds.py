@@ -13,6 +13,13 @@ import click
 
 from sfupdate import keys
 from sfupdate.authoring.author import ImageSpec, sign_firmware
+from sfupdate.cli.encryption_cmds import (
+    describe_encryption,
+    encryption_lines,
+    encryption_options,
+    generate_kek,
+    payload_encryption,
+)
 from sfupdate.cli.key_options import (
     KEY_METAVAR,
     ask,
@@ -37,6 +44,7 @@ from sfupdate.formats.sfui import (
     class_uuid,
     vendor_uuid,
 )
+from sfupdate.formats.sfui.encryption import EncryptionInfo
 from sfupdate.formats.sfui.reader import PayloadRef
 from sfupdate.keys.unlock import PASSPHRASE_ENV, read_secret_file
 
@@ -46,6 +54,7 @@ _existing = click.Path(path_type=Path, dir_okay=False, exists=True)
 
 def register(group: click.Group) -> None:
     group.add_command(keys_group)
+    keys_group.add_command(generate_kek)
     group.add_command(sign)
     group.add_command(inspect)
     group.add_command(verify)
@@ -138,26 +147,32 @@ def _uuids(vendor: str, klass: str) -> tuple[uuid.UUID, uuid.UUID]:
                    "ES256 (-7) / EdDSA (-8) for recipients that know only those.")
 @click.option("-o", "--output", type=_path, required=True, help="The SFUI file to write.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+@encryption_options
 @unlock_options
 @progress_option
 @json_option
 def sign(firmware: Path, key_ref: str, sequence: int, vendor: str, klass: str,
          version_text: str | None, description: str | None, cose_alg: str,
-         output: Path, force: bool, passphrase_file: Path | None,
+         output: Path, force: bool, encrypt_for: tuple[Path, ...],
+         encrypt_kek: tuple[Path, ...], encrypt_alg: str, passphrase_file: Path | None,
          pkcs11_module: str | None, progress_mode: str, as_json: bool) -> None:
-    """Sign FIRMWARE into a Secured Firmware Update Image (SUIT envelope)."""
+    """Sign FIRMWARE into a Secured Firmware Update Image (SUIT envelope).
+
+    With --encrypt-for or --encrypt-kek the payload is encrypted for those recipients only."""
     if not force and os.path.lexists(output):  # before the work; the final rename is atomic
         raise UsageError(f"{output} exists; refusing to overwrite it (--force replaces it)")
+    encryption = payload_encryption(encrypt_for, encrypt_kek, encrypt_alg)
     signer = keys.load_signer(key_ref, AlgorithmStyle(cose_alg),
                               unlock(passphrase_file, pkcs11_module))
     vendor_id, class_id = _uuids(vendor, klass)
     spec = ImageSpec(sequence, vendor_id, class_id, version_text, description)
     with progress(progress_mode, "signing") as report:
-        signed = sign_firmware(firmware, output, signer, spec, report)
+        signed = sign_firmware(firmware, output, signer, spec, report, encryption)
     if as_json:
         emit_json({"file": str(output), "sequence": sequence, "image_size": signed.image_size,
                    "image_digest": signed.image_digest.hex(), "file_size": signed.envelope_size,
-                   "signer_key_id": signer.kid.hex()})
+                   "signer_key_id": signer.kid.hex(),
+                   "encryption": describe_encryption(encryption.info) if encryption else None})
     else:
         click.echo(f"{output}: sequence {sequence}, {signed.image_size} bytes, "
                    f"sha256 {signed.image_digest.hex()}")
@@ -183,6 +198,8 @@ def _describe(info: ImageInfo, text: Text | None, payload: PayloadRef | None) ->
                     if payload else {"integrated": False, "uri": info.payload_uri}),
         "version": text.component_version() if text else None,
         "description": text.description() if text else None,
+        "encryption": describe_encryption(EncryptionInfo.decode(info.encryption_info)
+                                          if info.encryption_info is not None else None),
     }
 
 
@@ -200,9 +217,9 @@ def _print_description(desc: dict[str, Any]) -> None:
         ("version", desc["version"]),
         ("description", desc["description"]),
     ]
-    for name, value in rows:
+    for name, value in rows + encryption_lines(desc["encryption"]):
         if value is not None:
-            click.echo(f"{name + ':':<14}{value}")
+            click.echo(f"{name + ':' if name else '':<14}{value}")
 
 
 def _check_complete(file: Path, stream: BinaryIO, payload: PayloadRef | None) -> None:
@@ -275,7 +292,8 @@ def verify(file: Path, key_files: tuple[Path, ...], vendor: str | None, klass: s
             with progress(progress_mode, "verifying") as report:
                 total = verified.payload.length if verified.payload else 0
                 done = 0
-                for chunk in reader.payload():
+                chunks = reader.ciphertext() if verified.encryption else reader.payload()
+                for chunk in chunks:
                     done += len(chunk)
                     report(done, total)
     desc = _describe(info, verified.text, verified.payload)
@@ -284,7 +302,12 @@ def verify(file: Path, key_files: tuple[Path, ...], vendor: str | None, klass: s
     if as_json:
         emit_json(desc)
         return
-    if payload_checked:
+    if payload_checked and verified.encryption is not None:
+        click.echo(f"{file}: OK: authentic and complete (sequence {info.sequence_number}, "
+                   f"{info.image_size} bytes encrypted with {verified.encryption.name}, signed "
+                   f"by key {verified.signer.kid.hex()[:16]}); the plaintext digest is checked "
+                   "by the device that decrypts it")
+    elif payload_checked:
         click.echo(f"{file}: OK: authentic and complete (sequence {info.sequence_number}, "
                    f"{info.image_size} bytes, signed by key {verified.signer.kid.hex()[:16]})")
     else:

@@ -19,6 +19,7 @@ Decryption streams: `ContentCipher` turns ciphertext chunks into plaintext chunk
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -304,6 +305,12 @@ def unwrap_with_kek(info: EncryptionInfo, kek: bytes, kid: bytes | None) -> byte
     return _unwrap(kek, _recipient(info, ALG_A128KW, kid).wrapped_key, info.key_length)
 
 
+def kek_id(kek: bytes) -> bytes:
+    """The key ID sfupdate gives a pre-shared A128KW key: 16 bytes of SHA-256 over a label and
+    the key (a one-way name: it tells which key, never the key)."""
+    return hashlib.sha256(b"sfupdate A128KW key id\0" + kek).digest()[:16]
+
+
 # --- the sender's side -------------------------------------------------------------------------
 
 
@@ -394,7 +401,7 @@ class ContentEncryptor:
         else:
             self._ctx = Cipher(algorithms.AES(cek), modes.CTR(info.iv)).encryptor()
 
-    def update(self, chunk: bytes) -> bytes:
+    def update(self, chunk: bytes | memoryview) -> bytes:
         return self._ctx.update(chunk)
 
     def finish(self) -> bytes:
