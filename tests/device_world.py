@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -103,6 +104,20 @@ def payload_offset(image: bytes, payload: bytes) -> int:
     offset = len(image) - len(payload)
     assert image[offset:] == payload
     return offset
+
+
+@contextlib.contextmanager
+def serving(tmp: Path, author: FileSigner, slot_size: int = SLOT_SIZE) -> Iterator[DeviceWorld]:
+    """A provisioned device (see DeviceWorld.provisioned) with its agent serving, stopped and
+    cleaned up afterwards."""
+    sockets = Path(tempfile.mkdtemp(prefix="sfu-"))  # sun_path is short; tmp may not be
+    device = DeviceWorld.provisioned(tmp, sockets, author, slot_size)
+    device.start_agent()
+    try:
+        yield device
+    finally:
+        device.stop_agent()
+        shutil.rmtree(sockets, ignore_errors=True)
 
 
 @dataclass

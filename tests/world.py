@@ -6,7 +6,8 @@
 * `reboot(board)`: a boot in this process — the ROM verifies and measures the agent bundle,
   stage 2 selects, verifies, measures and health-checks a slot through the kernel (the CLI
   tests run the real stage-2 subprocess from the verified zipapp);
-* `provision_board(...)`: a blank sim board provisioned with v1 and the given anchors.
+* `provision_board(...)`: a blank sim board provisioned with v1 and the given anchors (its
+  identity and encryption public keys exported).
 
 The real-process mode (an `sfu agent serve` process on a real socket) is
 `tests.agent.support.start_agent`; `tests.device_world.DeviceWorld` wraps both modes for the
@@ -65,4 +66,11 @@ def provision_board(root: Path, firmware: Path, trusted: Sequence[TrustedKey], *
     done = provision(board, trusted, VENDOR_NAME, CLASS_NAME, firmware, bundle, bundle_key,
                      operators=operators, recovery=recovery)
     board.identity_public_path.write_bytes(done.identity_public_pem)
+    encryption_public_path(board).write_bytes(done.encryption_public_pem)
     return done
+
+
+def encryption_public_path(board: SimBoard | Path) -> Path:
+    """Where provisioning exported the board's public encryption key (as the CLI does)."""
+    root = board if isinstance(board, Path) else board.root
+    return root / "device-enc.pub.pem"

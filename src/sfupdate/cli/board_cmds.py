@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from sfupdate import keys
+from sfupdate.cli.encryption_cmds import encryption_key, export_encryption_key
 from sfupdate.cli.key_options import passphrase_file_option, unlock
 from sfupdate.cli.render import ABSENT, emit_json, json_option, show_device_status, shown
 from sfupdate.errors import UsageError
@@ -35,6 +36,7 @@ def parse_size(text: str) -> int:
 
 def register(group: click.Group) -> None:
     group.add_command(board_group)
+    board_group.add_command(encryption_key)
 
 
 @click.group("board")
@@ -80,9 +82,12 @@ def provision_cmd(directory: Path, trust_files: tuple[Path, ...], vendor: str, k
     done = provision(board, trusted, vendor, klass, firmware, bundle, bundle_key, operators,
                      recovery)
     board.identity_public_path.write_bytes(done.identity_public_pem)
+    encryption_path = export_encryption_key(board.identity_public_path,
+                                            done.encryption_public_pem)
     click.echo(f"{directory}: provisioned; slot A confirmed at sequence {done.image.sequence}; "
                f"root-key hash {done.root_key_hash.hex()}; "
-               f"identity key {board.identity_public_path}")
+               f"identity key {board.identity_public_path}; "
+               f"encryption key {encryption_path}")
 
 
 def agent_bundle_for(agent_key: Path | None, key_unlock: keys.Unlock | None = None

@@ -53,6 +53,7 @@ def provision_cmd(config_path: Path, trust_files: tuple[Path, ...], vendor: str,
     anchors, lock the TPM's owner hierarchy. Run as root, then hand state_dir to the agent's
     user (docs/deploy.md)."""
     from sfupdate.cli.board_cmds import agent_bundle_for
+    from sfupdate.cli.encryption_cmds import export_encryption_key
     from sfupdate.secure.board.linux.board import LinuxBoard
     from sfupdate.secure.boot.provision import provision
 
@@ -66,9 +67,12 @@ def provision_cmd(config_path: Path, trust_files: tuple[Path, ...], vendor: str,
                      [keys.load_public_key(p) for p in operator_files],
                      [keys.load_public_key(p) for p in recovery_files])
     board.identity_public_path.write_bytes(done.identity_public_pem)
+    encryption_path = export_encryption_key(board.identity_public_path,
+                                            done.encryption_public_pem)
     click.echo(f"{config_path}: provisioned; slot A confirmed at sequence "
                f"{done.image.sequence}; root-key hash {done.root_key_hash.hex()}; "
-               f"identity key {board.identity_public_path}")
+               f"identity key {board.identity_public_path}; "
+               f"encryption key {encryption_path}")
 
 
 @linux_group.command("mark-good")

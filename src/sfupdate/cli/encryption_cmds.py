@@ -15,7 +15,7 @@ from sfupdate.authoring.author.encrypt import (
     load_recipient_key,
     write_kek,
 )
-from sfupdate.cli.render import emit_json, json_option
+from sfupdate.cli.render import emit_json, json_option, write_output
 from sfupdate.formats.sfui.encryption import CONTENT_BY_NAME, EncryptionInfo
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -80,3 +80,39 @@ def generate_kek(output: Path, as_json: bool) -> None:
         emit_json({"file": str(output), "algorithm": "A128KW", "key_id": kid})
     else:
         click.echo(f"{output}: A128KW key-encryption key {kid}")
+
+
+ENCRYPTION_KEY_FILE = "device-enc.pub.pem"
+
+
+def export_encryption_key(identity_public_path: Path, pem: bytes) -> Path:
+    """Write a provisioned device's public encryption key next to its identity key."""
+    path = identity_public_path.with_name(ENCRYPTION_KEY_FILE)
+    path.write_bytes(pem)
+    return path
+
+
+@click.command("encryption-key")
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+@click.option("-o", "--output", type=_path,
+              help="Write the public PEM here (default: stdout).")
+@json_option
+def encryption_key(directory: Path, output: Path | None, as_json: bool) -> None:
+    """Export a provisioned board's public encryption key (for `sfu sign --encrypt-for`)."""
+    from sfupdate.formats.sfui import key_id
+    from sfupdate.keys.files import parse_public_pem
+    from sfupdate.secure.board.sim import open_board
+    from sfupdate.secure.kernel import Kernel
+    from sfupdate.secure.kernel.agreement import agreement_public_pem
+
+    pem = agreement_public_pem(Kernel(open_board(directory).storage).identity_key())
+    kid = key_id(parse_public_pem(pem, str(directory)).public_key).hex()
+    if output is not None:
+        write_output(output, pem)
+    if as_json:
+        emit_json({"file": str(output) if output else None, "algorithm": "ECDH-ES+A128KW",
+                   "key_id": kid, "pem": pem.decode()})
+    elif output is None:
+        click.echo(pem.decode(), nl=False)
+    else:
+        click.echo(f"{output}: encryption key {kid} of {directory}")

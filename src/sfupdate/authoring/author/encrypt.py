@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sfupdate.errors import UsageError
-from sfupdate.keys.files import write_secret
 from sfupdate.formats.sfui import key_id
 from sfupdate.formats.sfui.encryption import (
     ALG_A128GCM,
@@ -31,6 +30,7 @@ from sfupdate.formats.sfui.encryption import (
     wrap_for_kek,
     wrap_for_public_key,
 )
+from sfupdate.keys.files import write_secret
 
 KEK_SIZE = 16
 

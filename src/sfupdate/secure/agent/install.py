@@ -8,6 +8,8 @@
    equal to the signed size;
 3. the kernel marks the install slot invalid (never the running nor the confirmed slot),
    then the payload is streamed into it while hashed;
+   (an encrypted payload is decrypted on the way, its key unwrapped before step 3:
+   secure/agent/decryption.py);
 4. only after a complete payload with a matching digest, the kernel records the slot as a
    trial together with the facts of its authentication (signer key ID, vendor, class,
    sequence, digest, size), re-checking them against the state of that moment.
@@ -28,7 +30,8 @@ from dataclasses import dataclass
 from sfupdate.errors import MissingMemberError, QuarantinedError, SfuError, UnknownKeyError
 from sfupdate.formats.sfui import EnvelopeReader, TrustedKey, Verified
 from sfupdate.formats.sfui.cbor import Readable
-from sfupdate.secure.agent import envelope_checks
+from sfupdate.formats.sfui.encryption import ContentCipher
+from sfupdate.secure.agent import decryption, envelope_checks
 from sfupdate.secure.agent.device import Device
 from sfupdate.secure.board.hal import Slot, SlotWriter
 from sfupdate.secure.board.records import BundleRecord, ImageRecord
@@ -75,9 +78,10 @@ def install(device: Device, stream: Readable) -> Installed:
     info = verified.info
     envelope_checks.check_identity(info, state.device.vendor_id, state.device.class_id)
     size = envelope_checks.check_size(info, device.board.slots.size)
-    envelope_checks.check_payload(info, verified.payload)
+    envelope_checks.check_payload(info, verified.payload, verified.overhead)
     if info.image_digest is None:
         raise MissingMemberError("manifest declares no image-digest")
+    cipher = decryption.payload_cipher(device, verified)  # before the slot is touched
     assert info.vendor_id is not None and info.class_id is not None  # check_identity
     image = ImageRecord(info.sequence_number, info.image_digest.value, size,
                         verified.signer.kid, info.vendor_id, info.class_id,
@@ -88,7 +92,7 @@ def install(device: Device, stream: Readable) -> Installed:
 
     slot = device.kernel.begin_install()
     with device.board.slots.writer(slot, header) as writer:
-        _stream_payload(reader, writer)
+        _stream_payload(reader, writer, cipher)
         writer.finish()
     device.kernel.record_trial(slot, image)
     return Installed("firmware", slot, image.sequence, image.digest)
@@ -126,8 +130,9 @@ def _agent_key(device: Device, state: SecureState) -> TrustedKey | None:
         return None
 
 
-def _stream_payload(reader: EnvelopeReader, writer: SlotWriter) -> None:
-    for chunk in reader.payload():
+def _stream_payload(reader: EnvelopeReader, writer: SlotWriter,
+                    cipher: ContentCipher | None = None) -> None:
+    for chunk in reader.payload(cipher=cipher):
         writer.write(chunk)
 
 

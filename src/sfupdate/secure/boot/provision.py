@@ -6,7 +6,8 @@ Then: fuse the root-key hash (of the key that signs the agent bundle) and a fres
 secret; write slot A; create the device identity key; store device info, trust anchors,
 identity and the initial boot record in ONE secure-storage write (the kernel's first state);
 install the agent bundle; fuse the lifecycle state last. A board with any fuse burned is
-refused (DeviceStateError).
+refused (DeviceStateError). The device's key-agreement key (encrypted payloads) is derived
+from the identity key; its public half is returned.
 
 The agent bundle is built and signed before, by the authors' tools (author/bundle.py);
 the `sfu board provision` command, given no agent key, signs it with a one-time key that is
@@ -44,6 +45,7 @@ from sfupdate.secure.board.records import (
 )
 from sfupdate.secure.board.slotio import HeaderRecorder
 from sfupdate.secure.kernel import Kernel
+from sfupdate.secure.kernel.agreement import agreement_public_pem
 from sfupdate.secure.kernel.verify import is_agent_bundle
 
 
@@ -53,6 +55,8 @@ class Provisioned:
     root_key_hash: bytes
     identity_public_pem: bytes
     trust_kids: tuple[bytes, ...]
+    #: The public key-agreement key authors encrypt payloads to (sfu sign --encrypt-for).
+    encryption_public_pem: bytes
 
 
 def _open(path: Path) -> BinaryIO:
@@ -154,4 +158,5 @@ def provision(board: Board, trusted: Sequence[TrustedKey], vendor: str, klass: s
         writer.finish()
     Kernel(board.storage).initialise(device, trust, identity_der, image, record)
     board.fuses.burn(Fuse.LIFECYCLE, LIFECYCLE_PROVISIONED)
-    return Provisioned(image, agent_key.kid, identity_pem, tuple(k.kid for k in trusted))
+    return Provisioned(image, agent_key.kid, identity_pem, tuple(k.kid for k in trusted),
+                       agreement_public_pem(identity))
