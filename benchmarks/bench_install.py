@@ -4,7 +4,8 @@ Reported as ratios to two references measured in the same run on the same file:
 `openssl dgst -sha256` (the hashing limit: the agent must hash every payload byte) and
 `dd conv=notrunc,fsync bs=1M` into an existing file (the writing limit). Also the peak RSS
 (VmHWM) of the agent process and of the installing client process: both must stay flat
-whatever the image size.
+whatever the image size. The same firmware is installed a second time encrypted (A128GCM,
+ECDH-ES+A128KW to the board's key): the agent then decrypts while it writes.
 
     .venv/bin/python benchmarks/bench_install.py --size-mib 256
 
@@ -29,9 +30,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import time_command, time_sfu, vm_hwm_kib
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from sfupdate.authoring.author import ImageSpec, sign_firmware
 from sfupdate.authoring.author.bundle import one_time_agent_bundle
+from sfupdate.authoring.author.encrypt import PayloadEncryption
 from sfupdate.formats.sfui import TrustedKey, class_uuid, vendor_uuid
 from sfupdate.keys import generate_private_key
 from sfupdate.keys.files import FileSigner
@@ -84,14 +88,18 @@ def run(size_mib: int = 1024, runs: int = 3, directory: Path | None = None) -> s
         (work / "v1.bin").write_bytes(b"v1" * 4096)
         sign_firmware(work / "v1.bin", work / "v1.sfui", signer,
                       ImageSpec(1, vendor, klass, "1", None))
-        write_firmware(work / "fw.bin", size)
-        sfui = work / "fw.sfui"
-        sign_firmware(work / "fw.bin", sfui, signer, ImageSpec(2, vendor, klass, "2", None))
-        (work / "fw.bin").unlink()
         slot_size = -(-(size + MIB) // 4096) * 4096
         board_dir = work / "board"
-        provision(create_board(board_dir, slot_size), [TrustedKey(signer.public_key)],
-                  "example.com", "demo-board", work / "v1.sfui", *one_time_agent_bundle())
+        done = provision(create_board(board_dir, slot_size), [TrustedKey(signer.public_key)],
+                         "example.com", "demo-board", work / "v1.sfui", *one_time_agent_bundle())
+        device_key = serialization.load_pem_public_key(done.encryption_public_pem)
+        assert isinstance(device_key, ec.EllipticCurvePublicKey)
+        write_firmware(work / "fw.bin", size)
+        sfui, encrypted = work / "fw.sfui", work / "fw-enc.sfui"
+        sign_firmware(work / "fw.bin", sfui, signer, ImageSpec(2, vendor, klass, "2", None))
+        sign_firmware(work / "fw.bin", encrypted, signer, ImageSpec(3, vendor, klass, "3", None),
+                      encryption=PayloadEncryption([device_key]))
+        (work / "fw.bin").unlink()
         existing = work / "existing.img"
         with existing.open("wb") as f:  # the same kind of target as a sim slot
             f.truncate(slot_size)
@@ -111,6 +119,9 @@ def run(size_mib: int = 1024, runs: int = 3, directory: Path | None = None) -> s
         installed = time_sfu(["install", sfui, "--socket", sock], runs)
         t_install, client_rss = installed.wall, installed.peak_rss_kib
         agent_peak = vm_hwm_kib(agent.pid)
+        time_command(["cat", str(encrypted)], runs=1)
+        t_encrypted = time_sfu(["install", encrypted, "--socket", sock], runs).wall
+        agent_peak_encrypted = vm_hwm_kib(agent.pid)
     finally:
         if agent is not None:
             agent.send_signal(signal.SIGTERM)
@@ -121,7 +132,8 @@ def run(size_mib: int = 1024, runs: int = 3, directory: Path | None = None) -> s
     rows = [f"| {name} | {t:.2f} | {rate / t:.0f} | {t / t_openssl:.2f} | {t / t_dd:.2f} |"
             for name, t in (("`openssl dgst -sha256`", t_openssl),
                             ("`dd conv=notrunc,fsync bs=1M`", t_dd),
-                            ("`sfu install` -> agent -> slot (fsync)", t_install))]
+                            ("`sfu install` -> agent -> slot (fsync)", t_install),
+                            ("the same, encrypted: the agent decrypts (A128GCM)", t_encrypted))]
     return "\n".join([
         f"### Install through the agent: {total / MIB:.0f} MiB SFUI into a sim slot "
         f"({os.cpu_count()} CPUs, Python {sys.version.split()[0]}, median of {runs})",
@@ -132,7 +144,8 @@ def run(size_mib: int = 1024, runs: int = 3, directory: Path | None = None) -> s
         "",
         f"Fixed cost inside the install (client start-up and one request, measured as "
         f"`sfu agent status`): {t_startup:.2f} s. Peak RSS: agent {agent_peak / 1024:.1f} MiB "
-        f"(idle {agent_idle / 1024:.1f} MiB), installing client {client_rss / 1024:.1f} MiB.",
+        f"(idle {agent_idle / 1024:.1f} MiB; {agent_peak_encrypted / 1024:.1f} MiB after the "
+        f"encrypted install too), installing client {client_rss / 1024:.1f} MiB.",
     ]) + "\n"
 
 

@@ -55,7 +55,8 @@ def reboot(board: SimBoard | Path) -> BootResult:
 def provision_board(root: Path, firmware: Path, trusted: Sequence[TrustedKey], *,
                     operators: Sequence[TrustedKey] = (), recovery: Sequence[TrustedKey] = (),
                     slot_size: int = SLOT_SIZE,
-                    agent_signer: FileSigner | None = None) -> Provisioned:
+                    agent_signer: FileSigner | None = None,
+                    payload_kek: bytes | None = None) -> Provisioned:
     """A blank board at `root`, provisioned for VENDOR_NAME/CLASS_NAME with the SFUI
     `firmware` (sequence 1 confirmed in slot A); the identity public key is exported."""
     board = create_board(root, slot_size)
@@ -64,7 +65,7 @@ def provision_board(root: Path, firmware: Path, trusted: Sequence[TrustedKey], *
     else:
         bundle, bundle_key = build_agent_bundle(agent_signer), TrustedKey(agent_signer.public_key)
     done = provision(board, trusted, VENDOR_NAME, CLASS_NAME, firmware, bundle, bundle_key,
-                     operators=operators, recovery=recovery)
+                     operators=operators, recovery=recovery, payload_kek=payload_kek)
     board.identity_public_path.write_bytes(done.identity_public_pem)
     encryption_public_path(board).write_bytes(done.encryption_public_pem)
     return done

@@ -28,12 +28,15 @@ from sfupdate.secure.board.hal import Slot
 from tests.device_world import DeviceWorld, envelope, firmware, flip, serving
 from tests.world import CLASS, VENDOR, encryption_public_path
 
+FLEET_KEK = bytes(range(16))
+
 
 @pytest.fixture
 def other(tmp_path: Path, es256_signer: FileSigner) -> Iterator[DeviceWorld]:
-    """A second device of the same vendor and class, trusting the same author."""
+    """A second device of the same vendor and class, trusting the same author, provisioned
+    with a pre-shared key-encryption key."""
     (tmp_path / "other").mkdir()
-    with serving(tmp_path / "other", es256_signer) as device:
+    with serving(tmp_path / "other", es256_signer, payload_kek=FLEET_KEK) as device:
         yield device
 
 
@@ -44,13 +47,13 @@ def recipient(world: DeviceWorld) -> ec.EllipticCurvePublicKey:
 
 def encrypted_image(world: DeviceWorld, sequence: int,
                     recipients: Sequence[ec.EllipticCurvePublicKey], *,
-                    algorithm: int = ALG_A128GCM, wrapped_key_flip: bool = False
-                    ) -> tuple[bytes, bytes]:
+                    algorithm: int = ALG_A128GCM, wrapped_key_flip: bool = False,
+                    keks: Sequence[bytes] = ()) -> tuple[bytes, bytes]:
     """(the SFUI, its plaintext): the payload encrypted for `recipients`, the manifest (with
     the plaintext's digest and size) signed by the device's author. `wrapped_key_flip`: the
     author signs a wrapped key with one bit wrong."""
     plaintext = firmware(sequence, 30_000)
-    encryption = PayloadEncryption(recipients, algorithm=algorithm)
+    encryption = PayloadEncryption(recipients, keks, algorithm)
     info = encryption.info
     if wrapped_key_flip:
         first = info.recipients[0]
@@ -85,6 +88,15 @@ def test_one_image_for_several_devices_installs_on_each(world: DeviceWorld,
     image, _ = encrypted_image(world, 3, [recipient(other), recipient(world)])
     assert world.install(image).sequence == 3
     assert other.install(image).sequence == 3
+
+
+def test_a_pre_shared_key_encryption_key_decrypts_only_where_it_was_provisioned(
+        world: DeviceWorld, other: DeviceWorld) -> None:
+    image, plaintext = encrypted_image(other, 2, [], keks=[FLEET_KEK])
+    with world.unchanged(), pytest.raises(errors.NotARecipientError, match="A128KW"):
+        world.install(image)
+    assert other.install(image).sequence == 2
+    assert other.slot_bytes(Slot.B)[:len(plaintext)] == plaintext
 
 
 def test_a_wrapped_key_that_does_not_unwrap_is_refused_before_a_byte_is_written(

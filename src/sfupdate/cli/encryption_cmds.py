@@ -41,6 +41,15 @@ def encryption_options(command: F) -> F:
     return command
 
 
+def payload_kek_option(command: F) -> F:
+    """`--payload-kek FILE` of the provisioning commands."""
+    return click.option(
+        "--payload-kek", "payload_kek", type=_existing,
+        help="A pre-shared A128KW key-encryption key (`sfu keys generate-kek`) to keep in "
+             "secure storage: the device then also decrypts payloads signed with "
+             "`sfu sign --encrypt-kek` for it.")(command)
+
+
 def payload_encryption(encrypt_for: tuple[Path, ...], encrypt_kek: tuple[Path, ...],
                        algorithm: str) -> PayloadEncryption | None:
     """The encryption `sfu sign` was asked for, or None for a payload in clear."""

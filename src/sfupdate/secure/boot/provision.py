@@ -123,12 +123,15 @@ def _bundle_record(bundle: bytes, key: TrustedKey) -> BundleRecord:
 def provision(board: Board, trusted: Sequence[TrustedKey], vendor: str, klass: str,
               firmware: Path, agent_bundle: bytes, agent_key: TrustedKey,
               operators: Sequence[TrustedKey] = (),
-              recovery: Sequence[TrustedKey] = ()) -> Provisioned:
+              recovery: Sequence[TrustedKey] = (),
+              payload_kek: bytes | None = None) -> Provisioned:
     """Provision a blank board (see the module docstring). Raises DeviceStateError if the
     board was provisioned before, even partly. `agent_bundle` is the signed agent bundle
     (built by the authors' tools: author/bundle.py) and `agent_key` the key that signed
     it, whose hash is fused. `operators` may sign remote commands and integrity policies;
-    `recovery` keys may sign images while the device is quarantined."""
+    `recovery` keys may sign images while the device is quarantined; `payload_kek` is a
+    pre-shared A128KW key-encryption key for encrypted payloads (16 bytes), kept in secure
+    storage."""
     if any(board.fuses.read(fuse) is not None for fuse in Fuse):
         raise DeviceStateError("the board is already provisioned (its fuses are burned)")
     if not trusted:
@@ -136,6 +139,8 @@ def provision(board: Board, trusted: Sequence[TrustedKey], vendor: str, klass: s
     kids = [k.kid for k in (*trusted, *operators, *recovery)]
     if len(set(kids)) != len(kids):
         raise UsageError("a key may hold only one role (firmware, operator or recovery), once")
+    if payload_kek is not None and len(payload_kek) != 16:
+        raise UsageError("a payload key-encryption key (A128KW) is 16 bytes")
     device = DeviceInfo.named(vendor, klass)
     _verify_file(firmware, trusted, device, board.slots.size)
     record = _bundle_record(agent_bundle, agent_key)
@@ -156,7 +161,7 @@ def provision(board: Board, trusted: Sequence[TrustedKey], vendor: str, klass: s
     with board.agent.writer(Slot.A, spki) as writer:
         writer.write(agent_bundle)
         writer.finish()
-    Kernel(board.storage).initialise(device, trust, identity_der, image, record)
+    Kernel(board.storage).initialise(device, trust, identity_der, image, record, payload_kek)
     board.fuses.burn(Fuse.LIFECYCLE, LIFECYCLE_PROVISIONED)
     return Provisioned(image, agent_key.kid, identity_pem, tuple(k.kid for k in trusted),
                        agreement_public_pem(identity))
