@@ -17,16 +17,16 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sfupdate import errors
-from sfupdate.authoring.author import ImageSpec
+from sfupdate.authoring.author import ImageSpec, sign_firmware
 from sfupdate.authoring.author.encrypt import PayloadEncryption, load_recipient_key
 from sfupdate.authoring.author.sign import build_manifest
 from sfupdate.cli.main import main
-from sfupdate.formats.sfui import EnvelopeReader, ImageInfo
+from sfupdate.formats.sfui import EnvelopeReader, ImageInfo, TrustedKey
 from sfupdate.formats.sfui.encryption import ALG_A128CTR, ALG_A128GCM, EncryptionInfo
 from sfupdate.keys.files import FileSigner
 from sfupdate.secure.board.hal import Slot
 from tests.device_world import DeviceWorld, envelope, firmware, flip, serving
-from tests.world import CLASS, VENDOR, encryption_public_path
+from tests.world import CLASS, VENDOR, encryption_public_path, provision_board
 
 FLEET_KEK = bytes(range(16))
 
@@ -147,3 +147,17 @@ def test_the_exported_encryption_key_is_the_one_provisioning_wrote(
     assert b"BEGIN PUBLIC KEY" in out.encode()
     identity = (world.root / "device-id.pub.pem").read_bytes()
     assert identity != out.encode()  # never the signing key
+
+
+def test_provisioning_refuses_an_encrypted_first_image_before_a_fuse_is_burned(
+        tmp_path: Path, es256_signer: FileSigner) -> None:
+    """The first image is installed before the device has a key to decrypt with."""
+    firmware, image = tmp_path / "v1.bin", tmp_path / "v1.sfui"
+    firmware.write_bytes(b"first firmware " * 100)
+    recipient_key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    sign_firmware(firmware, image, es256_signer, ImageSpec(1, VENDOR, CLASS),
+                  encryption=PayloadEncryption([recipient_key]))
+    board = tmp_path / "blank"
+    with pytest.raises(errors.UnsupportedError, match="encrypted"):
+        provision_board(board, image, [TrustedKey(es256_signer.public_key)])
+    assert not any((board / "hw" / "otp").iterdir())  # no fuse burned: still blank

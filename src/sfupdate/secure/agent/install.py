@@ -27,7 +27,13 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
-from sfupdate.errors import MissingMemberError, QuarantinedError, SfuError, UnknownKeyError
+from sfupdate.errors import (
+    MissingMemberError,
+    QuarantinedError,
+    SfuError,
+    UnknownKeyError,
+    UnsupportedError,
+)
 from sfupdate.formats.sfui import EnvelopeReader, TrustedKey, Verified
 from sfupdate.formats.sfui.cbor import Readable
 from sfupdate.formats.sfui.encryption import ContentCipher
@@ -103,6 +109,9 @@ def _install_agent(device: Device, state: SecureState, reader: EnvelopeReader,
     """A new agent bundle: into the inactive agent partition, whole (header and payload, as
     the ROM reads it), then recorded as the agent's trial; the ROM runs it once."""
     info = verified.info
+    if verified.encryption is not None:
+        raise UnsupportedError("an agent bundle cannot be encrypted: the boot ROM that "
+                               "verifies it holds no decryption key")
     envelope_checks.check_payload(info, verified.payload)
     if info.image_digest is None:
         raise MissingMemberError("manifest declares no image-digest")
