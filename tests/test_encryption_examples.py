@@ -113,6 +113,14 @@ def test_aes_kw_aes_ctr_example_decrypts_without_a_tag() -> None:
     assert decrypt(info, cek, hexfile("encrypted-payload-aes-kw-aes-ctr.hex")) == PLAINTEXT
 
 
+@pytest.mark.parametrize("name", ["suit-encryption-info-aes-kw-aes-gcm.hex",
+                                  "suit-encryption-info-es-ecdh-aes-gcm.hex",
+                                  "suit-encryption-info-aes-kw-aes-ctr.hex"])
+def test_examples_decode_and_encode_to_the_same_structure(name: str) -> None:
+    info = EncryptionInfo.decode(hexfile(name))
+    assert EncryptionInfo.decode(info.encode()) == info
+
+
 def test_examples_refuse_the_wrong_key_and_a_flipped_bit() -> None:
     info = EncryptionInfo.decode(hexfile("suit-encryption-info-aes-kw-aes-gcm.hex"))
     with pytest.raises(errors.KeyUnwrapError):

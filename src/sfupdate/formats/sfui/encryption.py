@@ -109,7 +109,7 @@ class Recipient:
 
     def to_cbor(self) -> list[Any]:
         unprotected: dict[int, Any] = {}
-        if not self.protected:
+        if HEADER_ALG not in _header_map(self.protected, "COSE_recipient protected header"):
             unprotected[HEADER_ALG] = self.algorithm
         if self.kid is not None:
             unprotected[HEADER_KID] = self.kid
@@ -175,7 +175,7 @@ class EncryptionInfo:
 
     def encode(self) -> bytes:
         unprotected: dict[int, Any] = {HEADER_IV: self.iv}
-        if not self.protected:
+        if HEADER_ALG not in _header_map(self.protected, "COSE_Encrypt protected header"):
             unprotected[HEADER_ALG] = self.algorithm
         body = [self.protected, unprotected, None, [r.to_cbor() for r in self.recipients]]
         return cbor.dumps(cbor2.CBORTag(TAG_COSE_ENCRYPT, body))

@@ -7,9 +7,8 @@
    image and the floor: `SecureState.check_install`), size, and the envelope's payload length
    equal to the signed size;
 3. the kernel marks the install slot invalid (never the running nor the confirmed slot),
-   then the payload is streamed into it while hashed;
-   (an encrypted payload is decrypted on the way, its key unwrapped before step 3:
-   secure/agent/decryption.py);
+   then the payload is streamed into it while hashed (an encrypted payload is decrypted on
+   the way, its key unwrapped before this step: secure/agent/decryption.py);
 4. only after a complete payload with a matching digest, the kernel records the slot as a
    trial together with the facts of its authentication (signer key ID, vendor, class,
    sequence, digest, size), re-checking them against the state of that moment.
