@@ -6,6 +6,7 @@
 * `reboot(board)`: a boot in this process — the ROM verifies and measures the agent bundle,
   stage 2 selects, verifies, measures and health-checks a slot through the kernel (the CLI
   tests run the real stage-2 subprocess from the verified zipapp);
+* `encrypted_sfui(...)`: an SFUI encrypted for devices' public encryption keys;
 * `provision_board(...)`: a blank sim board provisioned with v1 and the given anchors (its
   identity and encryption public keys exported).
 
@@ -19,7 +20,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from sfupdate.authoring.author import ImageSpec, sign_firmware
 from sfupdate.authoring.author.bundle import build_agent_bundle, one_time_agent_bundle
+from sfupdate.authoring.author.encrypt import PayloadEncryption
 from sfupdate.formats.sfui import TrustedKey, class_uuid, vendor_uuid
 from sfupdate.keys.files import FileSigner
 from sfupdate.secure.board.power import Power
@@ -69,6 +74,17 @@ def provision_board(root: Path, firmware: Path, trusted: Sequence[TrustedKey], *
     board.identity_public_path.write_bytes(done.identity_public_pem)
     encryption_public_path(board).write_bytes(done.encryption_public_pem)
     return done
+
+
+def encrypted_sfui(directory: Path, signer: FileSigner, sequence: int,
+                   recipients: Sequence[ec.EllipticCurvePublicKey], payload: bytes) -> Path:
+    """An SFUI for VENDOR/CLASS whose payload is encrypted (A128GCM) for `recipients`' key-
+    agreement keys, written into `directory`."""
+    firmware, image = directory / f"fw{sequence}.bin", directory / f"enc-{sequence}.sfui"
+    firmware.write_bytes(payload)
+    sign_firmware(firmware, image, signer, ImageSpec(sequence, VENDOR, CLASS),
+                  encryption=PayloadEncryption(recipients))
+    return image
 
 
 def encryption_public_path(board: SimBoard | Path) -> Path:

@@ -11,8 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sfupdate import errors
-from sfupdate.authoring.author import ImageSpec, sign_firmware
-from sfupdate.authoring.author.encrypt import PayloadEncryption, load_recipient_key
+from sfupdate.authoring.author.encrypt import load_recipient_key
 from sfupdate.authoring.repo import RepoServer, Repository
 from sfupdate.authoring.repo.repository import Published
 from sfupdate.cli.main import main
@@ -22,7 +21,7 @@ from sfupdate.richos.client import FileSource, RepositoryIndex, check, install_f
 from tests.conftest import SignImage
 from tests.delivery.device import Device
 from tests.delivery.netsim import FAST, RepoWorld
-from tests.world import CLASS, VENDOR, encryption_public_path
+from tests.world import CLASS, VENDOR, encrypted_sfui, encryption_public_path
 
 OTHER_CLASS = class_uuid(VENDOR, "other-board")
 
@@ -113,11 +112,8 @@ def test_an_image_encrypted_for_another_device_is_passed_over_for_one_for_this_o
     other_device = ec.generate_private_key(ec.SECP256R1()).public_key()
 
     def encrypted(sequence: int, recipient: ec.EllipticCurvePublicKey) -> Path:
-        firmware, image = tmp_path / f"fw{sequence}.bin", tmp_path / f"enc-{sequence}.sfui"
-        firmware.write_bytes(f"secret firmware {sequence} ".encode() * 4000)
-        sign_firmware(firmware, image, es256_signer, ImageSpec(sequence, VENDOR, CLASS),
-                      encryption=PayloadEncryption([recipient]))
-        return image
+        return encrypted_sfui(tmp_path, es256_signer, sequence, [recipient],
+                              f"secret firmware {sequence} ".encode() * 4000)
 
     world.publish(encrypted(2, this_device), encrypted(3, other_device))
     log: list[str] = []

@@ -103,6 +103,21 @@ def mark_good(config_path: Path, no_confirm: bool, as_json: bool) -> None:
         raise DeviceStateError(f"trial slot {result.slot} failed its health check: rejected")
 
 
+@linux_group.command("encryption-key")
+@config_option
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the public PEM here (default: stdout).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def encryption_key(config_path: Path, output: Path | None, as_json: bool) -> None:
+    """Export the device's public encryption key (for `sfu sign --encrypt-for`); run as the
+    agent's user, who alone may open secure storage."""
+    from sfupdate.cli.encryption_cmds import show_encryption_key
+    from sfupdate.secure.board.linux.board import LinuxBoard
+
+    show_encryption_key(LinuxBoard(load_config(config_path)).storage, str(config_path),
+                        output, as_json)
+
+
 @linux_group.command("status")
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

@@ -17,6 +17,7 @@ from sfupdate.authoring.author.encrypt import (
 )
 from sfupdate.cli.render import emit_json, json_option, write_output
 from sfupdate.formats.sfui.encryption import CONTENT_BY_NAME, EncryptionInfo
+from sfupdate.secure.board.hal import SecureStorage
 
 F = TypeVar("F", bound=Callable[..., Any])
 _existing = click.Path(path_type=Path, dir_okay=False, exists=True)
@@ -108,14 +109,22 @@ def export_encryption_key(identity_public_path: Path, pem: bytes) -> Path:
 @json_option
 def encryption_key(directory: Path, output: Path | None, as_json: bool) -> None:
     """Export a provisioned board's public encryption key (for `sfu sign --encrypt-for`)."""
+    from sfupdate.secure.board.sim import open_board
+
+    show_encryption_key(open_board(directory).storage, str(directory), output, as_json)
+
+
+def show_encryption_key(storage: SecureStorage, where: str, output: Path | None,
+                        as_json: bool) -> None:
+    """Derive the board's public encryption key from the identity key in its secure storage
+    (the private key stays in this process) and print or write it."""
     from sfupdate.formats.sfui import key_id
     from sfupdate.keys.files import parse_public_pem
-    from sfupdate.secure.board.sim import open_board
     from sfupdate.secure.kernel import Kernel
     from sfupdate.secure.kernel.agreement import agreement_public_pem
 
-    pem = agreement_public_pem(Kernel(open_board(directory).storage).identity_key())
-    kid = key_id(parse_public_pem(pem, str(directory)).public_key).hex()
+    pem = agreement_public_pem(Kernel(storage).identity_key())
+    kid = key_id(parse_public_pem(pem, where).public_key).hex()
     if output is not None:
         write_output(output, pem)
     if as_json:
@@ -124,4 +133,4 @@ def encryption_key(directory: Path, output: Path | None, as_json: bool) -> None:
     elif output is None:
         click.echo(pem.decode(), nl=False)
     else:
-        click.echo(f"{output}: encryption key {kid} of {directory}")
+        click.echo(f"{output}: encryption key {kid} of {where}")
