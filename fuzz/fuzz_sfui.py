@@ -4,7 +4,8 @@
 
 The first input byte picks the target: the whole envelope reader (with the draft's example key
 trusted, so signed seeds get past authentication), or one of the parsers behind the signature
-(manifest, text, command sequence), which an attacker with a signing key could reach. Any
+(manifest, text, command sequence, an encrypted payload's SUIT_Encryption_Info), which an
+attacker with a signing key could reach. Any
 exception other than sfupdate.errors.SfuError is a finding.
 """
 
@@ -20,6 +21,7 @@ import atheris
 with atheris.instrument_imports():
     from sfupdate import errors
     from sfupdate.formats.sfui import EnvelopeReader, ImageInfo, Manifest, Text
+    from sfupdate.formats.sfui.encryption import EncryptionInfo
     from sfupdate.formats.sfui.model import decode_sequence
     from sfupdate.keys import load_public_key
 
@@ -43,7 +45,7 @@ def parse_manifest(data: bytes) -> None:
 
 
 TARGETS = [read_envelope, parse_manifest, Text.decode,
-           lambda data: decode_sequence(data, "fuzz")]
+           lambda data: decode_sequence(data, "fuzz"), EncryptionInfo.decode]
 
 
 def test_one_input(data: bytes) -> None:

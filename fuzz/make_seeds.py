@@ -13,8 +13,10 @@ import tempfile
 from pathlib import Path
 
 import cbor2
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from sfupdate.authoring.author import ImageSpec, sign_firmware
+from sfupdate.authoring.author.encrypt import PayloadEncryption
 from sfupdate.formats.ipc.messages import (
     ConfirmRequest,
     ErrorReply,
@@ -33,6 +35,7 @@ from sfupdate.keys import load_signer
 
 ROOT = Path(__file__).parent
 EXAMPLES = ROOT.parent / "tests" / "data" / "suit-examples"
+ENCRYPTION_EXAMPLES = ROOT.parent / "tests" / "data" / "suit-encryption-examples"
 
 
 def write(corpus: Path, data: bytes) -> None:
@@ -60,6 +63,22 @@ def sfui_seeds() -> None:
                                                                    "fuzz"), "1.0", "seed")
         signer = load_signer(EXAMPLES / "example-key-private.pem")
         sign_firmware(firmware, out, signer, spec)
+        write(corpus, b"\x00" + out.read_bytes())
+    encryption_seeds(corpus)
+
+
+def encryption_seeds(corpus: Path) -> None:
+    """The draft's SUIT_Encryption_Info examples (target 4), and an encrypted SFUI of ours."""
+    for example in sorted(ENCRYPTION_EXAMPLES.glob("suit-encryption-info-*.hex")):
+        write(corpus, b"\x04" + bytes.fromhex("".join(example.read_text().split())))
+    with tempfile.TemporaryDirectory() as tmp:
+        firmware, out = Path(tmp) / "fw.bin", Path(tmp) / "fw.sfui"
+        firmware.write_bytes(b"seed firmware " * 8)
+        spec = ImageSpec(2, vendor_uuid("example.com"), class_uuid(vendor_uuid("example.com"),
+                                                                   "fuzz"), "2.0", "encrypted")
+        recipient = ec.generate_private_key(ec.SECP256R1()).public_key()
+        sign_firmware(firmware, out, load_signer(EXAMPLES / "example-key-private.pem"), spec,
+                      encryption=PayloadEncryption([recipient], [bytes(16)]))
         write(corpus, b"\x00" + out.read_bytes())
 
 

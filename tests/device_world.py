@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -105,6 +106,21 @@ def payload_offset(image: bytes, payload: bytes) -> int:
     return offset
 
 
+@contextlib.contextmanager
+def serving(tmp: Path, author: FileSigner, slot_size: int = SLOT_SIZE,
+            payload_kek: bytes | None = None) -> Iterator[DeviceWorld]:
+    """A provisioned device (see DeviceWorld.provisioned) with its agent serving, stopped and
+    cleaned up afterwards."""
+    sockets = Path(tempfile.mkdtemp(prefix="sfu-"))  # sun_path is short; tmp may not be
+    device = DeviceWorld.provisioned(tmp, sockets, author, slot_size, payload_kek)
+    device.start_agent()
+    try:
+        yield device
+    finally:
+        device.stop_agent()
+        shutil.rmtree(sockets, ignore_errors=True)
+
+
 @dataclass
 class DeviceWorld:
     root: Path
@@ -117,12 +133,15 @@ class DeviceWorld:
 
     @classmethod
     def provisioned(cls, tmp: Path, socket_dir: Path, author: FileSigner,
-                    slot_size: int = SLOT_SIZE) -> DeviceWorld:
-        """A board provisioned with sequence 1 confirmed in slot A, trusting `author`."""
+                    slot_size: int = SLOT_SIZE, payload_kek: bytes | None = None
+                    ) -> DeviceWorld:
+        """A board provisioned with sequence 1 confirmed in slot A, trusting `author` (and
+        holding `payload_kek` for encrypted payloads, if given)."""
         root = tmp / "board"
         first = tmp / "v1.sfui"
         first.write_bytes(envelope(manifest(1, FIRMWARE_V1), FIRMWARE_V1, author))
-        provision_board(root, first, [TrustedKey(author.public_key)], slot_size=slot_size)
+        provision_board(root, first, [TrustedKey(author.public_key)], slot_size=slot_size,
+                        payload_kek=payload_kek)
         return cls(root, socket_dir, author)
 
     def start_agent(self) -> RunningAgent:

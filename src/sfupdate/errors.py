@@ -188,6 +188,20 @@ class PayloadDigestError(AuthenticationError):
     code = "payload-digest"
 
 
+class KeyUnwrapError(AuthenticationError):
+    """An encrypted payload's wrapped content key does not unwrap with the recipient's key
+    (AES key wrap's integrity check fails): tampered with, or wrapped for another key."""
+
+    code = "key-unwrap"
+
+
+class CiphertextTagError(AuthenticationError):
+    """An encrypted payload whose AEAD authentication tag does not verify: the ciphertext
+    was tampered with."""
+
+    code = "ciphertext-tag"
+
+
 # --- device policy ---------------------------------------------------------------------------
 
 
@@ -239,6 +253,12 @@ class WrongDeviceError(PolicyError):
     """A signed remote command or policy that names another device (UEID) or device class."""
 
     code = "wrong-device"
+
+
+class NotARecipientError(PolicyError):
+    """An authentic SFUI whose payload is encrypted for other keys than this device's."""
+
+    code = "not-a-recipient"
 
 
 class ExpiredError(PolicyError):

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import shutil
 import socket
 import struct
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +24,7 @@ from sfupdate.formats.ipc.framing import Connection
 from sfupdate.formats.sfui import cbor
 from sfupdate.keys.files import FileSigner
 from tests.agent.support import AGENT_TIMEOUT
-from tests.device_world import DeviceWorld, envelope, manifest, process_memory
+from tests.device_world import DeviceWorld, envelope, manifest, process_memory, serving
 
 MiB = 1 << 20
 BOUND_KIB = 32 * 1024
@@ -100,14 +98,8 @@ def test_ten_gib_image_is_refused_before_the_agent_allocates_for_it(
 def big_world(tmp_path: Path, es256_signer: FileSigner) -> Iterator[DeviceWorld]:
     """A board whose slots are 16 GiB (sparse): a 10 GiB image fits. Its snapshot() would hash
     the slots, so the test below does not take one."""
-    sockets = Path(tempfile.mkdtemp(prefix="sfu-"))
-    device = DeviceWorld.provisioned(tmp_path, sockets, es256_signer, slot_size=BIG_SLOT)
-    device.start_agent()
-    try:
+    with serving(tmp_path, es256_signer, BIG_SLOT) as device:
         yield device
-    finally:
-        device.stop_agent()
-        shutil.rmtree(sockets, ignore_errors=True)
 
 
 def test_ten_gib_image_that_fits_fed_slowly_is_ended_by_the_idle_timeout(

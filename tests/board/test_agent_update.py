@@ -11,10 +11,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from sfupdate import errors
 from sfupdate.authoring.author import ImageSpec, sign_firmware
 from sfupdate.authoring.author.bundle import build_agent_bundle
+from sfupdate.authoring.author.encrypt import PayloadEncryption
 from sfupdate.formats.sfui.uuids import AGENT_CLASS, AGENT_VENDOR
 from sfupdate.keys.files import FileSigner
 from sfupdate.secure.agent.device import Device
@@ -70,6 +72,21 @@ def test_a_bundle_signed_by_a_firmware_key_is_refused(board_dir: Path,
     with pytest.raises(errors.UnknownKeyError, match="fused in OTP"):
         _install(board_dir, build_agent_bundle(es256_signer, sequence=5))
     assert _state(board_dir) == before
+
+
+def test_an_encrypted_bundle_is_refused_before_a_byte_is_written(
+        board_dir: Path, tmp_path: Path, agent_signer: FileSigner) -> None:
+    app, signed = tmp_path / "agent.pyz", tmp_path / "agent.sfui"
+    app.write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip: never reached
+    recipient = ec.generate_private_key(ec.SECP256R1()).public_key()
+    sign_firmware(app, signed, agent_signer, ImageSpec(5, AGENT_VENDOR, AGENT_CLASS),
+                  encryption=PayloadEncryption([recipient]))
+    before = (_state(board_dir), (board_dir / "agent" / "B").exists()
+              and sorted((board_dir / "agent" / "B").iterdir()))
+    with pytest.raises(errors.UnsupportedError, match="cannot be encrypted"):
+        _install(board_dir, signed.read_bytes())
+    assert (_state(board_dir), (board_dir / "agent" / "B").exists()
+            and sorted((board_dir / "agent" / "B").iterdir())) == before
 
 
 def test_a_bundle_that_never_confirms_is_dropped_at_the_next_boot(

@@ -8,8 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from sfupdate import errors, keys
+from sfupdate.authoring.author import ImageSpec, sign_firmware
+from sfupdate.authoring.author.encrypt import PayloadEncryption
 from sfupdate.authoring.repo import Repository
 from sfupdate.cli.main import main
 from sfupdate.formats.sfui import TrustedKey, class_uuid
@@ -18,7 +21,7 @@ from sfupdate.richos.client import FileSource, RepositoryIndex, check, update
 from tests.conftest import SignImage
 from tests.delivery.device import Device
 from tests.delivery.netsim import RepoWorld
-from tests.world import VENDOR
+from tests.world import CLASS, VENDOR
 
 OTHER_CLASS = class_uuid(VENDOR, "other-board")
 
@@ -61,6 +64,22 @@ def test_a_truncated_image_is_not_added(world: RepoWorld, tmp_path: Path) -> Non
     with pytest.raises(errors.PayloadTooShortError, match=rf"{truncated}: payload truncated"):
         world.repo.add(truncated)
     assert repo_files(world) == before  # no stray copy, nothing staged
+
+
+def test_an_encrypted_image_is_added_on_its_signature_and_length(
+        world: RepoWorld, tmp_path: Path, es256_signer: FileSigner) -> None:
+    """The repository holds no device key: it checks what it can (signature, the
+    ciphertext's length); the device checks the plaintext digest when it decrypts."""
+    firmware, image = tmp_path / "fw.bin", tmp_path / "enc" / "fw-enc.sfui"
+    firmware.write_bytes(b"secret firmware " * 5000)
+    image.parent.mkdir()
+    device_key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    sign_firmware(firmware, image, es256_signer, ImageSpec(2, VENDOR, CLASS),
+                  encryption=PayloadEncryption([device_key]))
+    truncated = cut(image, image.stat().st_size - 1, tmp_path / "bad" / image.name)
+    with pytest.raises(errors.PayloadTooShortError):
+        world.repo.add(truncated)
+    assert world.repo.add(image).length == image.stat().st_size
 
 
 def test_an_image_cut_inside_its_header_is_not_added(world: RepoWorld, tmp_path: Path) -> None:

@@ -8,17 +8,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from sfupdate import errors
+from sfupdate.authoring.author.encrypt import load_recipient_key
 from sfupdate.authoring.repo import RepoServer, Repository
 from sfupdate.authoring.repo.repository import Published
 from sfupdate.cli.main import main
 from sfupdate.formats.sfui import TrustedKey, class_uuid
+from sfupdate.keys.files import FileSigner
 from sfupdate.richos.client import FileSource, RepositoryIndex, check, install_file, update
 from tests.conftest import SignImage
 from tests.delivery.device import Device
 from tests.delivery.netsim import FAST, RepoWorld
-from tests.world import CLASS, VENDOR
+from tests.world import CLASS, VENDOR, encrypted_sfui, encryption_public_path
 
 OTHER_CLASS = class_uuid(VENDOR, "other-board")
 
@@ -98,6 +101,26 @@ def test_update_picks_the_newest_image_for_this_device_class(world: RepoWorld,
     assert result.installed is not None and result.installed.sequence == 3
     assert progress[-1][0] == progress[-1][1] == result.check.available.length
     device.assert_trial(3)
+
+
+def test_an_image_encrypted_for_another_device_is_passed_over_for_one_for_this_one(
+        world: RepoWorld, device: Device, tmp_path: Path, es256_signer: FileSigner) -> None:
+    """Through the TUF index and the client: the newest image is encrypted for another
+    device, so this device's agent refuses it (it cannot even unwrap its key) and the client
+    falls back to the image encrypted for this device, which installs."""
+    this_device = load_recipient_key(encryption_public_path(device.agent.board))
+    other_device = ec.generate_private_key(ec.SECP256R1()).public_key()
+
+    def encrypted(sequence: int, recipient: ec.EllipticCurvePublicKey) -> Path:
+        return encrypted_sfui(tmp_path, es256_signer, sequence, [recipient],
+                              f"secret firmware {sequence} ".encode() * 4000)
+
+    world.publish(encrypted(2, this_device), encrypted(3, other_device))
+    log: list[str] = []
+    result = update(local_index(world), device, log=log.append)
+    assert result.installed is not None and result.installed.sequence == 2
+    assert any("is encrypted for" in line for line in log), log
+    device.assert_trial(2)
 
 
 def test_check_says_up_to_date_when_nothing_is_newer(world: RepoWorld, device: Device) -> None:

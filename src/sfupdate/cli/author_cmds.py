@@ -13,6 +13,12 @@ import click
 
 from sfupdate import keys
 from sfupdate.authoring.author import ImageSpec, sign_firmware
+from sfupdate.cli.encryption_cmds import (
+    describe_encryption,
+    encryption_lines,
+    encryption_options,
+    payload_encryption,
+)
 from sfupdate.cli.key_options import (
     KEY_METAVAR,
     ask,
@@ -38,6 +44,7 @@ from sfupdate.formats.sfui import (
     class_uuid,
     vendor_uuid,
 )
+from sfupdate.formats.sfui.encryption import EncryptionInfo
 from sfupdate.formats.sfui.reader import PayloadRef
 from sfupdate.keys.unlock import PASSPHRASE_ENV, read_secret_file
 
@@ -142,27 +149,33 @@ def _uuids(vendor: str, klass: str) -> tuple[uuid.UUID, uuid.UUID]:
                    "ES256 (-7) / EdDSA (-8) for recipients that know only those.")
 @click.option("-o", "--output", type=_path, required=True, help="The SFUI file to write.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+@encryption_options
 @unlock_options
 @progress_option
 @json_option
 def sign(firmware: Path, key_refs: tuple[str, ...], sequence: int, vendor: str, klass: str,
          version_text: str | None, description: str | None, cose_alg: str,
-         output: Path, force: bool, passphrase_file: Path | None,
+         output: Path, force: bool, encrypt_for: tuple[Path, ...],
+         encrypt_kek: tuple[Path, ...], encrypt_alg: str, passphrase_file: Path | None,
          pkcs11_module: str | None, progress_mode: str, as_json: bool) -> None:
-    """Sign FIRMWARE into a Secured Firmware Update Image (SUIT envelope)."""
+    """Sign FIRMWARE into a Secured Firmware Update Image (SUIT envelope).
+
+    With --encrypt-for or --encrypt-kek the payload is encrypted for those recipients only."""
     _refuse_overwrite(output, force)  # before the work; the final rename is atomic
+    encryption = payload_encryption(encrypt_for, encrypt_kek, encrypt_alg)
     how = unlock(passphrase_file, pkcs11_module)
     signer, *cosigners = [keys.load_signer(ref, AlgorithmStyle(cose_alg), how)
                           for ref in key_refs]
     vendor_id, class_id = _uuids(vendor, klass)
     spec = ImageSpec(sequence, vendor_id, class_id, version_text, description)
     with progress(progress_mode, "signing") as report:
-        signed = sign_firmware(firmware, output, signer, spec, report, cosigners)
+        signed = sign_firmware(firmware, output, signer, spec, report, cosigners, encryption)
     if as_json:
         emit_json({"file": str(output), "sequence": sequence, "image_size": signed.image_size,
                    "image_digest": signed.image_digest.hex(), "file_size": signed.envelope_size,
                    "signer_key_id": signer.kid.hex(),
-                   "signer_key_ids": [s.kid.hex() for s in (signer, *cosigners)]})
+                   "signer_key_ids": [s.kid.hex() for s in (signer, *cosigners)],
+                   "encryption": describe_encryption(encryption.info) if encryption else None})
     else:
         click.echo(f"{output}: sequence {sequence}, {signed.image_size} bytes, "
                    f"sha256 {signed.image_digest.hex()}")
@@ -188,6 +201,8 @@ def _describe(info: ImageInfo, text: Text | None, payload: PayloadRef | None) ->
                     if payload else {"integrated": False, "uri": info.payload_uri}),
         "version": text.component_version() if text else None,
         "description": text.description() if text else None,
+        "encryption": describe_encryption(EncryptionInfo.decode(info.encryption_info)
+                                          if info.encryption_info is not None else None),
     }
 
 
@@ -205,9 +220,9 @@ def _print_description(desc: dict[str, Any]) -> None:
         ("version", desc["version"]),
         ("description", desc["description"]),
     ]
-    for name, value in rows:
+    for name, value in rows + encryption_lines(desc["encryption"]):
         if value is not None:
-            click.echo(f"{name + ':':<14}{value}")
+            click.echo(f"{name + ':' if name else '':<14}{value}")
 
 
 def _check_complete(file: Path, stream: BinaryIO, payload: PayloadRef | None) -> None:
@@ -282,7 +297,8 @@ def verify(file: Path, key_files: tuple[Path, ...], vendor: str | None, klass: s
             with progress(progress_mode, "verifying") as report:
                 total = verified.payload.length if verified.payload else 0
                 done = 0
-                for chunk in reader.payload():
+                chunks = reader.ciphertext() if verified.encryption else reader.payload()
+                for chunk in chunks:
                     done += len(chunk)
                     report(done, total)
     desc = _describe(info, verified.text, verified.payload)
@@ -292,7 +308,12 @@ def verify(file: Path, key_files: tuple[Path, ...], vendor: str | None, klass: s
     if as_json:
         emit_json(desc)
         return
-    if payload_checked:
+    if payload_checked and verified.encryption is not None:
+        click.echo(f"{file}: OK: authentic and complete (sequence {info.sequence_number}, "
+                   f"{info.image_size} bytes encrypted with {verified.encryption.name}, signed "
+                   f"by key {verified.signer.kid.hex()[:16]}); the plaintext digest is checked "
+                   "by the device that decrypts it")
+    elif payload_checked:
         click.echo(f"{file}: OK: authentic and complete (sequence {info.sequence_number}, "
                    f"{info.image_size} bytes, signed by key {verified.signer.kid.hex()[:16]})")
     else:

@@ -9,6 +9,8 @@ from typing import Any
 import click
 
 from sfupdate import keys
+from sfupdate.authoring.author.encrypt import load_kek
+from sfupdate.cli.encryption_cmds import export_encryption_key, payload_kek_option
 from sfupdate.cli.key_options import passphrase_file_option, unlock
 from sfupdate.cli.render import ABSENT, emit_json, json_option, show_device_status, shown
 from sfupdate.errors import UsageError
@@ -64,9 +66,11 @@ def create(directory: Path, slot_size: str) -> None:
 @click.option("--recovery", "recovery_files", type=_existing, multiple=True,
               help="Public key trusted to sign images while the device is quarantined "
                    "(repeatable).")
+@payload_kek_option
 def provision_cmd(directory: Path, trust_files: tuple[Path, ...], vendor: str, klass: str,
                   firmware: Path, agent_key: Path | None, passphrase_file: Path | None,
-                  operator_files: tuple[Path, ...], recovery_files: tuple[Path, ...]) -> None:
+                  operator_files: tuple[Path, ...], recovery_files: tuple[Path, ...],
+                  payload_kek: Path | None) -> None:
     """Fuse the root of trust, store trust anchors, install and confirm the first firmware."""
     board = open_board(directory)
     trusted = [keys.load_public_key(p) for p in trust_files]
@@ -74,11 +78,14 @@ def provision_cmd(directory: Path, trust_files: tuple[Path, ...], vendor: str, k
     recovery = [keys.load_public_key(p) for p in recovery_files]
     bundle, bundle_key = agent_bundle_for(agent_key, unlock(passphrase_file))
     done = provision(board, trusted, vendor, klass, firmware, bundle, bundle_key, operators,
-                     recovery)
+                     recovery, load_kek(payload_kek) if payload_kek else None)
     board.identity_public_path.write_bytes(done.identity_public_pem)
+    encryption_path = export_encryption_key(board.identity_public_path,
+                                            done.encryption_public_pem)
     click.echo(f"{directory}: provisioned; slot A confirmed at sequence {done.image.sequence}; "
                f"root-key hash {done.root_key_hash.hex()}; "
-               f"identity key {board.identity_public_path}")
+               f"identity key {board.identity_public_path}; "
+               f"encryption key {encryption_path}")
 
 
 def agent_bundle_for(agent_key: Path | None, key_unlock: keys.Unlock | None = None

@@ -10,6 +10,7 @@ import click
 
 from sfupdate import keys
 from sfupdate.cli.board_cmds import describe
+from sfupdate.cli.encryption_cmds import payload_kek_option
 from sfupdate.cli.render import emit_json
 from sfupdate.secure.board.linux.config import DEFAULT_PATH, load_config
 
@@ -42,13 +43,17 @@ def linux_group() -> None:
               help="INSECURE: with no [tpm] configured, keep fuses and secure storage in "
                    "plain files that root can read, forge and roll back. For development "
                    "boards only; never on a device in the field.")
+@payload_kek_option
 def provision_cmd(config_path: Path, trust_files: tuple[Path, ...], vendor: str, klass: str,
                   firmware: Path, agent_key: Path | None, operator_files: tuple[Path, ...],
-                  recovery_files: tuple[Path, ...], insecure_storage: bool) -> None:
+                  recovery_files: tuple[Path, ...], insecure_storage: bool,
+                  payload_kek: Path | None) -> None:
     """On the production line: write slot A, create the TPM key and indices, store the trust
     anchors, lock the TPM's owner hierarchy. Run as root, then hand state_dir to the agent's
     user (docs/deploy.md)."""
+    from sfupdate.authoring.author.encrypt import load_kek
     from sfupdate.cli.board_cmds import agent_bundle_for
+    from sfupdate.cli.encryption_cmds import export_encryption_key
     from sfupdate.secure.board.linux.board import LinuxBoard
     from sfupdate.secure.boot.provision import provision
 
@@ -60,11 +65,15 @@ def provision_cmd(config_path: Path, trust_files: tuple[Path, ...], vendor: str,
     done = provision(board, [keys.load_public_key(p) for p in trust_files], vendor, klass,
                      firmware, bundle, bundle_key,
                      [keys.load_public_key(p) for p in operator_files],
-                     [keys.load_public_key(p) for p in recovery_files])
+                     [keys.load_public_key(p) for p in recovery_files],
+                     load_kek(payload_kek) if payload_kek else None)
     board.identity_public_path.write_bytes(done.identity_public_pem)
+    encryption_path = export_encryption_key(board.identity_public_path,
+                                            done.encryption_public_pem)
     click.echo(f"{config_path}: provisioned; slot A confirmed at sequence "
                f"{done.image.sequence}; root-key hash {done.root_key_hash.hex()}; "
-               f"identity key {board.identity_public_path}")
+               f"identity key {board.identity_public_path}; "
+               f"encryption key {encryption_path}")
 
 
 @linux_group.command("mark-good")
@@ -88,6 +97,21 @@ def mark_good(config_path: Path, no_confirm: bool, as_json: bool) -> None:
             click.echo(event)
     if result.trial and not result.healthy:
         raise DeviceStateError(f"trial slot {result.slot} failed its health check: rejected")
+
+
+@linux_group.command("encryption-key")
+@config_option
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the public PEM here (default: stdout).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def encryption_key(config_path: Path, output: Path | None, as_json: bool) -> None:
+    """Export the device's public encryption key (for `sfu sign --encrypt-for`); run as the
+    agent's user, who alone may open secure storage."""
+    from sfupdate.cli.encryption_cmds import show_encryption_key
+    from sfupdate.secure.board.linux.board import LinuxBoard
+
+    show_encryption_key(LinuxBoard(load_config(config_path)).storage, str(config_path),
+                        output, as_json)
 
 
 @linux_group.command("status")

@@ -91,7 +91,8 @@ class LazyGroup(click.Group):
 
 COMMANDS: Mapping[str, Lazy] = {
     "keys": Lazy("author_cmds:keys_group",
-                 "Create signing keys and export their public halves."),
+                 "Create signing keys and export their public halves.",
+                 subcommands=("encryption_cmds:generate_kek",)),
     "sign": Lazy("author_cmds:sign",
                  "Sign FIRMWARE into a Secured Firmware Update Image (SUIT envelope)."),
     "inspect": Lazy("author_cmds:inspect",
@@ -103,7 +104,7 @@ COMMANDS: Mapping[str, Lazy] = {
                     "Install an SFUI through the local agent (as a trial; reboot to run it)."),
     "board": Lazy("board_cmds:board_group",
                   "Simulated board: create, provision, boot, confirm, status; `linux` devices.",
-                  subcommands=("device_cmds:linux_group",)),
+                  subcommands=("device_cmds:linux_group", "encryption_cmds:encryption_key")),
     "repo": Lazy("delivery_cmds:repo_group",
                  "Publish SFUIs in a static repository with a signed index."),
     "serve": Lazy("delivery_cmds:serve",

@@ -47,8 +47,13 @@ def write_private_key(key: PrivateKey, path: Path, passphrase: bytes | None = No
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase) if passphrase
         else serialization.NoEncryption())
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            encryption)
+    write_secret(path, key.private_bytes(serialization.Encoding.PEM,
+                                         serialization.PrivateFormat.PKCS8, encryption))
+
+
+def write_secret(path: Path, secret: bytes) -> None:
+    """Create `path` readable by the owner only, holding `secret`, durably; refuses to
+    overwrite."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -57,7 +62,7 @@ def write_private_key(key: PrivateKey, path: Path, passphrase: bytes | None = No
         raise KeyFileError(f"cannot create {path}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(pem)
+            f.write(secret)
             f.flush()
             os.fsync(f.fileno())
     except OSError as exc:  # a disk full: no half-written key is left behind

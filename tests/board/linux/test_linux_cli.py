@@ -3,18 +3,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from sfupdate.authoring.author.encrypt import load_recipient_key
 from sfupdate.keys.files import FileSigner
 from tests.board.conftest import Images
 from tests.board.linux.conftest import SoftTpm, need, write_config
-from tests.world import CLASS_NAME, VENDOR_NAME
+from tests.world import CLASS_NAME, VENDOR_NAME, encrypted_sfui
 
 
 def sfu(*args: str) -> subprocess.CompletedProcess[str]:
@@ -22,8 +26,10 @@ def sfu(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_provision_serve_install_mark_good(tmp_path: Path, swtpm: SoftTpm, images: Images,
-                                           es256_signer: FileSigner) -> None:
+def provisioned(tmp_path: Path, swtpm: SoftTpm, images: Images,
+                es256_signer: FileSigner) -> Path:
+    """A device provisioned through the CLI (TPM storage, U-Boot, booted from slot A: the
+    kernel command line is tmp_path/cmdline); its config file."""
     need("fw_setenv")
     cmdline = tmp_path / "cmdline"
     cmdline.write_text("console=ttyS0 sfu.slot=A\n")
@@ -33,14 +39,15 @@ def test_provision_serve_install_mark_good(tmp_path: Path, swtpm: SoftTpm, image
     trust = tmp_path / "fw.pub.pem"
     trust.write_bytes(es256_signer.public_key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-
     done = sfu("board", "linux", "provision", "--config", str(config), "--trust", str(trust),
                "--vendor", VENDOR_NAME, "--class", CLASS_NAME, "--firmware", str(images.v1))
     assert done.returncode == 0, done.stderr
-    again = sfu("board", "linux", "provision", "--config", str(config), "--trust", str(trust),
-                "--vendor", VENDOR_NAME, "--class", CLASS_NAME, "--firmware", str(images.v1))
-    assert again.returncode == 12 and "already provisioned" in again.stderr
+    return config
 
+
+@contextlib.contextmanager
+def serving(config: Path, tmp_path: Path) -> Iterator[Path]:
+    """`sfu agent serve --config` (its socket is tmp_path/agent.sock), stopped afterwards."""
     sock = tmp_path / "agent.sock"
     log = (tmp_path / "agent.log").open("wb")
     agent = subprocess.Popen([sys.executable, "-m", "sfupdate.cli.main", "agent", "serve",
@@ -51,11 +58,23 @@ def test_provision_serve_install_mark_good(tmp_path: Path, swtpm: SoftTpm, image
             assert agent.poll() is None, (tmp_path / "agent.log").read_text()
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        installed = sfu("install", "--socket", str(sock), str(images.v2))
-        assert installed.returncode == 0, installed.stderr
+        yield sock
     finally:
         agent.terminate()
         agent.wait(10)
+
+
+def test_provision_serve_install_mark_good(tmp_path: Path, swtpm: SoftTpm, images: Images,
+                                           es256_signer: FileSigner) -> None:
+    config = provisioned(tmp_path, swtpm, images, es256_signer)
+    cmdline, trust = tmp_path / "cmdline", tmp_path / "fw.pub.pem"
+    again = sfu("board", "linux", "provision", "--config", str(config), "--trust", str(trust),
+                "--vendor", VENDOR_NAME, "--class", CLASS_NAME, "--firmware", str(images.v1))
+    assert again.returncode == 12 and "already provisioned" in again.stderr
+
+    with serving(config, tmp_path) as sock:
+        installed = sfu("install", "--socket", str(sock), str(images.v2))
+        assert installed.returncode == 0, installed.stderr
 
     status = json.loads(sfu("board", "linux", "status", "--config", str(config),
                             "--json").stdout)
@@ -75,6 +94,33 @@ def test_provision_serve_install_mark_good(tmp_path: Path, swtpm: SoftTpm, image
         "B", 2, None)
     assert status["bootloader"]["BOOT_ORDER"] == "B"
     assert status["insecure_storage"] is False
+
+
+def test_an_image_encrypted_for_the_tpm_device_installs_there_and_no_other_does(
+        tmp_path: Path, swtpm: SoftTpm, images: Images, es256_signer: FileSigner) -> None:
+    """On the linux backend the key-agreement key is derived from the identity key kept in
+    the TPM-encrypted secure storage: provisioning exports its public half, the agent
+    decrypts with it."""
+    config = provisioned(tmp_path, swtpm, images, es256_signer)
+    exported = tmp_path / "state" / "device-enc.pub.pem"
+    shown = sfu("board", "linux", "encryption-key", "--config", str(config), "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["pem"] == exported.read_text()
+
+    def encrypted(sequence: int, recipient: ec.EllipticCurvePublicKey) -> Path:
+        return encrypted_sfui(tmp_path, es256_signer, sequence, [recipient],
+                              f"linux firmware {sequence} ".encode() * 2000)
+
+    stranger = ec.generate_private_key(ec.SECP256R1()).public_key()
+    with serving(config, tmp_path) as sock:
+        refused = sfu("install", "--socket", str(sock), str(encrypted(3, stranger)))
+        assert refused.returncode == 5 and "is encrypted for" in refused.stderr
+        installed = sfu("install", "--socket", str(sock),
+                        str(encrypted(2, load_recipient_key(exported))))
+        assert installed.returncode == 0, installed.stderr
+    status = json.loads(sfu("board", "linux", "status", "--config", str(config),
+                            "--json").stdout)
+    assert status["trial_slot"] == "B" and status["slots"]["B"]["sequence"] == 2
 
 
 def test_provision_without_a_tpm_needs_the_insecure_flag(tmp_path: Path, images: Images,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
 
+from sfupdate.authoring.author.encrypt import PayloadEncryption
 from sfupdate.errors import UsageError
 from sfupdate.formats.sfui import cbor, suit
 from sfupdate.formats.sfui.cose import ALGORITHM_NAMES, Signer, sign1
@@ -62,8 +63,9 @@ class SignedImage:
 
 
 def build_manifest(spec: ImageSpec, image_digest: bytes, image_size: int,
-                   text: Text | None) -> Manifest:
-    """The sfupdate profile of a SUIT manifest: one component, integrated payload."""
+                   text: Text | None, encryption_info: bytes | None = None) -> Manifest:
+    """The sfupdate profile of a SUIT manifest: one component, integrated payload (decrypted
+    on the way in with `encryption_info`, if given: docs/suit-notes.md)."""
     if not 0 <= spec.sequence_number < 1 << 64:
         raise UsageError("sequence number must be an unsigned 64-bit integer")
     report = suit.REPORT_ALL
@@ -77,8 +79,11 @@ def build_manifest(spec: ImageSpec, image_digest: bytes, image_size: int,
         Command(suit.COND_VENDOR_ID, report),
         Command(suit.COND_CLASS_ID, report),
     )
+    fetch_parameters: dict[int, object] = {suit.PARAM_URI: PAYLOAD_URI}
+    if encryption_info is not None:
+        fetch_parameters[suit.PARAM_ENCRYPTION_INFO] = encryption_info
     install = (
-        Command(suit.DIR_OVERRIDE_PARAMETERS, {suit.PARAM_URI: PAYLOAD_URI}),
+        Command(suit.DIR_OVERRIDE_PARAMETERS, fetch_parameters),
         Command(suit.DIR_FETCH, report),
         Command(suit.COND_IMAGE_MATCH, report),
     )
@@ -116,23 +121,28 @@ class _Placeholder:
         return bytes(SIGNATURE_SIZE)
 
 
-def _prefix(spec: ImageSpec, digest: bytes, size: int,
-            signers: Sequence[Signer]) -> tuple[Manifest, bytes]:
+def _prefix(spec: ImageSpec, digest: bytes, size: int, signers: Sequence[Signer],
+            encryption: PayloadEncryption | None) -> tuple[Manifest, bytes]:
     """The signed manifest and everything of the envelope before the payload's bytes: the
     authentication wrapper holds one COSE_Sign1 per signer after the digest."""
     text = _text(spec)
-    manifest = build_manifest(spec, digest, size, text)
+    info = encryption.info.encode() if encryption is not None else None
+    manifest = build_manifest(spec, digest, size, text, info)
     manifest_bytes = manifest.encode()
     digest_bytes = Digest(manifest_digest(manifest_bytes)).encode()
     auth = cbor.dumps([digest_bytes, *(sign1(digest_bytes, s) for s in signers)])
     members = {suit.ENV_AUTHENTICATION: auth, suit.ENV_MANIFEST: manifest_bytes}
     if text is not None:
         members[suit.ENV_TEXT] = text.encode()
-    return manifest, envelope_prefix(members, PAYLOAD_URI, size)
+    overhead = encryption.overhead if encryption is not None else 0
+    return manifest, envelope_prefix(members, PAYLOAD_URI, size + overhead)
 
 
-def _stream_payload(src: io.FileIO, dst: BinaryIO, size: int, progress: Progress) -> bytes:
-    """Copy exactly `size` bytes while hashing them; the digest of what was written."""
+def _stream_payload(src: io.FileIO, dst: BinaryIO, size: int, progress: Progress,
+                    encryption: PayloadEncryption | None) -> bytes:
+    """Copy exactly `size` bytes while hashing them (encrypted on the way, if asked: the
+    digest is always the plaintext's); the digest of what was read."""
+    encryptor = encryption.encryptor() if encryption is not None else None
     hasher = hashlib.sha256()
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
@@ -141,17 +151,20 @@ def _stream_payload(src: io.FileIO, dst: BinaryIO, size: int, progress: Progress
         if done + n > size:
             raise UsageError("firmware file grew while it was being signed")
         hasher.update(view[:n])
-        dst.write(view[:n])
+        dst.write(encryptor.update(view[:n]) if encryptor is not None else view[:n])
         done += n
         progress(done, size)
     if done != size:
         raise UsageError("firmware file shrank while it was being signed")
+    if encryptor is not None:
+        dst.write(encryptor.finish())
     return hasher.digest()
 
 
 def sign_firmware(firmware: Path, output: Path, signer: Signer, spec: ImageSpec,
                   progress: Progress = no_progress,
-                  cosigners: Sequence[Signer] = ()) -> SignedImage:
+                  cosigners: Sequence[Signer] = (),
+                  encryption: PayloadEncryption | None = None) -> SignedImage:
     """Sign in one pass over the firmware, written atomically (temp file, fsync, rename).
     `cosigners` add their own COSE_Sign1 blocks (for a device whose firmware threshold is
     above one), each by a distinct key.
@@ -177,10 +190,10 @@ def sign_firmware(firmware: Path, output: Path, signer: Signer, spec: ImageSpec,
         with src, open(tmp, "wb") as dst:
             size = os.fstat(src.fileno()).st_size
             _, placeholder = _prefix(spec, bytes(32), size,
-                                     [_Placeholder(each) for each in signers])
+                                     [_Placeholder(each) for each in signers], encryption)
             dst.seek(len(placeholder))
-            digest = _stream_payload(src, dst, size, progress)
-            manifest, prefix = _prefix(spec, digest, size, signers)
+            digest = _stream_payload(src, dst, size, progress, encryption)
+            manifest, prefix = _prefix(spec, digest, size, signers, encryption)
             if len(prefix) != len(placeholder):
                 raise UsageError("the signer made a signature of an unexpected size")
             dst.seek(0)
@@ -194,4 +207,5 @@ def sign_firmware(firmware: Path, output: Path, signer: Signer, spec: ImageSpec,
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return SignedImage(output, manifest, digest, size, len(prefix) + size)
+    overhead = encryption.overhead if encryption is not None else 0
+    return SignedImage(output, manifest, digest, size, len(prefix) + size + overhead)

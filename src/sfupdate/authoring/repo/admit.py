@@ -63,8 +63,8 @@ def admit(src: BinaryIO, where: Path, into: Path, trusted: Sequence[TrustedKey])
                 if verified.info.vendor_id is None or verified.info.class_id is None:
                     raise UsageError("the manifest names no UUID vendor-id or no class-id, so "
                                      "no device could select it")
-                for _ in reader.payload():
-                    pass
+                for _ in (reader.ciphertext() if verified.encryption else reader.payload()):
+                    pass  # an encrypted payload: its length; its device checks its digest
             except SfuError as exc:
                 raise type(exc)(f"{where}: {exc}") from None
             out.flush()

@@ -108,10 +108,12 @@ class _Walker:
     """Walks one encoded item checking well-formedness and determinism without recursion
     into Python objects; returns the end offset."""
 
-    def __init__(self, data: bytes, max_depth: int, tags: frozenset[int]) -> None:
+    def __init__(self, data: bytes, max_depth: int, tags: frozenset[int],
+                 key_order: bool = True) -> None:
         self.data = data
         self.max_depth = max_depth
         self.tags = tags
+        self.key_order = key_order
         self.items = 0
 
     def head(self, pos: int) -> tuple[int, int, int]:
@@ -151,11 +153,16 @@ class _Walker:
         if major == MAJOR_MAP:
             self._check_count(2 * value, pos)
             previous: bytes | None = None
+            seen: set[bytes] = set()
             for _ in range(value):
                 key_start = pos
                 pos = self.item(pos, depth + 1)
                 key = self.data[key_start:pos]
-                if previous is not None and key <= previous:
+                if not self.key_order:
+                    if key in seen:
+                        raise EncodingError("duplicate key in a CBOR map")
+                    seen.add(key)
+                elif previous is not None and key <= previous:
                     if key == previous:
                         raise EncodingError("duplicate key in a CBOR map")
                     raise EncodingError("CBOR map keys are not in deterministic (bytewise) order")
@@ -178,11 +185,13 @@ class _Walker:
 
 
 def loads(data: bytes, what: str, max_depth: int = MAX_DEPTH,
-          tags: frozenset[int] = DEFAULT_TAGS) -> Any:
+          tags: frozenset[int] = DEFAULT_TAGS, key_order: bool = True) -> Any:
     """Decode one complete, deterministic CBOR item, or raise a precise FormatError. Only the
-    given tags may appear in it."""
+    given tags may appear in it. `key_order=False` accepts map keys in any order (still
+    unique): for COSE structures from other encoders, which RFC 9052 does not hold to
+    deterministic order, nested in a manifest that is."""
     try:
-        end = _Walker(data, max_depth, tags).item(0, 0)
+        end = _Walker(data, max_depth, tags, key_order).item(0, 0)
     except TruncatedError as exc:
         raise TruncatedError(f"{what}: {exc}") from None
     except (EncodingError, LimitExceededError, UnknownTagError) as exc:

@@ -195,6 +195,7 @@ _PARAMETERS: Final[Mapping[int, Kind]] = {
     suit.PARAM_SOURCE_COMPONENT: _UNSIGNED,
     suit.PARAM_STRICT_ORDER: BOOL, suit.PARAM_SOFT_FAILURE: BOOL,
     suit.PARAM_CONTENT: blob(), suit.PARAM_INVOKE_ARGS: blob(),
+    suit.PARAM_ENCRYPTION_INFO: blob(),
     suit.PARAM_FETCH_ARGUMENTS: blob(),
     suit.PARAM_URI: text_kind(),
 }
@@ -419,6 +420,8 @@ class ImageInfo:
     payload_uri: str | None
     checks_vendor: bool
     checks_class: bool
+    #: The SUIT_Encryption_Info the payload is decrypted with (encryption.py reads it).
+    encryption_info: bytes | None = None
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> ImageInfo:
@@ -440,6 +443,7 @@ class ImageInfo:
             payload_uri=first.get(suit.PARAM_URI),
             checks_vendor=suit.COND_VENDOR_ID in codes,
             checks_class=suit.COND_CLASS_ID in codes,
+            encryption_info=first.get(suit.PARAM_ENCRYPTION_INFO),
         )
 
 

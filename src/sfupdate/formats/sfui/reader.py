@@ -38,6 +38,7 @@ from sfupdate.errors import (
 )
 from sfupdate.formats.sfui import cbor, suit
 from sfupdate.formats.sfui.cose import Sign1, TrustedKey, distinct_signers
+from sfupdate.formats.sfui.encryption import ContentCipher, EncryptionInfo
 from sfupdate.formats.sfui.model import Digest, ImageInfo, Manifest, Text, decode_sequence
 
 MAX_MEMBERS: Final = 16
@@ -81,6 +82,13 @@ class Verified:
     #: every distinct trusted key whose signature over the manifest digest verified, in the
     #: order of their authentication blocks (a key that signed twice counts once)
     signers: tuple[TrustedKey, ...]
+    #: The payload's SUIT_Encryption_Info, decoded; None for a payload in clear.
+    encryption: EncryptionInfo | None = None
+
+    @property
+    def overhead(self) -> int:
+        """How much longer the envelope's payload is than the image (an AEAD tag)."""
+        return self.encryption.overhead if self.encryption is not None else 0
 
 
 class _State(Enum):
@@ -214,7 +222,10 @@ class EnvelopeReader:
         info = ImageInfo.from_manifest(manifest)
         if len(manifest.common.components) != 1 and self.payload_ref is not None:
             raise UnsupportedError("integrated payloads are supported for one component only")
-        self._verified = Verified(manifest, info, text, signers[0], self.payload_ref, signers)
+        encryption = (EncryptionInfo.decode(info.encryption_info)
+                      if info.encryption_info is not None else None)
+        self._verified = Verified(manifest, info, text, signers[0], self.payload_ref, signers,
+                                  encryption)
         self._state = _State.AUTHENTICATED
         return self._verified
 
@@ -252,9 +263,46 @@ class EnvelopeReader:
 
     # --- payload ----------------------------------------------------------------------------
 
-    def payload(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
-        """Yield the integrated payload, authenticated first; raise at once on excess bytes and
-        at the end on a short payload or a digest mismatch."""
+    def payload(self, chunk_size: int = CHUNK_SIZE, cipher: ContentCipher | None = None, *,
+                decrypted: bool = False) -> Iterator[bytes]:
+        """Yield the integrated payload's plaintext, authenticated first; raise at once on
+        excess bytes and at the end on a short payload or a digest mismatch.
+
+        An encrypted payload (the manifest has encryption info) needs either `cipher`, made
+        with the content key (the ciphertext is decrypted as it streams, the tag checked at
+        the end, then the plaintext digest), or `decrypted=True` when the stream holds the
+        plaintext already (a slot the agent wrote). Without either it is refused: its
+        digest cannot be checked."""
+        ref, info = self._start_payload()
+        encrypted = self._verified is not None and self._verified.encryption is not None
+        if encrypted == (cipher is None and not decrypted):
+            raise UnsupportedError("the payload is encrypted: reading it needs the content key"
+                                   if encrypted else "the payload is not encrypted")
+        assert info.image_size is not None and info.image_digest is not None
+        hasher = hashlib.sha256()
+        for chunk in self._chunks(info.image_size if decrypted else ref.length, chunk_size):
+            plain = cipher.update(chunk) if cipher is not None else chunk
+            hasher.update(plain)
+            yield plain
+        if cipher is not None:
+            last = cipher.finish()  # CiphertextTagError for a tampered GCM ciphertext
+            hasher.update(last)
+            yield last
+        if hasher.digest() != info.image_digest.value:
+            raise PayloadDigestError("payload does not match the signed image-digest")
+        self._end_payload()
+
+    def ciphertext(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """Yield an encrypted payload as it is, checking only its length: for those who hold
+        no content key (a repository admitting it, `sfu verify`). Its plaintext digest is
+        checked by the recipient that decrypts it."""
+        ref, _ = self._start_payload()
+        if self._verified is None or self._verified.encryption is None:
+            raise UnsupportedError("the payload is not encrypted: read it with payload()")
+        yield from self._chunks(ref.length, chunk_size)
+        self._end_payload()
+
+    def _start_payload(self) -> tuple[PayloadRef, ImageInfo]:
         if self._state is not _State.AUTHENTICATED or self._verified is None:
             raise RuntimeError("payload() requires a successful authenticate() first")
         self._state = _State.STREAMING
@@ -266,24 +314,26 @@ class EnvelopeReader:
                               f"installs ({info.payload_uri!r})")
         if info.image_size is None or info.image_digest is None:
             raise MissingMemberError("manifest declares no image-size or image-digest")
-        if ref.length > info.image_size:
+        expected = info.image_size + self._verified.overhead
+        if ref.length > expected:
             raise PayloadTooLongError(f"payload is {ref.length} bytes but the manifest declares "
-                                      f"{info.image_size}")
-        if ref.length < info.image_size:
+                                      f"{expected}")
+        if ref.length < expected:
             raise PayloadTooShortError(f"payload is {ref.length} bytes but the manifest declares "
-                                       f"{info.image_size}")
-        hasher = hashlib.sha256()
-        remaining = ref.length
+                                       f"{expected}")
+        return ref, info
+
+    def _chunks(self, length: int, chunk_size: int) -> Iterator[bytes]:
+        remaining = length
         while remaining:
             chunk = self._stream.read(min(chunk_size, remaining))
             if not chunk:
-                raise PayloadTooShortError(f"payload truncated: {ref.length - remaining} of "
-                                           f"{ref.length} bytes arrived")
+                raise PayloadTooShortError(f"payload truncated: {length - remaining} of "
+                                           f"{length} bytes arrived")
             remaining -= len(chunk)
-            hasher.update(chunk)
             yield chunk
-        if hasher.digest() != info.image_digest.value:
-            raise PayloadDigestError("payload does not match the signed image-digest")
+
+    def _end_payload(self) -> None:
         if self._remaining_items:
             raise UnsupportedError("more than one integrated payload")
         self._finish_envelope()

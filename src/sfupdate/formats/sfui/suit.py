@@ -78,6 +78,8 @@ PARAM_STRICT_ORDER: Final = 12
 PARAM_SOFT_FAILURE: Final = 13
 PARAM_IMAGE_SIZE: Final = 14
 PARAM_CONTENT: Final = 18
+#: draft-ietf-suit-firmware-encryption (TBD19, proposed 19): a SUIT_Encryption_Info.
+PARAM_ENCRYPTION_INFO: Final = 19
 PARAM_URI: Final = 21
 PARAM_SOURCE_COMPONENT: Final = 22
 PARAM_INVOKE_ARGS: Final = 23

@@ -31,18 +31,20 @@ def check_size(info: ImageInfo, slot_size: int) -> int:
     return info.image_size
 
 
-def check_payload(info: ImageInfo, payload: PayloadRef | None) -> None:
+def check_payload(info: ImageInfo, payload: PayloadRef | None, overhead: int = 0) -> None:
     """The envelope's integrated payload must be the one the signed manifest installs, with
-    exactly the signed image size. The reader checks this again when it streams the payload;
-    checking here refuses a lying envelope before the install slot is touched."""
+    exactly the signed image size (plus `overhead`, an encrypted payload's tag). The reader
+    checks this again when it streams the payload; checking here refuses a lying envelope
+    before the install slot is touched."""
     if payload is None:
         raise MissingMemberError("the SFUI has no integrated payload")
     if info.payload_uri != payload.key:
         raise SchemaError(f"integrated payload '{payload.key}' is not the one the manifest "
                           f"installs ({info.payload_uri!r})")
-    if info.image_size is not None and payload.length > info.image_size:
+    expected = None if info.image_size is None else info.image_size + overhead
+    if expected is not None and payload.length > expected:
         raise PayloadTooLongError(f"payload is {payload.length} bytes but the manifest "
-                                  f"declares {info.image_size}")
-    if info.image_size is not None and payload.length < info.image_size:
+                                  f"declares {expected}")
+    if expected is not None and payload.length < expected:
         raise PayloadTooShortError(f"payload is {payload.length} bytes but the manifest "
-                                   f"declares {info.image_size}")
+                                   f"declares {expected}")

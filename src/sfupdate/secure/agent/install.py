@@ -7,7 +7,8 @@
    image and the floor: `SecureState.check_install`), size, and the envelope's payload length
    equal to the signed size;
 3. the kernel marks the install slot invalid (never the running nor the confirmed slot),
-   then the payload is streamed into it while hashed;
+   then the payload is streamed into it while hashed (an encrypted payload is decrypted on
+   the way, its key unwrapped before this step: secure/agent/decryption.py);
 4. only after a complete payload with a matching digest, the kernel records the slot as a
    trial together with the facts of its authentication (signer key ID, vendor, class,
    sequence, digest, size), re-checking them against the state of that moment.
@@ -25,10 +26,17 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
-from sfupdate.errors import MissingMemberError, QuarantinedError, SfuError, UnknownKeyError
+from sfupdate.errors import (
+    MissingMemberError,
+    QuarantinedError,
+    SfuError,
+    UnknownKeyError,
+    UnsupportedError,
+)
 from sfupdate.formats.sfui import EnvelopeReader, TrustedKey, Verified
 from sfupdate.formats.sfui.cbor import Readable
-from sfupdate.secure.agent import envelope_checks
+from sfupdate.formats.sfui.encryption import ContentCipher
+from sfupdate.secure.agent import decryption, envelope_checks
 from sfupdate.secure.agent.device import Device
 from sfupdate.secure.board.hal import Slot, SlotWriter
 from sfupdate.secure.board.records import BundleRecord, ImageRecord
@@ -75,9 +83,10 @@ def install(device: Device, stream: Readable) -> Installed:
     info = verified.info
     envelope_checks.check_identity(info, state.device.vendor_id, state.device.class_id)
     size = envelope_checks.check_size(info, device.board.slots.size)
-    envelope_checks.check_payload(info, verified.payload)
+    envelope_checks.check_payload(info, verified.payload, verified.overhead)
     if info.image_digest is None:
         raise MissingMemberError("manifest declares no image-digest")
+    cipher = decryption.payload_cipher(device, verified)  # before the slot is touched
     assert info.vendor_id is not None and info.class_id is not None  # check_identity
     signers = [key.kid for key in verified.signers]
     image = ImageRecord(info.sequence_number, info.image_digest.value, size,
@@ -89,7 +98,7 @@ def install(device: Device, stream: Readable) -> Installed:
 
     slot = device.kernel.begin_install()
     with device.board.slots.writer(slot, header) as writer:
-        _stream_payload(reader, writer)
+        _stream_payload(reader, writer, cipher)
         writer.finish()
     device.kernel.record_trial(slot, image, signers)
     return Installed("firmware", slot, image.sequence, image.digest)
@@ -100,6 +109,9 @@ def _install_agent(device: Device, state: SecureState, reader: EnvelopeReader,
     """A new agent bundle: into the inactive agent partition, whole (header and payload, as
     the ROM reads it), then recorded as the agent's trial; the ROM runs it once."""
     info = verified.info
+    if verified.encryption is not None:
+        raise UnsupportedError("an agent bundle cannot be encrypted: the boot ROM that "
+                               "verifies it holds no decryption key")
     envelope_checks.check_payload(info, verified.payload)
     if info.image_digest is None:
         raise MissingMemberError("manifest declares no image-digest")
@@ -127,8 +139,9 @@ def _agent_key(device: Device, state: SecureState) -> TrustedKey | None:
         return None
 
 
-def _stream_payload(reader: EnvelopeReader, writer: SlotWriter) -> None:
-    for chunk in reader.payload():
+def _stream_payload(reader: EnvelopeReader, writer: SlotWriter,
+                    cipher: ContentCipher | None = None) -> None:
+    for chunk in reader.payload(cipher=cipher):
         writer.write(chunk)
 
 

@@ -42,6 +42,8 @@ RECORD_DEVICE: Final = "device"  # DeviceInfo
 RECORD_TRUST: Final = "trust"  # TrustStore
 RECORD_BOOT: Final = "boot"  # BootRecord: boot control and the rollback floor
 RECORD_IDENTITY: Final = "identity"  # the device identity private key, PKCS#8 DER (P-256)
+#: A pre-shared A128KW key-encryption key for encrypted payloads (16 raw bytes), if provisioned.
+RECORD_PAYLOAD_KEK: Final = "payload-kek"
 RECORD_REMOTE: Final = "remote"  # RemoteState: last accepted command number, quarantine
 RECORD_EVENTS: Final = "events"  # EventLog: integrity mismatches and remote actions (a ring)
 RECORD_POLICY: Final = "policy"  # PolicyRecord: the installed signed integrity policy

@@ -6,7 +6,8 @@ Then: fuse the root-key hash (of the key that signs the agent bundle) and a fres
 secret; write slot A; create the device identity key; store device info, trust anchors,
 identity and the initial boot record in ONE secure-storage write (the kernel's first state);
 install the agent bundle; fuse the lifecycle state last. A board with any fuse burned is
-refused (DeviceStateError).
+refused (DeviceStateError). The device's key-agreement key (encrypted payloads) is derived
+from the identity key; its public half is returned.
 
 The agent bundle is built and signed before, by the authors' tools (author/bundle.py);
 the `sfu board provision` command, given no agent key, signs it with a one-time key that is
@@ -44,6 +45,7 @@ from sfupdate.secure.board.records import (
 )
 from sfupdate.secure.board.slotio import HeaderRecorder
 from sfupdate.secure.kernel import Kernel
+from sfupdate.secure.kernel.agreement import agreement_public_pem
 from sfupdate.secure.kernel.verify import is_agent_bundle
 
 
@@ -53,6 +55,8 @@ class Provisioned:
     root_key_hash: bytes
     identity_public_pem: bytes
     trust_kids: tuple[bytes, ...]
+    #: The public key-agreement key authors encrypt payloads to (sfu sign --encrypt-for).
+    encryption_public_pem: bytes
 
 
 def _open(path: Path) -> BinaryIO:
@@ -119,12 +123,15 @@ def _bundle_record(bundle: bytes, key: TrustedKey) -> BundleRecord:
 def provision(board: Board, trusted: Sequence[TrustedKey], vendor: str, klass: str,
               firmware: Path, agent_bundle: bytes, agent_key: TrustedKey,
               operators: Sequence[TrustedKey] = (),
-              recovery: Sequence[TrustedKey] = ()) -> Provisioned:
+              recovery: Sequence[TrustedKey] = (),
+              payload_kek: bytes | None = None) -> Provisioned:
     """Provision a blank board (see the module docstring). Raises DeviceStateError if the
     board was provisioned before, even partly. `agent_bundle` is the signed agent bundle
     (built by the authors' tools: author/bundle.py) and `agent_key` the key that signed
     it, whose hash is fused. `operators` may sign remote commands and integrity policies;
-    `recovery` keys may sign images while the device is quarantined."""
+    `recovery` keys may sign images while the device is quarantined; `payload_kek` is a
+    pre-shared A128KW key-encryption key for encrypted payloads (16 bytes), kept in secure
+    storage."""
     if any(board.fuses.read(fuse) is not None for fuse in Fuse):
         raise DeviceStateError("the board is already provisioned (its fuses are burned)")
     if not trusted:
@@ -132,6 +139,8 @@ def provision(board: Board, trusted: Sequence[TrustedKey], vendor: str, klass: s
     kids = [k.kid for k in (*trusted, *operators, *recovery)]
     if len(set(kids)) != len(kids):
         raise UsageError("a key may hold only one role (firmware, operator or recovery), once")
+    if payload_kek is not None and len(payload_kek) != 16:
+        raise UsageError("a payload key-encryption key (A128KW) is 16 bytes")
     device = DeviceInfo.named(vendor, klass)
     _verify_file(firmware, trusted, device, board.slots.size)
     record = _bundle_record(agent_bundle, agent_key)
@@ -152,6 +161,7 @@ def provision(board: Board, trusted: Sequence[TrustedKey], vendor: str, klass: s
     with board.agent.writer(Slot.A, spki) as writer:
         writer.write(agent_bundle)
         writer.finish()
-    Kernel(board.storage).initialise(device, trust, identity_der, image, record)
+    Kernel(board.storage).initialise(device, trust, identity_der, image, record, payload_kek)
     board.fuses.burn(Fuse.LIFECYCLE, LIFECYCLE_PROVISIONED)
-    return Provisioned(image, agent_key.kid, identity_pem, tuple(k.kid for k in trusted))
+    return Provisioned(image, agent_key.kid, identity_pem, tuple(k.kid for k in trusted),
+                       agreement_public_pem(identity))

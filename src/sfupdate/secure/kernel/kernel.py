@@ -26,6 +26,7 @@ from sfupdate.formats.sfui import TrustedKey
 from sfupdate.secure.board.hal import SecureStorage, Slot
 from sfupdate.secure.board.records import (
     RECORD_IDENTITY,
+    RECORD_PAYLOAD_KEK,
     BundleRecord,
     DeviceInfo,
     ImageRecord,
@@ -69,6 +70,13 @@ class Kernel:
             raise StorageIntegrityError("the stored identity key is not a P-256 key")
         return key
 
+    def payload_kek(self) -> bytes | None:
+        """The pre-shared A128KW key-encryption key for encrypted payloads, if provisioned."""
+        kek = self._storage.read(RECORD_PAYLOAD_KEK)
+        if kek is not None and len(kek) != 16:
+            raise StorageIntegrityError("the stored payload key-encryption key is not 16 bytes")
+        return kek
+
     # --- the machinery -------------------------------------------------------------------
 
     @contextmanager
@@ -98,16 +106,21 @@ class Kernel:
     # --- provisioning ----------------------------------------------------------------------
 
     def initialise(self, device: DeviceInfo, trust: TrustStore, identity_der: bytes,
-                   image: ImageRecord, bundle: BundleRecord) -> None:
+                   image: ImageRecord, bundle: BundleRecord,
+                   payload_kek: bytes | None = None) -> None:
         """Provisioning: the first state, with `image` confirmed in slot A and the agent
-        `bundle` confirmed in agent partition A, in one write."""
+        `bundle` confirmed in agent partition A, in one write (with the payload KEK, if
+        given)."""
         with self._lock, self._storage.lock():
             if self._storage.read_all():
                 raise DeviceStateError("secure storage is not empty: already provisioned")
             state = SecureState(device, trust, initial_boot_record(image),
                                 initial_agent_record(bundle))
             state.check()
-            self._storage.write({**state.changed_records(None), RECORD_IDENTITY: identity_der})
+            secrets = {RECORD_IDENTITY: identity_der}
+            if payload_kek is not None:
+                secrets[RECORD_PAYLOAD_KEK] = payload_kek
+            self._storage.write({**state.changed_records(None), **secrets})
 
     # --- install ---------------------------------------------------------------------------
 

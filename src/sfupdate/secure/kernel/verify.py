@@ -77,7 +77,9 @@ def verify_slot(board: Board, slot: Slot, image: ImageRecord, keys: list[Trusted
                                   "recorded for this slot")
     healthy = True
     tail = b""
-    for chunk in reader.payload():  # raises PayloadDigestError after the last chunk
+    # raises PayloadDigestError after the last chunk; an encrypted payload's plaintext is
+    # what the agent wrote to the slot
+    for chunk in reader.payload(decrypted=verified.encryption is not None):
         window = tail + chunk
         if HEALTH_FAIL_MARKER in window:
             healthy = False
