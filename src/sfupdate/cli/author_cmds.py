@@ -6,6 +6,7 @@ import os
 import stat
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -13,6 +14,7 @@ import click
 
 from sfupdate import keys
 from sfupdate.authoring.author import ImageSpec, sign_firmware
+from sfupdate.authoring.author.components import sign_components
 from sfupdate.cli.key_options import (
     KEY_METAVAR,
     ask,
@@ -27,18 +29,29 @@ from sfupdate.cli.render import (
     progress_option,
     write_output,
 )
-from sfupdate.errors import TruncatedError, UsageError, WrongClassError, WrongVendorError
+from sfupdate.errors import (
+    SchemaError,
+    TruncatedError,
+    UsageError,
+    WrongClassError,
+    WrongVendorError,
+)
 from sfupdate.formats.sfui import (
     ALGORITHM_NAMES,
     AlgorithmStyle,
     EnvelopeReader,
     ImageInfo,
+    Manifest,
+    Signer,
     Text,
+    Verified,
     class_uuid,
     vendor_uuid,
 )
+from sfupdate.formats.sfui.components import parts
 from sfupdate.formats.sfui.reader import PayloadRef
 from sfupdate.keys.unlock import PASSPHRASE_ENV, read_secret_file
+from sfupdate.progress import Progress
 
 _path = click.Path(path_type=Path, dir_okay=False)
 _existing = click.Path(path_type=Path, dir_okay=False, exists=True)
@@ -122,7 +135,11 @@ def _uuids(vendor: str, klass: str) -> tuple[uuid.UUID, uuid.UUID]:
 
 
 @click.command()
-@click.argument("firmware", type=_existing)
+@click.argument("firmware", type=_existing, required=False)
+@click.option("--component", "components", metavar="NAME=FILE", multiple=True,
+              help="Instead of FIRMWARE: the image of component NAME (repeatable; the first is "
+                   "component 0). The SFUI installs them as one set, its sequence the set's "
+                   "version; components it does not name keep their image.")
 @click.option("--key", "key_ref", metavar=KEY_METAVAR, required=True,
               help="Private signing key: a PEM file or a pkcs11: URI.")
 @click.option("--sequence", type=click.IntRange(0, 2**64 - 1), required=True,
@@ -141,11 +158,14 @@ def _uuids(vendor: str, klass: str) -> tuple[uuid.UUID, uuid.UUID]:
 @unlock_options
 @progress_option
 @json_option
-def sign(firmware: Path, key_ref: str, sequence: int, vendor: str, klass: str,
-         version_text: str | None, description: str | None, cose_alg: str,
+def sign(firmware: Path | None, components: tuple[str, ...], key_ref: str, sequence: int,
+         vendor: str, klass: str, version_text: str | None, description: str | None, cose_alg: str,
          output: Path, force: bool, passphrase_file: Path | None,
          pkcs11_module: str | None, progress_mode: str, as_json: bool) -> None:
-    """Sign FIRMWARE into a Secured Firmware Update Image (SUIT envelope)."""
+    """Sign FIRMWARE (or several --component NAME=FILE) into a Secured Firmware Update Image
+    (SUIT envelope)."""
+    if (firmware is None) == (not components):
+        raise UsageError("give FIRMWARE, or one --component NAME=FILE per component, not both")
     if not force and os.path.lexists(output):  # before the work; the final rename is atomic
         raise UsageError(f"{output} exists; refusing to overwrite it (--force replaces it)")
     signer = keys.load_signer(key_ref, AlgorithmStyle(cose_alg),
@@ -153,6 +173,9 @@ def sign(firmware: Path, key_ref: str, sequence: int, vendor: str, klass: str,
     vendor_id, class_id = _uuids(vendor, klass)
     spec = ImageSpec(sequence, vendor_id, class_id, version_text, description)
     with progress(progress_mode, "signing") as report:
+        if firmware is None:
+            return _sign_set(_component_files(components), output, signer, spec, report,
+                             as_json)
         signed = sign_firmware(firmware, output, signer, spec, report)
     if as_json:
         emit_json({"file": str(output), "sequence": sequence, "image_size": signed.image_size,
@@ -163,6 +186,31 @@ def sign(firmware: Path, key_ref: str, sequence: int, vendor: str, klass: str,
                    f"sha256 {signed.image_digest.hex()}")
 
 
+def _component_files(specs: tuple[str, ...]) -> list[tuple[str, Path]]:
+    files = []
+    for spec in specs:
+        name, sep, file = spec.partition("=")
+        if not sep or not file:
+            raise UsageError(f"--component {spec!r}: give NAME=FILE")
+        files.append((name, Path(file)))
+    return files
+
+
+def _sign_set(files: list[tuple[str, Path]], output: Path, signer: Signer, spec: ImageSpec,
+              report: Progress, as_json: bool) -> None:
+    signed = sign_components(files, output, signer, spec, report)
+    images = [{"name": c.name, "image_size": c.size, "image_digest": c.digest.hex()}
+              for c in signed.components]
+    if as_json:
+        emit_json({"file": str(output), "sequence": spec.sequence_number, "components": images,
+                   "file_size": signed.envelope_size, "signer_key_id": signer.kid.hex()})
+        return
+    click.echo(f"{output}: sequence {spec.sequence_number}, {len(images)} components")
+    for image in images:
+        click.echo(f"  {image['name']}: {image['image_size']} bytes, "
+                   f"sha256 {image['image_digest']}")
+
+
 def _open(path: Path) -> BinaryIO:
     try:
         return open(path, "rb")
@@ -170,7 +218,9 @@ def _open(path: Path) -> BinaryIO:
         raise UsageError(f"cannot open {path}: {exc.strerror}") from None
 
 
-def _describe(info: ImageInfo, text: Text | None, payload: PayloadRef | None) -> dict[str, Any]:
+def _describe(manifest: Manifest, text: Text | None,
+              payload: PayloadRef | None) -> dict[str, Any]:
+    info = ImageInfo.from_manifest(manifest)
     return {
         "sequence": info.sequence_number,
         "components": [[part.hex() for part in c] for c in info.components],
@@ -183,7 +233,21 @@ def _describe(info: ImageInfo, text: Text | None, payload: PayloadRef | None) ->
                     if payload else {"integrated": False, "uri": info.payload_uri}),
         "version": text.component_version() if text else None,
         "description": text.description() if text else None,
+        "images": _images(manifest),
     }
+
+
+def _images(manifest: Manifest) -> list[dict[str, Any]]:
+    """Each component's image, as the manifest describes it (named components only)."""
+    try:
+        found = parts(manifest)
+    except SchemaError:
+        return []
+    return [{"component": p.name, "image_digest": p.digest.value.hex() if p.digest else None,
+             "image_size": p.size, "uri": p.uri} for p in found]
+
+
+_PER_COMPONENT = frozenset({"components", "image-digest", "image-size", "payload"})
 
 
 def _print_description(desc: dict[str, Any]) -> None:
@@ -200,9 +264,14 @@ def _print_description(desc: dict[str, Any]) -> None:
         ("version", desc["version"]),
         ("description", desc["description"]),
     ]
+    several = len(desc["images"]) > 1  # then each component's own row says these
     for name, value in rows:
-        if value is not None:
+        if value is not None and not (several and name in _PER_COMPONENT):
             click.echo(f"{name + ':':<14}{value}")
+    if several:
+        for image in desc["images"]:
+            click.echo(f"{'component:':<14}{image['component']}: {image['image_size']} bytes, "
+                       f"sha256:{image['image_digest']}, payload {image['uri']}")
 
 
 def _check_complete(file: Path, stream: BinaryIO, payload: PayloadRef | None) -> None:
@@ -229,8 +298,7 @@ def inspect(file: Path, as_json: bool) -> None:
         reader = EnvelopeReader(stream)
         _check_complete(file, stream, reader.payload_ref)
         manifest = reader.unverified_manifest()
-        info = ImageInfo.from_manifest(manifest)
-        desc = _describe(info, reader.unverified_text(), reader.payload_ref)
+        desc = _describe(manifest, reader.unverified_text(), reader.payload_ref)
         signatures = [{"algorithm": ALGORITHM_NAMES.get(s.algorithm, str(s.algorithm)),
                        "key_id": s.kid.hex() if s.kid else None} for s in reader.signatures()]
     desc.update(signature_checked=False, signatures=signatures, file=str(file),
@@ -243,6 +311,20 @@ def inspect(file: Path, as_json: bool) -> None:
     for s in signatures:
         click.echo(f"{'':<14}{s['algorithm']} by key {s['key_id'] or '(no key ID)'}")
     _print_description(desc)
+
+
+def _check_payloads(reader: EnvelopeReader, verified: Verified, report: Progress) -> None:
+    """Read every integrated payload to its end (the reader checks each against its digest)."""
+    if len(verified.manifest.common.components) == 1:
+        chunks: Iterator[bytes] = reader.payload()
+        total = verified.payload.length if verified.payload else 0
+    else:
+        chunks = (chunk for _, part in reader.payloads() for chunk in part)
+        total = sum(p.size or 0 for p in parts(verified.manifest))
+    done = 0
+    for chunk in chunks:
+        done += len(chunk)
+        report(done, total)
 
 
 @click.command()
@@ -273,20 +355,19 @@ def verify(file: Path, key_files: tuple[Path, ...], vendor: str | None, klass: s
         payload_checked = verified.payload is not None
         if payload_checked:
             with progress(progress_mode, "verifying") as report:
-                total = verified.payload.length if verified.payload else 0
-                done = 0
-                for chunk in reader.payload():
-                    done += len(chunk)
-                    report(done, total)
-    desc = _describe(info, verified.text, verified.payload)
+                _check_payloads(reader, verified, report)
+    desc = _describe(verified.manifest, verified.text, verified.payload)
     desc.update(authentic=True, payload_checked=payload_checked,
                 signer_key_id=verified.signer.kid.hex())
     if as_json:
         emit_json(desc)
         return
     if payload_checked:
+        size = sum(image["image_size"] or 0 for image in desc["images"]) or info.image_size
+        count = len(desc["images"])
         click.echo(f"{file}: OK: authentic and complete (sequence {info.sequence_number}, "
-                   f"{info.image_size} bytes, signed by key {verified.signer.kid.hex()[:16]})")
+                   + (f"{count} components, " if count > 1 else "")
+                   + f"{size} bytes, signed by key {verified.signer.kid.hex()[:16]})")
     else:
         click.echo(f"{file}: OK: signed manifest authentic (sequence {info.sequence_number}, "
                    f"key {verified.signer.kid.hex()[:16]}); payload NOT checked: not integrated"

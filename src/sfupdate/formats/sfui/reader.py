@@ -38,6 +38,7 @@ from sfupdate.errors import (
     UnsupportedError,
 )
 from sfupdate.formats.sfui import cbor, suit
+from sfupdate.formats.sfui.components import Part, parts
 from sfupdate.formats.sfui.cose import Sign1, TrustedKey
 from sfupdate.formats.sfui.model import Digest, ImageInfo, Manifest, Text, decode_sequence
 
@@ -96,6 +97,8 @@ class EnvelopeReader:
         self._state = _State.PARSED
         self._members: dict[int, bytes] = {}
         self._remaining_items = 0
+        self._previous_key = b""
+        self._drained = False
         self.payload_ref: PayloadRef | None = None
         self._verified: Verified | None = None
         self._read_members()
@@ -113,43 +116,49 @@ class EnvelopeReader:
             raise SchemaError("SUIT envelope is not a map")
         if count > MAX_MEMBERS:
             raise LimitExceededError(f"envelope has {count} members (at most {MAX_MEMBERS})")
-        previous = b""
         self._remaining_items = count
         while self._remaining_items:
-            major, key_value, head = cbor.read_head(self._stream, "envelope member key")
-            if major == cbor.MAJOR_TSTR:
-                if key_value > MAX_PAYLOAD_KEY_SIZE:
-                    raise LimitExceededError("integrated payload key is too long")
-                raw = cbor.read_exact(self._stream, key_value, "payload key")
-                encoded_key = head + raw
-            elif major == cbor.MAJOR_UINT:
-                encoded_key = head
-            else:
-                raise SchemaError("envelope member key is neither an integer nor a text string")
-            if encoded_key <= previous:
-                raise EncodingError("envelope keys are duplicated or not in deterministic order")
-            previous = encoded_key
-            self._remaining_items -= 1
-            vmajor, length, _ = cbor.read_head(self._stream, "envelope member")
-            if vmajor != cbor.MAJOR_BSTR:
-                raise SchemaError("an envelope member is not a byte string")
-            if major == cbor.MAJOR_TSTR:
-                try:
-                    key = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise EncodingError("payload key is not valid UTF-8") from None
+            key, length = self._read_member_head()
+            if isinstance(key, str):
                 self.payload_ref = PayloadRef(key, length)
                 return  # the payload itself is streamed later, after authentication
-            if key_value not in suit.ENVELOPE_MEMBERS:
-                raise SchemaError(f"unknown envelope member {key_value}")
+            if key not in suit.ENVELOPE_MEMBERS:
+                raise SchemaError(f"unknown envelope member {key}")
             limit = {suit.ENV_AUTHENTICATION: MAX_AUTH_SIZE,
-                     suit.ENV_MANIFEST: MAX_MANIFEST_SIZE}.get(key_value, MAX_SEVERABLE_SIZE)
+                     suit.ENV_MANIFEST: MAX_MANIFEST_SIZE}.get(key, MAX_SEVERABLE_SIZE)
             if length > limit:
-                raise LimitExceededError(f"envelope member {key_value} is {length} bytes "
+                raise LimitExceededError(f"envelope member {key} is {length} bytes "
                                          f"(at most {limit})")
-            self._members[key_value] = cbor.read_exact(self._stream, length,
-                                                       f"envelope member {key_value}")
+            self._members[key] = cbor.read_exact(self._stream, length,
+                                                 f"envelope member {key}")
         self._finish_envelope()
+
+    def _read_member_head(self) -> tuple[int | str, int]:
+        """The next member's key (an integer, or the text key of an integrated payload) and
+        the length of its byte-string value, whose bytes are next in the stream."""
+        major, key_value, head = cbor.read_head(self._stream, "envelope member key")
+        if major == cbor.MAJOR_TSTR:
+            if key_value > MAX_PAYLOAD_KEY_SIZE:
+                raise LimitExceededError("integrated payload key is too long")
+            raw = cbor.read_exact(self._stream, key_value, "payload key")
+            encoded_key = head + raw
+        elif major == cbor.MAJOR_UINT:
+            encoded_key = head
+        else:
+            raise SchemaError("envelope member key is neither an integer nor a text string")
+        if encoded_key <= self._previous_key:
+            raise EncodingError("envelope keys are duplicated or not in deterministic order")
+        self._previous_key = encoded_key
+        self._remaining_items -= 1
+        vmajor, length, _ = cbor.read_head(self._stream, "envelope member")
+        if vmajor != cbor.MAJOR_BSTR:
+            raise SchemaError("an envelope member is not a byte string")
+        if major != cbor.MAJOR_TSTR:
+            return key_value, length
+        try:
+            return raw.decode("utf-8"), length
+        except UnicodeDecodeError:
+            raise EncodingError("payload key is not valid UTF-8") from None
 
     def _finish_envelope(self) -> None:
         if self._stream.read(1):
@@ -215,8 +224,6 @@ class EnvelopeReader:
         manifest = self._with_severed(Manifest.decode(self.manifest_bytes))
         text = manifest.text if isinstance(manifest.text, Text) else None
         info = ImageInfo.from_manifest(manifest)
-        if len(manifest.common.components) != 1 and self.payload_ref is not None:
-            raise UnsupportedError("integrated payloads are supported for one component only")
         self._verified = Verified(manifest, info, text, signer, self.payload_ref)
         self._state = _State.AUTHENTICATED
         return self._verified
@@ -258,10 +265,8 @@ class EnvelopeReader:
     def payload(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         """Yield the integrated payload, authenticated first; raise at once on excess bytes and
         at the end on a short payload or a digest mismatch."""
-        if self._state is not _State.AUTHENTICATED or self._verified is None:
-            raise RuntimeError("payload() requires a successful authenticate() first")
-        self._state = _State.STREAMING
-        ref, info = self._verified.payload, self._verified.info
+        verified = self._start_streaming()
+        ref, info = verified.payload, verified.info
         if ref is None:
             raise MissingMemberError("the SFUI has no integrated payload")
         if info.payload_uri != ref.key:  # the draft keys an integrated payload by its URI
@@ -269,12 +274,64 @@ class EnvelopeReader:
                               f"installs ({info.payload_uri!r})")
         if info.image_size is None or info.image_digest is None:
             raise MissingMemberError("manifest declares no image-size or image-digest")
-        if ref.length > info.image_size:
+        yield from self._chunks(ref, info.image_size, info.image_digest, chunk_size)
+        if self._remaining_items:
+            raise UnsupportedError("more than one integrated payload")
+        self._finish_envelope()
+        self._state = _State.DONE
+
+    def payloads(self, chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[Part, Iterator[bytes]]]:
+        """Each integrated payload in envelope order, with the component of the signed manifest
+        whose URI is its key, and its chunks (checked as payload() checks the one of a single
+        component). Drain each component's chunks before asking for the next component. Every
+        component must arrive, once (MissingMemberError after the last payload otherwise)."""
+        verified = self._start_streaming()
+        by_uri = {part.uri: part for part in parts(verified.manifest)}
+        ref = verified.payload
+        if ref is None:
+            raise MissingMemberError("the SFUI has no integrated payload")
+        delivered: set[str] = set()
+        while True:
+            part = by_uri.get(ref.key)
+            if part is None:
+                raise SchemaError(f"integrated payload {ref.key!r} is not one the manifest "
+                                  "installs")
+            if part.size is None or part.digest is None:
+                raise MissingMemberError(f"component {part.name} declares no image-size or "
+                                         "image-digest")
+            self._drained = False
+            yield part, self._chunks(ref, part.size, part.digest, chunk_size)
+            if not self._drained:
+                raise RuntimeError(f"component {part.name}'s payload was not read to its end")
+            delivered.add(part.name)
+            if not self._remaining_items:
+                break
+            key, length = self._read_member_head()
+            if not isinstance(key, str):  # _read_member_head's order check refuses it first
+                raise EncodingError("an envelope member follows an integrated payload")
+            ref = PayloadRef(key, length)
+        missing = [p.name for p in by_uri.values() if p.name not in delivered]
+        if missing:
+            raise MissingMemberError(f"the SFUI carries no payload for component "
+                                     f"{', '.join(missing)}")
+        self._finish_envelope()
+        self._state = _State.DONE
+
+    def _start_streaming(self) -> Verified:
+        if self._state is not _State.AUTHENTICATED or self._verified is None:
+            raise RuntimeError("the payload requires a successful authenticate() first")
+        self._state = _State.STREAMING
+        return self._verified
+
+    def _chunks(self, ref: PayloadRef, size: int, digest: Digest,
+                chunk_size: int) -> Iterator[bytes]:
+        """The `ref.length` bytes of one payload, which must be `size` and hash to `digest`."""
+        if ref.length > size:
             raise PayloadTooLongError(f"payload is {ref.length} bytes but the manifest declares "
-                                      f"{info.image_size}")
-        if ref.length < info.image_size:
+                                      f"{size}")
+        if ref.length < size:
             raise PayloadTooShortError(f"payload is {ref.length} bytes but the manifest declares "
-                                       f"{info.image_size}")
+                                       f"{size}")
         hasher = hashlib.sha256()
         remaining = ref.length
         while remaining:
@@ -285,12 +342,9 @@ class EnvelopeReader:
             remaining -= len(chunk)
             hasher.update(chunk)
             yield chunk
-        if hasher.digest() != info.image_digest.value:
+        if hasher.digest() != digest.value:
             raise PayloadDigestError("payload does not match the signed image-digest")
-        if self._remaining_items:
-            raise UnsupportedError("more than one integrated payload")
-        self._finish_envelope()
-        self._state = _State.DONE
+        self._drained = True
 
 
 __all__ = ["EnvelopeReader", "PayloadRef", "SignatureInfo", "Verified",
