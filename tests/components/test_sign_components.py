@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sfupdate import errors
+from sfupdate import errors, keys
 from sfupdate.authoring.author import ImageSpec
 from sfupdate.authoring.author.components import sign_components
 from sfupdate.cli.main import main
@@ -103,7 +103,6 @@ def sfu(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str
 
 def test_sign_inspect_and_verify_list_every_component(
         tmp_path: Path, es256_signer: FileSigner, capsys: pytest.CaptureFixture[str]) -> None:
-    from sfupdate import keys
     key, public = tmp_path / "a.key", tmp_path / "a.pub"
     keys.write_private_key(keys.generate_private_key("ES256"), key)
     assert sfu(capsys, "keys", "public", key, "-o", public)[0] == 0

@@ -14,7 +14,6 @@ from sfupdate.errors import (
     PayloadTooLongError,
     PayloadTooShortError,
     SchemaError,
-    TooLargeError,
     WrongClassError,
     WrongVendorError,
 )
@@ -28,16 +27,6 @@ def check_identity(info: ImageInfo, vendor_id: uuid.UUID, class_id: uuid.UUID) -
         raise WrongVendorError.mismatch("image", info.vendor_id, vendor_id)
     if info.class_id != class_id:
         raise WrongClassError.mismatch("image", info.class_id, class_id)
-
-
-def check_size(info: ImageInfo, slot_size: int) -> int:
-    """The declared image size must fit the slot; returns it."""
-    if info.image_size is None:
-        raise MissingMemberError("manifest declares no image-size")
-    if info.image_size > slot_size:
-        raise TooLargeError(f"image of {info.image_size} bytes does not fit the "
-                            f"{slot_size}-byte slot")
-    return info.image_size
 
 
 def check_payload(info: ImageInfo, payload: PayloadRef | None) -> None:
