@@ -224,6 +224,11 @@ class EnvelopeReader:
         manifest = self._with_severed(Manifest.decode(self.manifest_bytes))
         text = manifest.text if isinstance(manifest.text, Text) else None
         info = ImageInfo.from_manifest(manifest)
+        components = len(manifest.common.components)
+        if components > 1 and self.payload_ref is not None \
+                and self._remaining_items + 1 != components:  # only payloads may follow
+            raise SchemaError(f"the envelope carries {self._remaining_items + 1} integrated "
+                              f"payloads for {components} components")
         self._verified = Verified(manifest, info, text, signer, self.payload_ref)
         self._state = _State.AUTHENTICATED
         return self._verified
@@ -283,14 +288,14 @@ class EnvelopeReader:
     def payloads(self, chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[Part, Iterator[bytes]]]:
         """Each integrated payload in envelope order, with the component of the signed manifest
         whose URI is its key, and its chunks (checked as payload() checks the one of a single
-        component). Drain each component's chunks before asking for the next component. Every
-        component must arrive, once (MissingMemberError after the last payload otherwise)."""
+        component). Drain each component's chunks before asking for the next component. That
+        every component arrives, once, follows from authenticate() (one payload per
+        component), the keys' strict order and each key naming a component."""
         verified = self._start_streaming()
         by_uri = {part.uri: part for part in parts(verified.manifest)}
         ref = verified.payload
         if ref is None:
             raise MissingMemberError("the SFUI has no integrated payload")
-        delivered: set[str] = set()
         while True:
             part = by_uri.get(ref.key)
             if part is None:
@@ -300,20 +305,23 @@ class EnvelopeReader:
                 raise MissingMemberError(f"component {part.name} declares no image-size or "
                                          "image-digest")
             self._drained = False
-            yield part, self._chunks(ref, part.size, part.digest, chunk_size)
+            chunks = self._chunks(ref, part.size, part.digest, chunk_size)
+            if not self._remaining_items:  # the last payload: its end is the envelope's
+                chunks = self._then_end(chunks)
+            yield part, chunks
             if not self._drained:
                 raise RuntimeError(f"component {part.name}'s payload was not read to its end")
-            delivered.add(part.name)
             if not self._remaining_items:
-                break
+                return
             key, length = self._read_member_head()
             if not isinstance(key, str):  # _read_member_head's order check refuses it first
                 raise EncodingError("an envelope member follows an integrated payload")
             ref = PayloadRef(key, length)
-        missing = [p.name for p in by_uri.values() if p.name not in delivered]
-        if missing:
-            raise MissingMemberError(f"the SFUI carries no payload for component "
-                                     f"{', '.join(missing)}")
+
+    def _then_end(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """The last payload's chunks, then the envelope's end, checked before the consumer
+        learns the payload is complete: nothing follows it."""
+        yield from chunks
         self._finish_envelope()
         self._state = _State.DONE
 
