@@ -120,8 +120,8 @@ def describe(board: Board) -> dict[str, Any]:
     slots, the trial's health, the storage write counter, each slot's version)."""
     provisioned = board.fuses.read(Fuse.LIFECYCLE) is not None
     out: dict[str, Any] = {"provisioned": provisioned, "slot_size": board.slots.size,
-                           "components": {name: slots.size
-                                          for name, slots in board.components.items()}}
+                           "components": [{"name": name, "size": slots.size}
+                                          for name, slots in board.components.items()]}
     if not provisioned:
         return out
     state = Kernel(board.storage).state()
@@ -153,8 +153,8 @@ def _slot(rec: Any) -> dict[str, Any]:
            "version": image.version if image else None,
            "digest": image.digest.hex() if image else None}
     if image is not None and image.components is not None:
-        out["components"] = {c.name: {"sequence": c.sequence, "digest": c.digest.hex(),
-                                      "size": c.size} for c in image.components}
+        out["components"] = [{"name": c.name, "sequence": c.sequence, "digest": c.digest.hex(),
+                              "size": c.size} for c in image.components]
     return out
 
 
