@@ -6,6 +6,7 @@ refusing one that does not match its own digest or that is missing."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from sfupdate import errors, keys
 from sfupdate.authoring.author import ImageSpec
 from sfupdate.authoring.author.components import sign_components
+from sfupdate.authoring.repo.admit import admit
 from sfupdate.cli.main import main
 from sfupdate.errors import PayloadDigestError, SchemaError
 from sfupdate.formats.sfui import EnvelopeReader, TrustedKey, suit
@@ -128,3 +130,15 @@ def test_sign_takes_a_file_or_components_not_both(
                          "--vendor", "v", "--class", "c", "-o", tmp_path / "x.sfui")
     assert code == errors.UsageError.exit_code and out == ""
     assert err.startswith("sfu: error: ") and len(err.splitlines()) == 1
+
+
+def test_the_repository_admits_a_set_whole_and_refuses_a_bad_second_payload(
+        tmp_path: Path, es256_signer: FileSigner, es256_trusted: TrustedKey) -> None:
+    image = two_components(tmp_path, es256_signer)
+    with open(image, "rb") as f:
+        admitted = admit(f, image, tmp_path, [es256_trusted])
+    assert admitted.length == image.stat().st_size
+    flipped = bytearray(image.read_bytes())
+    flipped[-10] ^= 1
+    with pytest.raises(PayloadDigestError):
+        admit(io.BytesIO(bytes(flipped)), image, tmp_path, [es256_trusted])

@@ -6,7 +6,6 @@ import os
 import stat
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -315,14 +314,11 @@ def inspect(file: Path, as_json: bool) -> None:
 
 def _check_payloads(reader: EnvelopeReader, verified: Verified, report: Progress) -> None:
     """Read every integrated payload to its end (the reader checks each against its digest)."""
-    if len(verified.manifest.common.components) == 1:
-        chunks: Iterator[bytes] = reader.payload()
-        total = verified.payload.length if verified.payload else 0
-    else:
-        chunks = (chunk for _, part in reader.payloads() for chunk in part)
-        total = sum(p.size or 0 for p in parts(verified.manifest))
+    total = sum(p.size or 0 for p in parts(verified.manifest)) \
+        if len(verified.manifest.common.components) > 1 \
+        else verified.payload.length if verified.payload else 0
     done = 0
-    for chunk in chunks:
+    for chunk in reader.every_payload():
         done += len(chunk)
         report(done, total)
 

@@ -325,6 +325,14 @@ class EnvelopeReader:
         self._finish_envelope()
         self._state = _State.DONE
 
+    def every_payload(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """The chunks of every integrated payload, each checked as it ends: for whoever
+        verifies an SFUI whole rather than installs it (payload() for one component, else
+        payloads())."""
+        if self._verified is not None and len(self._verified.manifest.common.components) > 1:
+            return (chunk for _, chunks in self.payloads(chunk_size) for chunk in chunks)
+        return self.payload(chunk_size)
+
     def _start_streaming(self) -> Verified:
         if self._state is not _State.AUTHENTICATED or self._verified is None:
             raise RuntimeError("the payload requires a successful authenticate() first")

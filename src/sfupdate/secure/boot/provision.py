@@ -80,9 +80,8 @@ def _verify_file(firmware: Path, keys: Sequence[TrustedKey], board: Board,
     with _open(firmware) as f:
         reader = EnvelopeReader(f)
         _check(reader.authenticate(keys), board, device)
-        for _, chunks in reader.payloads():
-            for _ in chunks:
-                pass
+        for _ in reader.every_payload():
+            pass
 
 
 def _write_slot(board: Board, slot: Slot, firmware: Path, keys: Sequence[TrustedKey],
