@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from sfupdate import keys
+from sfupdate.authoring.author import ImageSpec
+from sfupdate.authoring.author.components import sign_components
 from sfupdate.errors import (
     DeviceStateError,
     IntegrityError,
@@ -20,15 +23,19 @@ from sfupdate.errors import (
     PayloadTooShortError,
     UnknownComponentError,
 )
+from sfupdate.formats.remote import RemoteCommand, Target
+from sfupdate.formats.sfui import TrustedKey
+from sfupdate.keys.files import FileSigner
 from sfupdate.secure.agent.device import Device
 from sfupdate.secure.agent.install import install
 from sfupdate.secure.board.hal import Slot
 from sfupdate.secure.board.records import ImageRecord, SlotStatus
 from sfupdate.secure.board.sim import SimBoard
 from sfupdate.secure.kernel import Kernel, SecureState
+from sfupdate.secure.kernel.state import _revoke_key
 from sfupdate.secure.kernel.verify import HEALTH_FAIL_MARKER
-from tests.components.conftest import CopyBoard, SignSet, app_image, boot_image
-from tests.world import fresh, reboot
+from tests.components.conftest import COMPONENTS, CopyBoard, SignSet, app_image, boot_image
+from tests.world import CLASS, VENDOR, fresh, provision_board, reboot
 
 
 def install_file(board: SimBoard, image: Path | bytes) -> None:
@@ -138,3 +145,28 @@ def test_the_kernel_records_no_set_that_changes_a_kept_component(
     slot = kernel.begin_install()
     with pytest.raises(DeviceStateError, match="boot"):
         kernel.record_trial(slot, image)
+
+
+def test_a_kept_components_signer_stays_a_signer_of_the_set(
+        tmp_path: Path, sign_set: SignSet, es256_trusted: TrustedKey) -> None:
+    """The boot component was signed by the first key, the set that kept it by a second:
+    revoking the first key is refused while that set is confirmed (it would leave nothing to
+    boot), and the boot of the set needs both keys active."""
+    second = FileSigner(keys.generate_private_key("ES256"))
+    provision_board(tmp_path / "b", sign_set(1, boot=boot_image(1), app=app_image(1)),
+                    [es256_trusted, TrustedKey(second.public_key)], components=COMPONENTS)
+    board = fresh(tmp_path / "b")
+    (tmp_path / "app.bin").write_bytes(app_image(2))
+    sign_components([("app", tmp_path / "app.bin")], tmp_path / "app2.sfui", second,
+                    ImageSpec(2, VENDOR, CLASS))
+    install_file(board, tmp_path / "app2.sfui")
+    assert reboot(board).sequence == 2
+    confirmed = Kernel(board.storage).confirm()
+    image = confirmed.boot.confirmed_image
+    assert image.signer == second.kid and image.signers() == [second.kid, es256_trusted.kid]
+    assert len(confirmed.signer_keys(image)) == 2
+
+    revoke = RemoteCommand(Target(vendor_id=VENDOR, class_id=CLASS), 1, "revoke-key",
+                           {"key_id": es256_trusted.kid})
+    with pytest.raises(DeviceStateError, match="signed the confirmed image"):
+        _revoke_key(confirmed, revoke, None)

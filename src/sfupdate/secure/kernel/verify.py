@@ -4,8 +4,10 @@ against the root-key hash fused in OTP.
 
 The slot's stored SFUI header is only an input to this re-verification: it must verify with
 the signer recorded when the image was authenticated (while that is an active anchor) and
-describe exactly the recorded image; the slot's bytes must hash to the signed digest. No
-decision elsewhere reads a header. Reads are streamed; memory stays flat for any size.
+describe exactly the recorded image; the slot's bytes must hash to the signed digest. On a
+board of several components a slot side holds a set: each component is checked that way
+against its own record and its own stored header. No decision elsewhere reads a header.
+Reads are streamed; memory stays flat for any size.
 """
 
 from __future__ import annotations
