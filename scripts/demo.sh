@@ -2,7 +2,8 @@
 # sfupdate end to end, from nothing, on a scratch directory:
 #   keys -> sign -> repository -> `sfu serve` + `sfu agent serve` -> `sfu client update`
 #   -> reboot -> health check -> confirm; then the refusals (downgrade, tampered images) and
-#   a v3 that fails its health check and is reverted.
+#   a v3 that fails its health check and is reverted; the agent updated; a board of two
+#   components updated as one set.
 # Run through `make demo`, which puts the venv's `sfu` on PATH. The script stops at the first
 # step that misbehaves (exit 1), including an attack that is NOT refused.
 #
@@ -12,6 +13,8 @@ set -euo pipefail
 
 # shellcheck source=scripts/demo_after_attack.sh
 source "$(dirname "${BASH_SOURCE[0]}")/demo_after_attack.sh"   # act_after_attack
+# shellcheck source=scripts/demo_components.sh
+source "$(dirname "${BASH_SOURCE[0]}")/demo_components.sh"     # act_components
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/sfu-demo.XXXXXX")
 sock=agent.sock  # relative to $work, where everything runs
@@ -20,10 +23,10 @@ VENDOR=example.com CLASS=demo-board
 
 cleanup() {
     local pid
-    for pid in $agent_pid $server_pid; do
+    for pid in $agent_pid $server_pid $components_agent_pid; do
         kill "$pid" 2>/dev/null || true
     done
-    for pid in $agent_pid $server_pid; do
+    for pid in $agent_pid $server_pid $components_agent_pid; do
         wait "$pid" 2>/dev/null || true
     done
     rm -rf "$work"
@@ -241,6 +244,7 @@ main() {
     act_after_attack
     sfu agent bundle --key rom.key --sequence 1 -o agent1.sfui >/dev/null
     act_agent_update
+    act_components
     printf '\n%sdemo complete%s: every attack was refused, and the device was repaired after one\n' \
         "$bold" "$off"
 }

@@ -31,6 +31,10 @@ KEY_LINES = [
     "confirm before the trial has booted and passed its health check: refused (exit 12)",
     "agent bundle 2 in partition B confirmed itself",
     "the old agent bundle (sequence 1) offered again: refused (exit 7)",
+    "both components of set 2 installed, booted and confirmed as one; rollback floor 2",
+    "an SFUI naming only the application: set 3 keeps bootloader 2",
+    "a set with one byte of its second payload flipped: refused (exit 4): payload does not "
+    "match the signed image-digest",
     "demo complete",
 ]
 

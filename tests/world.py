@@ -61,10 +61,12 @@ def provision_board(root: Path, firmware: Path, trusted: Sequence[TrustedKey], *
                     operators: Sequence[TrustedKey] = (), recovery: Sequence[TrustedKey] = (),
                     slot_size: int = SLOT_SIZE,
                     agent_signer: FileSigner | None = None,
-                    payload_kek: bytes | None = None) -> Provisioned:
-    """A blank board at `root`, provisioned for VENDOR_NAME/CLASS_NAME with the SFUI
-    `firmware` (sequence 1 confirmed in slot A); the identity public key is exported."""
-    board = create_board(root, slot_size)
+                    payload_kek: bytes | None = None,
+                    components: Sequence[tuple[str, int]] | None = None) -> Provisioned:
+    """A blank board at `root` (of those components, else one of `slot_size`), provisioned
+    for VENDOR_NAME/CLASS_NAME with the SFUI `firmware` (sequence 1 confirmed in slot A); the
+    identity public key is exported."""
+    board = create_board(root, slot_size, components)
     if agent_signer is None:
         bundle, bundle_key = one_time_agent_bundle()
     else:

@@ -235,6 +235,12 @@ class WrongClassError(PolicyError):
                    f"expected {expected}")
 
 
+class UnknownComponentError(PolicyError):
+    """The SFUI names a component this board does not have."""
+
+    code = "unknown-component"
+
+
 class DowngradeError(PolicyError):
     """The sequence number is not above the running image's and the rollback floor."""
 

@@ -71,7 +71,9 @@ def check_invariants(path: Path, floor_before: int, allowed_confirmed: set[int])
     assert record.floor == record.confirmed_image.sequence
 
 
-def sweep(fresh_board: CopyBoard, cycle: Cycle, allowed_confirmed: set[int]) -> int:
+def sweep(fresh_board: CopyBoard, cycle: Cycle, allowed_confirmed: set[int],
+          at_cut: Callable[[Path], None] | None = None) -> int:
+    """Cut at every write of `cycle`; `at_cut` checks more of what each cut left, first."""
     probe = fresh(fresh_board())
     cycle(probe)
     total = probe.power.ops
@@ -81,6 +83,8 @@ def sweep(fresh_board: CopyBoard, cycle: Cycle, allowed_confirmed: set[int]) -> 
         with pytest.raises(PowerCut):
             cycle(board)
         assert board.power.ops == cut
+        if at_cut is not None:
+            at_cut(path)
         check_invariants(path, 1, allowed_confirmed)
     return total
 

@@ -90,13 +90,15 @@ class CutSlots:
 
 
 class CutBoard:
-    """`board` with its storage and slots cut at the model's events."""
+    """`board` with its storage and slots (of every component) cut at the model's events."""
 
     def __init__(self, board: SimBoard, cut: int) -> None:
         self._inner = board
         cuts = Cuts(cut)
         self.storage = CutStorage(board.storage, cuts)
-        self.slots = CutSlots(board.slots, cuts)
+        self.components = {name: CutSlots(slots, cuts)
+                           for name, slots in board.components.items()}
+        self.slots = next(iter(self.components.values()))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)

@@ -6,6 +6,7 @@ import os
 import stat
 import sys
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -13,6 +14,7 @@ import click
 
 from sfupdate import keys
 from sfupdate.authoring.author import ImageSpec, sign_firmware
+from sfupdate.authoring.author.components import sign_components
 from sfupdate.cli.encryption_cmds import (
     describe_encryption,
     encryption_lines,
@@ -33,20 +35,25 @@ from sfupdate.cli.render import (
     progress_option,
     write_output,
 )
-from sfupdate.errors import ThresholdError, TruncatedError, UsageError
+from sfupdate.errors import SchemaError, ThresholdError, TruncatedError, UsageError
 from sfupdate.formats.sfui import (
     ALGORITHM_NAMES,
     AlgorithmStyle,
     EnvelopeReader,
     ImageInfo,
+    Manifest,
+    Signer,
     Text,
+    Verified,
     check_identity,
     class_uuid,
     vendor_uuid,
 )
+from sfupdate.formats.sfui.components import parts
 from sfupdate.formats.sfui.encryption import EncryptionInfo
 from sfupdate.formats.sfui.reader import PayloadRef
 from sfupdate.keys.unlock import PASSPHRASE_ENV, read_secret_file
+from sfupdate.progress import Progress
 
 _path = click.Path(path_type=Path, dir_okay=False)
 _existing = click.Path(path_type=Path, dir_okay=False, exists=True)
@@ -131,7 +138,11 @@ def _uuids(vendor: str, klass: str) -> tuple[uuid.UUID, uuid.UUID]:
 
 
 @click.command()
-@click.argument("firmware", type=_existing)
+@click.argument("firmware", type=_existing, required=False)
+@click.option("--component", "components", metavar="NAME=FILE", multiple=True,
+              help="Instead of FIRMWARE: the image of component NAME (repeatable; the first is "
+                   "component 0). The SFUI installs them as one set, its sequence the set's "
+                   "version; components it does not name keep their image.")
 @click.option("--key", "key_refs", metavar=KEY_METAVAR, required=True, multiple=True,
               help="Private signing key: a PEM file or a pkcs11: URI. Repeat it to sign with "
                    "several keys (one COSE_Sign1 each) for a device whose firmware threshold "
@@ -153,22 +164,31 @@ def _uuids(vendor: str, klass: str) -> tuple[uuid.UUID, uuid.UUID]:
 @unlock_options
 @progress_option
 @json_option
-def sign(firmware: Path, key_refs: tuple[str, ...], sequence: int, vendor: str, klass: str,
-         version_text: str | None, description: str | None, cose_alg: str,
-         output: Path, force: bool, encrypt_for: tuple[Path, ...],
-         encrypt_kek: tuple[Path, ...], encrypt_alg: str, passphrase_file: Path | None,
-         pkcs11_module: str | None, progress_mode: str, as_json: bool) -> None:
-    """Sign FIRMWARE into a Secured Firmware Update Image (SUIT envelope).
+def sign(firmware: Path | None, components: tuple[str, ...], key_refs: tuple[str, ...],
+         sequence: int, vendor: str, klass: str, version_text: str | None,
+         description: str | None, cose_alg: str, output: Path, force: bool,
+         encrypt_for: tuple[Path, ...], encrypt_kek: tuple[Path, ...], encrypt_alg: str,
+         passphrase_file: Path | None, pkcs11_module: str | None, progress_mode: str,
+         as_json: bool) -> None:
+    """Sign FIRMWARE (or several --component NAME=FILE) into a Secured Firmware Update Image
+    (SUIT envelope).
 
     With --encrypt-for or --encrypt-kek the payload is encrypted for those recipients only."""
+    if (firmware is None) == (not components):
+        raise UsageError("give FIRMWARE, or one --component NAME=FILE per component, not both")
     _refuse_overwrite(output, force)  # before the work; the final rename is atomic
     encryption = payload_encryption(encrypt_for, encrypt_kek, encrypt_alg)
+    if encryption is not None and components:
+        raise UsageError("an encrypted payload is supported for one component only (FIRMWARE)")
     how = unlock(passphrase_file, pkcs11_module)
     signer, *cosigners = [keys.load_signer(ref, AlgorithmStyle(cose_alg), how)
                           for ref in key_refs]
     vendor_id, class_id = _uuids(vendor, klass)
     spec = ImageSpec(sequence, vendor_id, class_id, version_text, description)
     with progress(progress_mode, "signing") as report:
+        if firmware is None:
+            return _sign_set(_component_files(components), output, (signer, *cosigners), spec,
+                             report, as_json)
         signed = sign_firmware(firmware, output, signer, spec, report, cosigners, encryption)
     if as_json:
         emit_json({"file": str(output), "sequence": sequence, "image_size": signed.image_size,
@@ -181,6 +201,32 @@ def sign(firmware: Path, key_refs: tuple[str, ...], sequence: int, vendor: str, 
                    f"sha256 {signed.image_digest.hex()}")
 
 
+def _component_files(specs: tuple[str, ...]) -> list[tuple[str, Path]]:
+    files = []
+    for spec in specs:
+        name, sep, file = spec.partition("=")
+        if not sep or not file:
+            raise UsageError(f"--component {spec!r}: give NAME=FILE")
+        files.append((name, Path(file)))
+    return files
+
+
+def _sign_set(files: list[tuple[str, Path]], output: Path, signers: Sequence[Signer],
+              spec: ImageSpec, report: Progress, as_json: bool) -> None:
+    signed = sign_components(files, output, signers[0], spec, report, signers[1:])
+    images = [{"name": c.name, "image_size": c.size, "image_digest": c.digest.hex()}
+              for c in signed.components]
+    if as_json:
+        emit_json({"file": str(output), "sequence": spec.sequence_number, "components": images,
+                   "file_size": signed.envelope_size, "signer_key_id": signers[0].kid.hex(),
+                   "signer_key_ids": [s.kid.hex() for s in signers]})
+        return
+    click.echo(f"{output}: sequence {spec.sequence_number}, {len(images)} components")
+    for image in images:
+        click.echo(f"  {image['name']}: {image['image_size']} bytes, "
+                   f"sha256 {image['image_digest']}")
+
+
 def _open(path: Path) -> BinaryIO:
     try:
         return open(path, "rb")
@@ -188,7 +234,9 @@ def _open(path: Path) -> BinaryIO:
         raise UsageError(f"cannot open {path}: {exc.strerror}") from None
 
 
-def _describe(info: ImageInfo, text: Text | None, payload: PayloadRef | None) -> dict[str, Any]:
+def _describe(manifest: Manifest, text: Text | None,
+              payload: PayloadRef | None) -> dict[str, Any]:
+    info = ImageInfo.from_manifest(manifest)
     return {
         "sequence": info.sequence_number,
         "components": [[part.hex() for part in c] for c in info.components],
@@ -203,7 +251,21 @@ def _describe(info: ImageInfo, text: Text | None, payload: PayloadRef | None) ->
         "description": text.description() if text else None,
         "encryption": describe_encryption(EncryptionInfo.decode(info.encryption_info)
                                           if info.encryption_info is not None else None),
+        "images": _images(manifest),
     }
+
+
+def _images(manifest: Manifest) -> list[dict[str, Any]]:
+    """Each component's image, as the manifest describes it (named components only)."""
+    try:
+        found = parts(manifest)
+    except SchemaError:
+        return []
+    return [{"component": p.name, "image_digest": p.digest.value.hex() if p.digest else None,
+             "image_size": p.size, "uri": p.uri} for p in found]
+
+
+_PER_COMPONENT = frozenset({"components", "image-digest", "image-size", "payload"})
 
 
 def _print_description(desc: dict[str, Any]) -> None:
@@ -220,9 +282,14 @@ def _print_description(desc: dict[str, Any]) -> None:
         ("version", desc["version"]),
         ("description", desc["description"]),
     ]
+    several = len(desc["images"]) > 1  # then each component's own row says these
     for name, value in rows + encryption_lines(desc["encryption"]):
-        if value is not None:
+        if value is not None and not (several and name in _PER_COMPONENT):
             click.echo(f"{name + ':' if name else '':<14}{value}")
+    if several:
+        for image in desc["images"]:
+            click.echo(f"{'component:':<14}{image['component']}: {image['image_size']} bytes, "
+                       f"sha256:{image['image_digest']}, payload {image['uri']}")
 
 
 def _check_complete(file: Path, stream: BinaryIO, payload: PayloadRef | None) -> None:
@@ -249,8 +316,7 @@ def inspect(file: Path, as_json: bool) -> None:
         reader = EnvelopeReader(stream)
         _check_complete(file, stream, reader.payload_ref)
         manifest = reader.unverified_manifest()
-        info = ImageInfo.from_manifest(manifest)
-        desc = _describe(info, reader.unverified_text(), reader.payload_ref)
+        desc = _describe(manifest, reader.unverified_text(), reader.payload_ref)
         signatures = [{"algorithm": ALGORITHM_NAMES.get(s.algorithm, str(s.algorithm)),
                        "key_id": s.kid.hex() if s.kid else None} for s in reader.signatures()]
     desc.update(signature_checked=False, signatures=signatures, file=str(file),
@@ -263,6 +329,17 @@ def inspect(file: Path, as_json: bool) -> None:
     for s in signatures:
         click.echo(f"{'':<14}{s['algorithm']} by key {s['key_id'] or '(no key ID)'}")
     _print_description(desc)
+
+
+def _check_payloads(reader: EnvelopeReader, verified: Verified, report: Progress) -> None:
+    """Read every integrated payload to its end (the reader checks each against its digest)."""
+    total = sum(p.size or 0 for p in parts(verified.manifest)) \
+        if len(verified.manifest.common.components) > 1 \
+        else verified.payload.length if verified.payload else 0
+    done = 0
+    for chunk in reader.every_payload():
+        done += len(chunk)
+        report(done, total)
 
 
 @click.command()
@@ -295,13 +372,8 @@ def verify(file: Path, key_files: tuple[Path, ...], vendor: str | None, klass: s
         payload_checked = verified.payload is not None
         if payload_checked:
             with progress(progress_mode, "verifying") as report:
-                total = verified.payload.length if verified.payload else 0
-                done = 0
-                chunks = reader.ciphertext() if verified.encryption else reader.payload()
-                for chunk in chunks:
-                    done += len(chunk)
-                    report(done, total)
-    desc = _describe(info, verified.text, verified.payload)
+                _check_payloads(reader, verified, report)
+    desc = _describe(verified.manifest, verified.text, verified.payload)
     desc.update(authentic=True, payload_checked=payload_checked,
                 signer_key_id=verified.signer.kid.hex(),
                 signer_key_ids=[key.kid.hex() for key in verified.signers])
@@ -314,8 +386,11 @@ def verify(file: Path, key_files: tuple[Path, ...], vendor: str | None, klass: s
                    f"by key {verified.signer.kid.hex()[:16]}); the plaintext digest is checked "
                    "by the device that decrypts it")
     elif payload_checked:
+        size = sum(image["image_size"] or 0 for image in desc["images"]) or info.image_size
+        count = len(desc["images"])
         click.echo(f"{file}: OK: authentic and complete (sequence {info.sequence_number}, "
-                   f"{info.image_size} bytes, signed by key {verified.signer.kid.hex()[:16]})")
+                   + (f"{count} components, " if count > 1 else "")
+                   + f"{size} bytes, signed by key {verified.signer.kid.hex()[:16]})")
     else:
         click.echo(f"{file}: OK: signed manifest authentic (sequence {info.sequence_number}, "
                    f"key {verified.signer.kid.hex()[:16]}); payload NOT checked: not integrated"

@@ -43,10 +43,26 @@ def board_group() -> None:
 @board_group.command("create")
 @click.argument("directory", type=_dir)
 @click.option("--slot-size", default="64MiB", show_default=True, help="Bytes per slot (A/B).")
-def create(directory: Path, slot_size: str) -> None:
+@click.option("--component", "components", metavar="NAME:SIZE", multiple=True,
+              help="A component of the board with its slot size (repeatable; replaces the one "
+                   "component \"firmware\" of --slot-size). Every SFUI installs a set of "
+                   "them; a component it does not name keeps its image.")
+def create(directory: Path, slot_size: str, components: tuple[str, ...]) -> None:
     """Create a blank simulated board in DIRECTORY."""
-    board = create_board(directory, parse_size(slot_size))
-    click.echo(f"{directory}: blank board, two slots of {board.slots.size} bytes")
+    board = create_board(directory, parse_size(slot_size),
+                         [_component(spec) for spec in components] or None)
+    if len(board.components) == 1:
+        click.echo(f"{directory}: blank board, two slots of {board.slots.size} bytes")
+        return
+    listed = ", ".join(f"{name} ({slots.size} bytes)" for name, slots in board.components.items())
+    click.echo(f"{directory}: blank board, slots A and B each of components {listed}")
+
+
+def _component(spec: str) -> tuple[str, int]:
+    name, sep, size = spec.partition(":")
+    if not sep:
+        raise UsageError(f"--component {spec!r}: give NAME:SIZE (e.g. app:16MiB)")
+    return name, parse_size(size)
 
 
 @board_group.command("provision")
@@ -106,7 +122,9 @@ def describe(board: Board) -> dict[str, Any]:
     `sfu agent status --json`, and what only the board knows (names, booted and confirmed
     slots, the trial's health, the storage write counter, each slot's version)."""
     provisioned = board.fuses.read(Fuse.LIFECYCLE) is not None
-    out: dict[str, Any] = {"provisioned": provisioned, "slot_size": board.slots.size}
+    out: dict[str, Any] = {"provisioned": provisioned, "slot_size": board.slots.size,
+                           "components": [{"name": name, "size": slots.size}
+                                          for name, slots in board.components.items()]}
     if not provisioned:
         return out
     state = Kernel(board.storage).state()
@@ -133,10 +151,14 @@ def describe(board: Board) -> dict[str, Any]:
 
 def _slot(rec: Any) -> dict[str, Any]:
     image = rec.image
-    return {"state": rec.status.value,
-            "sequence": image.sequence if image else None,
-            "version": image.version if image else None,
-            "digest": image.digest.hex() if image else None}
+    out = {"state": rec.status.value,
+           "sequence": image.sequence if image else None,
+           "version": image.version if image else None,
+           "digest": image.digest.hex() if image else None}
+    if image is not None and image.components is not None:
+        out["components"] = [{"name": c.name, "sequence": c.sequence, "digest": c.digest.hex(),
+                              "size": c.size} for c in image.components]
+    return out
 
 
 @board_group.command("status")

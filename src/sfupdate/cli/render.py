@@ -218,3 +218,6 @@ def show_device_status(status: dict[str, Any]) -> None:
         digest = slot["digest"][:16] if slot["digest"] else ABSENT
         click.echo(f"slot {name}           {slot['state']:<10} sequence "
                    f"{shown(slot['sequence']):<6} {version}sha256 {digest}")
+        for part in slot.get("components", ()):  # a set (the board's status shows them)
+            click.echo(f"  {part['name']:<15}{'':<10} sequence {part['sequence']:<6} "
+                       f"sha256 {part['digest'][:16]}")

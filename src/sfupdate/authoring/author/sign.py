@@ -130,8 +130,8 @@ def _prefix(spec: ImageSpec, digest: bytes, size: int, signers: Sequence[Signer]
     manifest = build_manifest(spec, digest, size, text, info)
     manifest_bytes = manifest.encode()
     digest_bytes = Digest(manifest_digest(manifest_bytes)).encode()
-    auth = cbor.dumps([digest_bytes, *(sign1(digest_bytes, s) for s in signers)])
-    members = {suit.ENV_AUTHENTICATION: auth, suit.ENV_MANIFEST: manifest_bytes}
+    members = {suit.ENV_AUTHENTICATION: auth_wrapper(digest_bytes, signers),
+               suit.ENV_MANIFEST: manifest_bytes}
     if text is not None:
         members[suit.ENV_TEXT] = text.encode()
     overhead = encryption.overhead if encryption is not None else 0
@@ -161,6 +161,21 @@ def _stream_payload(src: io.FileIO, dst: BinaryIO, size: int, progress: Progress
     return hasher.digest()
 
 
+def _check_signers(signers: Sequence[Signer]) -> None:
+    for each in signers:
+        if each.algorithm not in ALGORITHM_NAMES:
+            raise UsageError(f"signer algorithm {each.algorithm} is not supported")
+    if len({each.kid for each in signers}) != len(signers):
+        raise UsageError("the same key is given twice: a threshold counts distinct keys")
+    if len(signers) > MAX_AUTH_BLOCKS:
+        raise UsageError(f"at most {MAX_AUTH_BLOCKS} signatures fit an SFUI")
+
+
+def auth_wrapper(digest_bytes: bytes, signers: Sequence[Signer]) -> bytes:
+    """The SUIT authentication wrapper: the manifest digest, then one COSE_Sign1 per signer."""
+    return cbor.dumps([digest_bytes, *(sign1(digest_bytes, s) for s in signers)])
+
+
 def sign_firmware(firmware: Path, output: Path, signer: Signer, spec: ImageSpec,
                   progress: Progress = no_progress,
                   cosigners: Sequence[Signer] = (),
@@ -174,13 +189,7 @@ def sign_firmware(firmware: Path, output: Path, signer: Signer, spec: ImageSpec,
     the file's, the signature has a fixed size), so the payload is copied and hashed at its
     final offset first, and the real prefix is written in front of it at the end."""
     signers = (signer, *cosigners)
-    for each in signers:
-        if each.algorithm not in ALGORITHM_NAMES:
-            raise UsageError(f"signer algorithm {each.algorithm} is not supported")
-    if len({each.kid for each in signers}) != len(signers):
-        raise UsageError("the same key is given twice: a threshold counts distinct keys")
-    if len(signers) > MAX_AUTH_BLOCKS:
-        raise UsageError(f"at most {MAX_AUTH_BLOCKS} signatures fit an SFUI")
+    _check_signers(signers)
     try:
         src = open(firmware, "rb", buffering=0)  # noqa: SIM115 - closed below
     except OSError as exc:

@@ -63,7 +63,7 @@ def admit(src: BinaryIO, where: Path, into: Path, trusted: Sequence[TrustedKey])
                 if verified.info.vendor_id is None or verified.info.class_id is None:
                     raise UsageError("the manifest names no UUID vendor-id or no class-id, so "
                                      "no device could select it")
-                for _ in (reader.ciphertext() if verified.encryption else reader.payload()):
+                for _ in reader.every_payload():
                     pass  # an encrypted payload: its length; its device checks its digest
             except SfuError as exc:
                 raise type(exc)(f"{where}: {exc}") from None

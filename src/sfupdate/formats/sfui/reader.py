@@ -37,6 +37,7 @@ from sfupdate.errors import (
     UnsupportedError,
 )
 from sfupdate.formats.sfui import cbor, suit
+from sfupdate.formats.sfui.components import Part, parts
 from sfupdate.formats.sfui.cose import Sign1, TrustedKey, distinct_signers
 from sfupdate.formats.sfui.encryption import ContentCipher, EncryptionInfo
 from sfupdate.formats.sfui.model import Digest, ImageInfo, Manifest, Text, decode_sequence
@@ -106,6 +107,8 @@ class EnvelopeReader:
         self._state = _State.PARSED
         self._members: dict[int, bytes] = {}
         self._remaining_items = 0
+        self._previous_key = b""
+        self._drained = False
         self.payload_ref: PayloadRef | None = None
         self._verified: Verified | None = None
         self._read_members()
@@ -123,43 +126,49 @@ class EnvelopeReader:
             raise SchemaError("SUIT envelope is not a map")
         if count > MAX_MEMBERS:
             raise LimitExceededError(f"envelope has {count} members (at most {MAX_MEMBERS})")
-        previous = b""
         self._remaining_items = count
         while self._remaining_items:
-            major, key_value, head = cbor.read_head(self._stream, "envelope member key")
-            if major == cbor.MAJOR_TSTR:
-                if key_value > MAX_PAYLOAD_KEY_SIZE:
-                    raise LimitExceededError("integrated payload key is too long")
-                raw = cbor.read_exact(self._stream, key_value, "payload key")
-                encoded_key = head + raw
-            elif major == cbor.MAJOR_UINT:
-                encoded_key = head
-            else:
-                raise SchemaError("envelope member key is neither an integer nor a text string")
-            if encoded_key <= previous:
-                raise EncodingError("envelope keys are duplicated or not in deterministic order")
-            previous = encoded_key
-            self._remaining_items -= 1
-            vmajor, length, _ = cbor.read_head(self._stream, "envelope member")
-            if vmajor != cbor.MAJOR_BSTR:
-                raise SchemaError("an envelope member is not a byte string")
-            if major == cbor.MAJOR_TSTR:
-                try:
-                    key = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise EncodingError("payload key is not valid UTF-8") from None
+            key, length = self._read_member_head()
+            if isinstance(key, str):
                 self.payload_ref = PayloadRef(key, length)
                 return  # the payload itself is streamed later, after authentication
-            if key_value not in suit.ENVELOPE_MEMBERS:
-                raise SchemaError(f"unknown envelope member {key_value}")
+            if key not in suit.ENVELOPE_MEMBERS:
+                raise SchemaError(f"unknown envelope member {key}")
             limit = {suit.ENV_AUTHENTICATION: MAX_AUTH_SIZE,
-                     suit.ENV_MANIFEST: MAX_MANIFEST_SIZE}.get(key_value, MAX_SEVERABLE_SIZE)
+                     suit.ENV_MANIFEST: MAX_MANIFEST_SIZE}.get(key, MAX_SEVERABLE_SIZE)
             if length > limit:
-                raise LimitExceededError(f"envelope member {key_value} is {length} bytes "
+                raise LimitExceededError(f"envelope member {key} is {length} bytes "
                                          f"(at most {limit})")
-            self._members[key_value] = cbor.read_exact(self._stream, length,
-                                                       f"envelope member {key_value}")
+            self._members[key] = cbor.read_exact(self._stream, length,
+                                                 f"envelope member {key}")
         self._finish_envelope()
+
+    def _read_member_head(self) -> tuple[int | str, int]:
+        """The next member's key (an integer, or the text key of an integrated payload) and
+        the length of its byte-string value, whose bytes are next in the stream."""
+        major, key_value, head = cbor.read_head(self._stream, "envelope member key")
+        if major == cbor.MAJOR_TSTR:
+            if key_value > MAX_PAYLOAD_KEY_SIZE:
+                raise LimitExceededError("integrated payload key is too long")
+            raw = cbor.read_exact(self._stream, key_value, "payload key")
+            encoded_key = head + raw
+        elif major == cbor.MAJOR_UINT:
+            encoded_key = head
+        else:
+            raise SchemaError("envelope member key is neither an integer nor a text string")
+        if encoded_key <= self._previous_key:
+            raise EncodingError("envelope keys are duplicated or not in deterministic order")
+        self._previous_key = encoded_key
+        self._remaining_items -= 1
+        vmajor, length, _ = cbor.read_head(self._stream, "envelope member")
+        if vmajor != cbor.MAJOR_BSTR:
+            raise SchemaError("an envelope member is not a byte string")
+        if major != cbor.MAJOR_TSTR:
+            return key_value, length
+        try:
+            return raw.decode("utf-8"), length
+        except UnicodeDecodeError:
+            raise EncodingError("payload key is not valid UTF-8") from None
 
     def _finish_envelope(self) -> None:
         if self._stream.read(1):
@@ -220,10 +229,15 @@ class EnvelopeReader:
         manifest = self._with_severed(Manifest.decode(self.manifest_bytes))
         text = manifest.text if isinstance(manifest.text, Text) else None
         info = ImageInfo.from_manifest(manifest)
-        if len(manifest.common.components) != 1 and self.payload_ref is not None:
-            raise UnsupportedError("integrated payloads are supported for one component only")
+        components = len(manifest.common.components)
+        if components > 1 and self.payload_ref is not None \
+                and self._remaining_items + 1 != components:  # only payloads may follow
+            raise SchemaError(f"the envelope carries {self._remaining_items + 1} integrated "
+                              f"payloads for {components} components")
         encryption = (EncryptionInfo.decode(info.encryption_info)
                       if info.encryption_info is not None else None)
+        if encryption is not None and components > 1:
+            raise UnsupportedError("an encrypted payload is supported for one component only")
         self._verified = Verified(manifest, info, text, signers[0], self.payload_ref, signers,
                                   encryption)
         self._state = _State.AUTHENTICATED
@@ -273,40 +287,98 @@ class EnvelopeReader:
         the end, then the plaintext digest), or `decrypted=True` when the stream holds the
         plaintext already (a slot the agent wrote). Without either it is refused: its
         digest cannot be checked."""
-        ref, info = self._start_payload()
-        encrypted = self._verified is not None and self._verified.encryption is not None
+        verified = self._start_streaming()
+        ref, info = self._single_payload(verified)
+        encrypted = verified.encryption is not None
         if encrypted == (cipher is None and not decrypted):
             raise UnsupportedError("the payload is encrypted: reading it needs the content key"
                                    if encrypted else "the payload is not encrypted")
         assert info.image_size is not None and info.image_digest is not None
-        hasher = hashlib.sha256()
-        for chunk in self._chunks(info.image_size if decrypted else ref.length, chunk_size):
-            plain = cipher.update(chunk) if cipher is not None else chunk
-            hasher.update(plain)
-            yield plain
-        if cipher is not None:
-            last = cipher.finish()  # CiphertextTagError for a tampered GCM ciphertext
-            hasher.update(last)
-            yield last
-        if hasher.digest() != info.image_digest.value:
-            raise PayloadDigestError("payload does not match the signed image-digest")
+        yield from self._chunks(ref, info.image_size, info.image_digest, chunk_size,
+                                verified.overhead, cipher, decrypted)
         self._end_payload()
 
     def ciphertext(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         """Yield an encrypted payload as it is, checking only its length: for those who hold
         no content key (a repository admitting it, `sfu verify`). Its plaintext digest is
         checked by the recipient that decrypts it."""
-        ref, _ = self._start_payload()
-        if self._verified is None or self._verified.encryption is None:
+        verified = self._start_streaming()
+        ref, info = self._single_payload(verified)
+        if verified.encryption is None:
             raise UnsupportedError("the payload is not encrypted: read it with payload()")
-        yield from self._chunks(ref.length, chunk_size)
+        assert info.image_size is not None
+        _check_length(ref, info.image_size + verified.overhead)
+        yield from self._read(ref.length, chunk_size)
         self._end_payload()
 
-    def _start_payload(self) -> tuple[PayloadRef, ImageInfo]:
+    def payloads(self, chunk_size: int = CHUNK_SIZE, cipher: ContentCipher | None = None,
+                 ) -> Iterator[tuple[Part, Iterator[bytes]]]:
+        """Each integrated payload in envelope order, with the component of the signed manifest
+        whose URI is its key, and its plaintext chunks (checked as payload() checks the one of
+        a single component; an encrypted payload, of one component only, is decrypted with
+        `cipher`). Drain each component's chunks before asking for the next component. That
+        every component arrives, once, follows from authenticate() (one payload per
+        component), the keys' strict order and each key naming a component."""
+        verified = self._start_streaming()
+        encrypted = verified.encryption is not None
+        if encrypted == (cipher is None):
+            raise UnsupportedError("the payload is encrypted: reading it needs the content key"
+                                   if encrypted else "the payload is not encrypted")
+        by_uri = {part.uri: part for part in parts(verified.manifest)}
+        ref = verified.payload
+        if ref is None:
+            raise MissingMemberError("the SFUI has no integrated payload")
+        while True:
+            part = by_uri.get(ref.key)
+            if part is None:
+                raise SchemaError(f"integrated payload {ref.key!r} is not one the manifest "
+                                  "installs")
+            if part.size is None or part.digest is None:
+                raise MissingMemberError(f"component {part.name} declares no image-size or "
+                                         "image-digest")
+            self._drained = False
+            chunks = self._chunks(ref, part.size, part.digest, chunk_size, verified.overhead,
+                                  cipher)
+            if not self._remaining_items:  # the last payload: its end is the envelope's
+                chunks = self._then_end(chunks)
+            yield part, chunks
+            if not self._drained:
+                raise RuntimeError(f"component {part.name}'s payload was not read to its end")
+            if not self._remaining_items:
+                return
+            key, length = self._read_member_head()
+            if not isinstance(key, str):  # _read_member_head's order check refuses it first
+                raise EncodingError("an envelope member follows an integrated payload")
+            ref = PayloadRef(key, length)
+
+    def _then_end(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """The last payload's chunks, then the envelope's end, checked before the consumer
+        learns the payload is complete: nothing follows it."""
+        yield from chunks
+        self._finish_envelope()
+        self._state = _State.DONE
+
+    def every_payload(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """The chunks of every integrated payload, each checked as it ends: for whoever
+        verifies an SFUI whole rather than installs it (payload() for one component, else
+        payloads(); an encrypted payload's ciphertext, whose length alone can be checked
+        without its key)."""
+        verified = self._verified
+        if verified is not None and len(verified.manifest.common.components) > 1:
+            return (chunk for _, chunks in self.payloads(chunk_size) for chunk in chunks)
+        if verified is not None and verified.encryption is not None:
+            return self.ciphertext(chunk_size)
+        return self.payload(chunk_size)
+
+    def _start_streaming(self) -> Verified:
         if self._state is not _State.AUTHENTICATED or self._verified is None:
-            raise RuntimeError("payload() requires a successful authenticate() first")
+            raise RuntimeError("the payload requires a successful authenticate() first")
         self._state = _State.STREAMING
-        ref, info = self._verified.payload, self._verified.info
+        return self._verified
+
+    @staticmethod
+    def _single_payload(verified: Verified) -> tuple[PayloadRef, ImageInfo]:
+        ref, info = verified.payload, verified.info
         if ref is None:
             raise MissingMemberError("the SFUI has no integrated payload")
         if info.payload_uri != ref.key:  # the draft keys an integrated payload by its URI
@@ -314,16 +386,29 @@ class EnvelopeReader:
                               f"installs ({info.payload_uri!r})")
         if info.image_size is None or info.image_digest is None:
             raise MissingMemberError("manifest declares no image-size or image-digest")
-        expected = info.image_size + self._verified.overhead
-        if ref.length > expected:
-            raise PayloadTooLongError(f"payload is {ref.length} bytes but the manifest declares "
-                                      f"{expected}")
-        if ref.length < expected:
-            raise PayloadTooShortError(f"payload is {ref.length} bytes but the manifest declares "
-                                       f"{expected}")
         return ref, info
 
-    def _chunks(self, length: int, chunk_size: int) -> Iterator[bytes]:
+    def _chunks(self, ref: PayloadRef, size: int, digest: Digest, chunk_size: int,
+                overhead: int = 0, cipher: ContentCipher | None = None,
+                decrypted: bool = False) -> Iterator[bytes]:
+        """The plaintext of one payload of `ref.length` bytes, which must be `size` (plus the
+        cipher's `overhead`) and whose plaintext must hash to `digest`: decrypted with
+        `cipher` as it streams, or, `decrypted`, already plaintext (`size` bytes)."""
+        _check_length(ref, size + overhead)
+        hasher = hashlib.sha256()
+        for chunk in self._read(size if decrypted else ref.length, chunk_size):
+            plain = cipher.update(chunk) if cipher is not None else chunk
+            hasher.update(plain)
+            yield plain
+        if cipher is not None:
+            last = cipher.finish()  # CiphertextTagError for a tampered GCM ciphertext
+            hasher.update(last)
+            yield last
+        if hasher.digest() != digest.value:
+            raise PayloadDigestError("payload does not match the signed image-digest")
+        self._drained = True
+
+    def _read(self, length: int, chunk_size: int) -> Iterator[bytes]:
         remaining = length
         while remaining:
             chunk = self._stream.read(min(chunk_size, remaining))
@@ -338,6 +423,15 @@ class EnvelopeReader:
             raise UnsupportedError("more than one integrated payload")
         self._finish_envelope()
         self._state = _State.DONE
+
+
+def _check_length(ref: PayloadRef, expected: int) -> None:
+    if ref.length > expected:
+        raise PayloadTooLongError(f"payload is {ref.length} bytes but the manifest declares "
+                                  f"{expected}")
+    if ref.length < expected:
+        raise PayloadTooShortError(f"payload is {ref.length} bytes but the manifest declares "
+                                   f"{expected}")
 
 
 __all__ = ["EnvelopeReader", "PayloadRef", "SignatureInfo", "Verified",

@@ -20,21 +20,33 @@ class PayloadSource:
 
 
 def envelope_prefix(members: Mapping[int, bytes], payload_key: str | None,
-                    payload_length: int) -> bytes:
-    """Everything of the envelope up to (and including) the payload's byte-string head."""
+                    payload_length: int, payloads: int = 1) -> bytes:
+    """Everything of the envelope up to (and including) the first payload's byte-string head;
+    `payloads` integrated payloads follow in all (each later one after its `payload_head`)."""
     unknown = set(members) - suit.ENVELOPE_MEMBERS
     if unknown:
         raise ValueError(f"unknown envelope members {sorted(unknown)}")
-    count = len(members) + (1 if payload_key is not None else 0)
+    count = len(members) + (payloads if payload_key is not None else 0)
     parts = [cbor.encode_head(cbor.MAJOR_TAG, cbor.TAG_SUIT_ENVELOPE),
              cbor.encode_head(cbor.MAJOR_MAP, count)]
     for key in sorted(members):  # small unsigned ints: numeric order is bytewise order
         parts += [cbor.encode_head(cbor.MAJOR_UINT, key), cbor.bstr_wrap(members[key])]
     if payload_key is not None:
-        raw_key = payload_key.encode("utf-8")
-        parts += [cbor.encode_head(cbor.MAJOR_TSTR, len(raw_key)), raw_key,
-                  cbor.encode_head(cbor.MAJOR_BSTR, payload_length)]
+        parts.append(payload_head(payload_key, payload_length))
     return b"".join(parts)
+
+
+def payload_head(key: str, length: int) -> bytes:
+    """An integrated payload's envelope key and the head of its byte string."""
+    raw_key = key.encode("utf-8")
+    return (cbor.encode_head(cbor.MAJOR_TSTR, len(raw_key)) + raw_key
+            + cbor.encode_head(cbor.MAJOR_BSTR, length))
+
+
+def payload_order(keys: Iterable[str]) -> list[str]:
+    """Integrated payload keys in the envelope's deterministic order (RFC 8949 §4.2.1: by
+    their encoded bytes, so a shorter key first)."""
+    return sorted(keys, key=lambda key: payload_head(key, 0))
 
 
 def write_envelope(out: BinaryIO, members: Mapping[int, bytes],

@@ -13,22 +13,11 @@ from sfupdate.errors import (
     PayloadTooLongError,
     PayloadTooShortError,
     SchemaError,
-    TooLargeError,
 )
 from sfupdate.formats.sfui import ImageInfo, PayloadRef
 from sfupdate.formats.sfui.uuids import check_identity
 
-__all__ = ["check_identity", "check_payload", "check_size"]
-
-
-def check_size(info: ImageInfo, slot_size: int) -> int:
-    """The declared image size must fit the slot; returns it."""
-    if info.image_size is None:
-        raise MissingMemberError("manifest declares no image-size")
-    if info.image_size > slot_size:
-        raise TooLargeError(f"image of {info.image_size} bytes does not fit the "
-                            f"{slot_size}-byte slot")
-    return info.image_size
+__all__ = ["check_identity", "check_payload"]
 
 
 def check_payload(info: ImageInfo, payload: PayloadRef | None, overhead: int = 0) -> None:

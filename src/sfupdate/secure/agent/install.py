@@ -13,6 +13,11 @@
    trial together with the facts of its authentication (signer key ID, vendor, class,
    sequence, digest, size), re-checking them against the state of that moment.
 
+On a board of several components the slot is a side holding one image of each: step 3
+streams every component the SFUI names into its own slot of that side and copies each other
+one from the confirmed side (secure/board/components.py), and step 4 records the whole set in
+the one write; a failure anywhere before it leaves the side invalid and nothing recorded.
+
 A failure before step 3 changes nothing; a failure in step 3 leaves the slot invalid and
 everything else as it was.
 
@@ -24,6 +29,7 @@ runs it once on trial and it confirms itself (docs/board.md, "Updating the agent
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sfupdate.errors import (
@@ -35,11 +41,11 @@ from sfupdate.errors import (
 )
 from sfupdate.formats.sfui import EnvelopeReader, TrustedKey, Verified
 from sfupdate.formats.sfui.cbor import Readable
-from sfupdate.formats.sfui.encryption import ContentCipher
 from sfupdate.secure.agent import decryption, envelope_checks
 from sfupdate.secure.agent.device import Device
+from sfupdate.secure.board.components import keep, plan_install
 from sfupdate.secure.board.hal import Slot, SlotWriter
-from sfupdate.secure.board.records import BundleRecord, ImageRecord
+from sfupdate.secure.board.records import BundleRecord
 from sfupdate.secure.board.slotio import HeaderRecorder
 from sfupdate.secure.kernel import SecureState
 from sfupdate.secure.kernel.state import shown
@@ -82,25 +88,23 @@ def install(device: Device, stream: Readable) -> Installed:
         return _install_agent(device, state, reader, recorder, verified)
     info = verified.info
     envelope_checks.check_identity(info, state.device.vendor_id, state.device.class_id)
-    size = envelope_checks.check_size(info, device.board.slots.size)
-    envelope_checks.check_payload(info, verified.payload, verified.overhead)
-    if info.image_digest is None:
-        raise MissingMemberError("manifest declares no image-digest")
     cipher = decryption.payload_cipher(device, verified)  # before the slot is touched
-    assert info.vendor_id is not None and info.class_id is not None  # check_identity
     signers = [key.kid for key in verified.signers]
-    image = ImageRecord(info.sequence_number, info.image_digest.value, size,
-                        state.check_signers(signers), info.vendor_id, info.class_id,
-                        _version_text(verified))
+    plan = plan_install(verified, device.board, state.device, state.boot.confirmed_image,
+                        state.check_signers(signers))
+    image = plan.image
     state.check_install(image)  # the signer too: the ROM key alone signs no firmware
     state.install_slot()  # refuse before the header is taken if no slot may be written
     header = recorder.header()
 
     slot = device.kernel.begin_install()
-    with device.board.slots.writer(slot, header) as writer:
-        _stream_payload(reader, writer, cipher)
-        writer.finish()
-    device.kernel.record_trial(slot, image, signers)
+    for part, chunks in reader.payloads(cipher=cipher):  # each named component, as it arrives
+        with plan.named[part.name].writer(slot, header) as writer:
+            _stream_payload(chunks, writer)
+            writer.finish()
+    for kept in plan.kept:  # the others keep their image: copied from the confirmed side
+        keep(device.board, kept, state.boot.confirmed, slot)
+    device.kernel.record_trial(slot, image, signers)  # one write records the whole set
     return Installed("firmware", slot, image.sequence, image.digest)
 
 
@@ -124,7 +128,7 @@ def _install_agent(device: Device, state: SecureState, reader: EnvelopeReader,
     slot = device.kernel.begin_agent_install()
     with device.board.agent.writer(slot, spki) as writer:
         writer.write(header)
-        _stream_payload(reader, writer)
+        _stream_payload(reader.payload(), writer)
         writer.finish()
     device.kernel.record_agent_trial(slot, bundle)
     return Installed("agent", slot, bundle.sequence, bundle.digest)
@@ -139,11 +143,6 @@ def _agent_key(device: Device, state: SecureState) -> TrustedKey | None:
         return None
 
 
-def _stream_payload(reader: EnvelopeReader, writer: SlotWriter,
-                    cipher: ContentCipher | None = None) -> None:
-    for chunk in reader.payload(cipher=cipher):
+def _stream_payload(chunks: Iterator[bytes], writer: SlotWriter) -> None:
+    for chunk in chunks:
         writer.write(chunk)
-
-
-def _version_text(verified: Verified) -> str | None:
-    return verified.text.component_version() if verified.text is not None else None

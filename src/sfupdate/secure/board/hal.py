@@ -6,7 +6,8 @@ A board has four parts (see docs/board.md):
 * Replay-protected secure storage (`SecureStorage`): named records, every write authenticated
   and counted by the hardware, so an old copy put back is detected (StorageIntegrityError).
 * Two firmware slots A/B of a fixed size (`Slots`), each with the stored SFUI header of the
-  image in it, so the boot can check the slot against its signed manifest.
+  image in it, so the boot can check the slot against its signed manifest; a board of several
+  components (`components`) has such a pair per component, installed and booted as a set.
 * The agent partition (the signed agent bundle the boot ROM verifies).
 
 Only the agent and the boot code open these. Everything they decide on (boot control, the
@@ -170,6 +171,13 @@ class Board(Protocol):
 
     @property
     def slots(self) -> Slots:
+        """The slots of the board's first component (on most boards its only one)."""
+        ...
+
+    @property
+    def components(self) -> Mapping[str, Slots]:
+        """The board's components in order, each a pair of slots A/B of its own size; the
+        first one's is `slots`. A slot A or B of the board holds one image of each."""
         ...
 
     @property

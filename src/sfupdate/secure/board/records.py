@@ -249,11 +249,42 @@ class SlotStatus(enum.Enum):
 
 
 @dataclass(frozen=True)
+class ComponentRecord:
+    """The facts of one component of a set: what the agent authenticated about its image when
+    the SFUI that installed it (`sequence`, signed by `signer`) was installed. A component the
+    set's SFUI did not name keeps the record it had on the confirmed side."""
+
+    name: str
+    sequence: int
+    digest: bytes  # SHA-256 of the component's image (its region's first `size` bytes)
+    size: int
+    signer: bytes
+
+    def encode_facts(self) -> list[Any]:
+        return [self.name, self.sequence, self.digest, self.size, self.signer]
+
+
+_COMPONENT: Final = Schema("component", Field("name", TEXT), Field("sequence", INT),
+                           Field("digest", DIGEST), Field("size", INT),
+                           Field("signer", DIGEST), extra=True)
+
+
+def set_digest(components: Sequence[ComponentRecord]) -> bytes:
+    """The digest that stands for a set of components (measured at boot, attested): SHA-256
+    of the CBOR array of each one's [name, sequence, digest, size, signer]."""
+    return hashlib.sha256(cbor.dumps([c.encode_facts() for c in components])).digest()
+
+
+@dataclass(frozen=True)
 class ImageRecord:
     """The facts the agent established when it authenticated the image in a slot, recorded in
     the same atomic write that made the slot a trial. Every later decision (boot, confirm,
     revoke, quarantine, revert) reads these, never the slot's stored header (slot storage is
-    the Rich OS's to write)."""
+    the Rich OS's to write).
+
+    On a board of several components the image is a set: `components` holds every
+    component's facts, `digest` is their `set_digest` and `size` their total; `sequence`,
+    `signer` and `version` are those of the SFUI that made the set."""
 
     sequence: int
     digest: bytes  # SHA-256 of the image (the slot's first `size` bytes)
@@ -262,13 +293,43 @@ class ImageRecord:
     vendor_id: uuid.UUID
     class_id: uuid.UUID
     version: str | None = None
+    components: tuple[ComponentRecord, ...] | None = None
+
+    @classmethod
+    def of_set(cls, sequence: int, components: Sequence[ComponentRecord], signer: bytes,
+               vendor_id: uuid.UUID, class_id: uuid.UUID, version: str | None) -> ImageRecord:
+        return cls(sequence, set_digest(components), sum(c.size for c in components), signer,
+                   vendor_id, class_id, version, tuple(components))
+
+    def signers(self) -> list[bytes]:
+        """Every key that signed a part of this image (the set's signer first)."""
+        found = [self.signer]
+        for component in self.components or ():
+            if component.signer not in found:
+                found.append(component.signer)
+        return found
+
+    def consistent(self) -> bool:
+        """A set's digest and size are its components'; names are unique; the components
+        the set's SFUI named carry its signer, the others come from an older SFUI."""
+        parts = self.components
+        if parts is None:
+            return True
+        return (bool(parts) and len({c.name for c in parts}) == len(parts)
+                and self.digest == set_digest(parts) and self.size == sum(c.size for c in parts)
+                and all(c.sequence < self.sequence or (c.sequence == self.sequence
+                                                       and c.signer == self.signer)
+                        for c in parts))
 
 
 _IMAGE: Final = Schema("image", Field("sequence", INT), Field("digest", DIGEST),
                        Field("size", INT), Field("signer", DIGEST),
                        Field("vendor-id", UUID, name="vendor_id"),
                        Field("class-id", UUID, name="class_id"),
-                       Field("version", nullable(TEXT), optional=True), extra=True)
+                       Field("version", nullable(TEXT), optional=True),
+                       Field("components", nullable(list_of(record(_COMPONENT, ComponentRecord),
+                                                            16, min_items=1)), optional=True),
+                       extra=True)
 
 
 @dataclass(frozen=True)
@@ -342,7 +403,8 @@ class BootRecord(StoredRecord):
               and (self.trial is None or (trial is not None and trial.sequence > self.floor))
               and (self.trial is not None or self.tries_left == 0)
               and (not self.trial_healthy or (self.trial is not None
-                                              and self.booted is self.trial)))
+                                              and self.booted is self.trial))
+              and all(s.image is None or s.image.consistent() for s in self.slots))
         if not ok:
             raise StorageIntegrityError("secure storage record boot is inconsistent")
 

@@ -13,10 +13,10 @@ import hmac
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.hmac import HMAC
@@ -30,6 +30,7 @@ from sfupdate.errors import (
     UsageError,
 )
 from sfupdate.formats.sfui import cbor
+from sfupdate.formats.sfui.components import COMPONENT_NAME, MAX_COMPONENTS
 from sfupdate.secure.board.flock import ReentrantFlock, agent_lock
 from sfupdate.secure.board.hal import Fuse, Slot
 from sfupdate.secure.board.power import POWER_CUT_ENV, Power
@@ -45,6 +46,8 @@ MAX_HEADER: Final = 2 * 1024 * 1024
 MAX_AGENT: Final = 64 * 1024 * 1024
 MAX_FUSE: Final = 64
 MAX_KEY: Final = 1024
+#: The one component of a board created without a component list.
+DEFAULT_COMPONENT: Final = "firmware"
 _RECORD_NAME: Final = re.compile(r"[a-z][a-z0-9-]{0,31}")
 _MAC_CONTEXT: Final = b"sfupdate rpmb mac v1"
 
@@ -226,10 +229,11 @@ class SimSlotWriter(PoweredSlotWriter):
 
 
 class SimSlots:
-    """slots/A.img and slots/B.img (fixed size), and each one's SFUI header slots/X.hdr."""
+    """slots/A.img and slots/B.img (fixed size), and each one's SFUI header slots/X.hdr; the
+    same in slots/NAME/ for each component after the first."""
 
-    def __init__(self, root: Path, size: int, power: Power) -> None:
-        self._dir = root / "slots"
+    def __init__(self, directory: Path, size: int, power: Power) -> None:
+        self._dir = directory
         self._size = size
         self._power = power
 
@@ -315,11 +319,13 @@ class SimAgentPartition:
 class SimBoard:
     """A simulated board in a directory. Use `create_board` / `open_board`."""
 
-    def __init__(self, root: Path, slot_size: int, power: Power) -> None:
+    def __init__(self, root: Path, components: Sequence[tuple[str, int]], power: Power) -> None:
         self.root = root
         self.power = power
         self.fuses = SimFuses(root, power)
-        self.slots = SimSlots(root, slot_size, power)
+        self.components = {name: SimSlots(component_dir(root, i, name), size, power)
+                           for i, (name, size) in enumerate(components)}
+        self.slots = next(iter(self.components.values()))
         self.agent = SimAgentPartition(root, power)
         self._storage: SimStorage | None = None
 
@@ -341,21 +347,61 @@ class SimBoard:
         return self.root / "device-id.pub.pem"
 
 
-def create_board(root: Path, slot_size: int) -> SimBoard:
-    """Make a blank board: empty fuses, empty storage, two zero-filled slots of slot_size."""
-    if slot_size <= 0 or slot_size % 4096:
-        raise UsageError("the slot size must be a positive multiple of 4 KiB")
+def component_dir(root: Path, index: int, name: str) -> Path:
+    """Where a component's slots are: the first component's in slots/, the others' in
+    slots/NAME/ (so a board of one component is laid out as it always was)."""
+    return root / "slots" if index == 0 else root / "slots" / name
+
+
+def create_board(root: Path, slot_size: int,
+                 components: Sequence[tuple[str, int]] | None = None) -> SimBoard:
+    """Make a blank board: empty fuses, empty storage, and for each component (name, size)
+    two zero-filled slots of its size. Without `components`: one, "firmware", of slot_size."""
+    components = list(components or [(DEFAULT_COMPONENT, slot_size)])
+    _check_components(components)
     if root.exists() and any(root.iterdir()):
         raise UsageError(f"{root} exists and is not empty")
     for sub in ("hw/otp", "secure", "slots", "agent/A", "agent/B"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    for slot in Slot:
-        with open(root / "slots" / f"{slot.value}.img", "wb") as f:
-            f.truncate(slot_size)
-            os.fsync(f.fileno())
-    meta = {"format": BOARD_FORMAT, "version": 1, "slot_size": slot_size}
+    for index, (name, size) in enumerate(components):
+        directory = component_dir(root, index, name)
+        directory.mkdir(exist_ok=True)
+        for slot in Slot:
+            with open(directory / f"{slot.value}.img", "wb") as f:
+                f.truncate(size)
+                os.fsync(f.fileno())
+    meta: dict[str, object] = {"format": BOARD_FORMAT, "version": 1,
+                               "slot_size": components[0][1]}
+    if components != [(DEFAULT_COMPONENT, components[0][1])]:
+        meta["components"] = [{"name": name, "size": size} for name, size in components]
     Power().write_file(root / BOARD_FILE, json.dumps(meta).encode())
     return open_board(root)
+
+
+def _check_components(components: Sequence[tuple[str, int]]) -> None:
+    if not 1 <= len(components) <= MAX_COMPONENTS:
+        raise UsageError(f"a board has 1 to {MAX_COMPONENTS} components")
+    for name, size in components:
+        if not isinstance(name, str) or not COMPONENT_NAME.fullmatch(name):
+            raise UsageError(f"component name {name!r}: 1-32 of a-z, 0-9 and '-', starting "
+                             "with a letter")
+        if not isinstance(size, int) or size <= 0 or size % 4096:
+            raise UsageError(f"component {name}: the slot size must be a positive multiple "
+                             "of 4 KiB")
+    if len({name for name, _ in components}) != len(components):
+        raise UsageError("a component is named twice")
+
+
+def _components(root: Path, meta: dict[str, Any], size: int) -> list[tuple[str, int]]:
+    listed = meta.get("components")
+    if listed is None:
+        return [(DEFAULT_COMPONENT, size)]
+    try:
+        components = [(entry["name"], entry["size"]) for entry in listed]
+    except (TypeError, KeyError):
+        raise UsageError(f"{root}/{BOARD_FILE}: bad component list") from None
+    _check_components(components)
+    return components
 
 
 def open_board(root: Path, power: Power | None = None) -> SimBoard:
@@ -371,9 +417,10 @@ def open_board(root: Path, power: Power | None = None) -> SimBoard:
     size = meta.get("slot_size") if isinstance(meta, dict) else None
     if meta.get("format") != BOARD_FORMAT or not isinstance(size, int) or size <= 0:
         raise UsageError(f"{root}/{BOARD_FILE} does not describe a simulated board")
+    components = _components(root, meta, size)
     if power is None:
         power = Power(_take_knob(root), exit_on_cut=True)
-    return SimBoard(root, size, power)
+    return SimBoard(root, components, power)
 
 
 def _take_knob(root: Path) -> int | None:

@@ -28,12 +28,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from sfupdate.errors import (
     DeviceStateError,
-    TooLargeError,
+    UnsupportedError,
     UsageError,
     WrongClassError,
     WrongVendorError,
 )
 from sfupdate.formats.sfui import EnvelopeReader, TrustedKey, Verified
+from sfupdate.secure.board.components import InstallPlan, plan_install
 from sfupdate.secure.board.hal import LIFECYCLE_PROVISIONED, Board, Fuse, Slot
 from sfupdate.secure.board.records import (
     BundleRecord,
@@ -66,8 +67,9 @@ def _open(path: Path) -> BinaryIO:
         raise UsageError(f"cannot open {path}: {exc.strerror}") from None
 
 
-def _check(verified: Verified, device: DeviceInfo, slot_size: int) -> ImageRecord:
-    """The facts of the initial image, as the agent records them for every install."""
+def _check(verified: Verified, board: Board, device: DeviceInfo) -> InstallPlan:
+    """The facts of the initial image, as the agent records them for every install: it must
+    name every component of the board (there is nothing yet to keep)."""
     info = verified.info
     if info.vendor_id != device.vendor_id:
         raise WrongVendorError.mismatch("the firmware", info.vendor_id,
@@ -75,23 +77,19 @@ def _check(verified: Verified, device: DeviceInfo, slot_size: int) -> ImageRecor
     if info.class_id != device.class_id:
         raise WrongClassError.mismatch("the firmware", info.class_id,
                                        f"{device.class_id} ({device.class_name})")
-    if info.image_size is None or info.image_digest is None:
-        raise UsageError("the firmware manifest declares no image size or digest")
-    if info.image_size > slot_size:
-        raise TooLargeError(f"the image is {info.image_size} bytes; the slot holds {slot_size}")
-    version = verified.text.component_version() if verified.text else None
-    return ImageRecord(info.sequence_number, info.image_digest.value, info.image_size,
-                       verified.signer.kid, device.vendor_id, device.class_id, version)
+    if verified.encryption is not None:
+        raise UnsupportedError("the first image cannot be encrypted: its device key is made "
+                               "at provisioning")
+    return plan_install(verified, board, device, None, verified.signer.kid)
 
 
-def _verify_file(firmware: Path, keys: Sequence[TrustedKey], device: DeviceInfo,
-                 slot_size: int) -> ImageRecord:
+def _verify_file(firmware: Path, keys: Sequence[TrustedKey], board: Board,
+                 device: DeviceInfo) -> None:
     with _open(firmware) as f:
         reader = EnvelopeReader(f)
-        image = _check(reader.authenticate(keys), device, slot_size)
-        for _ in reader.payload():
+        _check(reader.authenticate(keys), board, device)
+        for _ in reader.every_payload():
             pass
-    return image
 
 
 def _write_slot(board: Board, slot: Slot, firmware: Path, keys: Sequence[TrustedKey],
@@ -99,12 +97,14 @@ def _write_slot(board: Board, slot: Slot, firmware: Path, keys: Sequence[Trusted
     with _open(firmware) as f:
         stream = HeaderRecorder(f)
         reader = EnvelopeReader(stream)
-        image = _check(reader.authenticate(keys), device, board.slots.size)
-        with board.slots.writer(slot, stream.header()) as writer:
-            for chunk in reader.payload():
-                writer.write(chunk)
-            writer.finish()
-    return image
+        plan = _check(reader.authenticate(keys), board, device)
+        header = stream.header()
+        for part, chunks in reader.payloads():
+            with plan.named[part.name].writer(slot, header) as writer:
+                for chunk in chunks:
+                    writer.write(chunk)
+                writer.finish()
+    return plan.image
 
 
 def _bundle_record(bundle: bytes, key: TrustedKey) -> BundleRecord:
@@ -142,7 +142,7 @@ def provision(board: Board, trusted: Sequence[TrustedKey], vendor: str, klass: s
     if payload_kek is not None and len(payload_kek) != 16:
         raise UsageError("a payload key-encryption key (A128KW) is 16 bytes")
     device = DeviceInfo.named(vendor, klass)
-    _verify_file(firmware, trusted, device, board.slots.size)
+    _verify_file(firmware, trusted, board, device)
     record = _bundle_record(agent_bundle, agent_key)
     spki = agent_key.public_key.public_bytes(serialization.Encoding.DER,
                                              serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -163,7 +163,7 @@ class SecureState:
         self.boot.check()
         self.agent.check()
         confirmed = self.boot.confirmed_image
-        if self.trust.boot_anchor(confirmed.signer) is None:
+        if any(self.trust.boot_anchor(signer) is None for signer in confirmed.signers()):
             raise StorageIntegrityError("the confirmed image is recorded with a signer that is "
                                         "not an active firmware or recovery anchor")
         # A trial whose signer is no longer active is not an inconsistency: the boot marks it
@@ -271,6 +271,7 @@ class SecureState:
         if image.sequence <= limit:
             raise DowngradeError(f"sequence number {image.sequence} is not above {limit} "
                                  f"(running {running}, rollback floor {self.boot.floor})")
+        check_kept(image, self.boot.confirmed_image)
 
     # --- install ---------------------------------------------------------------------------
 
@@ -320,10 +321,11 @@ class SecureState:
         return replace(self, boot=replace(boot, booted=boot.confirmed)), boot.confirmed, False
 
     def signer_keys(self, image: ImageRecord) -> list[TrustedKey]:
-        """The key a slot's header must verify with: its recorded signer, while that is an
-        active firmware or recovery anchor (else none: the slot cannot verify)."""
-        anchor = self.trust.boot_anchor(image.signer)
-        return [] if anchor is None else [anchor.key]
+        """The keys a slot's headers must verify with: its recorded signer (and those of the
+        components a set kept), while each is an active firmware or recovery anchor (else
+        none: the slot cannot verify)."""
+        anchors = [self.trust.boot_anchor(signer) for signer in image.signers()]
+        return [a.key for a in anchors if a is not None] if all(anchors) else []
 
     def booted(self, slot: Slot, manifest_digest: bytes, healthy: bool) -> SecureState:
         """The boot code verified `slot` (the one start_boot chose) and ran its health
@@ -422,8 +424,9 @@ class SecureState:
             raise QuarantinedError(f"the device is quarantined: the trial in slot "
                                    f"{trial.value} is not signed by recovery key "
                                    f"{shown(quarantine)}")
-        if self.trust.boot_anchor(image.signer) is None:  # check() excludes it
-            raise UnknownKeyError(f"the trial's signer {shown(image.signer)} is no longer an "
+        lost = [s for s in image.signers() if self.trust.boot_anchor(s) is None]
+        if lost:  # check() excludes it
+            raise UnknownKeyError(f"the trial's signer {shown(lost[0])} is no longer an "
                                   "active anchor")
         previous = boot.slot(boot.confirmed)
         boot = boot.with_slot(trial, SlotRecord(SlotStatus.CONFIRMED, image))
@@ -570,6 +573,20 @@ class SecureState:
         return replace(self, events=self.events.append(self.clock(now), kind, subject, detail))
 
 
+def check_kept(image: ImageRecord, confirmed: ImageRecord) -> None:
+    """A set lists exactly the confirmed set's components, and each component its SFUI did not
+    name (an older sequence) keeps exactly the facts the confirmed set recorded for it."""
+    if image.components is None and confirmed.components is None:
+        return
+    if image.components is None or confirmed.components is None or [
+            c.name for c in image.components] != [c.name for c in confirmed.components]:
+        raise DeviceStateError("the image does not list the components of the confirmed set")
+    for new, old in zip(image.components, confirmed.components, strict=True):
+        if new.sequence != image.sequence and new != old:
+            raise DeviceStateError(f"component {new.name} is neither installed by sequence "
+                                   f"{image.sequence} nor the confirmed one kept")
+
+
 def _drop_agent_trial(agent: AgentRecord) -> AgentRecord:
     assert agent.trial is not None
     return replace(agent.with_bundle(agent.trial, None), trial=None, tried=False)
@@ -635,14 +652,14 @@ def _revoke_key(state: SecureState, command: RemoteCommand,
         raise DeviceStateError(f"refusing to revoke key {shown(kid)}: {short[0]}; lower the "
                                "threshold with a signed trust update first")
     boot = state.boot
-    if hmac.compare_digest(boot.confirmed_image.signer, kid):
+    if any(hmac.compare_digest(signer, kid) for signer in boot.confirmed_image.signers()):
         raise DeviceStateError(f"key {shown(kid)} signed the confirmed image in slot "
                                f"{boot.confirmed.value}: revoking it would leave nothing to "
                                "boot; install and confirm an image signed by another key "
                                "first")
     message = f"firmware key {shown(kid)} revoked (trust store version {revoked.version})"
     trial = boot.trial_image
-    if trial is not None and hmac.compare_digest(trial.signer, kid):
+    if trial is not None and any(hmac.compare_digest(signer, kid) for signer in trial.signers()):
         assert boot.trial is not None
         message += f"; trial slot {boot.trial.value}, signed by it, marked bad"
         boot = _reject(boot)

@@ -4,8 +4,10 @@ against the root-key hash fused in OTP.
 
 The slot's stored SFUI header is only an input to this re-verification: it must verify with
 the signer recorded when the image was authenticated (while that is an active anchor) and
-describe exactly the recorded image; the slot's bytes must hash to the signed digest. No
-decision elsewhere reads a header. Reads are streamed; memory stays flat for any size.
+describe exactly the recorded image; the slot's bytes must hash to the signed digest. On a
+board of several components a slot side holds a set: each component is checked that way
+against its own record and its own stored header. No decision elsewhere reads a header.
+Reads are streamed; memory stays flat for any size.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sfupdate.errors import (
     AuthenticationError,
     DeviceStateError,
     DowngradeError,
+    PayloadDigestError,
     UnknownKeyError,
     WrongClassError,
 )
@@ -32,9 +35,10 @@ from sfupdate.formats.sfui import (
     TrustedKey,
     manifest_digest,
 )
+from sfupdate.formats.sfui.components import parts
 from sfupdate.formats.sfui.uuids import AGENT_CLASS, AGENT_VENDOR, check_identity
-from sfupdate.secure.board.hal import Board, Fuse, Slot
-from sfupdate.secure.board.records import BundleRecord, DeviceInfo, ImageRecord
+from sfupdate.secure.board.hal import Board, Fuse, Slot, Slots
+from sfupdate.secure.board.records import BundleRecord, ComponentRecord, DeviceInfo, ImageRecord
 from sfupdate.secure.board.slotio import ChainStream
 
 #: The sim's firmware health hook: an image is unhealthy if its bytes contain this marker
@@ -57,6 +61,8 @@ def verify_slot(board: Board, slot: Slot, image: ImageRecord, keys: list[Trusted
     if not keys:
         raise UnknownKeyError(f"slot {slot.value}: its recorded signer is no longer an active "
                               "anchor")
+    if image.components is not None:
+        return _verify_set(board, slot, image, keys, device, floor)
     header = board.slots.header(slot)
     if header is None:
         raise DeviceStateError(f"slot {slot.value} has no stored SFUI header")
@@ -75,16 +81,77 @@ def verify_slot(board: Board, slot: Slot, image: ImageRecord, keys: list[Trusted
             or not hmac.compare_digest(verified.signer.kid, image.signer)):
         raise AuthenticationError(f"slot {slot.value}: the signed manifest is not the one "
                                   "recorded for this slot")
-    healthy = True
-    tail = b""
     # raises PayloadDigestError after the last chunk; an encrypted payload's plaintext is
     # what the agent wrote to the slot
-    for chunk in reader.payload(decrypted=verified.encryption is not None):
+    healthy = _healthy(reader.payload(decrypted=verified.encryption is not None))
+    return SlotCheck(manifest_digest(reader.manifest_bytes), healthy)
+
+
+def _healthy(chunks: Iterator[bytes]) -> bool:
+    """Read every chunk; False if the health-failure marker is anywhere in them."""
+    healthy = True
+    tail = b""
+    for chunk in chunks:
         window = tail + chunk
         if HEALTH_FAIL_MARKER in window:
             healthy = False
         tail = window[-(len(HEALTH_FAIL_MARKER) - 1):]
+    return healthy
+
+
+def _verify_set(board: Board, slot: Slot, image: ImageRecord, keys: list[TrustedKey],
+                device: DeviceInfo, floor: int) -> SlotCheck:
+    """Every component of the set in `slot`, each against its own record (see
+    _verify_component); the set's sequence not below the floor. The measured manifest is
+    the set's: the one of the SFUI that installed it."""
+    if image.sequence < floor:
+        raise DowngradeError(f"slot {slot.value} holds sequence {image.sequence}, below the "
+                             f"rollback floor {floor}")
+    assert image.components is not None
+    healthy, measured = True, b""
+    for component in image.components:
+        slots = board.components.get(component.name)
+        if slots is None:
+            raise DeviceStateError(f"the board has no component {component.name!r}")
+        check = _verify_component(slots, slot, component, keys, device)
+        healthy = healthy and check.healthy
+        if component.sequence == image.sequence and not measured:
+            measured = check.manifest_digest
+    return SlotCheck(measured, healthy)
+
+
+def _verify_component(slots: Slots, slot: Slot, component: ComponentRecord,
+                      keys: list[TrustedKey], device: DeviceInfo) -> SlotCheck:
+    """The component's stored header authenticates with its recorded signer, and its signed
+    manifest lists the component with the recorded sequence, digest and size, for this
+    vendor and class; the component's bytes hash to that digest."""
+    where = f"component {component.name} in slot {slot.value}"
+    header = slots.header(slot)
+    if header is None:
+        raise DeviceStateError(f"{where} has no stored SFUI header")
+    if component.size > slots.size:
+        raise DeviceStateError(f"{where}: recorded size exceeds the slot")
+    reader = EnvelopeReader(ChainStream(header, iter(())))
+    verified = reader.authenticate(keys)
+    part = next((p for p in parts(verified.manifest) if p.name == component.name), None)
+    if (part is None or verified.manifest.sequence_number != component.sequence
+            or part.size != component.size or part.digest is None
+            or part.digest.value != component.digest
+            or not hmac.compare_digest(verified.signer.kid, component.signer)):
+        raise AuthenticationError(f"{where}: the signed manifest is not the one recorded for "
+                                  "it")
+    check_identity(part, device.vendor_id, device.class_id, where)
+    hasher = hashlib.sha256()
+    healthy = _healthy(_hashed(slots.read(slot, component.size), hasher))
+    if not hmac.compare_digest(hasher.digest(), component.digest):
+        raise PayloadDigestError(f"{where} does not match its signed digest")
     return SlotCheck(manifest_digest(reader.manifest_bytes), healthy)
+
+
+def _hashed(chunks: Iterator[bytes], hasher: hashlib._Hash) -> Iterator[bytes]:
+    for chunk in chunks:
+        hasher.update(chunk)
+        yield chunk
 
 
 def fused_agent_key(board: Board, slot: Slot) -> TrustedKey:

@@ -27,7 +27,12 @@ from sfupdate.secure.board.linux.slots import LinuxSlots, resolve
 from sfupdate.secure.board.linux.storage import TpmStorage
 from sfupdate.secure.board.linux.tpm import Tpm
 from sfupdate.secure.board.power import Power
-from sfupdate.secure.board.sim import SimAgentPartition, SimFuses, SimStorage
+from sfupdate.secure.board.sim import (
+    DEFAULT_COMPONENT,
+    SimAgentPartition,
+    SimFuses,
+    SimStorage,
+)
 
 INSECURE: Final = "insecure"
 
@@ -56,6 +61,7 @@ class LinuxBoard:
                                    "needs --insecure-storage; see docs/deploy.md)")
         self.slots = LinuxSlots({slot: resolve(spec) for slot, spec in config.slots.items()},
                                 self.power)
+        self.components = {DEFAULT_COMPONENT: self.slots}  # one component per device
         self.agent = SimAgentPartition(state, self.power)
         (state / "agent").mkdir(parents=True, exist_ok=True)
         self.mirror: BootMirror | None = None
