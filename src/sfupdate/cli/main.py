@@ -94,7 +94,8 @@ COMMANDS: Mapping[str, Lazy] = {
                  "Create signing keys and export their public halves.",
                  subcommands=("encryption_cmds:generate_kek",)),
     "sign": Lazy("author_cmds:sign",
-                 "Sign FIRMWARE into a Secured Firmware Update Image (SUIT envelope)."),
+                 "Sign FIRMWARE (or several --component NAME=FILE) into a Secured Firmware "
+                 "Update Image (SUIT envelope)."),
     "inspect": Lazy("author_cmds:inspect",
                     "Show what an SFUI says, WITHOUT checking its signature."),
     "verify": Lazy("author_cmds:verify",
