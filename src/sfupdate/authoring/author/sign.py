@@ -11,9 +11,7 @@ import io
 import itertools
 import os
 import uuid
-from collections import deque
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -22,6 +20,7 @@ from sfupdate.authoring.author.encrypt import PayloadEncryption
 from sfupdate.errors import UsageError
 from sfupdate.formats.sfui import cbor, suit
 from sfupdate.formats.sfui.cose import ALGORITHM_NAMES, Signer, sign1
+from sfupdate.formats.sfui.hashing import DEPTH, BackgroundHash
 from sfupdate.formats.sfui.model import (
     Command,
     Common,
@@ -42,8 +41,6 @@ COMPONENT: Final = (b"firmware",)
 CHUNK: Final = 1024 * 1024
 #: How many payload bytes are written before their writeback is started (a multiple of CHUNK).
 WRITEBACK: Final = 8 * CHUNK
-#: Chunks in flight between reading, hashing and writing.
-BUFFERS: Final = 3
 #: Raw signature size of every algorithm sfupdate signs with (ECDSA P-256 r||s, Ed25519).
 SIGNATURE_SIZE: Final = 64
 TEXT_LANGUAGE: Final = "en"
@@ -148,41 +145,31 @@ def _prefix(spec: ImageSpec, digest: bytes, size: int, signers: Sequence[Signer]
 def _stream_payload(src: io.FileIO, dst: BinaryIO, size: int, progress: Progress,
                     encryption: PayloadEncryption | None) -> bytes:
     """Copy exactly `size` bytes while hashing them (encrypted on the way, if asked: the
-    digest is always the plaintext's); the digest of what was read.
-
-    Hashing runs on a second thread while this one reads and writes the next chunks
-    (hashlib, readinto and write all release the GIL on large buffers): the copy costs
-    about what hashing alone costs. A chunk's buffer is reused only once its hash is done."""
+    digest is always the plaintext's); the digest of what was read. Hashing runs on a second
+    thread while this one reads and writes (formats/sfui/hashing.py)."""
     encryptor = encryption.encryptor() if encryption is not None else None
-    hasher = hashlib.sha256()
-    buffers = [bytearray(CHUNK) for _ in range(BUFFERS)]
-    hashed: deque[Future[None]] = deque()
+    buffers = [memoryview(bytearray(CHUNK)) for _ in range(DEPTH + 1)]
     done = 0
-    with ThreadPoolExecutor(1, thread_name_prefix="sfu-hash") as hashing:
+    with BackgroundHash(DEPTH) as hasher:
         for turn in itertools.count():
-            if len(hashed) == BUFFERS:
-                hashed.popleft().result()  # the oldest buffer, about to be refilled
-            buffer = buffers[turn % BUFFERS]
+            buffer = buffers[turn % len(buffers)]  # its hash is done: DEPTH updates since
             n = src.readinto(buffer)
             if not n:
                 break
             if done + n > size:
                 raise UsageError("firmware file grew while it was being signed")
-            view = memoryview(buffer)[:n]
-            hashed.append(hashing.submit(hasher.update, view))
-            dst.write(encryptor.update(view) if encryptor is not None else view)
+            hasher.update(buffer[:n])
+            dst.write(encryptor.update(buffer[:n]) if encryptor is not None else buffer[:n])
             done += n
             if done % WRITEBACK == 0:
                 dst.flush()
                 _start_writeback(dst.fileno(), dst.tell() - WRITEBACK, WRITEBACK)
             progress(done, size)
-        for future in hashed:
-            future.result()
-    if done != size:
-        raise UsageError("firmware file shrank while it was being signed")
-    if encryptor is not None:
-        dst.write(encryptor.finish())
-    return hasher.digest()
+        if done != size:
+            raise UsageError("firmware file shrank while it was being signed")
+        if encryptor is not None:
+            dst.write(encryptor.finish())
+        return hasher.digest()
 
 
 def _start_writeback(fd: int, offset: int, length: int) -> None:

@@ -40,6 +40,7 @@ from sfupdate.formats.sfui import cbor, suit
 from sfupdate.formats.sfui.components import Part, parts
 from sfupdate.formats.sfui.cose import Sign1, TrustedKey, distinct_signers
 from sfupdate.formats.sfui.encryption import ContentCipher, EncryptionInfo
+from sfupdate.formats.sfui.hashing import BackgroundHash
 from sfupdate.formats.sfui.model import Digest, ImageInfo, Manifest, Text, decode_sequence
 
 MAX_MEMBERS: Final = 16
@@ -395,17 +396,17 @@ class EnvelopeReader:
         cipher's `overhead`) and whose plaintext must hash to `digest`: decrypted with
         `cipher` as it streams, or, `decrypted`, already plaintext (`size` bytes)."""
         _check_length(ref, size + overhead)
-        hasher = hashlib.sha256()
-        for chunk in self._read(size if decrypted else ref.length, chunk_size):
-            plain = cipher.update(chunk) if cipher is not None else chunk
-            hasher.update(plain)
-            yield plain
-        if cipher is not None:
-            last = cipher.finish()  # CiphertextTagError for a tampered GCM ciphertext
-            hasher.update(last)
-            yield last
-        if hasher.digest() != digest.value:
-            raise PayloadDigestError("payload does not match the signed image-digest")
+        with BackgroundHash() as hasher:  # hashes a chunk while the consumer writes it
+            for chunk in self._read(size if decrypted else ref.length, chunk_size):
+                plain = cipher.update(chunk) if cipher is not None else chunk
+                hasher.update(plain)
+                yield plain
+            if cipher is not None:
+                last = cipher.finish()  # CiphertextTagError for a tampered GCM ciphertext
+                hasher.update(last)
+                yield last
+            if hasher.digest() != digest.value:
+                raise PayloadDigestError("payload does not match the signed image-digest")
         self._drained = True
 
     def _read(self, length: int, chunk_size: int) -> Iterator[bytes]:
