@@ -13,6 +13,7 @@ import click
 
 from sfupdate import keys
 from sfupdate.authoring.author import ImageSpec, sign_firmware
+from sfupdate.authoring.author.encoded import sign_compressed, sign_delta
 from sfupdate.cli.key_options import (
     KEY_METAVAR,
     ask,
@@ -37,6 +38,7 @@ from sfupdate.formats.sfui import (
     class_uuid,
     vendor_uuid,
 )
+from sfupdate.formats.sfui.encoding import Delta, PayloadEncoding, payload_encoding
 from sfupdate.formats.sfui.reader import PayloadRef
 from sfupdate.keys.unlock import PASSPHRASE_ENV, read_secret_file
 
@@ -138,14 +140,23 @@ def _uuids(vendor: str, klass: str) -> tuple[uuid.UUID, uuid.UUID]:
                    "ES256 (-7) / EdDSA (-8) for recipients that know only those.")
 @click.option("-o", "--output", type=_path, required=True, help="The SFUI file to write.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--compress", type=click.Choice(["zstd"]),
+              help="Compress the payload (the device decompresses it while installing).")
+@click.option("--delta-from", "delta_from", type=_existing, metavar="OLD.sfui",
+              help="Make the payload a delta patch against the image of OLD.sfui: only a "
+                   "device running exactly that image installs it.")
 @unlock_options
 @progress_option
 @json_option
 def sign(firmware: Path, key_ref: str, sequence: int, vendor: str, klass: str,
          version_text: str | None, description: str | None, cose_alg: str,
-         output: Path, force: bool, passphrase_file: Path | None,
-         pkcs11_module: str | None, progress_mode: str, as_json: bool) -> None:
+         output: Path, force: bool, compress: str | None, delta_from: Path | None,
+         passphrase_file: Path | None, pkcs11_module: str | None, progress_mode: str,
+         as_json: bool) -> None:
     """Sign FIRMWARE into a Secured Firmware Update Image (SUIT envelope)."""
+    if compress and delta_from:
+        raise UsageError("--compress and --delta-from exclude each other (a delta is "
+                         "compressed already)")
     if not force and os.path.lexists(output):  # before the work; the final rename is atomic
         raise UsageError(f"{output} exists; refusing to overwrite it (--force replaces it)")
     signer = keys.load_signer(key_ref, AlgorithmStyle(cose_alg),
@@ -153,14 +164,23 @@ def sign(firmware: Path, key_ref: str, sequence: int, vendor: str, klass: str,
     vendor_id, class_id = _uuids(vendor, klass)
     spec = ImageSpec(sequence, vendor_id, class_id, version_text, description)
     with progress(progress_mode, "signing") as report:
-        signed = sign_firmware(firmware, output, signer, spec, report)
+        signed = (sign_delta(firmware, delta_from, output, signer, spec, report) if delta_from
+                  else sign_compressed(firmware, output, signer, spec, report) if compress
+                  else sign_firmware(firmware, output, signer, spec, report))
     if as_json:
         emit_json({"file": str(output), "sequence": sequence, "image_size": signed.image_size,
                    "image_digest": signed.image_digest.hex(), "file_size": signed.envelope_size,
+                   "encoding": _encoding_name(compress, delta_from),
                    "signer_key_id": signer.kid.hex()})
     else:
         click.echo(f"{output}: sequence {sequence}, {signed.image_size} bytes, "
-                   f"sha256 {signed.image_digest.hex()}")
+                   f"sha256 {signed.image_digest.hex()}"
+                   + (f"; {_encoding_name(compress, delta_from)} payload, "
+                      f"{signed.envelope_size} bytes in all" if compress or delta_from else ""))
+
+
+def _encoding_name(compress: str | None, delta_from: Path | None) -> str | None:
+    return "delta" if delta_from else compress
 
 
 def _open(path: Path) -> BinaryIO:
@@ -170,7 +190,8 @@ def _open(path: Path) -> BinaryIO:
         raise UsageError(f"cannot open {path}: {exc.strerror}") from None
 
 
-def _describe(info: ImageInfo, text: Text | None, payload: PayloadRef | None) -> dict[str, Any]:
+def _describe(info: ImageInfo, text: Text | None, payload: PayloadRef | None,
+              encoding: PayloadEncoding | None) -> dict[str, Any]:
     return {
         "sequence": info.sequence_number,
         "components": [[part.hex() for part in c] for c in info.components],
@@ -181,6 +202,7 @@ def _describe(info: ImageInfo, text: Text | None, payload: PayloadRef | None) ->
         "image_size": info.image_size,
         "payload": ({"integrated": True, "key": payload.key, "length": payload.length}
                     if payload else {"integrated": False, "uri": info.payload_uri}),
+        "encoding": None if encoding is None else encoding.describe(),
         "version": text.component_version() if text else None,
         "description": text.description() if text else None,
     }
@@ -197,6 +219,7 @@ def _print_description(desc: dict[str, Any]) -> None:
         ("image-size", desc["image_size"]),
         ("payload", f"integrated '{payload['key']}', {payload['length']} bytes"
          if payload["integrated"] else f"not integrated (uri {payload['uri']})"),
+        ("encoding", desc["encoding"]),
         ("version", desc["version"]),
         ("description", desc["description"]),
     ]
@@ -230,7 +253,8 @@ def inspect(file: Path, as_json: bool) -> None:
         _check_complete(file, stream, reader.payload_ref)
         manifest = reader.unverified_manifest()
         info = ImageInfo.from_manifest(manifest)
-        desc = _describe(info, reader.unverified_text(), reader.payload_ref)
+        desc = _describe(info, reader.unverified_text(), reader.payload_ref,
+                         payload_encoding(manifest))
         signatures = [{"algorithm": ALGORITHM_NAMES.get(s.algorithm, str(s.algorithm)),
                        "key_id": s.kid.hex() if s.kid else None} for s in reader.signatures()]
     desc.update(signature_checked=False, signatures=signatures, file=str(file),
@@ -270,15 +294,16 @@ def verify(file: Path, key_files: tuple[Path, ...], vendor: str | None, klass: s
             if (base is None and info.vendor_pen is None) or info.class_id != class_uuid(
                     base, klass):
                 raise WrongClassError.mismatch(str(file), info.class_id, klass)
-        payload_checked = verified.payload is not None
+        is_delta = isinstance(verified.encoding, Delta)
+        payload_checked = verified.payload is not None and not is_delta
         if payload_checked:
             with progress(progress_mode, "verifying") as report:
-                total = verified.payload.length if verified.payload else 0
+                total = info.image_size or 0  # what the payload decodes to
                 done = 0
                 for chunk in reader.payload():
                     done += len(chunk)
                     report(done, total)
-    desc = _describe(info, verified.text, verified.payload)
+    desc = _describe(info, verified.text, verified.payload, verified.encoding)
     desc.update(authentic=True, payload_checked=payload_checked,
                 signer_key_id=verified.signer.kid.hex())
     if as_json:
@@ -289,5 +314,6 @@ def verify(file: Path, key_files: tuple[Path, ...], vendor: str | None, klass: s
                    f"{info.image_size} bytes, signed by key {verified.signer.kid.hex()[:16]})")
     else:
         click.echo(f"{file}: OK: signed manifest authentic (sequence {info.sequence_number}, "
-                   f"key {verified.signer.kid.hex()[:16]}); payload NOT checked: not integrated"
-                   + (f" (uri {info.payload_uri})" if info.payload_uri else ""))
+                   f"key {verified.signer.kid.hex()[:16]}); payload NOT checked: "
+                   + ("a delta, which needs its base image" if is_delta else "not integrated"
+                      + (f" (uri {info.payload_uri})" if info.payload_uri else "")))

@@ -13,11 +13,13 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Any, BinaryIO, Final
 
+from sfupdate.authoring.author.atomic import atomic_output
 from sfupdate.errors import UsageError
 from sfupdate.formats.sfui import cbor, suit
 from sfupdate.formats.sfui.cose import ALGORITHM_NAMES, Signer, sign1
+from sfupdate.formats.sfui.encoding import PayloadEncoding
 from sfupdate.formats.sfui.model import (
     Command,
     Common,
@@ -62,8 +64,9 @@ class SignedImage:
 
 
 def build_manifest(spec: ImageSpec, image_digest: bytes, image_size: int,
-                   text: Text | None) -> Manifest:
-    """The sfupdate profile of a SUIT manifest: one component, integrated payload."""
+                   text: Text | None, encoding: PayloadEncoding | None = None) -> Manifest:
+    """The sfupdate profile of a SUIT manifest: one component, integrated payload (encoded
+    for transport as `encoding` says, if given: docs/suit-notes.md)."""
     if not 0 <= spec.sequence_number < 1 << 64:
         raise UsageError("sequence number must be an unsigned 64-bit integer")
     report = suit.REPORT_ALL
@@ -77,8 +80,12 @@ def build_manifest(spec: ImageSpec, image_digest: bytes, image_size: int,
         Command(suit.COND_VENDOR_ID, report),
         Command(suit.COND_CLASS_ID, report),
     )
+    fetch: dict[int, Any] = {suit.PARAM_URI: PAYLOAD_URI}
+    if encoding is not None:
+        key, value = encoding.parameter()
+        fetch[key] = value
     install = (
-        Command(suit.DIR_OVERRIDE_PARAMETERS, {suit.PARAM_URI: PAYLOAD_URI}),
+        Command(suit.DIR_OVERRIDE_PARAMETERS, fetch),
         Command(suit.DIR_FETCH, report),
         Command(suit.COND_IMAGE_MATCH, report),
     )
@@ -116,18 +123,21 @@ class _Placeholder:
         return bytes(SIGNATURE_SIZE)
 
 
-def _prefix(spec: ImageSpec, digest: bytes, size: int, signer: Signer) -> tuple[Manifest,
-                                                                                  bytes]:
-    """The signed manifest and everything of the envelope before the payload's bytes."""
+def envelope_header(spec: ImageSpec, digest: bytes, size: int, signer: Signer,
+                    encoding: PayloadEncoding | None = None,
+                    payload_length: int | None = None) -> tuple[Manifest, bytes]:
+    """The signed manifest and everything of the envelope before the payload's bytes (an
+    encoded payload's length may differ from the image's `size`)."""
     text = _text(spec)
-    manifest = build_manifest(spec, digest, size, text)
+    manifest = build_manifest(spec, digest, size, text, encoding)
     manifest_bytes = manifest.encode()
     digest_bytes = Digest(manifest_digest(manifest_bytes)).encode()
     auth = cbor.dumps([digest_bytes, sign1(digest_bytes, signer)])
     members = {suit.ENV_AUTHENTICATION: auth, suit.ENV_MANIFEST: manifest_bytes}
     if text is not None:
         members[suit.ENV_TEXT] = text.encode()
-    return manifest, envelope_prefix(members, PAYLOAD_URI, size)
+    return manifest, envelope_prefix(members, PAYLOAD_URI,
+                                     size if payload_length is None else payload_length)
 
 
 def _stream_payload(src: io.FileIO, dst: BinaryIO, size: int, progress: Progress) -> bytes:
@@ -162,25 +172,16 @@ def sign_firmware(firmware: Path, output: Path, signer: Signer, spec: ImageSpec,
         src = open(firmware, "rb", buffering=0)  # noqa: SIM115 - closed below
     except OSError as exc:
         raise UsageError(f"cannot read firmware {firmware}: {exc.strerror}") from None
-    tmp = output.with_name(f".{output.name}.tmp{os.getpid()}")
-    try:
-        with src, open(tmp, "wb") as dst:
-            size = os.fstat(src.fileno()).st_size
-            _, placeholder = _prefix(spec, bytes(32), size, _Placeholder(signer))
-            dst.seek(len(placeholder))
-            digest = _stream_payload(src, dst, size, progress)
-            manifest, prefix = _prefix(spec, digest, size, signer)
-            if len(prefix) != len(placeholder):
-                raise UsageError("the signer made a signature of an unexpected size")
-            dst.seek(0)
-            dst.write(prefix)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(tmp, output)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot sign {firmware} into {output}: {exc.strerror}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(output, firmware) as tmp, src, open(tmp, "wb") as dst:
+        size = os.fstat(src.fileno()).st_size
+        _, placeholder = envelope_header(spec, bytes(32), size, _Placeholder(signer))
+        dst.seek(len(placeholder))
+        digest = _stream_payload(src, dst, size, progress)
+        manifest, prefix = envelope_header(spec, digest, size, signer)
+        if len(prefix) != len(placeholder):
+            raise UsageError("the signer made a signature of an unexpected size")
+        dst.seek(0)
+        dst.write(prefix)
+        dst.flush()
+        os.fsync(dst.fileno())
     return SignedImage(output, manifest, digest, size, len(prefix) + size)

@@ -37,8 +37,11 @@ from sfupdate.errors import (
     UnknownTagError,
     UnsupportedError,
 )
+from sfupdate.formats.delta.patch import BaseImage
 from sfupdate.formats.sfui import cbor, suit
 from sfupdate.formats.sfui.cose import Sign1, TrustedKey
+from sfupdate.formats.sfui.decode import decoded
+from sfupdate.formats.sfui.encoding import PayloadEncoding, encoded_bound, payload_encoding
 from sfupdate.formats.sfui.model import Digest, ImageInfo, Manifest, Text, decode_sequence
 
 MAX_MEMBERS: Final = 16
@@ -79,6 +82,7 @@ class Verified:
     text: Text | None
     signer: TrustedKey
     payload: PayloadRef | None
+    encoding: PayloadEncoding | None = None  # how the payload is encoded for transport
 
 
 class _State(Enum):
@@ -217,7 +221,8 @@ class EnvelopeReader:
         info = ImageInfo.from_manifest(manifest)
         if len(manifest.common.components) != 1 and self.payload_ref is not None:
             raise UnsupportedError("integrated payloads are supported for one component only")
-        self._verified = Verified(manifest, info, text, signer, self.payload_ref)
+        self._verified = Verified(manifest, info, text, signer, self.payload_ref,
+                                  payload_encoding(manifest))
         self._state = _State.AUTHENTICATED
         return self._verified
 
@@ -255,9 +260,41 @@ class EnvelopeReader:
 
     # --- payload ----------------------------------------------------------------------------
 
-    def payload(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
-        """Yield the integrated payload, authenticated first; raise at once on excess bytes and
-        at the end on a short payload or a digest mismatch."""
+    def payload(self, chunk_size: int = CHUNK_SIZE,
+                base: BaseImage | None = None) -> Iterator[bytes]:
+        """Yield the image the integrated payload carries, authenticated first: the payload
+        itself, or what it decodes to (zstd; a delta applied to `base`). Raise at once on
+        excess bytes and at the end on a short image or a digest mismatch: every byte
+        yielded is hashed against the signed image-digest."""
+        length, size, encoding = self._start_payload()
+        if encoding is None:
+            if length > size:
+                raise PayloadTooLongError(f"payload is {length} bytes but the manifest "
+                                          f"declares {size}")
+            if length < size:
+                raise PayloadTooShortError(f"payload is {length} bytes but the manifest "
+                                           f"declares {size}")
+            yield from self._hashed(self._raw(length, chunk_size), size)
+            return
+        if length > encoded_bound(size):
+            raise PayloadTooLongError(f"the {encoding.describe()} payload is {length} bytes, "
+                                      f"more than an encoding of {size} bytes may take")
+        yield from self._hashed(decoded(encoding, self._raw(length, chunk_size), size, base,
+                                        chunk_size), size)
+
+    def installed_image(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """For a stream that is the envelope's header followed by a slot's first image-size
+        bytes (how a slot is verified): those bytes, hashed against the signed digest. For a
+        plain payload this is payload(); the slot of an encoded one holds the decoded image,
+        not the payload."""
+        length, size, encoding = self._start_payload()
+        if encoding is None and length != size:
+            raise PayloadTooLongError(f"payload is {length} bytes but the manifest declares "
+                                      f"{size}")
+        yield from self._hashed(self._raw(size, chunk_size), size)
+
+    def _start_payload(self) -> tuple[int, int, PayloadEncoding | None]:
+        """The payload's length, the signed image size and the payload's encoding."""
         if self._state is not _State.AUTHENTICATED or self._verified is None:
             raise RuntimeError("payload() requires a successful authenticate() first")
         self._state = _State.STREAMING
@@ -269,23 +306,33 @@ class EnvelopeReader:
                               f"installs ({info.payload_uri!r})")
         if info.image_size is None or info.image_digest is None:
             raise MissingMemberError("manifest declares no image-size or image-digest")
-        if ref.length > info.image_size:
-            raise PayloadTooLongError(f"payload is {ref.length} bytes but the manifest declares "
-                                      f"{info.image_size}")
-        if ref.length < info.image_size:
-            raise PayloadTooShortError(f"payload is {ref.length} bytes but the manifest declares "
-                                       f"{info.image_size}")
-        hasher = hashlib.sha256()
-        remaining = ref.length
+        return ref.length, info.image_size, self._verified.encoding
+
+    def _raw(self, length: int, chunk_size: int) -> Iterator[bytes]:
+        remaining = length
         while remaining:
             chunk = self._stream.read(min(chunk_size, remaining))
             if not chunk:
-                raise PayloadTooShortError(f"payload truncated: {ref.length - remaining} of "
-                                           f"{ref.length} bytes arrived")
+                raise PayloadTooShortError(f"payload truncated: {length - remaining} of "
+                                           f"{length} bytes arrived")
             remaining -= len(chunk)
+            yield chunk
+
+    def _hashed(self, chunks: Iterator[bytes], size: int) -> Iterator[bytes]:
+        assert self._verified is not None and self._verified.info.image_digest is not None
+        hasher = hashlib.sha256()
+        produced = 0
+        for chunk in chunks:
+            produced += len(chunk)
+            if produced > size:
+                raise PayloadTooLongError(f"the payload decodes to more than the signed "
+                                          f"image-size {size}")
             hasher.update(chunk)
             yield chunk
-        if hasher.digest() != info.image_digest.value:
+        if produced < size:
+            raise PayloadTooShortError(f"the payload decodes to {produced} of the {size} "
+                                       "bytes signed")
+        if hasher.digest() != self._verified.info.image_digest.value:
             raise PayloadDigestError("payload does not match the signed image-digest")
         if self._remaining_items:
             raise UnsupportedError("more than one integrated payload")

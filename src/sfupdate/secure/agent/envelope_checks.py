@@ -19,6 +19,7 @@ from sfupdate.errors import (
     WrongVendorError,
 )
 from sfupdate.formats.sfui import ImageInfo, PayloadRef
+from sfupdate.formats.sfui.encoding import PayloadEncoding, encoded_bound
 
 
 def check_identity(info: ImageInfo, vendor_id: uuid.UUID, class_id: uuid.UUID) -> None:
@@ -40,15 +41,23 @@ def check_size(info: ImageInfo, slot_size: int) -> int:
     return info.image_size
 
 
-def check_payload(info: ImageInfo, payload: PayloadRef | None) -> None:
+def check_payload(info: ImageInfo, payload: PayloadRef | None,
+                  encoding: PayloadEncoding | None = None) -> None:
     """The envelope's integrated payload must be the one the signed manifest installs, with
-    exactly the signed image size. The reader checks this again when it streams the payload;
-    checking here refuses a lying envelope before the install slot is touched."""
+    exactly the signed image size (an encoded one: at most what an encoding of that size may
+    take). The reader checks this again when it streams the payload; checking here refuses a
+    lying envelope before the install slot is touched."""
     if payload is None:
         raise MissingMemberError("the SFUI has no integrated payload")
     if info.payload_uri != payload.key:
         raise SchemaError(f"integrated payload '{payload.key}' is not the one the manifest "
                           f"installs ({info.payload_uri!r})")
+    if encoding is not None and info.image_size is not None:
+        if payload.length > encoded_bound(info.image_size):
+            raise PayloadTooLongError(f"the {encoding.describe()} payload is {payload.length} "
+                                      f"bytes, more than an encoding of {info.image_size} "
+                                      "bytes may take")
+        return
     if info.image_size is not None and payload.length > info.image_size:
         raise PayloadTooLongError(f"payload is {payload.length} bytes but the manifest "
                                   f"declares {info.image_size}")

@@ -25,10 +25,18 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
-from sfupdate.errors import MissingMemberError, QuarantinedError, SfuError, UnknownKeyError
+from sfupdate.errors import (
+    MissingMemberError,
+    QuarantinedError,
+    SfuError,
+    UnknownKeyError,
+    UnsupportedError,
+)
+from sfupdate.formats.delta import BaseImage
 from sfupdate.formats.sfui import EnvelopeReader, TrustedKey, Verified
 from sfupdate.formats.sfui.cbor import Readable
 from sfupdate.secure.agent import envelope_checks
+from sfupdate.secure.agent.delta_base import delta_base
 from sfupdate.secure.agent.device import Device
 from sfupdate.secure.board.hal import Slot, SlotWriter
 from sfupdate.secure.board.records import BundleRecord, ImageRecord
@@ -75,7 +83,7 @@ def install(device: Device, stream: Readable) -> Installed:
     info = verified.info
     envelope_checks.check_identity(info, state.device.vendor_id, state.device.class_id)
     size = envelope_checks.check_size(info, device.board.slots.size)
-    envelope_checks.check_payload(info, verified.payload)
+    envelope_checks.check_payload(info, verified.payload, verified.encoding)
     if info.image_digest is None:
         raise MissingMemberError("manifest declares no image-digest")
     assert info.vendor_id is not None and info.class_id is not None  # check_identity
@@ -84,11 +92,12 @@ def install(device: Device, stream: Readable) -> Installed:
                         _version_text(verified))
     state.check_install(image)  # the signer too: the ROM key alone signs no firmware
     state.install_slot()  # refuse before the header is taken if no slot may be written
+    base = delta_base(device.board, state, verified)  # a delta's base: the confirmed slot
     header = recorder.header()
 
     slot = device.kernel.begin_install()
-    with device.board.slots.writer(slot, header) as writer:
-        _stream_payload(reader, writer)
+    with base as base_image, device.board.slots.writer(slot, header) as writer:
+        _stream_payload(reader, writer, base_image)
         writer.finish()
     device.kernel.record_trial(slot, image)
     return Installed("firmware", slot, image.sequence, image.digest)
@@ -102,6 +111,8 @@ def _install_agent(device: Device, state: SecureState, reader: EnvelopeReader,
     envelope_checks.check_payload(info, verified.payload)
     if info.image_digest is None:
         raise MissingMemberError("manifest declares no image-digest")
+    if verified.encoding is not None:  # the ROM reads the partition as the envelope it was
+        raise UnsupportedError("an agent bundle's payload is never compressed nor a delta")
     bundle = BundleRecord(info.sequence_number, info.image_digest.value)
     state.check_agent_install(bundle)
     spki = device.board.agent.signer_key(state.agent.active)
@@ -126,8 +137,9 @@ def _agent_key(device: Device, state: SecureState) -> TrustedKey | None:
         return None
 
 
-def _stream_payload(reader: EnvelopeReader, writer: SlotWriter) -> None:
-    for chunk in reader.payload():
+def _stream_payload(reader: EnvelopeReader, writer: SlotWriter,
+                    base: BaseImage | None = None) -> None:
+    for chunk in reader.payload(base=base):
         writer.write(chunk)
 
 

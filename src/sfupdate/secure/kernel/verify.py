@@ -83,7 +83,7 @@ def verify_slot(board: Board, slot: Slot, image: ImageRecord, keys: list[Trusted
                                   "recorded for this slot")
     healthy = True
     tail = b""
-    for chunk in reader.payload():  # raises PayloadDigestError after the last chunk
+    for chunk in reader.installed_image():  # raises PayloadDigestError after the last chunk
         window = tail + chunk
         if HEALTH_FAIL_MARKER in window:
             healthy = False

@@ -1,0 +1,241 @@
+"""The SFD1 patch format and its decoder (docs/design.md, "Delta updates").
+
+    patch  = "SFD1" codec:u8 block* end
+    block  = out:uvarint(1..BLOCK) ctrl_len ctrl_clen diff_clen extra_clen   (uvarints)
+             ctrl-section diff-section extra-section
+    end    = 0:uvarint
+
+Each section is compressed on its own with the patch's codec (1: zstd, 2: LZMA2 raw) and
+decompresses to a known size: ctrl to `ctrl_len` bytes of records (x:uvarint y:uvarint
+z:svarint), diff to the sum of the records' x, extra to the sum of their y. A record moves
+the base cursor by z, adds x bytes of diff to the x bytes of the base at the cursor
+(bytewise, mod 256, as bsdiff does) and moves the cursor past them, then appends y literal
+bytes of extra. The records of a block produce exactly its `out` bytes.
+
+Every number is bounded before it is used: a block produces at most BLOCK bytes from
+sections of at most BLOCK bytes each (a few blocks' worth of memory whatever the image size);
+a record that reads outside the base, makes no progress, or a patch that produces more than
+the declared size is refused with PatchError. The decoder reads the patch once, in order,
+and the base at random.
+"""
+
+from __future__ import annotations
+
+import lzma
+from collections.abc import Iterator
+from typing import Final, Protocol
+
+import zstandard
+
+from sfupdate.errors import PatchError, PayloadTooLongError, PayloadTooShortError
+
+MAGIC: Final = b"SFD1"
+CODEC_ZSTD: Final = 1
+CODEC_LZMA: Final = 2
+BLOCK: Final = 4 << 20
+#: Records per block, and their encoded size: what a block's ctrl section may hold.
+MAX_RECORDS: Final = 1 << 15
+MAX_CTRL: Final = MAX_RECORDS * 3 * 10
+#: Compressed sections may exceed their content (incompressible literals) by this much.
+SECTION_SLACK: Final = 1 << 16
+#: LZMA2 dictionary: a section is at most BLOCK bytes, so a bigger one would never be used.
+LZMA_FILTERS: Final = ({"id": lzma.FILTER_LZMA2, "dict_size": BLOCK},)
+_VARINT_BYTES: Final = 10
+
+
+class BaseImage(Protocol):
+    """The image a delta applies to, read at random (a slot, a file)."""
+
+    @property
+    def size(self) -> int:
+        ...
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        """Exactly `length` bytes at `offset` (the caller keeps inside `size`)."""
+        ...
+
+
+class _Input:
+    """The patch's chunks read as exact-length pieces; at most one piece is held."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+        self._pos = 0
+
+    def read(self, n: int) -> bytes:
+        while len(self._buffer) - self._pos < n:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                raise PatchError("the patch ends in the middle of a block")
+            self._buffer = self._buffer[self._pos:] + chunk
+            self._pos = 0
+        data = self._buffer[self._pos:self._pos + n]
+        self._pos += n
+        return data
+
+    def uvarint(self, what: str) -> int:
+        value = shift = 0
+        for _ in range(_VARINT_BYTES):
+            byte = self.read(1)[0]
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value
+            shift += 7
+        raise PatchError(f"the patch's {what} is not a valid number")
+
+    def at_end(self) -> bool:
+        if self._pos < len(self._buffer):
+            return False
+        for chunk in self._chunks:
+            if chunk:
+                self._buffer, self._pos = chunk, 0
+                return False
+        return True
+
+
+def _records(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """The ctrl section's (x, y, z) records."""
+    pos, end = 0, len(data)
+
+    def number() -> int:
+        nonlocal pos
+        value = shift = 0
+        for _ in range(_VARINT_BYTES):
+            if pos >= end:
+                raise PatchError("a patch record is cut short")
+            byte = data[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value
+            shift += 7
+        raise PatchError("a patch record holds an invalid number")
+
+    while pos < end:
+        x, y, z = number(), number(), number()
+        yield x, y, (z >> 1) ^ -(z & 1)
+
+
+class _Sections:
+    """Decompresses one section to exactly its declared size, never more."""
+
+    def __init__(self, codec: int) -> None:
+        if codec not in (CODEC_ZSTD, CODEC_LZMA):
+            raise PatchError(f"unknown patch codec {codec}")
+        self._codec = codec
+        self._zstd = zstandard.ZstdDecompressor(max_window_size=BLOCK * 2)
+
+    def decode(self, data: bytes, size: int, what: str) -> bytes:
+        if not data:
+            if size:
+                raise PatchError(f"the patch's {what} section is empty, {size} bytes expected")
+            return b""
+        try:
+            if self._codec == CODEC_ZSTD:
+                out = self._zstd.decompress(data, max_output_size=size)
+            else:
+                out = self._unlzma(data, size, what)
+        except (zstandard.ZstdError, lzma.LZMAError) as exc:
+            raise PatchError(f"the patch's {what} section does not decompress: {exc}") from None
+        if len(out) != size:
+            raise PatchError(f"the patch's {what} section holds {len(out)} bytes, its "
+                             f"records need {size}")
+        return out
+
+    @staticmethod
+    def _unlzma(data: bytes, size: int, what: str) -> bytes:
+        decompressor = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=LZMA_FILTERS)
+        out = decompressor.decompress(data, max_length=size)
+        if not decompressor.eof and decompressor.decompress(b"", max_length=1):
+            raise PatchError(f"the patch's {what} section holds more than the {size} bytes "
+                             "its records need")
+        if not decompressor.eof or decompressor.unused_data:
+            raise PatchError(f"the patch's {what} section does not end where it should")
+        return out
+
+
+_LOW: Final = int.from_bytes(b"\x7f" * BLOCK, "little")
+_HIGH: Final = _LOW << 1 & ~_LOW | 1 << (8 * BLOCK - 1)
+
+
+def add_bytes(old: bytes, diff: bytes) -> bytes:
+    """(old + diff) mod 256, byte by byte, for at most BLOCK bytes, in a few big-integer
+    operations (no byte loop): the low 7 bits of each byte add without carrying into the next
+    byte, and the top bit is the exclusive-or of both top bits and that carry."""
+    n = len(old)
+    a, b = int.from_bytes(old, "little"), int.from_bytes(diff, "little")
+    low, high = _LOW, _HIGH
+    if n < BLOCK:
+        shift = 8 * (BLOCK - n)
+        low, high = low >> shift, high >> shift
+    return (((a & low) + (b & low)) ^ ((a ^ b) & high)).to_bytes(n, "little")
+
+
+def apply_patch(chunks: Iterator[bytes], base: BaseImage, size: int) -> Iterator[bytes]:
+    """Yield the image the patch read from `chunks` rebuilds from `base`, block by block;
+    raise PatchError on a malformed or hostile patch, PayloadTooLongError if it would produce
+    more than `size` bytes and PayloadTooShortError if it ends before."""
+    source = _Input(chunks)
+    if source.read(len(MAGIC)) != MAGIC:
+        raise PatchError("the payload is not an SFD1 patch")
+    sections = _Sections(source.read(1)[0])
+    produced, cursor = 0, 0
+    while out := source.uvarint("block size"):
+        if out > BLOCK:
+            raise PatchError(f"a patch block of {out} bytes exceeds the {BLOCK}-byte limit")
+        if produced + out > size:
+            raise PayloadTooLongError(f"the patch writes more than the signed image-size "
+                                      f"{size}")
+        lengths = [source.uvarint("section length") for _ in range(4)]
+        ctrl_len, compressed = lengths[0], lengths[1:]
+        if ctrl_len > MAX_CTRL or any(n > BLOCK + SECTION_SLACK for n in compressed):
+            raise PatchError("a patch section exceeds the block limit")
+        ctrl = sections.decode(source.read(compressed[0]), ctrl_len, "ctrl")
+        records: list[tuple[int, int, int]] = []
+        for record in _records(ctrl):
+            if len(records) == MAX_RECORDS:
+                raise PatchError(f"a patch block holds more than {MAX_RECORDS} records")
+            records.append(record)
+        adds = sum(x for x, _, _ in records)
+        literals = sum(y for _, y, _ in records)
+        if adds + literals != out:
+            raise PatchError(f"a patch block declares {out} bytes but its records produce "
+                             f"{adds + literals}")
+        diff = sections.decode(source.read(compressed[1]), adds, "diff")
+        extra = sections.decode(source.read(compressed[2]), literals, "extra")
+        data, cursor = _block(records, diff, extra, base, cursor)
+        yield data
+        produced += out
+    if not source.at_end():
+        raise PatchError("bytes follow the patch's end")
+    if produced != size:
+        raise PayloadTooShortError(f"the patch rebuilds {produced} of the {size} bytes "
+                                   "signed")
+
+
+def _block(records: list[tuple[int, int, int]], diff: bytes, extra: bytes, base: BaseImage,
+           cursor: int) -> tuple[bytes, int]:
+    """One block's bytes and the base cursor after it."""
+    olds: list[bytes] = []
+    for x, y, z in records:
+        if x == 0 and y == 0:
+            raise PatchError("a patch record makes no progress")
+        cursor += z
+        if x:
+            if cursor < 0 or cursor + x > base.size:
+                raise PatchError(f"the patch reads base bytes {cursor}..{cursor + x}, outside "
+                                 f"the {base.size}-byte base image")
+            olds.append(base.read_at(cursor, x))
+            cursor += x
+    added = add_bytes(b"".join(olds), diff)
+    parts: list[bytes] = []
+    a = e = 0
+    for x, y, _ in records:
+        if x:
+            parts.append(added[a:a + x])
+            a += x
+        if y:
+            parts.append(extra[e:e + y])
+            e += y
+    return b"".join(parts), cursor
