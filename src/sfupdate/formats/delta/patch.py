@@ -133,7 +133,7 @@ class _Sections:
             return b""
         try:
             if self._codec == CODEC_ZSTD:
-                out = self._zstd.decompress(data, max_output_size=size)
+                out = self._unzstd(data, size)
             else:
                 out = self._unlzma(data, size, what)
         except (zstandard.ZstdError, lzma.LZMAError) as exc:
@@ -142,6 +142,14 @@ class _Sections:
             raise PatchError(f"the patch's {what} section holds {len(out)} bytes, its "
                              f"records need {size}")
         return out
+
+    def _unzstd(self, data: bytes, size: int) -> bytes:
+        """At most size + 1 bytes (a frame's declared content size is not trusted)."""
+        out = bytearray()
+        with self._zstd.stream_reader(data, read_across_frames=True) as reader:
+            while len(out) <= size and (piece := reader.read(size + 1 - len(out))):
+                out += piece
+        return bytes(out)
 
     @staticmethod
     def _unlzma(data: bytes, size: int, what: str) -> bytes:
