@@ -28,7 +28,7 @@ class Base:
     size = len(BASE)
 
     def read_at(self, offset: int, length: int) -> bytes:
-        assert 0 <= offset and offset + length <= len(BASE), "read outside the base"
+        assert offset >= 0 and offset + length <= len(BASE), "read outside the base"
         return BASE[offset:offset + length]
 
 
