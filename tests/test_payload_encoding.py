@@ -16,6 +16,7 @@ import zstandard
 from sfupdate.authoring.author import ImageSpec, build_manifest, sign_firmware
 from sfupdate.authoring.author.delta import encode_block, make_patch, patch_bytes
 from sfupdate.authoring.author.encoded import read_base_image, sign_compressed, sign_delta
+from sfupdate.authoring.repo.admit import MemoryImage
 from sfupdate.errors import (
     DeltaBaseError,
     PatchError,
@@ -30,20 +31,6 @@ from sfupdate.formats.sfui.encoding import Compressed, Delta, PayloadEncoding
 from sfupdate.keys.files import FileSigner
 from tests.device_world import auth_wrapper, envelope
 from tests.world import CLASS, VENDOR
-
-
-class BytesBase:
-    """A base image held in memory."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    def read_at(self, offset: int, length: int) -> bytes:
-        return self.data[offset:offset + length]
 
 
 def old_and_new(seed: int, size: int = 200_000) -> tuple[bytes, bytes]:
@@ -69,7 +56,7 @@ def read_image(data: bytes, trusted: TrustedKey, base: bytes | None = None) -> b
     reader = EnvelopeReader(io.BytesIO(data))
     reader.authenticate([trusted])
     return b"".join(reader.payload(chunk_size=4096,
-                                   base=None if base is None else BytesBase(base)))
+                                   base=None if base is None else MemoryImage(base)))
 
 
 def test_a_compressed_sfui_yields_the_image_its_digest_names(
@@ -121,7 +108,7 @@ def test_a_patch_rebuilds_the_new_image_from_the_old(seed: int, codec: int) -> N
     patch = make_patch(old, new, codec)
     assert len(patch) < len(new) // 5
     chunks = (patch[i:i + 1000] for i in range(0, len(patch), 1000))
-    assert b"".join(apply_patch(chunks, BytesBase(old), len(new))) == new
+    assert b"".join(apply_patch(chunks, MemoryImage(old), len(new))) == new
 
 
 def test_a_patch_larger_than_a_block_rebuilds_block_by_block() -> None:
@@ -129,7 +116,7 @@ def test_a_patch_larger_than_a_block_rebuilds_block_by_block() -> None:
     old = rng.randbytes(BLOCK + 300_000)
     new = old[:1000] + rng.randbytes(BLOCK) + old[1000:]
     patch = make_patch(old, new, CODEC_ZSTD)
-    blocks = list(apply_patch(iter([patch]), BytesBase(old), len(new)))
+    blocks = list(apply_patch(iter([patch]), MemoryImage(old), len(new)))
     assert len(blocks) >= 2 and max(map(len, blocks)) <= BLOCK
     assert b"".join(blocks) == new
 
@@ -193,7 +180,7 @@ BASE = bytes(range(256)) * 64  # 16 KiB
 def apply_blocks(*blocks: bytes, size: int = 1000, codec: int = CODEC_ZSTD,
                  tail: bytes = b"") -> bytes:
     patch = patch_bytes(blocks, codec) + tail
-    return b"".join(apply_patch(iter([patch]), BytesBase(BASE), size))
+    return b"".join(apply_patch(iter([patch]), MemoryImage(BASE), size))
 
 
 def test_an_honest_crafted_patch_applies() -> None:
@@ -261,8 +248,8 @@ def test_trailing_bytes_truncation_and_unknown_codecs_are_refused() -> None:
         apply_blocks(block, tail=b"junk")
     patch = patch_bytes([block], CODEC_ZSTD)
     with pytest.raises(PatchError, match="ends in the middle of a block"):
-        b"".join(apply_patch(iter([patch[:len(patch) // 2]]), BytesBase(BASE), 1000))
+        b"".join(apply_patch(iter([patch[:len(patch) // 2]]), MemoryImage(BASE), 1000))
     with pytest.raises(PatchError, match="unknown patch codec 9"):
         apply_blocks(block, codec=9)
     with pytest.raises(PatchError, match="not an SFD1 patch"):
-        b"".join(apply_patch(iter([b"BSDIFF40" + patch]), BytesBase(BASE), 1000))
+        b"".join(apply_patch(iter([b"BSDIFF40" + patch]), MemoryImage(BASE), 1000))
