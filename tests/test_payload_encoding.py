@@ -222,7 +222,7 @@ def test_a_block_over_the_limit_or_with_too_many_records_is_refused() -> None:
         apply_blocks(encode_block([(0, 1, 0)], b"", b"A", CODEC_ZSTD, out=BLOCK + 1),
                      size=BLOCK + 1)
     many = [(0, 1, 0)] * (MAX_RECORDS + 1)
-    with pytest.raises(PatchError, match=f"more than {MAX_RECORDS} records"):
+    with pytest.raises(PatchError, match=f"records, more than {MAX_RECORDS}"):
         apply_blocks(encode_block(many, b"", b"A" * len(many), CODEC_ZSTD),
                      size=len(many))
 

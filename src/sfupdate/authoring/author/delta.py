@@ -10,7 +10,9 @@ images in memory, as bsdiff needs.
 
 from __future__ import annotations
 
+import array
 import lzma
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -38,10 +40,6 @@ def _uvarint(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
-
-
-def _svarint(value: int) -> bytes:
-    return _uvarint(value << 1 if value >= 0 else (-value << 1) - 1)
 
 
 def _compress(data: bytes, codec: int) -> bytes:
@@ -115,7 +113,11 @@ def encode_block(records: Sequence[tuple[int, int, int]], diff: bytes, extra: by
                  codec: int, out: int | None = None) -> bytes:
     """One block: its records (x, y, z), diff and extra bytes. `out` (default: what the
     records produce) is the declared size; only a hostile patch makes them differ."""
-    ctrl = b"".join(_uvarint(x) + _uvarint(y) + _svarint(z) for x, y, z in records)
+    columns = [array.array("q", (record[i] for record in records)) for i in range(3)]
+    if sys.byteorder != "little":
+        for column in columns:
+            column.byteswap()
+    ctrl = b"".join(column.tobytes() for column in columns)
     sections = [_compress(ctrl, codec), _compress(diff, codec), _compress(extra, codec)]
     produced = sum(x + y for x, y, _ in records) if out is None else out
     return b"".join([_uvarint(produced), _uvarint(len(ctrl)),

@@ -6,8 +6,9 @@
     end    = 0:uvarint
 
 Each section is compressed on its own with the patch's codec (1: zstd, 2: LZMA2 raw) and
-decompresses to a known size: ctrl to `ctrl_len` bytes of records (x:uvarint y:uvarint
-z:svarint), diff to the sum of the records' x, extra to the sum of their y. A record moves
+decompresses to a known size: ctrl to `ctrl_len` = 24 n bytes, the n records' x, y and z as
+three columns of little-endian signed 64-bit integers (columns compress better than rows),
+diff to the sum of the records' x, extra to the sum of their y. A record moves
 the base cursor by z, adds x bytes of diff to the x bytes of the base at the cursor
 (bytewise, mod 256, as bsdiff does) and moves the cursor past them, then appends y literal
 bytes of extra. The records of a block produce exactly its `out` bytes.
@@ -21,7 +22,11 @@ and the base at random.
 
 from __future__ import annotations
 
+import array
+import itertools
 import lzma
+import operator
+import sys
 from collections.abc import Iterator
 from typing import Final, Protocol
 
@@ -35,7 +40,10 @@ CODEC_LZMA: Final = 2
 BLOCK: Final = 4 << 20
 #: Records per block, and their encoded size: what a block's ctrl section may hold.
 MAX_RECORDS: Final = 1 << 15
-MAX_CTRL: Final = MAX_RECORDS * 3 * 10
+_RECORD: Final = 3 * 8
+MAX_CTRL: Final = MAX_RECORDS * _RECORD
+#: A block's base reads are served from one read of their span when it is at most this.
+WINDOW: Final = 2 * BLOCK
 #: Compressed sections may exceed their content (incompressible literals) by this much.
 SECTION_SLACK: Final = 1 << 16
 #: LZMA2 dictionary: a section is at most BLOCK bytes, so a bigger one would never be used.
@@ -94,27 +102,39 @@ class _Input:
         return True
 
 
-def _records(data: bytes) -> Iterator[tuple[int, int, int]]:
-    """The ctrl section's (x, y, z) records."""
-    pos, end = 0, len(data)
+class _Records:
+    """A block's records, decoded from the ctrl section's three columns (x, y and z, each an
+    array of little-endian signed 64-bit integers): every check and every offset is computed
+    by C-level loops (array, map, accumulate), none in Python bytecode per record."""
 
-    def number() -> int:
-        nonlocal pos
-        value = shift = 0
-        for _ in range(_VARINT_BYTES):
-            if pos >= end:
-                raise PatchError("a patch record is cut short")
-            byte = data[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                return value
-            shift += 7
-        raise PatchError("a patch record holds an invalid number")
+    def __init__(self, ctrl: bytes, out: int) -> None:
+        if len(ctrl) % _RECORD or len(ctrl) // _RECORD > MAX_RECORDS:
+            raise PatchError(f"a patch block's records are not whole or more than "
+                             f"{MAX_RECORDS}")
+        n = len(ctrl) // _RECORD
+        columns = []
+        for i in range(3):
+            column = array.array("q")
+            column.frombytes(ctrl[i * 8 * n:(i + 1) * 8 * n])
+            if sys.byteorder != "little":
+                column.byteswap()
+            columns.append(column)
+        self.xs, self.ys, self.zs = columns
+        if n and (min(self.xs) < 0 or min(self.ys) < 0):
+            raise PatchError("a patch record has a negative length")
+        if n and min(map(operator.add, self.xs, self.ys)) == 0:
+            raise PatchError("a patch record makes no progress")
+        self.adds, self.literals = sum(self.xs), sum(self.ys)
+        if self.adds + self.literals != out:
+            raise PatchError(f"a patch block declares {out} bytes but its records produce "
+                             f"{self.adds + self.literals}")
 
-    while pos < end:
-        x, y, z = number(), number(), number()
-        yield x, y, (z >> 1) ^ -(z & 1)
+    def reads(self, cursor: int) -> tuple[list[int], int]:
+        """Where each record reads the base (the cursor moved by z before each read, by x
+        after it), and the cursor after the block."""
+        starts = list(itertools.accumulate(
+            map(operator.add, self.zs, itertools.chain((cursor,), self.xs))))
+        return starts, (starts[-1] + self.xs[-1] if starts else cursor)
 
 
 class _Sections:
@@ -169,8 +189,8 @@ _HIGH: Final = _LOW << 1 & ~_LOW | 1 << (8 * BLOCK - 1)
 
 def add_bytes(old: bytes, diff: bytes) -> bytes:
     """(old + diff) mod 256, byte by byte, for at most BLOCK bytes, in a few big-integer
-    operations (no byte loop): the low 7 bits of each byte add without carrying into the next
-    byte, and the top bit is the exclusive-or of both top bits and that carry."""
+    operations (no loop over bytes): the low 7 bits of each byte add without carrying into
+    the next byte, and the top bit is the exclusive-or of both top bits and that carry."""
     n = len(old)
     a, b = int.from_bytes(old, "little"), int.from_bytes(diff, "little")
     low, high = _LOW, _HIGH
@@ -197,21 +217,15 @@ def apply_patch(chunks: Iterator[bytes], base: BaseImage, size: int) -> Iterator
                                       f"{size}")
         lengths = [source.uvarint("section length") for _ in range(4)]
         ctrl_len, compressed = lengths[0], lengths[1:]
-        if ctrl_len > MAX_CTRL or any(n > BLOCK + SECTION_SLACK for n in compressed):
+        if ctrl_len > MAX_CTRL:
+            raise PatchError(f"a patch block declares {ctrl_len // _RECORD} records, more "
+                             f"than {MAX_RECORDS}")
+        if any(n > BLOCK + SECTION_SLACK for n in compressed):
             raise PatchError("a patch section exceeds the block limit")
         ctrl = sections.decode(source.read(compressed[0]), ctrl_len, "ctrl")
-        records: list[tuple[int, int, int]] = []
-        for record in _records(ctrl):
-            if len(records) == MAX_RECORDS:
-                raise PatchError(f"a patch block holds more than {MAX_RECORDS} records")
-            records.append(record)
-        adds = sum(x for x, _, _ in records)
-        literals = sum(y for _, y, _ in records)
-        if adds + literals != out:
-            raise PatchError(f"a patch block declares {out} bytes but its records produce "
-                             f"{adds + literals}")
-        diff = sections.decode(source.read(compressed[1]), adds, "diff")
-        extra = sections.decode(source.read(compressed[2]), literals, "extra")
+        records = _Records(ctrl, out)
+        diff = sections.decode(source.read(compressed[1]), records.adds, "diff")
+        extra = sections.decode(source.read(compressed[2]), records.literals, "extra")
         data, cursor = _block(records, diff, extra, base, cursor)
         yield data
         produced += out
@@ -222,28 +236,30 @@ def apply_patch(chunks: Iterator[bytes], base: BaseImage, size: int) -> Iterator
                                    "signed")
 
 
-def _block(records: list[tuple[int, int, int]], diff: bytes, extra: bytes, base: BaseImage,
+def _block(records: _Records, diff: bytes, extra: bytes, base: BaseImage,
            cursor: int) -> tuple[bytes, int]:
     """One block's bytes and the base cursor after it."""
-    olds: list[bytes] = []
-    for x, y, z in records:
-        if x == 0 and y == 0:
-            raise PatchError("a patch record makes no progress")
-        cursor += z
-        if x:
-            if cursor < 0 or cursor + x > base.size:
-                raise PatchError(f"the patch reads base bytes {cursor}..{cursor + x}, outside "
-                                 f"the {base.size}-byte base image")
-            olds.append(base.read_at(cursor, x))
-            cursor += x
-    added = add_bytes(b"".join(olds), diff)
-    parts: list[bytes] = []
-    a = e = 0
-    for x, y, _ in records:
-        if x:
-            parts.append(added[a:a + x])
-            a += x
-        if y:
-            parts.append(extra[e:e + y])
-            e += y
-    return b"".join(parts), cursor
+    xs, ys = records.xs, records.ys
+    starts, cursor = records.reads(cursor)
+    if records.adds:
+        reading = list(map(operator.mul, starts, map(bool, xs)))  # 0 where nothing is read
+        low, high = min(reading), max(map(operator.add, reading, xs))
+        if low < 0 or high > base.size:
+            raise PatchError(f"the patch reads base bytes outside the {base.size}-byte base "
+                             "image")
+        if high - low <= WINDOW:  # one read of the span the block draws from
+            window = base.read_at(low, high - low)
+            offsets = [start - low for start in reading]
+            old = b"".join(map(window.__getitem__, map(slice, offsets,
+                                                       map(operator.add, offsets, xs))))
+        else:
+            old = b"".join(map(base.read_at, reading, xs))
+        added = add_bytes(old, diff)
+    else:
+        added = b""
+    a_ends = list(itertools.accumulate(xs))
+    e_ends = list(itertools.accumulate(ys))
+    pieces = zip(map(added.__getitem__, map(slice, itertools.chain((0,), a_ends), a_ends)),
+                 map(extra.__getitem__, map(slice, itertools.chain((0,), e_ends), e_ends)),
+                 strict=False)
+    return b"".join(itertools.chain.from_iterable(pieces)), cursor
