@@ -43,7 +43,7 @@ MAX_RECORDS: Final = 1 << 15
 _RECORD: Final = 3 * 8
 MAX_CTRL: Final = MAX_RECORDS * _RECORD
 #: A block's base reads are served from one read of their span when it is at most this.
-WINDOW: Final = 2 * BLOCK
+WINDOW: Final = BLOCK + BLOCK // 2
 #: Compressed sections may exceed their content (incompressible literals) by this much.
 SECTION_SLACK: Final = 1 << 16
 #: LZMA2 dictionary: a section is at most BLOCK bytes, so a bigger one would never be used.
@@ -183,21 +183,30 @@ class _Sections:
         return out
 
 
-_LOW: Final = int.from_bytes(b"\x7f" * BLOCK, "little")
-_HIGH: Final = _LOW << 1 & ~_LOW | 1 << (8 * BLOCK - 1)
+#: The bytewise addition works in steps of this many bytes (its big integers stay small).
+ADD_STEP: Final = 256 << 10
+_LOW: Final = int.from_bytes(b"\x7f" * ADD_STEP, "little")
+_HIGH: Final = _LOW << 1 & ~_LOW | 1 << (8 * ADD_STEP - 1)
 
 
-def add_bytes(old: bytes, diff: bytes) -> bytes:
-    """(old + diff) mod 256, byte by byte, for at most BLOCK bytes, in a few big-integer
-    operations (no loop over bytes): the low 7 bits of each byte add without carrying into
-    the next byte, and the top bit is the exclusive-or of both top bits and that carry."""
+def add_bytes(old: bytes, diff: bytes) -> bytearray:
+    """(old + diff) mod 256, byte by byte, in a few big-integer operations per ADD_STEP bytes
+    (no loop over bytes): the low 7 bits of each byte add without carrying into the next
+    byte, and the top bit is the exclusive-or of both top bits and that carry."""
     n = len(old)
-    a, b = int.from_bytes(old, "little"), int.from_bytes(diff, "little")
-    low, high = _LOW, _HIGH
-    if n < BLOCK:
-        shift = 8 * (BLOCK - n)
-        low, high = low >> shift, high >> shift
-    return (((a & low) + (b & low)) ^ ((a ^ b) & high)).to_bytes(n, "little")
+    out = bytearray(n)
+    old_view, diff_view = memoryview(old), memoryview(diff)
+    for at in range(0, n, ADD_STEP):
+        step = min(ADD_STEP, n - at)
+        a = int.from_bytes(old_view[at:at + step], "little")
+        b = int.from_bytes(diff_view[at:at + step], "little")
+        low, high = _LOW, _HIGH
+        if step < ADD_STEP:
+            shift = 8 * (ADD_STEP - step)
+            low, high = low >> shift, high >> shift
+        out[at:at + step] = (((a & low) + (b & low)) ^ ((a ^ b) & high)).to_bytes(step,
+                                                                                  "little")
+    return out
 
 
 def apply_patch(chunks: Iterator[bytes], base: BaseImage, size: int) -> Iterator[bytes]:
@@ -215,18 +224,7 @@ def apply_patch(chunks: Iterator[bytes], base: BaseImage, size: int) -> Iterator
         if produced + out > size:
             raise PayloadTooLongError(f"the patch writes more than the signed image-size "
                                       f"{size}")
-        lengths = [source.uvarint("section length") for _ in range(4)]
-        ctrl_len, compressed = lengths[0], lengths[1:]
-        if ctrl_len > MAX_CTRL:
-            raise PatchError(f"a patch block declares {ctrl_len // _RECORD} records, more "
-                             f"than {MAX_RECORDS}")
-        if any(n > BLOCK + SECTION_SLACK for n in compressed):
-            raise PatchError("a patch section exceeds the block limit")
-        ctrl = sections.decode(source.read(compressed[0]), ctrl_len, "ctrl")
-        records = _Records(ctrl, out)
-        diff = sections.decode(source.read(compressed[1]), records.adds, "diff")
-        extra = sections.decode(source.read(compressed[2]), records.literals, "extra")
-        data, cursor = _block(records, diff, extra, base, cursor)
+        data, cursor = _next_block(source, sections, out, base, cursor)
         yield data
         produced += out
     if not source.at_end():
@@ -234,6 +232,24 @@ def apply_patch(chunks: Iterator[bytes], base: BaseImage, size: int) -> Iterator
     if produced != size:
         raise PayloadTooShortError(f"the patch rebuilds {produced} of the {size} bytes "
                                    "signed")
+
+
+def _next_block(source: _Input, sections: _Sections, out: int, base: BaseImage,
+                cursor: int) -> tuple[bytes, int]:
+    """The next block's bytes (its sections are dropped on return, before the caller uses
+    the bytes) and the base cursor after it."""
+    lengths = [source.uvarint("section length") for _ in range(4)]
+    ctrl_len, compressed = lengths[0], lengths[1:]
+    if ctrl_len > MAX_CTRL:
+        raise PatchError(f"a patch block declares {ctrl_len // _RECORD} records, more "
+                         f"than {MAX_RECORDS}")
+    if any(n > BLOCK + SECTION_SLACK for n in compressed):
+        raise PatchError("a patch section exceeds the block limit")
+    ctrl = sections.decode(source.read(compressed[0]), ctrl_len, "ctrl")
+    records = _Records(ctrl, out)
+    diff = sections.decode(source.read(compressed[1]), records.adds, "diff")
+    extra = sections.decode(source.read(compressed[2]), records.literals, "extra")
+    return _block(records, diff, extra, base, cursor)
 
 
 def _block(records: _Records, diff: bytes, extra: bytes, base: BaseImage,
@@ -248,18 +264,21 @@ def _block(records: _Records, diff: bytes, extra: bytes, base: BaseImage,
             raise PatchError(f"the patch reads base bytes outside the {base.size}-byte base "
                              "image")
         if high - low <= WINDOW:  # one read of the span the block draws from
-            window = base.read_at(low, high - low)
+            window = memoryview(base.read_at(low, high - low))
             offsets = [start - low for start in reading]
             old = b"".join(map(window.__getitem__, map(slice, offsets,
                                                        map(operator.add, offsets, xs))))
+            del window
         else:
             old = b"".join(map(base.read_at, reading, xs))
-        added = add_bytes(old, diff)
+        added = memoryview(add_bytes(old, diff))
+        del old
     else:
-        added = b""
+        added = memoryview(b"")
+    literals = memoryview(extra)
     a_ends = list(itertools.accumulate(xs))
     e_ends = list(itertools.accumulate(ys))
     pieces = zip(map(added.__getitem__, map(slice, itertools.chain((0,), a_ends), a_ends)),
-                 map(extra.__getitem__, map(slice, itertools.chain((0,), e_ends), e_ends)),
+                 map(literals.__getitem__, map(slice, itertools.chain((0,), e_ends), e_ends)),
                  strict=False)
     return b"".join(itertools.chain.from_iterable(pieces)), cursor
