@@ -15,7 +15,6 @@ interpreter's start) is given too. A last row applies a generated SFD1 patch of 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import random
@@ -30,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import CommandFailed, run_measured, table, time_command
+from common import CommandFailed, bench_main, run_measured, table, time_command
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work" / "delta"
@@ -270,11 +269,7 @@ def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "apply":
         apply_main(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]))
         return
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--size-mib", type=int, default=256)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    print(run(args.size_mib, args.runs))
+    bench_main(run, __doc__, 256)
 
 
 if __name__ == "__main__":

@@ -5,14 +5,13 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import machine, make_random_file, table, time_command, time_sfu
+from common import bench_main, machine, make_random_file, table, time_command, time_sfu
 
 
 def run(size_mib: int = 1024, runs: int = 3) -> str:
@@ -42,11 +41,7 @@ def run(size_mib: int = 1024, runs: int = 3) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    print(run(args.size_mib, args.runs))
+    bench_main(run, __doc__, 1024)
 
 
 if __name__ == "__main__":
