@@ -253,3 +253,9 @@ def test_trailing_bytes_truncation_and_unknown_codecs_are_refused() -> None:
         apply_blocks(block, codec=9)
     with pytest.raises(PatchError, match="not an SFD1 patch"):
         b"".join(apply_patch(iter([b"BSDIFF40" + patch]), MemoryImage(BASE), 1000))
+
+
+def test_a_patch_moving_its_cursor_past_64_bits_is_refused() -> None:
+    block = encode_block([(0, 500, 2**62), (0, 500, 2**62)], b"", b"A" * 1000, CODEC_ZSTD)
+    with pytest.raises(PatchError, match="moves the base cursor out of range"):
+        apply_blocks(block)

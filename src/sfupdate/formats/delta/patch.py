@@ -27,7 +27,7 @@ import itertools
 import lzma
 import operator
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Final, Protocol
 
 import zstandard
@@ -129,12 +129,20 @@ class _Records:
             raise PatchError(f"a patch block declares {out} bytes but its records produce "
                              f"{self.adds + self.literals}")
 
-    def reads(self, cursor: int) -> tuple[list[int], int]:
+    def reads(self, cursor: int) -> tuple[array.array[int], int]:
         """Where each record reads the base (the cursor moved by z before each read, by x
         after it), and the cursor after the block."""
-        starts = list(itertools.accumulate(
+        starts = _column(itertools.accumulate(
             map(operator.add, self.zs, itertools.chain((cursor,), self.xs))))
         return starts, (starts[-1] + self.xs[-1] if starts else cursor)
+
+
+def _column(values: Iterable[int]) -> array.array[int]:
+    """Numbers kept compactly (8 bytes each); one past 64 bits is refused."""
+    try:
+        return array.array("q", values)
+    except OverflowError:
+        raise PatchError("a patch record moves the base cursor out of range") from None
 
 
 class _Sections:
@@ -258,26 +266,26 @@ def _block(records: _Records, diff: bytes, extra: bytes, base: BaseImage,
     xs, ys = records.xs, records.ys
     starts, cursor = records.reads(cursor)
     if records.adds:
-        reading = list(map(operator.mul, starts, map(bool, xs)))  # 0 where nothing is read
+        reading = _column(map(operator.mul, starts, map(bool, xs)))  # 0: nothing is read
         low, high = min(reading), max(map(operator.add, reading, xs))
         if low < 0 or high > base.size:
             raise PatchError(f"the patch reads base bytes outside the {base.size}-byte base "
                              "image")
         if high - low <= WINDOW:  # one read of the span the block draws from
-            window = memoryview(base.read_at(low, high - low))
-            offsets = [start - low for start in reading]
+            window = base.read_at(low, high - low)
+            offsets = _column(map(operator.sub, reading, itertools.repeat(low)))
             old = b"".join(map(window.__getitem__, map(slice, offsets,
                                                        map(operator.add, offsets, xs))))
             del window
         else:
             old = b"".join(map(base.read_at, reading, xs))
-        added = memoryview(add_bytes(old, diff))
+        added = add_bytes(old, diff)
         del old
     else:
-        added = memoryview(b"")
-    literals = memoryview(extra)
-    a_ends = list(itertools.accumulate(xs))
-    e_ends = list(itertools.accumulate(ys))
+        added = bytearray()
+    literals = extra
+    a_ends = _column(itertools.accumulate(xs))
+    e_ends = _column(itertools.accumulate(ys))
     pieces = zip(map(added.__getitem__, map(slice, itertools.chain((0,), a_ends), a_ends)),
                  map(literals.__getitem__, map(slice, itertools.chain((0,), e_ends), e_ends)),
                  strict=False)
