@@ -108,11 +108,11 @@ def _install_agent(device: Device, state: SecureState, reader: EnvelopeReader,
     """A new agent bundle: into the inactive agent partition, whole (header and payload, as
     the ROM reads it), then recorded as the agent's trial; the ROM runs it once."""
     info = verified.info
+    if verified.encoding is not None:  # the ROM reads the partition as the envelope it was
+        raise UnsupportedError("an agent bundle's payload is never compressed nor a delta")
     envelope_checks.check_payload(info, verified.payload)
     if info.image_digest is None:
         raise MissingMemberError("manifest declares no image-digest")
-    if verified.encoding is not None:  # the ROM reads the partition as the envelope it was
-        raise UnsupportedError("an agent bundle's payload is never compressed nor a delta")
     bundle = BundleRecord(info.sequence_number, info.image_digest.value)
     state.check_agent_install(bundle)
     spki = device.board.agent.signer_key(state.agent.active)
