@@ -11,7 +11,6 @@ the middle (inside the payload), to show what it really checks.
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import os
 import shutil
@@ -28,6 +27,7 @@ from common import (
     HAVE_GNU_TIME,
     CommandFailed,
     Sample,
+    bench_main,
     make_random_file,
     run_measured,
     summarise,
@@ -538,12 +538,7 @@ def run(size_mib: int = 256, runs: int = 3) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size-mib", type=int, default=256)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    print(run(args.size_mib, args.runs))
+    bench_main(run, __doc__, 256)
 
 
 if __name__ == "__main__":

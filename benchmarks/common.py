@@ -7,6 +7,7 @@ absolute time checked against a threshold.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import platform
@@ -165,3 +166,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def bench_main(run: Callable[[int, int], str], doc: str | None, default_mib: int) -> None:
+    """The command line of a benchmark module: `--size-mib N --runs N`, then its markdown."""
+    parser = argparse.ArgumentParser(description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size-mib", type=int, default=default_mib)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    print(run(args.size_mib, args.runs))

@@ -6,8 +6,10 @@
 # A failure here is not fatal: bench_peers.py lists every peer it cannot run, with the reason.
 set -u
 
-PACKAGES="rauc squashfs-tools swupdate cpio mender-artifact u-boot-tools device-tree-compiler time"
+PACKAGES="rauc squashfs-tools swupdate cpio mender-artifact u-boot-tools device-tree-compiler time xdelta3 zstd"
 IMGTOOL_VENV=${IMGTOOL_VENV:-$(cd "$(dirname "$0")" && pwd)/work/imgvenv}
+# detools (a delta peer of bench_delta.py) in its own scratch venv
+DETOOLS_VENV=$(cd "$(dirname "$0")" && pwd)/work/detoolsvenv
 
 missing=""
 for pkg in $PACKAGES; do
@@ -29,5 +31,10 @@ if [ ! -x "$IMGTOOL_VENV/bin/imgtool" ]; then
     echo "install-peers: pip install imgtool into $IMGTOOL_VENV"
     { python3 -m venv "$IMGTOOL_VENV" && "$IMGTOOL_VENV/bin/pip" install -q imgtool; } \
         || echo "install-peers: imgtool install failed; the report will say so"
+fi
+if [ ! -x "$DETOOLS_VENV/bin/detools" ]; then
+    echo "install-peers: pip install detools into $DETOOLS_VENV"
+    { python3 -m venv "$DETOOLS_VENV" && "$DETOOLS_VENV/bin/pip" install -q detools; } \
+        || echo "install-peers: detools install failed; bench_delta will say so"
 fi
 exit 0

@@ -109,9 +109,26 @@ def index_seeds() -> None:
         write(corpus, b"\x03" + json.dumps(info).encode())
 
 
+def delta_seeds() -> None:
+    """SFD1 patches (both codecs) against the harness's base, and a zstd frame."""
+    import zstandard
+
+    from sfupdate.authoring.author.delta import make_patch
+    from sfupdate.formats.delta.patch import CODEC_LZMA, CODEC_ZSTD
+
+    corpus = ROOT / "corpus" / "delta"
+    base = bytes(range(256)) * 64
+    new = base[:5000] + b"inserted " * 40 + base[6000:12000] + bytes(1000)
+    size = len(new).to_bytes(2, "big")
+    for codec in (CODEC_LZMA, CODEC_ZSTD):
+        write(corpus, b"\x00" + size + make_patch(base, new, codec))
+    write(corpus, b"\x01" + size + zstandard.ZstdCompressor().compress(new))
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
     sfui_seeds()
     ipc_seeds()
     index_seeds()
+    delta_seeds()
     sys.exit(0)

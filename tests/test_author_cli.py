@@ -103,3 +103,45 @@ def test_inspect_of_a_complete_file_succeeds(sign_image: SignImage,
     assert code == 0
     described = json.loads(out)
     assert described["image_size"] == described["payload"]["length"] == 10_000
+
+
+def test_sign_compress_and_delta_from_write_smaller_payloads_that_inspect_names(
+        tmp_path: Path, signing: list[str], author_key: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = sfu(capsys, *signing, "--compress", "zstd", "-o", tmp_path / "z.sfui",
+                       "--json")
+    signed = json.loads(out)
+    assert code == 0 and signed["encoding"] == "zstd"
+    assert signed["file_size"] < signed["image_size"] // 10
+    new = tmp_path / "new.bin"
+    new.write_bytes(b"firmware" * 1000 + b"and a new feature" * 20)
+    delta = [signing[0], str(new), *signing[2:]]
+    code, out, _ = sfu(capsys, *delta, "--delta-from", tmp_path / "z.sfui",
+                       "-o", tmp_path / "d.sfui", "--json")
+    assert code == 0 and json.loads(out)["encoding"] == "delta"
+    code, out, _ = sfu(capsys, "inspect", tmp_path / "d.sfui", "--json")
+    old_digest = signed["image_digest"]
+    assert json.loads(out)["encoding"] == f"delta from sha256:{old_digest}"
+    public = tmp_path / "author.pub"
+    public.write_bytes(keys.public_pem(keys.load_public_half(author_key).public_key))
+    code, out, _ = sfu(capsys, "verify", tmp_path / "z.sfui", "--key", public)
+    assert code == 0 and "authentic and complete" in out
+    code, out, _ = sfu(capsys, "verify", tmp_path / "d.sfui", "--key", public)
+    assert code == 0 and "payload NOT checked: a delta" in out
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--compress", "zstd", "--delta-from", "{z}"], "exclude each other"),
+    (["--delta-from", "{d}"], "is itself a delta"),
+])
+def test_sign_refuses_impossible_encodings(
+        tmp_path: Path, signing: list[str], capsys: pytest.CaptureFixture[str],
+        extra: list[str], message: str) -> None:
+    assert sfu(capsys, *signing, "--compress", "zstd", "-o", tmp_path / "z.sfui")[0] == 0
+    assert sfu(capsys, *signing, "--delta-from", tmp_path / "z.sfui",
+               "-o", tmp_path / "d.sfui")[0] == 0
+    args = [a.format(z=tmp_path / "z.sfui", d=tmp_path / "d.sfui") for a in extra]
+    code, _, err = sfu(capsys, *signing, *args, "-o", tmp_path / "x.sfui")
+    assert code == errors.UsageError.exit_code
+    assert message in one_error_line(err)
+    assert not (tmp_path / "x.sfui").exists()

@@ -135,6 +135,13 @@ class PayloadTooShortError(FormatError):
     code = "payload-too-short"
 
 
+class PatchError(FormatError):
+    """A compressed or delta payload that does not decode: a corrupt zstd frame, or a patch
+    that reads outside its base image, writes past its declared size or makes no progress."""
+
+    code = "patch"
+
+
 # --- authenticity ----------------------------------------------------------------------------
 
 
@@ -286,6 +293,13 @@ class TooLargeError(PolicyError):
 
     code = "too-large"
     exit_code = 8
+
+
+class DeltaBaseError(PolicyError):
+    """A delta update whose base image is not the one the device runs (the digest secure
+    storage recorded for its running, confirmed slot): the message names the base it needs."""
+
+    code = "delta-base"
 
 
 # --- the device and its agent ----------------------------------------------------------------

@@ -20,6 +20,7 @@ from sfupdate.cli.main import main
 from sfupdate.errors import PayloadDigestError, SchemaError
 from sfupdate.formats.sfui import EnvelopeReader, TrustedKey, suit
 from sfupdate.formats.sfui.components import parts
+from sfupdate.formats.sfui.encoding import Delta
 from sfupdate.keys.files import FileSigner
 from tests.world import CLASS, VENDOR
 
@@ -132,13 +133,17 @@ def test_sign_takes_a_file_or_components_not_both(
     assert err.startswith("sfu: error: ") and len(err.splitlines()) == 1
 
 
+def _no_base(delta: Delta) -> bytes:
+    raise AssertionError("a set is never a delta")
+
+
 def test_the_repository_admits_a_set_whole_and_refuses_a_bad_second_payload(
         tmp_path: Path, es256_signer: FileSigner, es256_trusted: TrustedKey) -> None:
     image = two_components(tmp_path, es256_signer)
     with open(image, "rb") as f:
-        admitted = admit(f, image, tmp_path, [es256_trusted])
+        admitted = admit(f, image, tmp_path, [es256_trusted], _no_base)
     assert admitted.length == image.stat().st_size
     flipped = bytearray(image.read_bytes())
     flipped[-10] ^= 1
     with pytest.raises(PayloadDigestError):
-        admit(io.BytesIO(bytes(flipped)), image, tmp_path, [es256_trusted])
+        admit(io.BytesIO(bytes(flipped)), image, tmp_path, [es256_trusted], _no_base)

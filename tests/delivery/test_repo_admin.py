@@ -271,7 +271,7 @@ def test_repo_list_and_remove_commands(world: RepoWorld,
     assert [(r["name"], r["sequence"], r["state"]) for r in listed] == [
         (two.name, 2, "published"), (three.name, 3, "published")]
     assert set(listed[0]) == {"name", "length", "sha256", "sequence", "vendor_id", "class_id",
-                              "version", "state"}
+                              "version", "delta_base", "state"}
     code, out, _ = sfu(capsys, "repo", "remove", world.dir, three.name)
     assert code == 0 and f"staged the removal of {three.name}" in out
     code, out, _ = sfu(capsys, "repo", "list", world.dir)

@@ -15,6 +15,7 @@ import click
 from sfupdate import keys
 from sfupdate.authoring.author import ImageSpec, sign_firmware
 from sfupdate.authoring.author.components import sign_components
+from sfupdate.authoring.author.encoded import sign_compressed, sign_delta
 from sfupdate.cli.encryption_cmds import (
     describe_encryption,
     encryption_lines,
@@ -50,6 +51,7 @@ from sfupdate.formats.sfui import (
     vendor_uuid,
 )
 from sfupdate.formats.sfui.components import parts
+from sfupdate.formats.sfui.encoding import Delta, payload_encoding
 from sfupdate.formats.sfui.encryption import EncryptionInfo
 from sfupdate.formats.sfui.reader import PayloadRef
 from sfupdate.keys.unlock import PASSPHRASE_ENV, read_secret_file
@@ -160,6 +162,11 @@ def _uuids(vendor: str, klass: str) -> tuple[uuid.UUID, uuid.UUID]:
                    "ES256 (-7) / EdDSA (-8) for recipients that know only those.")
 @click.option("-o", "--output", type=_path, required=True, help="The SFUI file to write.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--compress", type=click.Choice(["zstd"]),
+              help="Compress the payload (the device decompresses it while installing).")
+@click.option("--delta-from", "delta_from", type=_existing, metavar="OLD.sfui",
+              help="Make the payload a delta patch against the image of OLD.sfui: only a "
+                   "device running exactly that image installs it.")
 @encryption_options
 @unlock_options
 @progress_option
@@ -167,19 +174,28 @@ def _uuids(vendor: str, klass: str) -> tuple[uuid.UUID, uuid.UUID]:
 def sign(firmware: Path | None, components: tuple[str, ...], key_refs: tuple[str, ...],
          sequence: int, vendor: str, klass: str, version_text: str | None,
          description: str | None, cose_alg: str, output: Path, force: bool,
+         compress: str | None, delta_from: Path | None,
          encrypt_for: tuple[Path, ...], encrypt_kek: tuple[Path, ...], encrypt_alg: str,
          passphrase_file: Path | None, pkcs11_module: str | None, progress_mode: str,
          as_json: bool) -> None:
     """Sign FIRMWARE (or several --component NAME=FILE) into a Secured Firmware Update Image
     (SUIT envelope).
 
-    With --encrypt-for or --encrypt-kek the payload is encrypted for those recipients only."""
+    With --encrypt-for or --encrypt-kek the payload is encrypted for those recipients only;
+    with --compress or --delta-from it is encoded for transport."""
     if (firmware is None) == (not components):
         raise UsageError("give FIRMWARE, or one --component NAME=FILE per component, not both")
+    if compress and delta_from:
+        raise UsageError("--compress and --delta-from exclude each other (a delta is "
+                         "compressed already)")
     _refuse_overwrite(output, force)  # before the work; the final rename is atomic
     encryption = payload_encryption(encrypt_for, encrypt_kek, encrypt_alg)
-    if encryption is not None and components:
-        raise UsageError("an encrypted payload is supported for one component only (FIRMWARE)")
+    encoded = bool(compress or delta_from)
+    if (encryption is not None or encoded) and components:
+        raise UsageError("an encrypted, compressed or delta payload is supported for one "
+                         "component only (FIRMWARE)")
+    if encryption is not None and encoded:
+        raise UsageError("--compress and --delta-from do not go with encryption yet")
     how = unlock(passphrase_file, pkcs11_module)
     signer, *cosigners = [keys.load_signer(ref, AlgorithmStyle(cose_alg), how)
                           for ref in key_refs]
@@ -189,16 +205,27 @@ def sign(firmware: Path | None, components: tuple[str, ...], key_refs: tuple[str
         if firmware is None:
             return _sign_set(_component_files(components), output, (signer, *cosigners), spec,
                              report, as_json)
-        signed = sign_firmware(firmware, output, signer, spec, report, cosigners, encryption)
+        signed = (sign_delta(firmware, delta_from, output, signer, spec, report, cosigners)
+                  if delta_from else
+                  sign_compressed(firmware, output, signer, spec, report, cosigners)
+                  if compress else
+                  sign_firmware(firmware, output, signer, spec, report, cosigners, encryption))
     if as_json:
         emit_json({"file": str(output), "sequence": sequence, "image_size": signed.image_size,
                    "image_digest": signed.image_digest.hex(), "file_size": signed.envelope_size,
+                   "encoding": _encoding_name(compress, delta_from),
                    "signer_key_id": signer.kid.hex(),
                    "signer_key_ids": [s.kid.hex() for s in (signer, *cosigners)],
                    "encryption": describe_encryption(encryption.info) if encryption else None})
     else:
         click.echo(f"{output}: sequence {sequence}, {signed.image_size} bytes, "
-                   f"sha256 {signed.image_digest.hex()}")
+                   f"sha256 {signed.image_digest.hex()}"
+                   + (f"; {_encoding_name(compress, delta_from)} payload, "
+                      f"{signed.envelope_size} bytes in all" if compress or delta_from else ""))
+
+
+def _encoding_name(compress: str | None, delta_from: Path | None) -> str | None:
+    return "delta" if delta_from else compress
 
 
 def _component_files(specs: tuple[str, ...]) -> list[tuple[str, Path]]:
@@ -237,6 +264,7 @@ def _open(path: Path) -> BinaryIO:
 def _describe(manifest: Manifest, text: Text | None,
               payload: PayloadRef | None) -> dict[str, Any]:
     info = ImageInfo.from_manifest(manifest)
+    encoding = payload_encoding(manifest)
     return {
         "sequence": info.sequence_number,
         "components": [[part.hex() for part in c] for c in info.components],
@@ -247,6 +275,7 @@ def _describe(manifest: Manifest, text: Text | None,
         "image_size": info.image_size,
         "payload": ({"integrated": True, "key": payload.key, "length": payload.length}
                     if payload else {"integrated": False, "uri": info.payload_uri}),
+        "encoding": None if encoding is None else encoding.describe(),
         "version": text.component_version() if text else None,
         "description": text.description() if text else None,
         "encryption": describe_encryption(EncryptionInfo.decode(info.encryption_info)
@@ -279,6 +308,7 @@ def _print_description(desc: dict[str, Any]) -> None:
         ("image-size", desc["image_size"]),
         ("payload", f"integrated '{payload['key']}', {payload['length']} bytes"
          if payload["integrated"] else f"not integrated (uri {payload['uri']})"),
+        ("encoding", desc["encoding"]),
         ("version", desc["version"]),
         ("description", desc["description"]),
     ]
@@ -335,7 +365,7 @@ def _check_payloads(reader: EnvelopeReader, verified: Verified, report: Progress
     """Read every integrated payload to its end (the reader checks each against its digest)."""
     total = sum(p.size or 0 for p in parts(verified.manifest)) \
         if len(verified.manifest.common.components) > 1 \
-        else verified.payload.length if verified.payload else 0
+        else verified.info.image_size or 0  # what the payload decodes to
     done = 0
     for chunk in reader.every_payload():
         done += len(chunk)
@@ -369,7 +399,8 @@ def verify(file: Path, key_files: tuple[Path, ...], vendor: str | None, klass: s
             # a PEN vendor has no UUID to derive from: class_uuid then takes only a UUID
             class_id = class_uuid(vendor_id, klass) if klass is not None else info.class_id
             check_identity(info, vendor_id, class_id, str(file))
-        payload_checked = verified.payload is not None
+        is_delta = isinstance(verified.encoding, Delta)
+        payload_checked = verified.payload is not None and not is_delta
         if payload_checked:
             with progress(progress_mode, "verifying") as report:
                 _check_payloads(reader, verified, report)
@@ -393,5 +424,6 @@ def verify(file: Path, key_files: tuple[Path, ...], vendor: str | None, klass: s
                    + f"{size} bytes, signed by key {verified.signer.kid.hex()[:16]})")
     else:
         click.echo(f"{file}: OK: signed manifest authentic (sequence {info.sequence_number}, "
-                   f"key {verified.signer.kid.hex()[:16]}); payload NOT checked: not integrated"
-                   + (f" (uri {info.payload_uri})" if info.payload_uri else ""))
+                   f"key {verified.signer.kid.hex()[:16]}); payload NOT checked: "
+                   + ("a delta, which needs its base image" if is_delta else "not integrated"
+                      + (f" (uri {info.payload_uri})" if info.payload_uri else "")))

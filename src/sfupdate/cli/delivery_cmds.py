@@ -121,24 +121,46 @@ def _role_keys(role_keys: tuple[str, ...], keys_file: Path | None) -> dict[str, 
 @click.option("--replace", is_flag=True,
               help="Withdraw an image with the same name, or the same vendor, class and "
                    "sequence, in the same publish.")
+@click.option("--deltas", type=click.IntRange(0, 16), default=0, show_default=True,
+              help="Also sign and stage a delta of each full image from each of its N newest "
+                   "predecessors in the repository (needs --key).")
+@click.option("--key", "key_ref", metavar=KEY_METAVAR,
+              help="The firmware signing key that signs the deltas (a PEM file or a pkcs11: "
+                   "URI).")
+@unlock_options
 @json_option
 def repo_add(directory: Path, sfuis: tuple[Path, ...], trust: tuple[Path, ...],
-             replace: bool, as_json: bool) -> None:
+             replace: bool, deltas: int, key_ref: str | None, passphrase_file: Path | None,
+             pkcs11_module: str | None, as_json: bool) -> None:
     """Verify SFUIs completely (signature with the repository's firmware keys, payload size
-    and digest) and stage them for the next publish."""
+    and digest; a delta is applied to its base image from the repository) and stage them for
+    the next publish."""
     from sfupdate.authoring.repo import Repository
-    from sfupdate.keys import load_public_key
+    from sfupdate.authoring.repo.deltas import add_deltas
+    from sfupdate.formats.sfui import AlgorithmStyle
+    from sfupdate.keys import load_public_key, load_signer
 
+    if deltas and key_ref is None:
+        raise UsageError("--deltas needs --key, the firmware key that signs the deltas")
     repo = Repository(directory)
     trusted = [load_public_key(path) for path in trust]
+    signer = (load_signer(key_ref, AlgorithmStyle.FULLY_SPECIFIED,
+                          unlock(passphrase_file, pkcs11_module))
+              if deltas and key_ref else None)
     staged: list[dict[str, Any]] = []
     for sfui in sfuis:
         entry = repo.add(sfui, trusted, replace)
-        staged.append(entry.to_json())
-        if not as_json:
-            click.echo(f"staged {entry.name}: sequence {entry.sequence}"
-                       + (f" (version {entry.version})" if entry.version else "")
-                       + f", {entry.length} bytes, class {entry.class_id}")
+        added = [entry]
+        if signer is not None and entry.delta_base is None:
+            added += add_deltas(repo, entry, deltas, signer, trusted, replace)
+        for each in added:
+            staged.append(each.to_json())
+            if not as_json:
+                click.echo(f"staged {each.name}: sequence {each.sequence}"
+                           + (f" (version {each.version})" if each.version else "")
+                           + f", {each.length} bytes, class {each.class_id}"
+                           + (f", delta from sha256:{each.delta_base[:16]}"
+                              if each.delta_base else ""))
     if as_json:
         emit_json({"staged": staged})
     else:
@@ -427,7 +449,7 @@ def client_update(repo: str | None, from_file: Path | None, socket_path: Path,
         index = _index(repo or "", trusted_root, state_dir)
         with progress(progress_mode, "updating") as report:
             result = update(index, agent, report, _log)
-        out = {"check": result.check.to_json(),
+        out = {"check": result.check.to_json(), "saved_bytes": result.saved,
                "skipped": [{"name": s.candidate.name, "sequence": s.candidate.sequence,
                             **error_object(s.error.exit_code, type(s.error).__name__,
                                            str(s.error))} for s in result.skipped]}

@@ -14,12 +14,14 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Any, BinaryIO, Final
 
+from sfupdate.authoring.author.atomic import atomic_output
 from sfupdate.authoring.author.encrypt import PayloadEncryption
 from sfupdate.errors import UsageError
 from sfupdate.formats.sfui import cbor, suit
 from sfupdate.formats.sfui.cose import ALGORITHM_NAMES, Signer, sign1
+from sfupdate.formats.sfui.encoding import PayloadEncoding
 from sfupdate.formats.sfui.hashing import DEPTH, BackgroundHash
 from sfupdate.formats.sfui.model import (
     Command,
@@ -67,9 +69,11 @@ class SignedImage:
 
 
 def build_manifest(spec: ImageSpec, image_digest: bytes, image_size: int,
-                   text: Text | None, encryption_info: bytes | None = None) -> Manifest:
+                   text: Text | None, encryption_info: bytes | None = None,
+                   encoding: PayloadEncoding | None = None) -> Manifest:
     """The sfupdate profile of a SUIT manifest: one component, integrated payload (decrypted
-    on the way in with `encryption_info`, if given: docs/suit-notes.md)."""
+    on the way in with `encryption_info`, encoded for transport as `encoding` says, if given:
+    docs/suit-notes.md)."""
     if not 0 <= spec.sequence_number < 1 << 64:
         raise UsageError("sequence number must be an unsigned 64-bit integer")
     report = suit.REPORT_ALL
@@ -83,11 +87,14 @@ def build_manifest(spec: ImageSpec, image_digest: bytes, image_size: int,
         Command(suit.COND_VENDOR_ID, report),
         Command(suit.COND_CLASS_ID, report),
     )
-    fetch_parameters: dict[int, object] = {suit.PARAM_URI: PAYLOAD_URI}
+    fetch: dict[int, Any] = {suit.PARAM_URI: PAYLOAD_URI}
     if encryption_info is not None:
-        fetch_parameters[suit.PARAM_ENCRYPTION_INFO] = encryption_info
+        fetch[suit.PARAM_ENCRYPTION_INFO] = encryption_info
+    if encoding is not None:
+        key, value = encoding.parameter()
+        fetch[key] = value
     install = (
-        Command(suit.DIR_OVERRIDE_PARAMETERS, fetch_parameters),
+        Command(suit.DIR_OVERRIDE_PARAMETERS, fetch),
         Command(suit.DIR_FETCH, report),
         Command(suit.COND_IMAGE_MATCH, report),
     )
@@ -125,13 +132,16 @@ class _Placeholder:
         return bytes(SIGNATURE_SIZE)
 
 
-def _prefix(spec: ImageSpec, digest: bytes, size: int, signers: Sequence[Signer],
-            encryption: PayloadEncryption | None) -> tuple[Manifest, bytes]:
+def envelope_header(spec: ImageSpec, digest: bytes, size: int, signers: Sequence[Signer],
+                    encryption: PayloadEncryption | None = None,
+                    encoding: PayloadEncoding | None = None,
+                    payload_length: int | None = None) -> tuple[Manifest, bytes]:
     """The signed manifest and everything of the envelope before the payload's bytes: the
-    authentication wrapper holds one COSE_Sign1 per signer after the digest."""
+    authentication wrapper holds one COSE_Sign1 per signer after the digest. The payload is
+    `size` bytes (plus an AEAD tag if encrypted), or `payload_length`, encoded."""
     text = _text(spec)
     info = encryption.info.encode() if encryption is not None else None
-    manifest = build_manifest(spec, digest, size, text, info)
+    manifest = build_manifest(spec, digest, size, text, info, encoding)
     manifest_bytes = manifest.encode()
     digest_bytes = Digest(manifest_digest(manifest_bytes)).encode()
     members = {suit.ENV_AUTHENTICATION: auth_wrapper(digest_bytes, signers),
@@ -139,7 +149,9 @@ def _prefix(spec: ImageSpec, digest: bytes, size: int, signers: Sequence[Signer]
     if text is not None:
         members[suit.ENV_TEXT] = text.encode()
     overhead = encryption.overhead if encryption is not None else 0
-    return manifest, envelope_prefix(members, PAYLOAD_URI, size + overhead)
+    return manifest, envelope_prefix(members, PAYLOAD_URI,
+                                     size + overhead if payload_length is None
+                                     else payload_length)
 
 
 def _stream_payload(src: io.FileIO, dst: BinaryIO, size: int, progress: Progress,
@@ -213,27 +225,18 @@ def sign_firmware(firmware: Path, output: Path, signer: Signer, spec: ImageSpec,
         src = open(firmware, "rb", buffering=0)  # noqa: SIM115 - closed below
     except OSError as exc:
         raise UsageError(f"cannot read firmware {firmware}: {exc.strerror}") from None
-    tmp = output.with_name(f".{output.name}.tmp{os.getpid()}")
-    try:
-        with src, open(tmp, "wb") as dst:
-            size = os.fstat(src.fileno()).st_size
-            _, placeholder = _prefix(spec, bytes(32), size,
-                                     [_Placeholder(each) for each in signers], encryption)
-            dst.seek(len(placeholder))
-            digest = _stream_payload(src, dst, size, progress, encryption)
-            manifest, prefix = _prefix(spec, digest, size, signers, encryption)
-            if len(prefix) != len(placeholder):
-                raise UsageError("the signer made a signature of an unexpected size")
-            dst.seek(0)
-            dst.write(prefix)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(tmp, output)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot sign {firmware} into {output}: {exc.strerror}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(output, firmware) as tmp, src, open(tmp, "wb") as dst:
+        size = os.fstat(src.fileno()).st_size
+        _, placeholder = envelope_header(spec, bytes(32), size,
+                                         [_Placeholder(each) for each in signers], encryption)
+        dst.seek(len(placeholder))
+        digest = _stream_payload(src, dst, size, progress, encryption)
+        manifest, prefix = envelope_header(spec, digest, size, signers, encryption)
+        if len(prefix) != len(placeholder):
+            raise UsageError("the signer made a signature of an unexpected size")
+        dst.seek(0)
+        dst.write(prefix)
+        dst.flush()
+        os.fsync(dst.fileno())
     overhead = encryption.overhead if encryption is not None else 0
     return SignedImage(output, manifest, digest, size, len(prefix) + size + overhead)

@@ -12,14 +12,16 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from sfupdate.authoring.author.encoded import read_base_image
 from sfupdate.errors import SfuError, UsageError
 from sfupdate.formats.sfui import EnvelopeReader, ImageInfo, Text, TrustedKey
 from sfupdate.formats.sfui.cbor import Readable
+from sfupdate.formats.sfui.encoding import Delta
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class Admitted:
     sha256: str
     info: ImageInfo
     text: Text | None
+    delta: Delta | None  # a delta's base, which the payload was verified against
 
 
 class _Copying:
@@ -49,10 +52,13 @@ class _Copying:
         return data
 
 
-def admit(src: BinaryIO, where: Path, into: Path, trusted: Sequence[TrustedKey]) -> Admitted:
+def admit(src: BinaryIO, where: Path, into: Path, trusted: Sequence[TrustedKey],
+          base_image: Callable[[Delta], bytes]) -> Admitted:
     """Verify the SFUI read from `src` (named `where` in errors) with `trusted` and copy it
-    into a new temporary file in the directory `into`. Refusals are the reader's own error
-    classes (format 3, authenticity 4), their message prefixed with `where`."""
+    into a new temporary file in the directory `into`; a delta is applied to the image
+    `base_image` gives for it and the result checked like any payload. Refusals are the
+    reader's own error classes (format 3, authenticity 4), their message prefixed with
+    `where`."""
     fd, tmp = tempfile.mkstemp(dir=into, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as out:
@@ -63,7 +69,9 @@ def admit(src: BinaryIO, where: Path, into: Path, trusted: Sequence[TrustedKey])
                 if verified.info.vendor_id is None or verified.info.class_id is None:
                     raise UsageError("the manifest names no UUID vendor-id or no class-id, so "
                                      "no device could select it")
-                for _ in reader.every_payload():
+                delta = verified.encoding if isinstance(verified.encoding, Delta) else None
+                base = None if delta is None else MemoryImage(base_image(delta))
+                for _ in reader.every_payload(base=base):
                     pass  # an encrypted payload: its length; its device checks its digest
             except SfuError as exc:
                 raise type(exc)(f"{where}: {exc}") from None
@@ -73,4 +81,27 @@ def admit(src: BinaryIO, where: Path, into: Path, trusted: Sequence[TrustedKey])
         Path(tmp).unlink(missing_ok=True)
         raise
     return Admitted(Path(tmp), copying.length, copying.hasher.hexdigest(), verified.info,
-                    verified.text)
+                    verified.text, delta)
+
+
+class MemoryImage:
+    """An image held in memory, as a delta's base (the repository's side only)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    @property
+    def size(self) -> int:
+        return len(self._data)
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        return self._data[offset:offset + length]
+
+
+def image_of(sfui: Path, digest: bytes) -> bytes | None:
+    """The image the stored SFUI carries if its manifest names `digest`, else None."""
+    with open(sfui, "rb") as f:
+        info = ImageInfo.from_manifest(EnvelopeReader(f).unverified_manifest())
+    if info.image_digest is None or info.image_digest.value != digest:
+        return None
+    return read_base_image(sfui)

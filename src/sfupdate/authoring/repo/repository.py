@@ -58,7 +58,7 @@ from tuf.api.metadata import (
     Timestamp,
 )
 
-from sfupdate.authoring.repo.admit import admit
+from sfupdate.authoring.repo.admit import admit, image_of
 from sfupdate.authoring.repo.roles import (
     ONLINE_ROLES,
     ROLES,
@@ -76,6 +76,7 @@ from sfupdate.errors import (
     UsageError,
 )
 from sfupdate.formats.sfui import TrustedKey
+from sfupdate.formats.sfui.encoding import Delta
 from sfupdate.keys import Unlock, parse_public_pem, public_pem
 
 METADATA: Final = "metadata"
@@ -101,10 +102,13 @@ class Entry:
     vendor_id: str
     class_id: str
     version: str | None
+    delta_base: str | None = None  # a delta: the SHA-256 (hex) of the image it applies to
 
     def target_file(self) -> TargetFile:
-        custom = {"sequence": self.sequence, "vendor_id": self.vendor_id,
-                  "class_id": self.class_id, "version": self.version}
+        custom: dict[str, Any] = {"sequence": self.sequence, "vendor_id": self.vendor_id,
+                                  "class_id": self.class_id, "version": self.version}
+        if self.delta_base is not None:
+            custom["delta_base"] = self.delta_base
         return TargetFile(self.length, {"sha256": self.sha256}, self.name,
                           unrecognized_fields={"custom": custom})
 
@@ -114,17 +118,20 @@ class Entry:
         custom = target.custom if isinstance(target.custom, dict) else {}
         return cls(target.path, target.length, str(target.hashes.get("sha256")),
                    int(custom.get("sequence", -1)), str(custom.get("vendor_id")),
-                   str(custom.get("class_id")), custom.get("version"))
+                   str(custom.get("class_id")), custom.get("version"),
+                   custom.get("delta_base"))
 
     @property
-    def release(self) -> tuple[str, str, int]:
-        """What must be unique in a repository: vendor, class and sequence number."""
-        return self.vendor_id, self.class_id, self.sequence
+    def release(self) -> tuple[str, str, int, str | None]:
+        """What must be unique in a repository: vendor, class and sequence number (and, for a
+        delta, its base: one full image and one delta per base for each release)."""
+        return self.vendor_id, self.class_id, self.sequence, self.delta_base
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "length": self.length, "sha256": self.sha256,
                 "sequence": self.sequence, "vendor_id": self.vendor_id,
-                "class_id": self.class_id, "version": self.version}
+                "class_id": self.class_id, "version": self.version,
+                "delta_base": self.delta_base}
 
 
 @dataclass(frozen=True)
@@ -388,7 +395,8 @@ class Repository:
         return {row.entry.name: row.entry for row in self.listing()
                 if row.state != "removal staged"}
 
-    def add(self, sfui: Path, trust: Sequence[TrustedKey] = (), replace: bool = False) -> Entry:
+    def add(self, sfui: Path, trust: Sequence[TrustedKey] = (), replace: bool = False
+            ) -> Entry:
         """Verify an SFUI completely, copy it into targets/ (content-addressed) and stage its
         index entry.
 
@@ -407,12 +415,13 @@ class Repository:
                              "--trust PUB (repositories made by `sfu repo init "
                              "--firmware-key` remember theirs)")
         with _open(sfui) as f:
-            admitted = admit(f, sfui, self.root / TARGETS, trusted)
+            admitted = admit(f, sfui, self.root / TARGETS, trusted, self._base_image)
         try:
             info, text = admitted.info, admitted.text
             entry = Entry(name, admitted.length, admitted.sha256, info.sequence_number,
                           str(info.vendor_id), str(info.class_id),
-                          text.component_version() if text else None)
+                          text.component_version() if text else None,
+                          admitted.delta.base_digest.hex() if admitted.delta else None)
             staged, published = self._staged(), self.published().targets
             for other in self._clashes(entry, replace):
                 if other in published:
@@ -427,6 +436,26 @@ class Repository:
         _fsync_dir(self.root / TARGETS)
         self._write_staged(staged)
         return entry
+
+    def full_images(self, vendor_id: str, class_id: str) -> list[Entry]:
+        """The current full (not delta) images of a vendor and class."""
+        return [e for e in self._current().values() if e.delta_base is None
+                and (e.vendor_id, e.class_id) == (vendor_id, class_id)]
+
+    def target_path(self, entry: Entry) -> Path:
+        """Where an entry's SFUI is stored."""
+        return self.root / TARGETS / f"{entry.sha256}.{entry.name}"
+
+    def _base_image(self, delta: Delta) -> bytes:
+        """The image a delta applies to, from a full (or compressed) image of this
+        repository; a delta whose base the repository does not hold is refused."""
+        for entry in self._current().values():
+            image = None if entry.delta_base else image_of(self.target_path(entry),
+                                                           delta.base_digest)
+            if image is not None:
+                return image
+        raise UsageError(f"the delta's base image sha256:{delta.base_digest.hex()} is in no "
+                         "image of this repository: add that image first")
 
     def _clashes(self, entry: Entry, replace: bool) -> list[str]:
         """Names of other current entries `entry` would replace (refused unless `replace`)."""

@@ -260,6 +260,12 @@ class AgentStatus:
     def to_json(self) -> dict[str, Any]:
         return self.SCHEMA.dump(self)
 
+    @property
+    def running_digest(self) -> str | None:
+        """The SHA-256 (hex) the agent recorded for the running slot's image."""
+        report = self.slots.get(self.running_slot)
+        return None if report is None else report.digest
+
 
 @dataclass(frozen=True)
 class StatusReply(Message):

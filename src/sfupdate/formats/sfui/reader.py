@@ -36,9 +36,12 @@ from sfupdate.errors import (
     UnknownTagError,
     UnsupportedError,
 )
+from sfupdate.formats.delta.patch import BaseImage
 from sfupdate.formats.sfui import cbor, suit
 from sfupdate.formats.sfui.components import Part, parts
 from sfupdate.formats.sfui.cose import Sign1, TrustedKey, distinct_signers
+from sfupdate.formats.sfui.decode import decoded
+from sfupdate.formats.sfui.encoding import PayloadEncoding, encoded_bound, payload_encoding
 from sfupdate.formats.sfui.encryption import ContentCipher, EncryptionInfo
 from sfupdate.formats.sfui.hashing import BackgroundHash
 from sfupdate.formats.sfui.model import Digest, ImageInfo, Manifest, Text, decode_sequence
@@ -86,6 +89,8 @@ class Verified:
     signers: tuple[TrustedKey, ...]
     #: The payload's SUIT_Encryption_Info, decoded; None for a payload in clear.
     encryption: EncryptionInfo | None = None
+    #: How the payload is encoded for transport (zstd, a delta); None: it is the image.
+    encoding: PayloadEncoding | None = None
 
     @property
     def overhead(self) -> int:
@@ -237,10 +242,12 @@ class EnvelopeReader:
                               f"payloads for {components} components")
         encryption = (EncryptionInfo.decode(info.encryption_info)
                       if info.encryption_info is not None else None)
-        if encryption is not None and components > 1:
-            raise UnsupportedError("an encrypted payload is supported for one component only")
+        encoding = payload_encoding(manifest)
+        if (encryption is not None or encoding is not None) and components > 1:
+            raise UnsupportedError("an encrypted, compressed or delta payload is supported "
+                                   "for one component only")
         self._verified = Verified(manifest, info, text, signers[0], self.payload_ref, signers,
-                                  encryption)
+                                  encryption, encoding)
         self._state = _State.AUTHENTICATED
         return self._verified
 
@@ -277,26 +284,38 @@ class EnvelopeReader:
         return member
 
     # --- payload ----------------------------------------------------------------------------
+    #
+    # A payload streams through these stages, each in bounded memory: read from the envelope,
+    # decrypted (an encrypted payload, with the content key), decoded (a compressed payload;
+    # a delta applied to its base image), then counted and hashed against the signed image
+    # size and digest, on a second thread while the consumer writes the chunk.
 
     def payload(self, chunk_size: int = CHUNK_SIZE, cipher: ContentCipher | None = None, *,
-                decrypted: bool = False) -> Iterator[bytes]:
-        """Yield the integrated payload's plaintext, authenticated first; raise at once on
-        excess bytes and at the end on a short payload or a digest mismatch.
+                base: BaseImage | None = None) -> Iterator[bytes]:
+        """Yield the image the integrated payload carries, authenticated first; raise at once
+        on excess bytes and at the end on a short image or a digest mismatch.
 
-        An encrypted payload (the manifest has encryption info) needs either `cipher`, made
-        with the content key (the ciphertext is decrypted as it streams, the tag checked at
-        the end, then the plaintext digest), or `decrypted=True` when the stream holds the
-        plaintext already (a slot the agent wrote). Without either it is refused: its
-        digest cannot be checked."""
+        An encrypted payload (the manifest has encryption info) needs `cipher`, made with the
+        content key: the ciphertext is decrypted as it streams, its tag checked at the end,
+        then the plaintext digest. A delta needs `base`, the image it applies to."""
         verified = self._start_streaming()
         ref, info = self._single_payload(verified)
-        encrypted = verified.encryption is not None
-        if encrypted == (cipher is None and not decrypted):
-            raise UnsupportedError("the payload is encrypted: reading it needs the content key"
-                                   if encrypted else "the payload is not encrypted")
         assert info.image_size is not None and info.image_digest is not None
-        yield from self._chunks(ref, info.image_size, info.image_digest, chunk_size,
-                                verified.overhead, cipher, decrypted)
+        yield from self._chunks(ref, info.image_size, info.image_digest, chunk_size, cipher,
+                                base)
+        self._end_payload()
+
+    def installed_image(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """For a stream that is the envelope's header followed by a slot's first image-size
+        bytes (how a slot is verified): those bytes, hashed against the signed digest. For a
+        plain payload this is payload(); the slot of an encrypted or encoded one holds the
+        image, not the payload."""
+        verified = self._start_streaming()
+        ref, info = self._single_payload(verified)
+        assert info.image_size is not None and info.image_digest is not None
+        self._check_length(ref, info.image_size)
+        yield from self._hashed(self._read(info.image_size, chunk_size), info.image_size,
+                                info.image_digest)
         self._end_payload()
 
     def ciphertext(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
@@ -308,23 +327,19 @@ class EnvelopeReader:
         if verified.encryption is None:
             raise UnsupportedError("the payload is not encrypted: read it with payload()")
         assert info.image_size is not None
-        _check_length(ref, info.image_size + verified.overhead)
+        self._check_length(ref, info.image_size)
         yield from self._read(ref.length, chunk_size)
         self._end_payload()
 
     def payloads(self, chunk_size: int = CHUNK_SIZE, cipher: ContentCipher | None = None,
-                 ) -> Iterator[tuple[Part, Iterator[bytes]]]:
+                 base: BaseImage | None = None) -> Iterator[tuple[Part, Iterator[bytes]]]:
         """Each integrated payload in envelope order, with the component of the signed manifest
-        whose URI is its key, and its plaintext chunks (checked as payload() checks the one of
-        a single component; an encrypted payload, of one component only, is decrypted with
-        `cipher`). Drain each component's chunks before asking for the next component. That
-        every component arrives, once, follows from authenticate() (one payload per
-        component), the keys' strict order and each key naming a component."""
+        whose URI is its key, and the chunks of its image (checked as payload() checks the one
+        of a single component, `cipher` and `base` as there: an encrypted or encoded payload
+        is one component's only). Drain each component's chunks before asking for the next
+        component. That every component arrives, once, follows from authenticate() (one
+        payload per component), the keys' strict order and each key naming a component."""
         verified = self._start_streaming()
-        encrypted = verified.encryption is not None
-        if encrypted == (cipher is None):
-            raise UnsupportedError("the payload is encrypted: reading it needs the content key"
-                                   if encrypted else "the payload is not encrypted")
         by_uri = {part.uri: part for part in parts(verified.manifest)}
         ref = verified.payload
         if ref is None:
@@ -338,8 +353,7 @@ class EnvelopeReader:
                 raise MissingMemberError(f"component {part.name} declares no image-size or "
                                          "image-digest")
             self._drained = False
-            chunks = self._chunks(ref, part.size, part.digest, chunk_size, verified.overhead,
-                                  cipher)
+            chunks = self._chunks(ref, part.size, part.digest, chunk_size, cipher, base)
             if not self._remaining_items:  # the last payload: its end is the envelope's
                 chunks = self._then_end(chunks)
             yield part, chunks
@@ -359,17 +373,18 @@ class EnvelopeReader:
         self._finish_envelope()
         self._state = _State.DONE
 
-    def every_payload(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    def every_payload(self, chunk_size: int = CHUNK_SIZE,
+                      base: BaseImage | None = None) -> Iterator[bytes]:
         """The chunks of every integrated payload, each checked as it ends: for whoever
         verifies an SFUI whole rather than installs it (payload() for one component, else
         payloads(); an encrypted payload's ciphertext, whose length alone can be checked
-        without its key)."""
+        without its key; a delta applied to `base`)."""
         verified = self._verified
         if verified is not None and len(verified.manifest.common.components) > 1:
             return (chunk for _, chunks in self.payloads(chunk_size) for chunk in chunks)
         if verified is not None and verified.encryption is not None:
             return self.ciphertext(chunk_size)
-        return self.payload(chunk_size)
+        return self.payload(chunk_size, base=base)
 
     def _start_streaming(self) -> Verified:
         if self._state is not _State.AUTHENTICATED or self._verified is None:
@@ -389,25 +404,55 @@ class EnvelopeReader:
             raise MissingMemberError("manifest declares no image-size or image-digest")
         return ref, info
 
+    def _check_length(self, ref: PayloadRef, size: int) -> None:
+        """The payload's length against the signed image size: equal (plus an AEAD tag), or,
+        encoded, at most what an encoding of that size may take."""
+        assert self._verified is not None
+        overhead, encoding = self._verified.overhead, self._verified.encoding
+        if encoding is None:
+            _check_length(ref, size + overhead)
+        elif ref.length > encoded_bound(size) + overhead:
+            raise PayloadTooLongError(f"the {encoding.describe()} payload is {ref.length} "
+                                      f"bytes, more than an encoding of {size} bytes may take")
+
     def _chunks(self, ref: PayloadRef, size: int, digest: Digest, chunk_size: int,
-                overhead: int = 0, cipher: ContentCipher | None = None,
-                decrypted: bool = False) -> Iterator[bytes]:
-        """The plaintext of one payload of `ref.length` bytes, which must be `size` (plus the
-        cipher's `overhead`) and whose plaintext must hash to `digest`: decrypted with
-        `cipher` as it streams, or, `decrypted`, already plaintext (`size` bytes)."""
-        _check_length(ref, size + overhead)
-        with BackgroundHash() as hasher:  # hashes a chunk while the consumer writes it
-            for chunk in self._read(size if decrypted else ref.length, chunk_size):
-                plain = cipher.update(chunk) if cipher is not None else chunk
-                hasher.update(plain)
-                yield plain
-            if cipher is not None:
-                last = cipher.finish()  # CiphertextTagError for a tampered GCM ciphertext
-                hasher.update(last)
-                yield last
+                cipher: ContentCipher | None = None,
+                base: BaseImage | None = None) -> Iterator[bytes]:
+        """The image one payload of `ref.length` bytes carries, which must be `size` bytes
+        hashing to `digest`: decrypted with `cipher`, then decoded (with `base` for a delta),
+        as it streams."""
+        assert self._verified is not None
+        encrypted, encoding = self._verified.encryption is not None, self._verified.encoding
+        if encrypted == (cipher is None):
+            raise UnsupportedError("the payload is encrypted: reading it needs the content key"
+                                   if encrypted else "the payload is not encrypted")
+        self._check_length(ref, size)
+        stream = self._read(ref.length, chunk_size)
+        if cipher is not None:
+            stream = _decrypted(stream, cipher)
+        if encoding is not None:
+            stream = decoded(encoding, stream, size, base, chunk_size)
+        yield from self._hashed(stream, size, digest)
+        self._drained = True
+
+    @staticmethod
+    def _hashed(chunks: Iterator[bytes], size: int, digest: Digest) -> Iterator[bytes]:
+        """`chunks`, counted against `size` and hashed against `digest` (on a second thread,
+        while the consumer handles the chunk)."""
+        produced = 0
+        with BackgroundHash() as hasher:
+            for chunk in chunks:
+                produced += len(chunk)
+                if produced > size:
+                    raise PayloadTooLongError(f"the payload decodes to more than the signed "
+                                              f"image-size {size}")
+                hasher.update(chunk)
+                yield chunk
+            if produced < size:
+                raise PayloadTooShortError(f"the payload decodes to {produced} of the {size} "
+                                           "bytes signed")
             if hasher.digest() != digest.value:
                 raise PayloadDigestError("payload does not match the signed image-digest")
-        self._drained = True
 
     def _read(self, length: int, chunk_size: int) -> Iterator[bytes]:
         remaining = length
@@ -424,6 +469,12 @@ class EnvelopeReader:
             raise UnsupportedError("more than one integrated payload")
         self._finish_envelope()
         self._state = _State.DONE
+
+
+def _decrypted(chunks: Iterator[bytes], cipher: ContentCipher) -> Iterator[bytes]:
+    for chunk in chunks:
+        yield cipher.update(chunk)
+    yield cipher.finish()  # CiphertextTagError for a tampered GCM ciphertext
 
 
 def _check_length(ref: PayloadRef, expected: int) -> None:

@@ -14,6 +14,7 @@ complete file the index does not vouch for.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from sfupdate.richos.client.state import discard, started_from
 _BASE: Final = "source:"  # ngclient builds "<base>metadata/N.root.json"; we strip the base
 _TIMESTAMP: Final = "metadata/timestamp.json"
 MAX_TRUSTED_ROOT: Final = 512 * 1024
+_SHA256_HEX: Final = re.compile("[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -47,11 +49,13 @@ class Candidate:
     class_id: uuid.UUID
     version: str | None
     path: str  # where to fetch it, relative to the repository root
+    delta_base: str | None = None  # a delta: the SHA-256 (hex) of the image it applies to
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "length": self.length, "sha256": self.sha256,
                 "sequence": self.sequence, "vendor_id": str(self.vendor_id),
-                "class_id": str(self.class_id), "version": self.version}
+                "class_id": str(self.class_id), "version": self.version,
+                "delta_base": self.delta_base}
 
 
 class _SourceFetcher(FetcherInterface):
@@ -104,6 +108,7 @@ def _candidate(target: TargetFile, prefix_hash: bool) -> Candidate:
         raise RepositoryError(f"index entry {target.path!r} has no sha256 or no sfupdate "
                               "fields")
     sequence, version = custom.get("sequence"), custom.get("version")
+    delta_base = custom.get("delta_base")
     try:
         vendor = uuid.UUID(str(custom.get("vendor_id")))
         klass = uuid.UUID(str(custom.get("class_id")))
@@ -111,13 +116,15 @@ def _candidate(target: TargetFile, prefix_hash: bool) -> Candidate:
         raise RepositoryError(f"index entry {target.path!r} has a malformed vendor or class "
                               "id") from None
     if not (isinstance(sequence, int) and not isinstance(sequence, bool) and sequence >= 0
-            and (version is None or isinstance(version, str))):
+            and (version is None or isinstance(version, str))
+            and (delta_base is None or (isinstance(delta_base, str)
+                                        and _SHA256_HEX.fullmatch(delta_base) is not None))):
         raise RepositoryError(f"index entry {target.path!r} has malformed sfupdate fields")
     directory, _, base = target.path.rpartition("/")
     stored = f"{sha256}.{base}" if prefix_hash else base
     path = "targets/" + (f"{directory}/{stored}" if directory else stored)
     return Candidate(target.path, target.length, sha256, sequence, vendor, klass, version,
-                     path)
+                     path, delta_base)
 
 
 class RepositoryIndex:

@@ -46,6 +46,9 @@ class DeviceStatus(Protocol):
     @property
     def rollback_floor(self) -> int: ...
 
+    @property
+    def running_digest(self) -> str | None: ...
+
 
 class Installed(Protocol):
     @property
@@ -97,17 +100,30 @@ def select(candidates: Iterable[Candidate], status: DeviceStatus) -> CheckResult
     rollback floor (the agent enforces this too; the client just avoids useless downloads)."""
     vendor, klass = _uuid(status.vendor_id, "vendor-id"), _uuid(status.class_id, "class-id")
     ranked = _ranked(candidates, vendor, klass,
-                     max(status.running_sequence, status.rollback_floor))
+                     max(status.running_sequence, status.rollback_floor), status.running_digest)
     best = ranked[0] if ranked else None
     return CheckResult(vendor, klass, status.running_sequence, status.rollback_floor, best)
 
 
 def _ranked(candidates: Iterable[Candidate], vendor: uuid.UUID, klass: uuid.UUID,
-            floor: int) -> list[Candidate]:
-    """The device's candidates above `floor`, best first (newest sequence, then name)."""
+            floor: int, running_digest: str | None) -> list[Candidate]:
+    """The device's candidates above `floor`, best first: newest sequence, a delta whose base
+    is the image the device runs before the full image, then by name. Deltas for other
+    bases are left out (the agent would refuse them)."""
     mine = [c for c in candidates
-            if c.vendor_id == vendor and c.class_id == klass and c.sequence > floor]
-    return sorted(mine, key=lambda c: (c.sequence, c.name), reverse=True)
+            if c.vendor_id == vendor and c.class_id == klass and c.sequence > floor
+            and (c.delta_base is None or c.delta_base == running_digest)]
+    return sorted(mine, key=lambda c: (c.sequence, c.delta_base is not None, c.name),
+                  reverse=True)
+
+
+def saved_bytes(chosen: Candidate, candidates: Iterable[Candidate]) -> int:
+    """What installing `chosen` saved over downloading the full image of its release."""
+    if chosen.delta_base is None:
+        return 0
+    full = [c.length for c in candidates if c.delta_base is None and c.sequence ==
+            chosen.sequence and (c.vendor_id, c.class_id) == (chosen.vendor_id, chosen.class_id)]
+    return max(0, min(full) - chosen.length) if full else 0
 
 
 def check(index: RepositoryIndex, agent: Agent) -> CheckResult:
@@ -137,6 +153,7 @@ class UpdateResult:
     installed: Installed | None  # None: already up to date
     chosen: Candidate | None = None  # the candidate installed: check.available or a fallback
     skipped: tuple[Skipped, ...] = ()  # better candidates tried first, in order
+    saved: int = 0  # bytes not downloaded thanks to a delta (against the full image)
 
 
 def update(index: RepositoryIndex, agent: Agent, progress: Progress | None = None,
@@ -148,11 +165,13 @@ def update(index: RepositoryIndex, agent: Agent, progress: Progress | None = Non
     candidate fails, the first (best) candidate's error is raised.
     """
     candidates = index.refresh()
-    result = select(candidates, agent.status())
+    status = agent.status()
+    result = select(candidates, status)
     if result.available is None:
         return UpdateResult(result, None)
     ranked = _ranked(candidates, result.vendor_id, result.class_id,
-                     max(result.running_sequence, result.rollback_floor))
+                     max(result.running_sequence, result.rollback_floor),
+                     status.running_digest)
     skipped: list[Skipped] = []
     for position, candidate in enumerate(ranked):
         try:
@@ -167,7 +186,11 @@ def update(index: RepositoryIndex, agent: Agent, progress: Progress | None = Non
                     + (f"falling back to {after.name} (sequence {after.sequence})" if after
                        else "no other candidate for this device"))
             continue
-        return UpdateResult(result, installed, candidate, tuple(skipped))
+        saved = saved_bytes(candidate, ranked)
+        if saved and log:
+            log(f"{candidate.name} is a delta from the running image: {candidate.length} "
+                f"bytes downloaded, {saved} fewer than the full image")
+        return UpdateResult(result, installed, candidate, tuple(skipped), saved)
     raise skipped[0].error
 
 

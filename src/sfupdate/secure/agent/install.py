@@ -42,6 +42,7 @@ from sfupdate.errors import (
 from sfupdate.formats.sfui import EnvelopeReader, TrustedKey, Verified
 from sfupdate.formats.sfui.cbor import Readable
 from sfupdate.secure.agent import decryption, envelope_checks
+from sfupdate.secure.agent.delta_base import delta_base
 from sfupdate.secure.agent.device import Device
 from sfupdate.secure.board.components import keep, plan_install
 from sfupdate.secure.board.hal import Slot, SlotWriter
@@ -95,13 +96,15 @@ def install(device: Device, stream: Readable) -> Installed:
     image = plan.image
     state.check_install(image)  # the signer too: the ROM key alone signs no firmware
     state.install_slot()  # refuse before the header is taken if no slot may be written
+    base = delta_base(device.board, state, verified)  # a delta's base: the confirmed slot
     header = recorder.header()
 
     slot = device.kernel.begin_install()
-    for part, chunks in reader.payloads(cipher=cipher):  # each named component, as it arrives
-        with plan.named[part.name].writer(slot, header) as writer:
-            _stream_payload(chunks, writer)
-            writer.finish()
+    with base as base_image:  # each named component, as it arrives
+        for part, chunks in reader.payloads(cipher=cipher, base=base_image):
+            with plan.named[part.name].writer(slot, header) as writer:
+                _stream_payload(chunks, writer)
+                writer.finish()
     for kept in plan.kept:  # the others keep their image: copied from the confirmed side
         keep(device.board, kept, state.boot.confirmed, slot)
     device.kernel.record_trial(slot, image, signers)  # one write records the whole set
@@ -116,6 +119,8 @@ def _install_agent(device: Device, state: SecureState, reader: EnvelopeReader,
     if verified.encryption is not None:
         raise UnsupportedError("an agent bundle cannot be encrypted: the boot ROM that "
                                "verifies it holds no decryption key")
+    if verified.encoding is not None:  # the ROM reads the partition as the envelope it was
+        raise UnsupportedError("an agent bundle's payload is never compressed nor a delta")
     envelope_checks.check_payload(info, verified.payload)
     if info.image_digest is None:
         raise MissingMemberError("manifest declares no image-digest")

@@ -25,6 +25,7 @@ from sfupdate.errors import (
 )
 from sfupdate.formats.sfui import Verified
 from sfupdate.formats.sfui.components import Part, parts
+from sfupdate.formats.sfui.encoding import encoded_bound
 from sfupdate.formats.sfui.uuids import check_identity
 from sfupdate.secure.board.hal import Board, Slot, Slots
 from sfupdate.secure.board.records import ComponentRecord, DeviceInfo, ImageRecord
@@ -101,6 +102,12 @@ def _check_first_payload(found: tuple[Part, ...], verified: Verified) -> None:
     if part is None or part.size is None:
         raise SchemaError(f"integrated payload '{ref.key}' is not one the manifest installs")
     expected = part.size + verified.overhead
+    if verified.encoding is not None:  # its length is bounded, the image it yields exact
+        if ref.length > encoded_bound(part.size) + verified.overhead:
+            raise PayloadTooLongError(f"the {verified.encoding.describe()} payload is "
+                                      f"{ref.length} bytes, more than an encoding of "
+                                      f"{part.size} bytes may take")
+        return
     if ref.length > expected:
         raise PayloadTooLongError(f"payload is {ref.length} bytes but the manifest declares "
                                   f"{expected}")

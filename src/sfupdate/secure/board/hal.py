@@ -22,6 +22,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import Protocol
 
+from sfupdate.secure.board.slotio import SlotImageReader
+
 
 class Slot(enum.Enum):
     """One of the two firmware slots."""
@@ -135,6 +137,11 @@ class Slots(Protocol):
 
     def read(self, slot: Slot, length: int, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """Stream the first `length` bytes of the slot."""
+        ...
+
+    def image_reader(self, slot: Slot, size: int) -> SlotImageReader:
+        """The slot's first `size` bytes opened for positioned reads (a delta's base image);
+        use it as a context manager."""
         ...
 
 

@@ -34,7 +34,7 @@ from sfupdate.formats.sfui.components import COMPONENT_NAME, MAX_COMPONENTS
 from sfupdate.secure.board.flock import ReentrantFlock, agent_lock
 from sfupdate.secure.board.hal import Fuse, Slot
 from sfupdate.secure.board.power import POWER_CUT_ENV, Power
-from sfupdate.secure.board.slotio import PoweredSlotWriter
+from sfupdate.secure.board.slotio import PoweredSlotWriter, SlotImageReader
 
 BOARD_FILE: Final = "board.json"
 BOARD_FORMAT: Final = "sfupdate-sim-board"
@@ -257,6 +257,11 @@ class SimSlots:
 
     def header(self, slot: Slot) -> bytes | None:
         return _read_limited(self._header(slot), MAX_HEADER, f"slot {slot.value} header")
+
+    def image_reader(self, slot: Slot, size: int) -> SlotImageReader:
+        if not 0 <= size <= self._size:
+            raise TooLargeError(f"cannot read {size} bytes from a {self._size}-byte slot")
+        return SlotImageReader(os.open(self._image(slot), os.O_RDONLY), size, slot.value)
 
     def read(self, slot: Slot, length: int, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         if not 0 <= length <= self._size:

@@ -54,7 +54,21 @@ class ChainStream:
         return data
 
 
-class PoweredSlotWriter:
+class _ClosedOnExit:
+    """A context manager whose exit calls `_release()`."""
+
+    def _release(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._release()
+
+
+class PoweredSlotWriter(_ClosedOnExit):
     """Streams an image into an open file from offset 0, each write through the board's
     `Power` (so tests can cut power at any of them), never past `size`. A backend subclasses
     it for `finish()`, which makes the image and its SFUI header durable its own way; leaving
@@ -85,15 +99,43 @@ class PoweredSlotWriter:
     def abort(self) -> None:
         self._close()
 
+    def _release(self) -> None:
+        self.abort()
+
     def _close(self) -> None:
         if self._fd is not None:
             self._power.closed(self._fd)
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.abort()
+class SlotImageReader(_ClosedOnExit):
+    """The first `size` bytes of a slot, read at random (positioned reads): the base image a
+    delta update is rebuilt from. Closing it closes the slot."""
+
+    def __init__(self, fd: int, size: int, name: str) -> None:
+        self._fd: int | None = fd
+        self._size = size
+        self._name = name
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        if self._fd is None:
+            raise DeviceStateError(f"slot {self._name} reader is closed")
+        if offset < 0 or offset + length > self._size:
+            raise DeviceStateError(f"read outside the image in slot {self._name}")
+        data = os.pread(self._fd, length, offset)
+        while len(data) < length:
+            more = os.pread(self._fd, length - len(data), offset + len(data))
+            if not more:
+                raise DeviceStateError(f"slot {self._name} is shorter than its image")
+            data += more
+        return data
+
+    def _release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -81,9 +81,9 @@ def verify_slot(board: Board, slot: Slot, image: ImageRecord, keys: list[Trusted
             or not hmac.compare_digest(verified.signer.kid, image.signer)):
         raise AuthenticationError(f"slot {slot.value}: the signed manifest is not the one "
                                   "recorded for this slot")
-    # raises PayloadDigestError after the last chunk; an encrypted payload's plaintext is
-    # what the agent wrote to the slot
-    healthy = _healthy(reader.payload(decrypted=verified.encryption is not None))
+    # raises PayloadDigestError after the last chunk; the slot holds the image, whatever
+    # the payload's encryption or encoding in transit
+    healthy = _healthy(reader.installed_image())
     return SlotCheck(manifest_digest(reader.manifest_bytes), healthy)
 
 

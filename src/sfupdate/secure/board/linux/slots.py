@@ -26,7 +26,7 @@ from typing import Final
 from sfupdate.errors import DeviceStateError, TooLargeError, UsageError
 from sfupdate.secure.board.hal import Slot
 from sfupdate.secure.board.power import Power
-from sfupdate.secure.board.slotio import PoweredSlotWriter
+from sfupdate.secure.board.slotio import PoweredSlotWriter, SlotImageReader
 
 MAGIC: Final = b"SFUHDR01"
 BLOCK: Final = 4096
@@ -118,6 +118,12 @@ class LinuxSlots:
             f.seek(self._size + BLOCK)
             header = f.read(length)
         return header if hashlib.sha256(header).digest() == digest else None
+
+    def image_reader(self, slot: Slot, size: int) -> SlotImageReader:
+        if not 0 <= size <= self._size:
+            raise TooLargeError(f"cannot read {size} bytes from a {self._size}-byte slot")
+        fd = os.open(self._devices[slot], os.O_RDONLY | os.O_CLOEXEC)
+        return SlotImageReader(fd, size, slot.value)
 
     def read(self, slot: Slot, length: int, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         if not 0 <= length <= self._size:

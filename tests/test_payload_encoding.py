@@ -1,0 +1,262 @@
+"""Compressed and delta payloads in the envelope reader: the image comes out whole and hashed
+against the signed digest, and every malformed or hostile encoding is refused with a precise
+error, in bounded memory (issue 13)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import random
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from sfupdate.authoring.author import ImageSpec, build_manifest, sign_firmware
+from sfupdate.authoring.author.delta import encode_block, make_patch, patch_bytes
+from sfupdate.authoring.author.encoded import read_base_image, sign_compressed, sign_delta
+from sfupdate.authoring.repo.admit import MemoryImage
+from sfupdate.errors import (
+    DeltaBaseError,
+    PatchError,
+    PayloadDigestError,
+    PayloadTooLongError,
+    PayloadTooShortError,
+    UnsupportedError,
+)
+from sfupdate.formats.delta.patch import BLOCK, CODEC_LZMA, CODEC_ZSTD, MAX_RECORDS, apply_patch
+from sfupdate.formats.sfui import EnvelopeReader, TrustedKey
+from sfupdate.formats.sfui.encoding import Compressed, Delta, PayloadEncoding
+from sfupdate.keys.files import FileSigner
+from tests.device_world import auth_wrapper, envelope
+from tests.world import CLASS, VENDOR
+
+
+def old_and_new(seed: int, size: int = 200_000) -> tuple[bytes, bytes]:
+    """A synthetic pair: the new image moves, edits and inserts pieces of the old one."""
+    rng = random.Random(seed)
+    old = bytes(rng.getrandbits(8) for _ in range(size // 4)) * 4
+    new = bytearray(old[size // 3:] + old[:size // 3])
+    for _ in range(50):
+        at = rng.randrange(len(new))
+        new[at:at] = os.urandom(rng.randrange(1, 200))
+        new[rng.randrange(len(new))] ^= 0x5A
+    return old, bytes(new)
+
+
+def signed(signer: FileSigner, image: bytes, payload: bytes,
+           encoding: PayloadEncoding | None, size: int | None = None) -> bytes:
+    manifest = build_manifest(ImageSpec(2, VENDOR, CLASS), hashlib.sha256(image).digest(),
+                              len(image) if size is None else size, None,
+                              encoding=encoding).encode()
+    return envelope(manifest, payload, signer)
+
+
+def read_image(data: bytes, trusted: TrustedKey, base: bytes | None = None) -> bytes:
+    reader = EnvelopeReader(io.BytesIO(data))
+    reader.authenticate([trusted])
+    return b"".join(reader.payload(chunk_size=4096,
+                                   base=None if base is None else MemoryImage(base)))
+
+
+def test_a_compressed_sfui_yields_the_image_its_digest_names(
+        tmp_path: Path, es256_signer: FileSigner, es256_trusted: TrustedKey) -> None:
+    image = b"compressible firmware " * 20_000
+    (tmp_path / "fw.bin").write_bytes(image)
+    signed_image = sign_compressed(tmp_path / "fw.bin", tmp_path / "fw.sfui", es256_signer,
+                                   ImageSpec(2, VENDOR, CLASS))
+    data = (tmp_path / "fw.sfui").read_bytes()
+    assert len(data) < len(image) // 20
+    assert (signed_image.image_size, signed_image.image_digest) == (
+        len(image), hashlib.sha256(image).digest())
+    assert read_image(data, es256_trusted) == image
+
+
+def test_a_decompression_bomb_is_refused_at_the_first_byte_past_the_signed_size(
+        es256_signer: FileSigner, es256_trusted: TrustedKey) -> None:
+    image = bytes(100_000)
+    bomb = zstandard.ZstdCompressor().compress(bytes(50_000_000))  # 50 MB from a few KB
+    data = signed(es256_signer, image, bomb, Compressed())
+    with pytest.raises(PayloadTooLongError, match="decompression bomb"):
+        read_image(data, es256_trusted)
+
+
+def test_a_corrupt_or_truncated_zstd_payload_is_refused(
+        es256_signer: FileSigner, es256_trusted: TrustedKey) -> None:
+    image = b"firmware " * 10_000
+    frame = zstandard.ZstdCompressor().compress(image)
+    with pytest.raises(PatchError, match="does not decompress"):
+        read_image(signed(es256_signer, image, b"\x00" * 32 + frame, Compressed()),
+                   es256_trusted)
+    with pytest.raises(PayloadTooShortError):
+        read_image(signed(es256_signer, image, frame[:len(frame) // 2], Compressed()),
+                   es256_trusted)
+
+
+def test_a_compressed_payload_of_another_image_fails_the_signed_digest(
+        es256_signer: FileSigner, es256_trusted: TrustedKey) -> None:
+    image = b"firmware " * 10_000
+    other = zstandard.ZstdCompressor().compress(b"malware! " * 10_000)
+    with pytest.raises(PayloadDigestError):
+        read_image(signed(es256_signer, image, other, Compressed()), es256_trusted)
+
+
+@pytest.mark.parametrize("codec", [CODEC_LZMA, CODEC_ZSTD], ids=["lzma", "zstd"])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_patch_rebuilds_the_new_image_from_the_old(seed: int, codec: int) -> None:
+    old, new = old_and_new(seed)
+    patch = make_patch(old, new, codec)
+    assert len(patch) < len(new) // 5
+    chunks = (patch[i:i + 1000] for i in range(0, len(patch), 1000))
+    assert b"".join(apply_patch(chunks, MemoryImage(old), len(new))) == new
+
+
+def test_a_patch_larger_than_a_block_rebuilds_block_by_block() -> None:
+    rng = random.Random(7)
+    old = rng.randbytes(BLOCK + 300_000)
+    new = old[:1000] + rng.randbytes(BLOCK) + old[1000:]
+    patch = make_patch(old, new, CODEC_ZSTD)
+    blocks = list(apply_patch(iter([patch]), MemoryImage(old), len(new)))
+    assert len(blocks) >= 2 and max(map(len, blocks)) <= BLOCK
+    assert b"".join(blocks) == new
+
+
+def test_a_delta_sfui_needs_its_base_and_rebuilds_the_signed_image(
+        tmp_path: Path, es256_signer: FileSigner, es256_trusted: TrustedKey) -> None:
+    old, new = old_and_new(4)
+    (tmp_path / "old.bin").write_bytes(old)
+    (tmp_path / "new.bin").write_bytes(new)
+    sign_firmware(tmp_path / "old.bin", tmp_path / "old.sfui", es256_signer,
+                  ImageSpec(1, VENDOR, CLASS))
+    sign_delta(tmp_path / "new.bin", tmp_path / "old.sfui", tmp_path / "new.sfui",
+               es256_signer, ImageSpec(2, VENDOR, CLASS))
+    data = (tmp_path / "new.sfui").read_bytes()
+    assert len(data) < len(new) // 5
+    assert read_image(data, es256_trusted, base=old) == new
+    digest = hashlib.sha256(old).hexdigest()
+    with pytest.raises(DeltaBaseError, match=f"sha256:{digest}"):
+        read_image(data, es256_trusted)
+    with pytest.raises(DeltaBaseError, match="base image is 200000 bytes"):
+        read_image(data, es256_trusted, base=old + b"x")
+    with pytest.raises(PayloadDigestError):  # a base with the right size, not the right bytes
+        read_image(data, es256_trusted, base=bytes(len(old)))
+
+
+def test_a_delta_is_made_only_from_a_full_or_compressed_sfui(
+        tmp_path: Path, es256_signer: FileSigner) -> None:
+    old, new = old_and_new(5)
+    (tmp_path / "old.bin").write_bytes(old)
+    (tmp_path / "new.bin").write_bytes(new)
+    sign_compressed(tmp_path / "old.bin", tmp_path / "old.sfui", es256_signer,
+                    ImageSpec(1, VENDOR, CLASS))
+    assert read_base_image(tmp_path / "old.sfui") == old
+    sign_delta(tmp_path / "new.bin", tmp_path / "old.sfui", tmp_path / "new.sfui",
+               es256_signer, ImageSpec(2, VENDOR, CLASS))
+    with pytest.raises(Exception, match="is itself a delta"):
+        read_base_image(tmp_path / "new.sfui")
+
+
+def test_compression_and_delta_together_are_refused(
+        es256_signer: FileSigner, es256_trusted: TrustedKey) -> None:
+    image = b"firmware" * 100
+    manifest = build_manifest(ImageSpec(2, VENDOR, CLASS), hashlib.sha256(image).digest(),
+                              len(image), None, encoding=Compressed())
+    install = manifest.install
+    assert isinstance(install, tuple)
+    key, value = Delta(bytes(32), 10).parameter()
+    install[0].argument[key] = value
+    manifest_bytes = manifest.encode()
+    data = envelope(manifest_bytes, image, None, auth=auth_wrapper(manifest_bytes,
+                                                                   es256_signer))
+    with pytest.raises(UnsupportedError, match="either compressed or a delta"):
+        EnvelopeReader(io.BytesIO(data)).authenticate([es256_trusted])
+
+
+# --- hostile patches: each refused with a precise error before it can do harm ---------------
+
+BASE = bytes(range(256)) * 64  # 16 KiB
+
+
+def apply_blocks(*blocks: bytes, size: int = 1000, codec: int = CODEC_ZSTD,
+                 tail: bytes = b"") -> bytes:
+    patch = patch_bytes(blocks, codec) + tail
+    return b"".join(apply_patch(iter([patch]), MemoryImage(BASE), size))
+
+
+def test_an_honest_crafted_patch_applies() -> None:
+    block = encode_block([(100, 0, 0), (100, 800, 50)], bytes(200), b"L" * 800, CODEC_ZSTD)
+    assert apply_blocks(block) == BASE[:100] + BASE[150:250] + b"L" * 800
+
+
+@pytest.mark.parametrize("records", [
+    [(900, 0, 0), (100, 0, len(BASE) - 950)],
+    [(0, 100, 0), (900, 0, -50)],
+], ids=["past-the-end", "before-the-start"])
+def test_a_patch_reading_outside_the_base_is_refused(records: list[tuple[int, int, int]]
+                                                     ) -> None:
+    diff = bytes(sum(x for x, _, _ in records))
+    extra = bytes(sum(y for _, y, _ in records))
+    with pytest.raises(PatchError, match="outside the 16384-byte base image"):
+        apply_blocks(encode_block(records, diff, extra, CODEC_ZSTD))
+
+
+def test_a_patch_writing_more_than_the_signed_size_is_refused() -> None:
+    block = encode_block([(0, 600, 0)], b"", b"A" * 600, CODEC_ZSTD)
+    with pytest.raises(PayloadTooLongError, match="more than the signed image-size 1000"):
+        apply_blocks(block, block)
+
+
+def test_a_patch_ending_early_is_refused() -> None:
+    with pytest.raises(PayloadTooShortError, match="600 of the 1000"):
+        apply_blocks(encode_block([(0, 600, 0)], b"", b"A" * 600, CODEC_ZSTD))
+
+
+def test_a_record_making_no_progress_is_refused() -> None:
+    block = encode_block([(0, 0, 5)] * 1000 + [(0, 1000, 0)], b"", b"A" * 1000, CODEC_ZSTD)
+    with pytest.raises(PatchError, match="makes no progress"):
+        apply_blocks(block)
+
+
+def test_a_block_over_the_limit_or_with_too_many_records_is_refused() -> None:
+    with pytest.raises(PatchError, match="exceeds the"):
+        apply_blocks(encode_block([(0, 1, 0)], b"", b"A", CODEC_ZSTD, out=BLOCK + 1),
+                     size=BLOCK + 1)
+    many = [(0, 1, 0)] * (MAX_RECORDS + 1)
+    with pytest.raises(PatchError, match=f"records, more than {MAX_RECORDS}"):
+        apply_blocks(encode_block(many, b"", b"A" * len(many), CODEC_ZSTD),
+                     size=len(many))
+
+
+def test_a_block_whose_records_disagree_with_its_size_is_refused() -> None:
+    with pytest.raises(PatchError, match="declares 900 bytes but its records produce 1000"):
+        apply_blocks(encode_block([(0, 1000, 0)], b"", b"A" * 1000, CODEC_ZSTD, out=900))
+
+
+@pytest.mark.parametrize("codec", [CODEC_LZMA, CODEC_ZSTD], ids=["lzma", "zstd"])
+def test_a_section_expanding_past_its_declared_size_is_refused(codec: int) -> None:
+    honest = encode_block([(0, 1000, 0)], b"", b"A" * 1000, codec)
+    bomb = encode_block([(0, 1000, 0)], b"", b"A" * 50_000, codec)
+    # the bomb's ctrl says 1000 literal bytes; its extra section holds 50 000
+    with pytest.raises(PatchError, match="extra section"):
+        apply_blocks(bomb, codec=codec)
+    assert apply_blocks(honest, codec=codec) == b"A" * 1000
+
+
+def test_trailing_bytes_truncation_and_unknown_codecs_are_refused() -> None:
+    block = encode_block([(0, 1000, 0)], b"", b"A" * 1000, CODEC_ZSTD)
+    with pytest.raises(PatchError, match="bytes follow the patch's end"):
+        apply_blocks(block, tail=b"junk")
+    patch = patch_bytes([block], CODEC_ZSTD)
+    with pytest.raises(PatchError, match="ends in the middle of a block"):
+        b"".join(apply_patch(iter([patch[:len(patch) // 2]]), MemoryImage(BASE), 1000))
+    with pytest.raises(PatchError, match="unknown patch codec 9"):
+        apply_blocks(block, codec=9)
+    with pytest.raises(PatchError, match="not an SFD1 patch"):
+        b"".join(apply_patch(iter([b"BSDIFF40" + patch]), MemoryImage(BASE), 1000))
+
+
+def test_a_patch_moving_its_cursor_past_64_bits_is_refused() -> None:
+    block = encode_block([(0, 500, 2**62), (0, 500, 2**62)], b"", b"A" * 1000, CODEC_ZSTD)
+    with pytest.raises(PatchError, match="moves the base cursor out of range"):
+        apply_blocks(block)
