@@ -12,7 +12,6 @@ from typing import Any, BinaryIO
 import click
 
 from sfupdate import keys
-from sfupdate.authoring.author import ImageSpec, sign_firmware
 from sfupdate.cli.key_options import (
     KEY_METAVAR,
     ask,
@@ -148,6 +147,8 @@ def sign(firmware: Path, key_ref: str, sequence: int, vendor: str, klass: str,
          output: Path, force: bool, passphrase_file: Path | None,
          pkcs11_module: str | None, progress_mode: str, as_json: bool) -> None:
     """Sign FIRMWARE into a Secured Firmware Update Image (SUIT envelope)."""
+    from sfupdate.authoring.author import ImageSpec, sign_firmware  # not for verify, inspect
+
     _refuse_overwrite(output, force)  # before the work; the final rename is atomic
     signer = keys.load_signer(key_ref, AlgorithmStyle(cose_alg),
                               unlock(passphrase_file, pkcs11_module))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import ssl
 from collections.abc import Iterator
+from functools import partial
 from typing import Final
 from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
@@ -22,7 +23,7 @@ from sfupdate.errors import (
     RemoteFileNotFoundError,
     TransferInterruptedError,
 )
-from sfupdate.richos.client.sources import CHUNK, RETRYABLE_STATUS, clean_path
+from sfupdate.richos.client.sources import CHUNK, RETRYABLE_STATUS, clean_path, skip_first
 
 #: Redirects followed for one request (as browsers and curl's default 50, but fewer).
 MAX_REDIRECTS: Final = 10
@@ -85,12 +86,7 @@ class HttpSource:
             response, connection = self._request("GET", url, headers)
             self._check_status(response, url)
             skip = self._start(response, url, offset)
-            while chunk := response.read1(CHUNK):
-                if skip:
-                    dropped = min(skip, len(chunk))
-                    chunk, skip = chunk[dropped:], skip - dropped
-                if chunk:
-                    yield chunk
+            yield from skip_first(iter(partial(response.read1, CHUNK), b""), skip)
             if response.length:  # the server closed before the length it declared
                 raise http.client.IncompleteRead(b"", response.length)
             response.read()  # the end of the body: the connection can serve the next request

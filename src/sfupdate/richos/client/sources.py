@@ -19,7 +19,7 @@ or by the agent.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Final, Protocol
 from urllib.parse import SplitResult, unquote, urlsplit
@@ -79,6 +79,17 @@ class FileSource:
                     yield chunk
             except OSError as exc:
                 raise TransferInterruptedError(f"{name}: read failed: {exc.strerror}") from None
+
+
+def skip_first(chunks: Iterable[bytes], skip: int) -> Iterator[bytes]:
+    """`chunks` without their first `skip` bytes (a server that ignored the resume offset
+    sends the file from its start), and without empty chunks."""
+    for chunk in chunks:
+        if skip:
+            dropped = min(skip, len(chunk))
+            chunk, skip = chunk[dropped:], skip - dropped
+        if chunk:
+            yield chunk
 
 
 def _open(name: str) -> BinaryIO:
