@@ -160,6 +160,9 @@ class HttpSource:
         """Connect within the connect timeout; then every read gets the read timeout."""
         try:
             connection.connect()
+        except ssl.SSLCertVerificationError as exc:  # final: retrying cannot change it
+            raise DownloadError(f"https://{connection.host}:{connection.port}/: the server's "
+                                f"certificate is not trusted ({exc.verify_message})") from None
         except TimeoutError:
             raise _ConnectFailed("connection timed out") from None
         except OSError as exc:
