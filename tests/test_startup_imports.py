@@ -3,7 +3,9 @@
 Each command runs in a fresh interpreter, which reports the modules it ended with. The test
 asserts the import graph, not a time: `sfu --version`, `sfu --help` and `sfu agent status`
 must not import tuf, httpx, rich, securesystemslib or cryptography (or the command modules
-and packages they do not use), while a heavy command still gets what it needs.
+and packages they do not use); `sfu verify` not the signing tools nor the IPC messages;
+`sfu client check` (the fixed part of every update) no HTTP library but the standard one, no
+signing SDK, no keys and no authoring tools; while a heavy command still gets what it needs.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import json
 import pkgutil
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -20,9 +24,12 @@ import click
 import pytest
 
 import sfupdate.formats.sfui
-from sfupdate import __version__, errors
+from sfupdate import __version__, errors, keys
+from sfupdate.authoring.repo import RepoServer, Repository
 from sfupdate.cli.main import COMMANDS, LazyGroup, load
+from sfupdate.formats.sfui import TrustedKey
 from tests.agent.support import RunningAgent
+from tests.conftest import SignImage
 
 #: Third-party packages only some commands need (cryptography: its OpenSSL backend alone is
 #: a large part of a light command's start-up).
@@ -56,6 +63,9 @@ class Run:
 
     def heavy(self) -> list[str]:
         return sorted(m for m in self.modules if m.split(".")[0] in HEAVY)
+
+    def packages(self) -> set[str]:
+        return {m.split(".")[0] for m in self.modules}
 
     def ours(self, *prefixes: str) -> list[str]:
         return sorted(m for m in self.modules
@@ -99,6 +109,76 @@ def test_agent_status_refusal_keeps_the_one_line_contract(tmp_path: Path) -> Non
     assert run.out == ""
     assert len(run.err.splitlines()) == 1 and run.err.startswith("sfu: error: ")
     _assert_only_ipc(run)
+
+
+def test_verify_imports_neither_the_signing_tools_nor_the_ipc(tmp_path: Path,
+                                                              sign_image: SignImage,
+                                                              es256_trusted: TrustedKey) -> None:
+    public = tmp_path / "author.pub"
+    public.write_bytes(keys.public_pem(es256_trusted.public_key))
+    run = Run(tmp_path, "verify", sign_image(), "--key", public)
+    assert run.code == 0 and "OK: authentic and complete" in run.out, run.err
+    assert "cryptography" in run.packages()  # it does check the signature
+    assert run.ours("sfupdate.authoring", "sfupdate.formats.ipc.messages", "sfupdate.richos",
+                    "sfupdate.secure", "sfupdate.keys.hsm") == []
+    assert run.packages().isdisjoint({"tuf", "securesystemslib", "httpx", "rich"})
+
+
+#: What a client never needs: an HTTP library beyond the standard one (tuf's urllib3 aside),
+#: rich, and the cloud KMS and HSM SDKs securesystemslib would load for its signers.
+CLIENT_NEVER = {"httpx", "httpcore", "h11", "rich", "boto3", "botocore", "s3transfer",
+                "pkcs11", "azure", "hvac"}
+
+
+@pytest.fixture
+def http_repo(tmp_path: Path, es256_signer: keys.FileSigner,
+              es256_trusted: TrustedKey) -> Iterator[tuple[str, Path]]:
+    """An empty published repository served by `sfu serve`'s server: (URL, trusted root)."""
+    key = tmp_path / "repo.key"
+    keys.write_private_key(keys.generate_private_key("ES256"), key)
+    Repository.init(tmp_path / "repo", key, [es256_trusted])
+    server = RepoServer(tmp_path / "repo", "127.0.0.1", 0, log=lambda _line: None)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield server.url, tmp_path / "repo" / "metadata" / "1.root.json"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_client_check_imports_no_http_library_no_signing_sdk_no_keys(
+        tmp_path: Path, agent: RunningAgent, http_repo: tuple[str, Path]) -> None:
+    """The fixed part of every update: TUF over HTTP and the agent's status, nothing more."""
+    url, root = http_repo
+    run = Run(tmp_path, "client", "check", "--repo", url, "--socket", agent.socket,
+              "--trusted-root", root, "--state-dir", tmp_path / "state", "--json")
+    assert run.code == 0, run.err
+    assert json.loads(run.out)["update_available"] is False
+    assert {"tuf", "securesystemslib", "cryptography"} <= run.packages()
+    assert run.packages().isdisjoint(CLIENT_NEVER), sorted(run.packages() & CLIENT_NEVER)
+    assert run.ours("sfupdate.keys", "sfupdate.authoring", "sfupdate.secure",
+                    "sfupdate.formats.remote", "sfupdate.cli.operator_cmds") == []
+
+
+HIDDEN_THEN_BACK = """
+import importlib, sys
+import sfupdate.richos.client
+print("securesystemslib.signer" in sys.modules, "pkcs11" in sys.modules)
+importlib.import_module("pkcs11")
+print("pkcs11" in sys.modules)
+"""
+
+
+def test_signing_sdks_hidden_from_tuf_stay_importable() -> None:
+    """The client imports tuf (and securesystemslib's signers) with their optional SDKs
+    hidden; they are importable again right after (sfupdate.keys.hsm imports python-pkcs11
+    for `pkcs11:` keys)."""
+    result = subprocess.run([sys.executable, "-c", HIDDEN_THEN_BACK], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "False", "True"]
 
 
 def test_a_heavy_command_still_imports_what_it_needs(tmp_path: Path) -> None:

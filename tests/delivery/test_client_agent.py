@@ -8,6 +8,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
+
+from sfupdate import errors
 from sfupdate.formats.ipc.client import COALESCE_SECONDS
 from sfupdate.formats.ipc.framing import DEFAULT_TIMEOUT
 from sfupdate.formats.ipc.messages import chunk_frame
@@ -101,3 +104,18 @@ def test_default_limits_fit_one_stall_and_resume_in_the_agents_timeout() -> None
 def test_a_batched_chunk_is_byte_for_byte_one_deterministic_chunk_message() -> None:
     parts = chunk_frame(b"ab", b"", b"cdef")
     assert b"".join(parts) == cbor.dumps({"op": "chunk", "data": b"abcdef"})
+
+
+def test_the_agents_refusal_is_reported_rather_than_a_later_download_failure(
+        device: Device) -> None:
+    """Garbage (a captive portal's page) reaches the agent, which refuses it at once; the
+    download then fails too. The agent's refusal, the first cause, is what the client says
+    (a FormatError: another candidate is worth trying; not a network failure)."""
+    def garbage_then_failure() -> Iterator[bytes]:
+        yield b"<html><body>Please log in</body></html>".ljust(4096)
+        time.sleep(AGENT_TIMEOUT / 3)  # the agent has refused meanwhile
+        raise errors.DownloadError("connection dropped, giving up")
+
+    with pytest.raises(errors.FormatError):
+        device.install(garbage_then_failure(), 100_000)
+    device.assert_unchanged()

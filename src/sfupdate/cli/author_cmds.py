@@ -8,14 +8,11 @@ import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
 from sfupdate import keys
-from sfupdate.authoring.author import ImageSpec, sign_firmware
-from sfupdate.authoring.author.components import sign_components
-from sfupdate.authoring.author.encoded import sign_compressed, sign_delta
 from sfupdate.cli.encryption_cmds import (
     describe_encryption,
     encryption_lines,
@@ -56,6 +53,9 @@ from sfupdate.formats.sfui.encryption import EncryptionInfo
 from sfupdate.formats.sfui.reader import PayloadRef
 from sfupdate.keys.unlock import PASSPHRASE_ENV, read_secret_file
 from sfupdate.progress import Progress
+
+if TYPE_CHECKING:
+    from sfupdate.authoring.author import ImageSpec
 
 _path = click.Path(path_type=Path, dir_okay=False)
 _existing = click.Path(path_type=Path, dir_okay=False, exists=True)
@@ -183,6 +183,9 @@ def sign(firmware: Path | None, components: tuple[str, ...], key_refs: tuple[str
 
     With --encrypt-for or --encrypt-kek the payload is encrypted for those recipients only;
     with --compress or --delta-from it is encoded for transport."""
+    from sfupdate.authoring.author import ImageSpec, sign_firmware  # not for verify, inspect
+    from sfupdate.authoring.author.encoded import sign_compressed, sign_delta
+
     if (firmware is None) == (not components):
         raise UsageError("give FIRMWARE, or one --component NAME=FILE per component, not both")
     if compress and delta_from:
@@ -240,6 +243,8 @@ def _component_files(specs: tuple[str, ...]) -> list[tuple[str, Path]]:
 
 def _sign_set(files: list[tuple[str, Path]], output: Path, signers: Sequence[Signer],
               spec: ImageSpec, report: Progress, as_json: bool) -> None:
+    from sfupdate.authoring.author.components import sign_components
+
     signed = sign_components(files, output, signers[0], spec, report, signers[1:])
     images = [{"name": c.name, "image_size": c.size, "image_digest": c.digest.hex()}
               for c in signed.components]

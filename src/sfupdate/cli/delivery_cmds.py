@@ -19,12 +19,15 @@ from sfupdate.cli.render import (
     plural,
     progress,
     progress_option,
+    read_bounded,
     shown,
     socket_option,
     timeout_option,
+    write_output,
 )
 from sfupdate.errors import SfuError, UsageError
 from sfupdate.formats.ipc.client import AgentClient
+from sfupdate.formats.ipc.messages import MAX_COMMAND
 
 # The client (tuf, httpx) and the repository (tuf, securesystemslib) are imported by the
 # commands that use them: registering these commands (which `sfu client remote` also needs)
@@ -38,6 +41,7 @@ EXIT_UPDATE_AVAILABLE: Final = 100
 _dir = click.Path(path_type=Path, file_okay=False)
 _existing_dir = click.Path(path_type=Path, file_okay=False, exists=True)
 _existing = click.Path(path_type=Path, dir_okay=False, exists=True)
+_file = click.Path(path_type=Path, dir_okay=False)
 
 
 # --- repository ------------------------------------------------------------------------------
@@ -495,6 +499,44 @@ def client_status(repo: str | None, state_dir: Path | None, as_json: bool) -> No
     index = report.index
     click.echo("index            " + (ABSENT if index is None else
                                      f"version {index.version}, expires {index.expires}"))
+
+
+@client_group.command("remote")
+@click.argument("command_file", type=_existing)
+@socket_option
+@timeout_option
+@click.option("-o", "--output", type=_file,
+              help="Write the device's answer (an attestation token) here.")
+@json_option
+def client_remote(command_file: Path, socket_path: Path, timeout: float, output: Path | None,
+                  as_json: bool) -> None:
+    """Carry a signed remote command to the agent and its answer back. The agent checks the
+    operator's signature, the target, the command number and the expiry."""
+    result = AgentClient(socket_path, timeout).remote(read_bounded(command_file, MAX_COMMAND))
+    if output is not None:
+        write_output(output, result.token)
+    if as_json:
+        emit_json(result.to_json())
+    else:
+        click.echo(f"{result.action} (command {result.number}): {result.message}")
+
+
+@client_group.command("trust")
+@click.argument("update_file", type=_existing)
+@socket_option
+@timeout_option
+@json_option
+def client_trust(update_file: Path, socket_path: Path, timeout: float, as_json: bool) -> None:
+    """Carry a signed trust update to the agent. It checks the target, the version and that
+    each changed role's current threshold of anchors signed, then applies it in one write."""
+    from sfupdate.formats.remote.trust import MAX_UPDATE_SIZE
+
+    data = read_bounded(update_file, MAX_UPDATE_SIZE)
+    version, message = AgentClient(socket_path, timeout).update_trust(data)
+    if as_json:
+        emit_json({"version": version, "message": message})
+    else:
+        click.echo(f"trust update applied: {message}")
 
 
 # --- local media -----------------------------------------------------------------------------

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from sfupdate.authoring.author.encrypt import (
-    PayloadEncryption,
-    load_kek,
-    load_recipient_key,
-    write_kek,
-)
 from sfupdate.cli.render import emit_json, json_option, write_output
 from sfupdate.formats.sfui.encryption import CONTENT_BY_NAME, EncryptionInfo
 from sfupdate.secure.board.hal import SecureStorage
+
+if TYPE_CHECKING:  # the authors' encryption is imported by the commands that encrypt
+    from sfupdate.authoring.author.encrypt import PayloadEncryption
 
 F = TypeVar("F", bound=Callable[..., Any])
 _existing = click.Path(path_type=Path, dir_okay=False, exists=True)
@@ -56,6 +53,8 @@ def payload_encryption(encrypt_for: tuple[Path, ...], encrypt_kek: tuple[Path, .
     """The encryption `sfu sign` was asked for, or None for a payload in clear."""
     if not encrypt_for and not encrypt_kek:
         return None
+    from sfupdate.authoring.author.encrypt import PayloadEncryption, load_kek, load_recipient_key
+
     return PayloadEncryption([load_recipient_key(p) for p in encrypt_for],
                              [load_kek(p) for p in encrypt_kek], CONTENT_BY_NAME[algorithm])
 
@@ -85,6 +84,8 @@ def encryption_lines(desc: dict[str, Any] | None) -> list[tuple[str, str]]:
 @json_option
 def generate_kek(output: Path, as_json: bool) -> None:
     """Generate a pre-shared A128KW key-encryption key for `sfu sign --encrypt-kek`."""
+    from sfupdate.authoring.author.encrypt import write_kek
+
     kid = write_kek(output).hex()
     if as_json:
         emit_json({"file": str(output), "algorithm": "A128KW", "key_id": kid})

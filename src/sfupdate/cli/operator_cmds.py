@@ -1,6 +1,6 @@
-"""Operator commands: `sfu remote sign`, `sfu remote policy-sign`, `sfu attest verify`, and
-the carrier `sfu client remote` (the Rich-OS client forwards a signed command and its answer;
-cli/main.py adds it to `sfu client`). What a command or a policy says is composed by
+"""Operator commands: `sfu remote sign`, `sfu remote policy-sign`, `sfu attest verify` (the
+carrier on the device, `sfu client remote`, is a client command: cli/delivery_cmds.py). What
+a command or a policy says is composed by
 `sfupdate.authoring.operator`; these commands parse options, sign and report."""
 
 from __future__ import annotations
@@ -20,13 +20,10 @@ from sfupdate.cli.render import (
     parse_nonce,
     plural,
     read_bounded,
-    socket_option,
     target_options,
-    timeout_option,
     write_output,
 )
 from sfupdate.errors import UsageError
-from sfupdate.formats.ipc.client import AgentClient
 from sfupdate.formats.ipc.messages import MAX_COMMAND
 from sfupdate.formats.remote import (
     ACTIONS,
@@ -177,24 +174,3 @@ def _show_claims(claims: AttestationClaims) -> None:
     click.echo("integrity")
     for item in claims.to_json()["integrity"]:
         click.echo(f"  {item['result'].upper():<9} {item['region']}")
-
-
-@click.command("remote")
-@click.argument("command_file", type=_existing)
-@socket_option
-@timeout_option
-@click.option("-o", "--output", type=_path,
-              help="Write the device's answer (an attestation token) here.")
-@json_option
-def client_remote(command_file: Path, socket_path: Path, timeout: float, output: Path | None,
-                  as_json: bool) -> None:
-    """Carry a signed remote command to the agent and its answer back. The agent checks the
-    operator's signature, the target, the command number and the expiry."""
-    result = AgentClient(socket_path, timeout).remote(read_bounded(command_file, MAX_COMMAND))
-    if output is not None:
-        write_output(output, result.token)
-    if as_json:
-        emit_json(result.to_json())
-    else:
-        click.echo(f"{result.action} (command {result.number}): {result.message}")
-

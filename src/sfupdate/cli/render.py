@@ -17,7 +17,6 @@ import click
 
 from sfupdate.errors import UsageError
 from sfupdate.formats.ipc.framing import DEFAULT_TIMEOUT
-from sfupdate.formats.ipc.messages import MAX_NONCE, MIN_NONCE
 from sfupdate.progress import Progress as ProgressCallback
 from sfupdate.progress import no_progress
 
@@ -87,6 +86,8 @@ def parse_hex(text: str, what: str) -> bytes:
 
 def parse_nonce(text: str, what: str) -> bytes:
     """An attestation nonce: hex, of the length RFC 9711 allows (a usage error otherwise)."""
+    from sfupdate.formats.ipc.messages import MAX_NONCE, MIN_NONCE  # not for every command
+
     nonce = parse_hex(text, what)
     if not MIN_NONCE <= len(nonce) <= MAX_NONCE:
         raise UsageError(f"{what} must be {MIN_NONCE} to {MAX_NONCE} bytes ({2 * MIN_NONCE} "

@@ -1,7 +1,7 @@
 """Trust-anchor rotation: `sfu remote trust-sign` (make and sign a trust update),
 `sfu remote trust-cosign` (add a signature, where another key holder is) and the carrier
-`sfu client trust` (hand it to the agent, which applies it only when the current threshold
-of each changed role signed). cli/main.py adds them to `sfu remote` and `sfu client`.
+`sfu client trust` (in delivery_cmds: the client hands it to the agent, which applies it only
+when the current threshold of each changed role signed). cli/main.py adds them to `sfu remote`.
 Format: sfupdate.formats.remote.trust; docs/keys.md."""
 
 from __future__ import annotations
@@ -19,13 +19,10 @@ from sfupdate.cli.render import (
     emit_json,
     json_option,
     read_bounded,
-    socket_option,
     target_options,
-    timeout_option,
     write_output,
 )
 from sfupdate.errors import UsageError
-from sfupdate.formats.ipc.client import AgentClient
 from sfupdate.formats.remote.trust import (
     MAX_ROLE_KEYS,
     MAX_UPDATE_SIZE,
@@ -139,19 +136,3 @@ def _report(output: Path, update: TrustUpdate, kids: list[bytes], as_json: bool)
     shown = ", ".join(f"{role} {r['threshold']} of {r['anchors']}" for role, r in roles.items())
     click.echo(f"{output}: trust update version {update.version} ({shown}), "
                f"{len(kids)} signature{'s' if len(kids) != 1 else ''}")
-
-
-@click.command("trust")
-@click.argument("update_file", type=_existing)
-@socket_option
-@timeout_option
-@json_option
-def client_trust(update_file: Path, socket_path: Path, timeout: float, as_json: bool) -> None:
-    """Carry a signed trust update to the agent. It checks the target, the version and that
-    each changed role's current threshold of anchors signed, then applies it in one write."""
-    data = read_bounded(update_file, MAX_UPDATE_SIZE)
-    version, message = AgentClient(socket_path, timeout).update_trust(data)
-    if as_json:
-        emit_json({"version": version, "message": message})
-    else:
-        click.echo(f"trust update applied: {message}")

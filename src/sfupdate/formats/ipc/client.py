@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Final
 
-from sfupdate.errors import IpcError
+from sfupdate.errors import IpcError, SfuError
 from sfupdate.formats.ipc.framing import DEFAULT_TIMEOUT, MAX_CHUNK, Connection
 from sfupdate.formats.ipc.messages import (
     AgentStatus,
@@ -124,7 +124,8 @@ class AgentClient:
     def install(self, chunks: Iterable[bytes], size: int | None = None,
                 progress: Progress | None = None) -> InstallResult:
         """Stream one SFUI to the agent. Refusals raise the agent's own error class; an
-        exception from `chunks` aborts the session (the agent discards it) and propagates."""
+        exception from `chunks` aborts the session (the agent discards it) and propagates,
+        unless the agent had refused the image already: then its refusal, the first cause."""
         report = progress or no_progress
         conn = self._connect()
         try:
@@ -187,16 +188,22 @@ class AgentClient:
             self._send(conn, chunk_frame(*batch.take()))
             report(done, size if size is not None else done)
 
-        for piece in _split(chunks, MAX_CHUNK):
-            if conn.readable():  # the agent only speaks early to refuse
-                raise self._unexpected(self._reply(conn))
-            if batch.held + len(piece) > MAX_CHUNK:
-                flush()
-            batch.add(piece)
-            # The first piece goes at once: the agent reads the envelope's header from it and
-            # can refuse before the rest is downloaded.
-            if done == 0 or batch.due():
-                flush()
+        try:
+            for piece in _split(chunks, MAX_CHUNK):
+                if conn.readable():  # the agent only speaks early to refuse
+                    raise self._unexpected(self._reply(conn))
+                if batch.held + len(piece) > MAX_CHUNK:
+                    flush()
+                batch.add(piece)
+                # The first piece goes at once: the agent reads the envelope's header from it
+                # and can refuse before the rest is downloaded.
+                if done == 0 or batch.due():
+                    flush()
+        except SfuError:
+            refusal = self._refusal(conn)
+            if refusal is not None:  # the agent refused the image before the source failed
+                raise refusal from None
+            raise
         if batch.held:
             flush()
         return done
@@ -208,6 +215,20 @@ class AgentClient:
             # The agent may have refused and closed before we sent (busy at its connection
             # cap, or an install refused mid-stream): its reason is waiting to be read.
             raise self._unexpected(self._reply(conn)) from None
+
+    def _refusal(self, conn: Connection) -> SfuError | None:
+        """The agent's refusal of the image, if it has sent one; not its complaint about the
+        session (an IpcError: e.g. it timed out waiting for the next chunk, the source's
+        fault), nor a connection it closed."""
+        if not conn.readable():
+            return None
+        try:
+            self._reply(conn)
+        except IpcError:
+            return None
+        except SfuError as refusal:
+            return refusal
+        return None
 
     @staticmethod
     def _unexpected(reply: Reply) -> IpcError:

@@ -5,8 +5,9 @@ an object with `.status()` and `.install()` (the IPC client in production).
 """
 
 from sfupdate.richos.client.download import TransferPolicy, fetch
+from sfupdate.richos.client.http import HttpSource
 from sfupdate.richos.client.index import Candidate, RepositoryIndex
-from sfupdate.richos.client.sources import FileSource, HttpSource, Source, open_source
+from sfupdate.richos.client.sources import FileSource, Source, open_source
 from sfupdate.richos.client.update import (
     Agent,
     CheckResult,

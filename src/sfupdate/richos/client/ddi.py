@@ -40,7 +40,7 @@ import httpx
 from sfupdate.errors import DownloadError, ServerError, SfuError, UsageError
 from sfupdate.progress import Progress
 from sfupdate.richos.client.download import TransferPolicy, fetch
-from sfupdate.richos.client.sources import HttpSource
+from sfupdate.richos.client.http import HttpSource
 from sfupdate.richos.client.update import DeviceStatus, Installed
 
 MAX_REPLY: Final = 1024 * 1024  # a DDI answer is a few hundred bytes of JSON

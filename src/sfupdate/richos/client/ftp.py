@@ -12,6 +12,7 @@ from __future__ import annotations
 import ftplib
 import socket
 from collections.abc import Iterator
+from functools import partial
 from typing import Final
 from urllib.parse import unquote
 
@@ -20,7 +21,7 @@ from sfupdate.errors import (
     RemoteFileNotFoundError,
     TransferInterruptedError,
 )
-from sfupdate.richos.client.sources import CHUNK, clean_path, server_location
+from sfupdate.richos.client.sources import CHUNK, clean_path, server_location, skip_first
 
 DEFAULT_PORT: Final = 21
 
@@ -86,12 +87,7 @@ class FtpSource:
                 raise
             conn, skip = ftp.transfercmd(f"RETR {self._name(path)}"), offset  # no REST
         with conn:
-            while data := conn.recv(CHUNK):
-                if skip:
-                    dropped = min(skip, len(data))
-                    data, skip = data[dropped:], skip - dropped
-                if data:
-                    yield data
+            yield from skip_first(iter(partial(conn.recv, CHUNK), b""), skip)
         ftp.voidresp()  # 226: the server says the whole file was sent
 
     def _error(self, exc: ftplib.Error | OSError | EOFError, path: str) -> DownloadError:

@@ -21,15 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from tuf.api import exceptions as tuf_errors
-from tuf.api.metadata import Metadata, Root, TargetFile, Targets
-from tuf.ngclient import Updater
-from tuf.ngclient.fetcher import FetcherInterface
-
 from sfupdate.errors import DownloadError, RemoteFileNotFoundError, RepositoryError, UsageError
 from sfupdate.richos.client.download import TransferPolicy, fetch
 from sfupdate.richos.client.sources import Source
 from sfupdate.richos.client.state import discard, started_from
+from sfupdate.richos.client.tuf_api import (
+    FetcherInterface,
+    Metadata,
+    Root,
+    TargetFile,
+    Targets,
+    Updater,
+)
+from sfupdate.richos.client.tuf_api import exceptions as tuf_errors
 
 _BASE: Final = "source:"  # ngclient builds "<base>metadata/N.root.json"; we strip the base
 _TIMESTAMP: Final = "metadata/timestamp.json"
@@ -221,20 +225,24 @@ class RepositoryIndex:
         return candidates
 
     def stream(self, candidate: Candidate) -> Iterator[bytes]:
-        """The candidate's bytes, checked against the index; the last chunk is released
-        only after the length and SHA-256 match."""
+        """The candidate's bytes, checked against the index as they arrive: each chunk is
+        handed on at once, except the one that completes the length, released only after
+        the SHA-256 matches (`fetch()` never yields past the length, nor ends short of it)."""
         hasher = hashlib.sha256()
-        pending: bytes | None = None
+        received = 0
         for chunk in fetch(self.source, candidate.path, candidate.length, self.policy,
                            self._log):
             hasher.update(chunk)
-            if pending is not None:
-                yield pending
-            pending = chunk
-        if hasher.hexdigest() != candidate.sha256:
+            received += len(chunk)
+            if received == candidate.length:
+                self._check_digest(hasher.hexdigest(), candidate)
+            yield chunk
+        if not received:
+            self._check_digest(hasher.hexdigest(), candidate)
+
+    def _check_digest(self, digest: str, candidate: Candidate) -> None:
+        if digest != candidate.sha256:
             raise DownloadError(f"{self.source.describe(candidate.path)}: the bytes served do "
-                                f"not match the signed index (sha256 {hasher.hexdigest()[:16]}"
-                                f"..., index says {candidate.sha256[:16]}...): wrong or "
-                                "substituted file, not installed")
-        if pending is not None:
-            yield pending
+                                f"not match the signed index (sha256 {digest[:16]}..., index "
+                                f"says {candidate.sha256[:16]}...): wrong or substituted "
+                                "file, not installed")

@@ -19,12 +19,10 @@ or by the agent.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Final, Protocol
 from urllib.parse import SplitResult, unquote, urlsplit
-
-import httpx
 
 from sfupdate.errors import (
     DownloadError,
@@ -33,7 +31,8 @@ from sfupdate.errors import (
     UsageError,
 )
 
-CHUNK: Final = 256 * 1024
+#: Bytes read at a time: the agent's largest chunk message (formats/ipc MAX_CHUNK).
+CHUNK: Final = 1024 * 1024
 RETRYABLE_STATUS: Final = frozenset({408, 429, 500, 502, 503, 504})
 
 
@@ -82,6 +81,17 @@ class FileSource:
                 raise TransferInterruptedError(f"{name}: read failed: {exc.strerror}") from None
 
 
+def skip_first(chunks: Iterable[bytes], skip: int) -> Iterator[bytes]:
+    """`chunks` without their first `skip` bytes (a server that ignored the resume offset
+    sends the file from its start), and without empty chunks."""
+    for chunk in chunks:
+        if skip:
+            dropped = min(skip, len(chunk))
+            chunk, skip = chunk[dropped:], skip - dropped
+        if chunk:
+            yield chunk
+
+
 def _open(name: str) -> BinaryIO:
     try:
         return open(name, "rb")
@@ -89,93 +99,6 @@ def _open(name: str) -> BinaryIO:
         raise RemoteFileNotFoundError(f"{name}: no such file") from None
     except OSError as exc:
         raise DownloadError(f"{name}: {exc.strerror}") from None
-
-
-class HttpSource:
-    """A repository served over HTTP(S) by any static server.
-
-    One GET per attempt, `Range: bytes=N-` when resuming, no content coding (the bytes are
-    hashed as served), connect and read timeouts from the policy; `headers` are sent with
-    every request (a DDI server's authorization).
-    """
-
-    def __init__(self, base_url: str, connect_timeout: float = 5.0,
-                 read_timeout: float = 10.0, headers: dict[str, str] | None = None) -> None:
-        self.base_url = base_url.rstrip("/") + "/"
-        self.read_timeout = read_timeout
-        timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
-        self._client = httpx.Client(timeout=timeout, follow_redirects=True,
-                                    headers={"Accept-Encoding": "identity",
-                                             "User-Agent": "sfu-client", **(headers or {})})
-
-    def close(self) -> None:
-        self._client.close()
-
-    def describe(self, path: str) -> str:
-        return self.base_url + "/".join(clean_path(path))
-
-    def size(self, path: str) -> int:
-        url = self.describe(path)
-        try:
-            response = self._client.head(url)
-        except httpx.TransportError as exc:
-            raise DownloadError(f"{url}: {_why(exc, self.read_timeout)}") from None
-        self._check_status(response, url)
-        try:
-            return int(response.headers["Content-Length"])
-        except (KeyError, ValueError):
-            raise DownloadError(f"{url}: the server gives no usable Content-Length") from None
-
-    def _check_status(self, response: httpx.Response, url: str) -> None:
-        code = response.status_code
-        if code in (404, 410):
-            raise RemoteFileNotFoundError(f"{url}: not found on the server (HTTP {code})")
-        if code in RETRYABLE_STATUS:
-            raise TransferInterruptedError(f"{url}: server answered HTTP {code}")
-        if code == 416:
-            raise DownloadError(f"{url}: server says the requested range is not satisfiable "
-                                "(the file is shorter than the index declares)")
-        if code not in (200, 206):
-            raise DownloadError(f"{url}: server answered HTTP {code}")
-
-    def open(self, path: str, offset: int = 0) -> Iterator[bytes]:
-        url = self.describe(path)
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
-        try:
-            with self._client.stream("GET", url, headers=headers) as response:
-                self._check_status(response, url)
-                skip = self._start(response, url, offset)
-                for chunk in response.iter_raw():
-                    if skip:
-                        dropped = min(skip, len(chunk))
-                        chunk, skip = chunk[dropped:], skip - dropped
-                    if chunk:
-                        yield chunk
-        except httpx.TransportError as exc:
-            raise TransferInterruptedError(f"{url}: {_why(exc, self.read_timeout)}") from None
-
-    @staticmethod
-    def _start(response: httpx.Response, url: str, offset: int) -> int:
-        """How many leading bytes to drop: a server may ignore Range and send it all."""
-        if not offset or response.status_code == 200:
-            return offset
-        content_range = response.headers.get("Content-Range", "")
-        if not content_range.startswith(f"bytes {offset}-"):
-            raise DownloadError(f"{url}: asked for bytes from {offset}, server sent "
-                                f"Content-Range {content_range!r}")
-        return 0
-
-
-def _why(exc: httpx.TransportError, read_timeout: float) -> str:
-    if isinstance(exc, httpx.ConnectTimeout):
-        return "connection timed out"
-    if isinstance(exc, httpx.TimeoutException):
-        return f"server stalled: no data for {read_timeout:g} s"
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return f"connection dropped mid-transfer ({exc})"
-    if isinstance(exc, httpx.ConnectError):
-        return f"cannot connect ({exc})"
-    return f"{type(exc).__name__}: {exc}"
 
 
 # --- which source a location names -----------------------------------------------------------
@@ -202,12 +125,14 @@ def open_source(location: str, connect_timeout: float = 5.0,
                 read_timeout: float = 10.0) -> Source:
     """The source for a `--repo` location: `http(s)://`, `tftp://`, `ftp://`, `file://` or a
     local path. Any other scheme is a usage error (never read as a relative directory).
-    tftpy is imported only when a TFTP location is used."""
+    Each transport's module is imported only when a location of its kind is used."""
     scheme, sep, rest = location.partition("://")
     if not sep:
         return FileSource(Path(location))
     scheme = scheme.lower()
     if scheme in ("http", "https"):
+        from sfupdate.richos.client.http import HttpSource
+
         return HttpSource(location, connect_timeout, read_timeout)
     if scheme == "tftp":
         from sfupdate.richos.client.tftp import TftpSource
