@@ -11,10 +11,10 @@ import click
 
 from sfupdate.cli.render import emit_json, json_option, write_output
 from sfupdate.formats.sfui.encryption import CONTENT_BY_NAME, EncryptionInfo
-from sfupdate.secure.board.hal import SecureStorage
 
 if TYPE_CHECKING:  # the authors' encryption is imported by the commands that encrypt
     from sfupdate.authoring.author.encrypt import PayloadEncryption
+    from sfupdate.secure.board.hal import SecureStorage
 
 F = TypeVar("F", bound=Callable[..., Any])
 _existing = click.Path(path_type=Path, dir_okay=False, exists=True)
