@@ -1,0 +1,83 @@
+"""Power cuts on the QEMU board: `kill -9` of QEMU (swtpm loses power with it) at a random
+moment of an install, of the trial boot that confirms it, or of a plain boot. After every
+cut the board is powered on again and must boot an authentic image at or above the floor:
+GRUB picks a slot, the agent's reconciliation and mark-good verify it against its signed
+facts (signature, digest of the slot's bytes, sequence >= the floor in the TPM-anchored
+storage) before `ready`, and the host checks the records: the running version is one that
+was signed, at or above the floor, and the floor never went down.
+
+SFU_VM_CUTS sets the number of cuts (default 30), SFU_VM_SEED the seed (the failure message
+names both, to replay a run)."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.vm.conftest import SOCKET, Firmware, status
+from tests.vm.qemu import Device, Guest, update_stick
+
+CUTS = int(os.environ.get("SFU_VM_CUTS", "30"))
+SEED = int(os.environ.get("SFU_VM_SEED", "20261130"))
+PHASES = ("install", "confirm", "boot")
+# how long after its start an operation may be cut (seconds; generous: TCG on a loaded host)
+WINDOW = {"install": 45.0, "confirm": 90.0, "boot": 90.0}
+
+pytestmark = pytest.mark.timeout(600 + 300 * CUTS)
+
+
+def check_after_cut(state: dict[str, Any], slot: str, version: int, floor: int,
+                    signed: set[int], where: str) -> int:
+    running = state["slots"][slot]
+    assert state["running_slot"] == slot, where
+    assert running["sequence"] == version, f"{where}: slot {slot} runs version {version} " \
+        f"but its records say {running['sequence']}"
+    assert version in signed, f"{where}: version {version} was never signed"
+    assert running["state"] in ("confirmed", "trial"), where
+    assert version >= state["rollback_floor"], f"{where}: runs {version} below the floor"
+    assert state["rollback_floor"] >= floor, f"{where}: the floor went down"
+    new_floor: int = state["rollback_floor"]
+    return new_floor
+
+
+def test_power_cuts_during_install_confirm_and_boot_leave_an_authentic_image_at_or_above_the_floor(
+        provisioned: Device, firmware: Firmware, tmp_path: Path) -> None:
+    rng = random.Random(SEED)
+    device = provisioned.copy(tmp_path / "device")
+    log = tmp_path / "serial.log"
+    floor, signed, version = 1, {1}, 1
+    history: list[str] = []
+    for cut in range(CUTS + 1):
+        version += 1
+        signed.add(version)
+        stick = update_stick(tmp_path / "stick.img", {"next.sfui": firmware.sfui(version)})
+        where = f"after cut {cut} of {CUTS} (seed {SEED}; {', '.join(history[-3:])})"
+        guest = Guest(device, stick, log)
+        try:
+            slot, running = guest.ready()
+            floor = check_after_cut(status(guest), slot, running, floor, signed, where)
+            if cut == CUTS:
+                break
+            phase = PHASES[cut % len(PHASES)]
+            delay = rng.uniform(0.0, WINDOW[phase])
+            if phase == "confirm":  # install completely, then cut the trial boot
+                guest.check(f"su -s /bin/sh sfupdate-client -c 'sfu client update --from "
+                            f"/media/update/next.sfui --socket {SOCKET}'", timeout=600)
+            if phase == "install":
+                guest.send(f"su -s /bin/sh sfupdate-client -c 'sfu client update --from "
+                           f"/media/update/next.sfui --socket {SOCKET}'")
+            else:
+                guest.reboot()
+            time.sleep(delay)
+            history.append(f"cut {cut + 1}: {phase} + {delay:.1f} s")
+            guest.power_cut()
+        finally:
+            guest.close()
+        sfui = firmware.root / f"v{version}.sfui"
+        sfui.unlink()  # the stick is rebuilt each power-on; keep the disk use flat
+    assert floor > 1, f"no update was ever confirmed in {CUTS} cuts (seed {SEED})"
