@@ -28,7 +28,8 @@ unit: $(VENV)/.installed-dev
 # The QEMU board (docs/board.md, "The QEMU board"): scripts/vm/build.py builds the guest from
 # Debian packages and PyPI wheels into build/vm/ (cached), then the tests boot it under TCG:
 # v1 -> v2, downgrade and tamper refused, an unhealthy v3 reverted by GRUB's count, and
-# SFU_VM_CUTS power cuts (default 30; SFU_VM_SEED replays a run). SFU_SKIP_VM=1 skips them.
+# SFU_VM_CUTS power cuts (default 30, over SFU_VM_JOBS devices in parallel; SFU_VM_SEED
+# replays a run). SFU_SKIP_VM=1 skips them.
 vm: $(VENV)/.installed-dev
 	$(BIN)/pytest -q tests/vm
 

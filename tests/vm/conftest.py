@@ -12,7 +12,8 @@ import importlib.util
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
@@ -72,6 +73,7 @@ class Firmware:
     build: Path
     root: Path
     signer: FileSigner
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one slot-root staging dir
 
     @property
     def trust_pem(self) -> Path:
@@ -81,6 +83,10 @@ class Firmware:
         return path
 
     def sfui(self, version: int, healthy: bool = True) -> Path:
+        with self.lock:
+            return self._sfui(version, healthy)
+
+    def _sfui(self, version: int, healthy: bool) -> Path:
         out = self.root / f"v{version}{'' if healthy else '-unhealthy'}.sfui"
         if out.exists():
             return out

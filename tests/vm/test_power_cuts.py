@@ -7,13 +7,14 @@ storage) before `ready`, and the host checks the records: the running version is
 was signed, at or above the floor, and the floor never went down.
 
 SFU_VM_CUTS sets the number of cuts (default 30), SFU_VM_SEED the seed (the failure message
-names both, to replay a run)."""
+names both, to replay a run), SFU_VM_JOBS how many devices share them in parallel."""
 
 from __future__ import annotations
 
 import os
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from tests.vm.qemu import Device, Guest, update_stick
 
 CUTS = int(os.environ.get("SFU_VM_CUTS", "30"))
 SEED = int(os.environ.get("SFU_VM_SEED", "20261130"))
+JOBS = int(os.environ.get("SFU_VM_JOBS", str(min(2, os.cpu_count() or 1))))
 PHASES = ("install", "confirm", "boot")
 
 pytestmark = pytest.mark.timeout(600 + 300 * CUTS)
@@ -43,27 +45,28 @@ def check_after_cut(state: dict[str, Any], slot: str, version: int, floor: int,
     return new_floor
 
 
-def test_power_cuts_during_install_confirm_and_boot_leave_an_authentic_image_at_or_above_the_floor(
-        provisioned: Device, firmware: Firmware, tmp_path: Path) -> None:
-    rng = random.Random(SEED)
-    device = provisioned.copy(tmp_path / "device")
-    log = tmp_path / "serial.log"
+def cut_series(device: Device, firmware: Firmware, root: Path, cuts: int, seed: int) -> int:
+    """`cuts` power cuts of one device; each followed by a power-on that is checked. Returns
+    the floor at the end."""
+    rng = random.Random(seed)
+    log = root / "serial.log"
     floor, signed, version = 1, {1}, 1
     history: list[str] = []
     # how long each operation took when it was not cut (a cut lands uniformly in it, plus
     # 10 %): a boot from power-on to `ready`, an install by the client; first guesses
     window = {"boot": 60.0, "install": 30.0}
-    for cut in range(CUTS + 1):
+    for cut in range(cuts + 1):
         version += 1
         signed.add(version)
-        stick = update_stick(tmp_path / "stick.img", {"next.sfui": firmware.sfui(version)})
-        where = f"after cut {cut} of {CUTS} (seed {SEED}; {', '.join(history[-3:])})"
+        stick = update_stick(root / "stick.img", {"next.sfui": firmware.sfui(version)})
+        where = (f"{root.name}, after cut {cut} of {cuts} (seed {seed}; "
+                 f"{', '.join(history[-3:])}; console: {log})")
         guest = Guest(device, stick, log)
         try:
             slot, running = guest.ready()
             window["boot"] = time.monotonic() - guest.started
             floor = check_after_cut(status(guest), slot, running, floor, signed, where)
-            if cut == CUTS:
+            if cut == cuts:
                 break
             phase = PHASES[cut % len(PHASES)]
             delay = rng.uniform(0.0, 1.1 * window["install" if phase == "install" else "boot"])
@@ -82,6 +85,20 @@ def test_power_cuts_during_install_confirm_and_boot_leave_an_authentic_image_at_
             guest.power_cut()
         finally:
             guest.close()
-        sfui = firmware.root / f"v{version}.sfui"
-        sfui.unlink()  # the stick is rebuilt each power-on; keep the disk use flat
-    assert floor > 1, f"no update was ever confirmed in {CUTS} cuts (seed {SEED})"
+    return floor
+
+
+def test_power_cuts_during_install_confirm_and_boot_leave_an_authentic_image_at_or_above_the_floor(
+        provisioned: Device, firmware: Firmware, tmp_path: Path) -> None:
+    """SFU_VM_JOBS devices (default: one per CPU, at most 2) share the cuts, each in its own
+    QEMU (TCG runs a guest on one host thread)."""
+    jobs = max(1, min(JOBS, CUTS))
+    shares = [CUTS // jobs + (1 if i < CUTS % jobs else 0) for i in range(jobs)]
+    with ThreadPoolExecutor(jobs) as pool:
+        futures = []
+        for i, share in enumerate(shares):
+            root = tmp_path / f"device-{i}"
+            device = provisioned.copy(root)
+            futures.append(pool.submit(cut_series, device, firmware, root, share, SEED + i))
+        floors = [f.result() for f in futures]
+    assert max(floors) > 1, f"no update was ever confirmed in {CUTS} cuts (seed {SEED})"
