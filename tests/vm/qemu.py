@@ -203,10 +203,10 @@ class Guest:
 
     def json(self, command: str, timeout: float = 300) -> Any:
         output = self.check(command, timeout)
-        start = output.find("{")
-        if start < 0:
+        found = re.search(r"^\{$.*^\}$", output, re.MULTILINE | re.DOTALL)  # emit_json's
+        if found is None:
             raise self.fail(f"`{command}` printed no JSON:\n{output}")
-        return json.loads(output[start:])
+        return json.loads(found.group(0))
 
     def ready(self, timeout: float = 420) -> tuple[str, int]:
         """Wait for the init's `ready` (after the agent and mark-good): (slot, version)."""
