@@ -22,6 +22,7 @@ guest files next to it or the sfupdate sources change (OUT/stamp).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import gzip
 import hashlib
 import io
@@ -377,7 +378,9 @@ def boot_partition(out: Path, grub_dir: Path, parts: dict[str, int]) -> Path:
     run(["grub-editenv", str(env), "set", "BOOT_ORDER=A", "BOOT_A_LEFT=3", "BOOT_B_LEFT=0"])
     image = out / "boot.img"
     image.unlink(missing_ok=True)
-    run(["mke2fs", "-q", "-F", "-t", "ext2", "-b", "1024", "-L", "sfuboot", "-d", str(root),
+    # ext4 with its journal: the agent rewrites grubenv here, and an ext2 left unclean by a
+    # power cut reported "no space left" to grub-editenv (found by the power-cut test)
+    run(["mke2fs", "-q", "-F", "-t", "ext4", "-b", "1024", "-L", "sfuboot", "-d", str(root),
          str(image), f"{BOOT_SIZE // 1024}k"])
     return image
 
@@ -476,6 +479,12 @@ def inputs_digest() -> str:
 def build(out: Path) -> Path:
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time in OUT
+        return _build(out)
+
+
+def _build(out: Path) -> Path:
     stamp = out / "stamp"
     digest = inputs_digest()
     if stamp.exists() and stamp.read_text() == digest and (out / "disk.img").exists():
