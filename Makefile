@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck contracts unit compat model bench fuzz clean
+.PHONY: demo test lint typecheck contracts unit compat model vm bench fuzz clean
 FUZZ_SECONDS ?= 60
 LATEST := .venv-latest
 
@@ -23,7 +23,15 @@ demo: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
 unit: $(VENV)/.installed-dev
-	$(BIN)/pytest -q --ignore=tests/model
+	$(BIN)/pytest -q --ignore=tests/model --ignore=tests/vm
+
+# The QEMU board (docs/board.md, "The QEMU board"): scripts/vm/build.py builds the guest from
+# Debian packages and PyPI wheels into build/vm/ (cached), then the tests boot it under TCG:
+# v1 -> v2, downgrade and tamper refused, an unhealthy v3 reverted by GRUB's count, and
+# SFU_VM_CUTS power cuts (default 30, over SFU_VM_JOBS devices in parallel; SFU_VM_SEED
+# replays a run). SFU_SKIP_VM=1 skips them.
+vm: $(VENV)/.installed-dev
+	$(BIN)/pytest -q tests/vm
 
 # The model-checked kernel (docs/model.md): spin verifies model/kernel.pml exhaustively (every
 # property, every broken variant rejected), then the trace conformance tests replay the
@@ -58,7 +66,7 @@ compat: $(LATEST)/.installed
 	$(LATEST)/bin/python -c 'import importlib.metadata as m; print("compat run with cbor2", m.version("cbor2"))'
 	$(LATEST)/bin/pytest -q -p no:cacheprovider $(COMPAT_TESTS)
 
-test: unit model lint typecheck contracts compat
+test: unit model vm lint typecheck contracts compat
 
 # Benchmarks are not tests: `make test` and CI never run them or install the peers
 # (tests/test_bench_table.py builds the table at 1 MiB, so that it cannot rot). One table with

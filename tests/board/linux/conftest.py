@@ -23,7 +23,10 @@ from tests.world import SMALL_SLOT_SIZE as SLOT_SIZE
 
 PACKAGES = {"swtpm": "swtpm", "swtpm_setup": "swtpm-tools", "tpm2_nvread": "tpm2-tools",
             "grub-script-check": "grub-common", "mkimage": "u-boot-tools",
-            "fw_setenv": "libubootenv-tool", "grub-editenv": "grub-common"}
+            "fw_setenv": "libubootenv-tool", "grub-editenv": "grub-common",
+            # the QEMU board (tests/vm)
+            "qemu-system-x86_64": "qemu-system-x86", "sfdisk": "fdisk", "mke2fs": "e2fsprogs",
+            "grub-mkimage": "grub-common", "apt-get": "apt", "dpkg-deb": "dpkg"}
 
 
 def need(*tools: str) -> None:

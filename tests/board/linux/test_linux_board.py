@@ -177,3 +177,15 @@ def test_env_classes_read_only_boot_control(tmp_path: Path) -> None:
     grub.write({"BOOT_ORDER": "B A"})
     assert grub.read() == {"BOOT_ORDER": "B A"}
     assert (tmp_path / "grubenv").stat().st_size == 1024
+
+
+def test_every_boot_starts_a_new_measured_boot(
+        tmp_path: Path, swtpm: SoftTpm, images: Images, es256_trusted: TrustedKey,
+        agent_signer: FileSigner) -> None:
+    """Found by the QEMU board: the measurements of every boot piled up until the log was
+    full (after four boots) and mark-good failed at every boot after."""
+    board = provisioned(tmp_path, swtpm, images, es256_trusted, agent_signer)
+    for n in range(10):
+        assert reconcile(board, Slot.A, f"boot-{n}", confirm=True).slot == "A"
+    measured = Device(board).kernel.state().measured
+    assert [event.stage for event in measured.events] == ["agent", "manifest", "firmware"]

@@ -10,6 +10,8 @@ told what happened, through the same transitions stage 2 uses:
    bad. If the bootloader runs a slot the kernel would not boot, that is refused. If the
    environment never listed the trial (the mirror after the commit was lost to a power cut),
    nothing is recorded: the environment is re-mirrored and a reboot is asked for.
+   Each boot starts a new measured boot (the agent bundle's digest, as the sim's ROM does):
+   without it the measurements of every boot since provisioning would pile up.
 2. The running slot is verified against its recorded facts (stored header, signature,
    sequence, digest of the slot's bytes) and the health command runs; `booted()` records the
    measurements and the trial's health in one write.
@@ -94,6 +96,8 @@ def reconcile(board: LinuxBoard, running: Slot, boot_id: str, confirm: bool) -> 
             raise DeviceStateError(f"the bootloader's environment did not list trial slot "
                                    f"{before.trial.value} yet (power lost right after the "
                                    "install?): re-mirrored; reboot to try it")
+        # a new measured boot, as the sim's ROM starts one: the confirmed agent bundle first
+        kernel.measure_agent(kernel.state().agent.active_bundle.digest)
         state, chosen, trial = kernel.start_boot()
         if chosen is not running and running is before.confirmed and trial:
             events.append(f"the bootloader fell back to confirmed slot {running.value}: trial "
