@@ -5,22 +5,13 @@ trust store."""
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 import socket
-import ssl
 import threading
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from sfupdate import errors
 from sfupdate.authoring.repo import RepoServer
@@ -135,47 +126,6 @@ def test_a_connection_the_server_closed_is_opened_again(tmp_path: Path,
     assert b"".join(fetch(source, "a", 5, no_retry)) == b"first"
     assert b"".join(fetch(source, "b", 6, no_retry)) == b"second"
     assert [path for path, _ in server.requests] == ["/a", "/b"]
-
-
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key, as PEM files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=1))
-            .not_valid_after(now + timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_file, key_file
-
-
-@pytest.fixture
-def https_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A TLS server (self-signed certificate) serving b"image" as /fw.sfui: (URL, its
-    certificate)."""
-    cert, key = _self_signed(tmp_path)
-    (tmp_path / "fw.sfui").write_bytes(b"image")
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}/", cert
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_https_with_an_untrusted_certificate_is_refused_at_once(

@@ -11,12 +11,15 @@ for it: the client's start-up is part of every update's fixed cost (issue 15).
 
 from __future__ import annotations
 
+import base64
 import http.client
+import os
 import ssl
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import partial
 from typing import Final
-from urllib.parse import SplitResult, quote, urljoin, urlsplit
+from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit
 
 from sfupdate.errors import (
     DownloadError,
@@ -44,7 +47,10 @@ class HttpSource:
     MAX_REDIRECTS, http and https only); `headers` are sent with every request (a DDI server's
     authorization), credentials only to the origin of `base_url`. HTTPS checks the server's
     certificate against the system's trust store (OpenSSL's defaults: SSL_CERT_FILE and
-    SSL_CERT_DIR are honoured).
+    SSL_CERT_DIR are honoured). A proxy is taken from the environment as curl and urllib take
+    it (`http_proxy`, `https_proxy`, `no_proxy`, in either case): an http:// proxy, with
+    user:password in its URL if it asks for them; HTTPS goes through it in a CONNECT tunnel,
+    so the certificate checked is still the repository's.
     """
 
     def __init__(self, base_url: str, connect_timeout: float = 5.0,
@@ -55,6 +61,7 @@ class HttpSource:
                          **(headers or {})}
         self._origin = _origin(urlsplit(self.base_url))
         self._connections: dict[_Origin, http.client.HTTPConnection] = {}
+        self._proxies: dict[_Origin, _Proxy | None] = {}  # the environment's, per origin
         self._tls: ssl.SSLContext | None = None
 
     def close(self) -> None:
@@ -112,6 +119,10 @@ class HttpSource:
             target = quote(parts.path or "/", safe="/%:@!$&'()*+,;=~")
             if parts.query:
                 target += "?" + parts.query
+            proxy = self._proxy(origin)
+            if proxy is not None and origin[0] == "http":  # the absolute form (RFC 9112 3.2.2)
+                target = f"http://{parts.netloc.rpartition('@')[2]}{target}"
+                headers.update(proxy.headers)
             response, connection = self._exchange(origin, method, target, headers)
             location = response.getheader("Location")
             if response.status not in _REDIRECTS or location is None:
@@ -172,12 +183,26 @@ class HttpSource:
 
     def _connection(self, origin: _Origin) -> http.client.HTTPConnection:
         scheme, host, port = origin
+        proxy = self._proxy(origin)
         if scheme == "https":
             if self._tls is None:
                 self._tls = ssl.create_default_context()
-            return http.client.HTTPSConnection(host, port, timeout=self.connect_timeout,
-                                               context=self._tls)
-        return http.client.HTTPConnection(host, port, timeout=self.connect_timeout)
+            if proxy is None:
+                return http.client.HTTPSConnection(host, port, timeout=self.connect_timeout,
+                                                   context=self._tls)
+            tunnel = http.client.HTTPSConnection(proxy.host, proxy.port,
+                                                 timeout=self.connect_timeout,
+                                                 context=self._tls)
+            tunnel.set_tunnel(host, port, headers=proxy.headers)
+            return tunnel
+        if proxy is None:
+            return http.client.HTTPConnection(host, port, timeout=self.connect_timeout)
+        return http.client.HTTPConnection(proxy.host, proxy.port, timeout=self.connect_timeout)
+
+    def _proxy(self, origin: _Origin) -> _Proxy | None:
+        if origin not in self._proxies:
+            self._proxies[origin] = _proxy_for(origin[0], origin[1])
+        return self._proxies[origin]
 
     @staticmethod
     def _drop(connection: http.client.HTTPConnection) -> None:
@@ -222,6 +247,38 @@ class HttpSource:
 
 class _ConnectFailed(OSError):
     """The connection (TCP, and TLS with its certificate check) could not be made."""
+
+
+@dataclass(frozen=True)
+class _Proxy:
+    host: str
+    port: int
+    headers: dict[str, str]  # Proxy-Authorization, if the proxy's URL carries credentials
+
+
+def _proxy_for(scheme: str, host: str) -> _Proxy | None:
+    """The proxy the environment names for `scheme` and `host` (`http_proxy`/`https_proxy`,
+    `no_proxy`), or None. urllib's reading of them, imported only when one is set."""
+    if not any(name.lower().endswith("_proxy") for name in os.environ):
+        return None
+    from urllib.request import getproxies_environment, proxy_bypass
+
+    url = getproxies_environment().get(scheme)
+    if not url or proxy_bypass(host):  # no_proxy (on POSIX: the environment only)
+        return None
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    if parts.scheme != "http" or not parts.hostname:
+        raise DownloadError(f"{scheme}_proxy {url!r}: only an http://host:port proxy is "
+                            "supported")
+    headers = {}
+    if parts.username is not None:
+        secret = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        headers["Proxy-Authorization"] = "Basic " + base64.b64encode(secret).decode()
+    try:
+        port = parts.port or 80
+    except ValueError:
+        raise DownloadError(f"{scheme}_proxy {url!r}: bad port") from None
+    return _Proxy(parts.hostname, port, headers)
 
 
 def _origin(parts: SplitResult) -> _Origin:
