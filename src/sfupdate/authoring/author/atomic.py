@@ -11,10 +11,10 @@ from sfupdate.errors import UsageError
 
 
 @contextmanager
-def atomic_output(output: Path, firmware: Path) -> Iterator[Path]:
+def atomic_output(output: Path, firmware: Path | str) -> Iterator[Path]:
     """A temporary path beside `output` to write (and fsync) in; renamed over `output` when
     the block succeeds, removed when it fails. An OSError becomes a UsageError naming both
-    files."""
+    (`firmware`: what is signed, a file or words such as "the components")."""
     tmp = output.with_name(f".{output.name}.tmp{os.getpid()}")
     try:
         yield tmp

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from sfupdate.authoring.author.atomic import atomic_output
 from sfupdate.authoring.author.sign import (
     TEXT_LANGUAGE,
     ImageSpec,
@@ -164,30 +165,22 @@ def sign_components(files: Sequence[tuple[str, Path]], output: Path, signer: Sig
     _check_names(files)
     signers = (signer, *cosigners)
     _check_signers(signers)
-    tmp = output.with_name(f".{output.name}.tmp{os.getpid()}")
-    try:
-        with _sources(files) as sources, open(tmp, "wb") as dst:
-            sizes = {name: os.fstat(src.fileno()).st_size for name, src in sources.items()}
-            unsigned = [ComponentImage(name, bytes(32), sizes[name]) for name, _ in files]
-            _, placeholder = _prefix(spec, unsigned, [_Placeholder(s) for s in signers])
-            dst.seek(len(placeholder))
-            digests = _stream_all(sources, _in_envelope_order(unsigned), dst, progress)
-            images = [ComponentImage(name, digests[name], sizes[name]) for name, _ in files]
-            manifest, prefix = _prefix(spec, images, signers)
-            if len(prefix) != len(placeholder):
-                raise UsageError("the signer made a signature of an unexpected size")
-            dst.seek(0)
-            dst.write(prefix)
-            dst.flush()
-            os.fsync(dst.fileno())
-            size = dst.seek(0, os.SEEK_END)
-        os.replace(tmp, output)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot sign the components into {output}: {exc.strerror}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(output, "the components") as tmp, _sources(files) as sources, \
+            open(tmp, "wb") as dst:
+        sizes = {name: os.fstat(src.fileno()).st_size for name, src in sources.items()}
+        unsigned = [ComponentImage(name, bytes(32), sizes[name]) for name, _ in files]
+        _, placeholder = _prefix(spec, unsigned, [_Placeholder(s) for s in signers])
+        dst.seek(len(placeholder))
+        digests = _stream_all(sources, _in_envelope_order(unsigned), dst, progress)
+        images = [ComponentImage(name, digests[name], sizes[name]) for name, _ in files]
+        manifest, prefix = _prefix(spec, images, signers)
+        if len(prefix) != len(placeholder):
+            raise UsageError("the signer made a signature of an unexpected size")
+        dst.seek(0)
+        dst.write(prefix)
+        dst.flush()
+        os.fsync(dst.fileno())
+        size = dst.seek(0, os.SEEK_END)
     return SignedSet(output, manifest, tuple(images), size)
 
 
