@@ -35,14 +35,13 @@ from sfupdate.formats.sfui.model import (
 from sfupdate.formats.sfui.reader import MAX_AUTH_BLOCKS, manifest_digest
 from sfupdate.formats.sfui.writer import envelope_prefix
 from sfupdate.progress import Progress, no_progress
+from sfupdate.writeback import start_writeback
 
 #: The integrated payload's URI, a fragment-only reference; as draft-ietf-suit-manifest
 #: requires, the payload's envelope key is this same string.
 PAYLOAD_URI: Final = "#firmware"
 COMPONENT: Final = (b"firmware",)
 CHUNK: Final = 1024 * 1024
-#: How many payload bytes are written before their writeback is started (a multiple of CHUNK).
-WRITEBACK: Final = 8 * CHUNK
 #: Raw signature size of every algorithm sfupdate signs with (ECDSA P-256 r||s, Ed25519).
 SIGNATURE_SIZE: Final = 64
 TEXT_LANGUAGE: Final = "en"
@@ -171,25 +170,18 @@ def _stream_payload(src: io.FileIO, dst: BinaryIO, size: int, progress: Progress
             if done + n > size:
                 raise UsageError("firmware file grew while it was being signed")
             hasher.update(buffer[:n])
-            dst.write(encryptor.update(buffer[:n]) if encryptor is not None else buffer[:n])
+            data = encryptor.update(buffer[:n]) if encryptor is not None else buffer[:n]
+            at = dst.tell()
+            dst.write(data)
+            dst.flush()
+            start_writeback(dst.fileno(), at, at + len(data))
             done += n
-            if done % WRITEBACK == 0:
-                dst.flush()
-                _start_writeback(dst.fileno(), dst.tell() - WRITEBACK, WRITEBACK)
             progress(done, size)
         if done != size:
             raise UsageError("firmware file shrank while it was being signed")
         if encryptor is not None:
             dst.write(encryptor.finish())
         return hasher.digest()
-
-
-def _start_writeback(fd: int, offset: int, length: int) -> None:
-    """Have the kernel start writing these bytes to disk now, without waiting (Linux starts
-    writeback of dirty pages on POSIX_FADV_DONTNEED), so the final fsync finds little left to
-    do: writing then overlaps hashing instead of following it."""
-    if hasattr(os, "posix_fadvise"):
-        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 def _check_signers(signers: Sequence[Signer]) -> None:

@@ -10,6 +10,7 @@ from typing import Self
 from sfupdate.errors import DeviceStateError, TooLargeError
 from sfupdate.formats.sfui.cbor import Readable
 from sfupdate.secure.board.power import Power
+from sfupdate.writeback import start_writeback
 
 
 class HeaderRecorder:
@@ -94,6 +95,7 @@ class PoweredSlotWriter(_ClosedOnExit):
         if self._written + len(chunk) > self._size:
             raise TooLargeError(f"image exceeds the slot size ({self._size} bytes)")
         self._power.write(fd, chunk, self._written)
+        start_writeback(fd, self._written, self._written + len(chunk))
         self._written += len(chunk)
 
     def abort(self) -> None:
