@@ -31,14 +31,13 @@ from sfupdate.authoring.author.sign import (
     _check_signers,
     _Placeholder,
     _stream_payload,
-    auth_wrapper,
+    signed_members,
 )
 from sfupdate.errors import SchemaError, UsageError
 from sfupdate.formats.sfui import cbor, suit
 from sfupdate.formats.sfui.components import MAX_COMPONENTS, check_name, component_id
 from sfupdate.formats.sfui.cose import Signer
 from sfupdate.formats.sfui.model import Command, Common, Digest, LocalizedText, Manifest, Text
-from sfupdate.formats.sfui.reader import manifest_digest
 from sfupdate.formats.sfui.writer import envelope_prefix, payload_head, payload_order
 from sfupdate.progress import Progress, no_progress
 
@@ -115,12 +114,7 @@ def _prefix(spec: ImageSpec, images: Sequence[ComponentImage], signers: Sequence
     envelope's key order)."""
     text = _text(spec, images[0].name)
     manifest = build_set_manifest(spec, images, text)
-    manifest_bytes = manifest.encode()
-    digest_bytes = Digest(manifest_digest(manifest_bytes)).encode()
-    members = {suit.ENV_AUTHENTICATION: auth_wrapper(digest_bytes, signers),
-               suit.ENV_MANIFEST: manifest_bytes}
-    if text is not None:
-        members[suit.ENV_TEXT] = text.encode()
+    members = signed_members(manifest, text, signers)
     first = _in_envelope_order(images)[0]
     return manifest, envelope_prefix(members, first.uri, first.size, payloads=len(images))
 

@@ -141,12 +141,7 @@ def envelope_header(spec: ImageSpec, digest: bytes, size: int, signers: Sequence
     text = _text(spec)
     info = encryption.info.encode() if encryption is not None else None
     manifest = build_manifest(spec, digest, size, text, info, encoding)
-    manifest_bytes = manifest.encode()
-    digest_bytes = Digest(manifest_digest(manifest_bytes)).encode()
-    members = {suit.ENV_AUTHENTICATION: auth_wrapper(digest_bytes, signers),
-               suit.ENV_MANIFEST: manifest_bytes}
-    if text is not None:
-        members[suit.ENV_TEXT] = text.encode()
+    members = signed_members(manifest, text, signers)
     overhead = encryption.overhead if encryption is not None else 0
     return manifest, envelope_prefix(members, PAYLOAD_URI,
                                      size + overhead if payload_length is None
@@ -194,9 +189,17 @@ def _check_signers(signers: Sequence[Signer]) -> None:
         raise UsageError(f"at most {MAX_AUTH_BLOCKS} signatures fit an SFUI")
 
 
-def auth_wrapper(digest_bytes: bytes, signers: Sequence[Signer]) -> bytes:
-    """The SUIT authentication wrapper: the manifest digest, then one COSE_Sign1 per signer."""
-    return cbor.dumps([digest_bytes, *(sign1(digest_bytes, s) for s in signers)])
+def signed_members(manifest: Manifest, text: Text | None,
+                   signers: Sequence[Signer]) -> dict[int, bytes]:
+    """The envelope's members before its payloads: the authentication wrapper (the manifest
+    digest, then one COSE_Sign1 per signer), the manifest, and the text if any."""
+    manifest_bytes = manifest.encode()
+    digest_bytes = Digest(manifest_digest(manifest_bytes)).encode()
+    auth = cbor.dumps([digest_bytes, *(sign1(digest_bytes, s) for s in signers)])
+    members = {suit.ENV_AUTHENTICATION: auth, suit.ENV_MANIFEST: manifest_bytes}
+    if text is not None:
+        members[suit.ENV_TEXT] = text.encode()
+    return members
 
 
 def sign_firmware(firmware: Path, output: Path, signer: Signer, spec: ImageSpec,
