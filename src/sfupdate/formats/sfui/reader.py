@@ -410,7 +410,7 @@ class EnvelopeReader:
         assert self._verified is not None
         overhead, encoding = self._verified.overhead, self._verified.encoding
         if encoding is None:
-            _check_length(ref, size + overhead)
+            _check_exact_length(ref, size + overhead)
         elif ref.length > encoded_bound(size) + overhead:
             raise PayloadTooLongError(f"the {encoding.describe()} payload is {ref.length} "
                                       f"bytes, more than an encoding of {size} bytes may take")
@@ -477,7 +477,7 @@ def _decrypted(chunks: Iterator[bytes], cipher: ContentCipher) -> Iterator[bytes
     yield cipher.finish()  # CiphertextTagError for a tampered GCM ciphertext
 
 
-def _check_length(ref: PayloadRef, expected: int) -> None:
+def _check_exact_length(ref: PayloadRef, expected: int) -> None:
     if ref.length > expected:
         raise PayloadTooLongError(f"payload is {ref.length} bytes but the manifest declares "
                                   f"{expected}")
