@@ -192,3 +192,26 @@ def test_revoke_key_cannot_leave_fewer_anchors_than_the_threshold(board: Path,
     with pytest.raises(DeviceStateError, match="needs 2 signatures but has 1"):
         device(board).kernel.execute(command, UEID, int(time.time()), lambda s: None)
     assert state(board).trust.active(Role.FIRMWARE, f2.kid) is not None
+
+
+def test_a_trial_judged_under_a_lower_threshold_is_marked_bad(board: Path, signers: Signers,
+                                                               tmp_path: Path) -> None:
+    """An image records one signer, so a trial installed while one signature was enough
+    cannot be counted again when the threshold rises: it must be installed again."""
+    f1, f2, f3, _ = signers.firmware
+    apply(board, trust_update(2, [f1], role("firmware", 1, f1, f2, f3)))
+    installed = install(device(board), io.BytesIO(signed_image(tmp_path, 2, [f2]).read_bytes()))
+    _, message = apply(board, trust_update(3, [f1], role("firmware", 2, f1, f2, f3)))
+    assert "installed under a firmware threshold of 1, now 2, marked bad" in message
+    boot = state(board).boot
+    assert boot.trial is None and boot.slot(installed.slot).status is SlotStatus.BAD
+
+
+def test_a_trial_stays_when_the_threshold_does_not_rise(board: Path, signers: Signers,
+                                                        tmp_path: Path) -> None:
+    f1, f2, f3, _ = signers.firmware
+    apply(board, trust_update(2, [f1], role("firmware", 1, f1, f2)))
+    installed = install(device(board), io.BytesIO(signed_image(tmp_path, 2, [f2]).read_bytes()))
+    _, message = apply(board, trust_update(3, [f1], role("firmware", 1, f1, f2, f3)))
+    assert "marked bad" not in message
+    assert state(board).boot.trial is installed.slot

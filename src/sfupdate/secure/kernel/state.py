@@ -534,8 +534,9 @@ class SecureState:
         """Apply a trust update whose signatures by `signers` (key IDs) verified: target,
         version above the store's, each changed role signed by its current threshold
         (rotation.py), room in the log; the result must keep the confirmed image's signer
-        and the quarantine's recovery anchor active. A trial whose signer it drops is marked
-        bad in the same write. Returns the new state and what it did."""
+        and the quarantine's recovery anchor active. A trial whose signer it drops, or that
+        was judged under a lower threshold than the update sets, is marked bad in the same
+        write. Returns the new state and what it did."""
         self.check_target(update.target, ueid)
         if update.version <= self.trust.version:
             raise ReplayError(f"trust update version {update.version} is not above "
@@ -558,10 +559,12 @@ class SecureState:
         roles = ", ".join(f"{r.role} {r.threshold} of {len(r.keys)}" for r in update.roles)
         message = f"trust store version {update.version}: {roles}"
         trial = boot.trial_image
-        if trial is not None and trust.boot_anchor(trial.signer) is None:
+        if trial is not None:
             assert boot.trial is not None
-            message += f"; trial slot {boot.trial.value}, signed by a dropped key, marked bad"
-            boot = _reject(boot)
+            why = _trial_outdated(self.trust, trust, trial)
+            if why:
+                message += f"; trial slot {boot.trial.value}, {why}, marked bad"
+                boot = _reject(boot)
         by = ", ".join(shown(kid) for kid in dict.fromkeys(signers))
         state = replace(self, trust=trust, boot=boot)
         return state.log(now, "trust-updated", f"trust {update.version}",
@@ -585,6 +588,19 @@ def check_kept(image: ImageRecord, confirmed: ImageRecord) -> None:
         if new.sequence != image.sequence and new != old:
             raise DeviceStateError(f"component {new.name} is neither installed by sequence "
                                    f"{image.sequence} nor the confirmed one kept")
+
+
+def _trial_outdated(before: TrustStore, after: TrustStore, trial: ImageRecord) -> str:
+    """Why a trial installed under the trust store `before` may not stay on trial under
+    `after` ("" if it may): a signer is no longer a bootable anchor, or the firmware
+    threshold rose. An image records one signer, so the signatures it carried cannot be
+    counted again: it must be installed again and meet the new threshold."""
+    if any(after.boot_anchor(signer) is None for signer in trial.signers()):
+        return "signed by a dropped key"
+    was, now = before.threshold(Role.FIRMWARE), after.threshold(Role.FIRMWARE)
+    if now > was:
+        return f"installed under a firmware threshold of {was}, now {now}"
+    return ""
 
 
 def _drop_agent_trial(agent: AgentRecord) -> AgentRecord:
