@@ -125,10 +125,52 @@ def delta_seeds() -> None:
     write(corpus, b"\x01" + size + zstandard.ZstdCompressor().compress(new))
 
 
+def remote_seeds() -> None:
+    """A trust update, a command, a policy and an attestation token, each signed with the
+    draft's example key (which the harness trusts), and each payload alone."""
+    import uuid
+
+    import fuzz_remote
+    from cryptography.hazmat.primitives import serialization
+
+    from sfupdate.formats.remote import RemoteCommand, Target, sign_command
+    from sfupdate.formats.remote.eat import (
+        AttestationClaims,
+        IntegrityResult,
+        SlotClaim,
+        sign_token,
+        ueid_for,
+    )
+    from sfupdate.formats.remote.policy import IntegrityPolicy, Region, sign_policy
+    from sfupdate.formats.remote.trust import RoleKeys, TrustUpdate, sign_trust_update
+
+    corpus = ROOT / "corpus" / "remote"
+    signer = load_signer(EXAMPLES / "example-key-private.pem")
+    other = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    target = Target(vendor_id=uuid.UUID(int=1), class_id=uuid.UUID(int=2))
+    update = TrustUpdate(target, 2, (RoleKeys("firmware", 2, (fuzz_remote._SPKI, other)),))
+    command = RemoteCommand(Target(ueid=bytes(33)), 7, "inspect", {"nonce": fuzz_remote.NONCE})
+    policy = IntegrityPolicy(target, 3, (Region("agent", bytes(32), path="/usr/bin/sfu"),
+                                         Region("head", bytes(32), slot="running", length=4096)))
+    claims = AttestationClaims(
+        fuzz_remote.NONCE, ueid_for(fuzz_remote.KEY.public_key), uuid.UUID(int=1),
+        uuid.UUID(int=2), (SlotClaim("A", "confirmed", 1, bytes(32)),), "A", None, 1,
+        (bytes(32),), (IntegrityResult("agent", 1),), 1_800_000_000)
+    for selector, signed, payload in (
+            (0, sign_trust_update(update, [signer]), update.encode()),
+            (1, sign_command(command, signer), command.encode()),
+            (2, sign_policy(policy, signer), policy.encode()),
+            (3, sign_token(claims, signer), claims.encode())):
+        write(corpus, bytes([selector]) + signed)
+        write(corpus, bytes([selector + 4]) + payload)
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
     sfui_seeds()
     ipc_seeds()
     index_seeds()
     delta_seeds()
+    remote_seeds()
     sys.exit(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import subprocess
 import sys
@@ -296,4 +297,23 @@ def test_cli_not_a_key_file(tmp_path: Path, good: bytes) -> None:
     path.write_bytes(good)
     result = _sfu("verify", str(path), "--key", str(junk))
     assert result.returncode == errors.KeyFileError.exit_code
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_cli_public_key_of_an_unknown_algorithm(tmp_path: Path, good: bytes,
+                                                es256_signer: FileSigner) -> None:
+    """A PEM whose algorithm OID the crypto library does not know is a key-file error on one
+    line, not the library's UnsupportedAlgorithm."""
+    from sfupdate import keys
+    der = base64.b64decode("".join(keys.public_pem(es256_signer.public_key).decode()
+                                   .splitlines()[1:-1]))
+    odd = der.replace(bytes.fromhex("2a8648ce3d0201"), bytes.fromhex("2a8648ce3d0209"))
+    assert odd != der
+    pem = tmp_path / "odd.pem"
+    pem.write_text("-----BEGIN PUBLIC KEY-----\n" + base64.b64encode(odd).decode()
+                   + "\n-----END PUBLIC KEY-----\n")
+    path = tmp_path / "good.sfui"
+    path.write_bytes(good)
+    result = _sfu("verify", str(path), "--key", str(pem))
+    assert result.returncode == errors.KeyFileError.exit_code, result.stderr
     assert len(result.stderr.splitlines()) == 1

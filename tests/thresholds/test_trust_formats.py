@@ -120,3 +120,18 @@ def test_a_signature_counts_only_over_the_bytes_it_signed(signers: Signers) -> N
     body[3] = [body[3][0], [body[3][1][0], body[3][0][1], body[3][1][2]]]  # f2's sig, f1's kid
     _, keys = verify_trust_update(_tagged(body), anchors)
     assert [k.kid for k in keys] == [f1.kid]
+
+
+#: id-ecPublicKey (1.2.840.10045.2.1) as it is encoded in a P-256 SubjectPublicKeyInfo.
+_EC_OID = bytes.fromhex("2a8648ce3d0201")
+
+
+def test_a_key_of_an_unknown_algorithm_is_a_schema_error(signers: Signers) -> None:
+    """An SPKI whose algorithm OID no library knows is refused as a format error, not an
+    exception of the crypto library (found by fuzz/fuzz_remote.py)."""
+    f1 = signers.firmware[0]
+    payload = TrustUpdate(TARGET, 2, (role("firmware", 1, f1),)).encode()
+    assert _EC_OID in payload
+    unknown = payload.replace(_EC_OID, bytes.fromhex("2a8648ce3d0209"))  # same length
+    with pytest.raises(SchemaError, match="not a DER SubjectPublicKeyInfo"):
+        open_trust_update(sign(unknown, [f1]))

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Final
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
@@ -156,7 +157,8 @@ def parse_public_pem(data: bytes, where: str) -> TrustedKey:
     """A trusted key from public PEM bytes; `where` names them in errors."""
     try:
         key = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError):  # the library's message names its parser and a URL
+    # the library's message names its parser and a URL; an unknown OID is UnsupportedAlgorithm
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise KeyFileError(f"{where} is not a PEM public key (SubjectPublicKeyInfo, "
                            "\"BEGIN PUBLIC KEY\", as `sfu keys public` writes)") from None
     return TrustedKey(_check_public(key, where))

@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -70,7 +71,7 @@ def load_recipient_key(path: Path) -> ec.EllipticCurvePublicKey:
         key = serialization.load_pem_public_key(path.read_bytes())
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    except ValueError:
+    except (ValueError, UnsupportedAlgorithm):  # an unknown key type's OID
         raise UsageError(f"{path} is not a public key PEM") from None
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve,
                                                                         ec.SECP256R1):

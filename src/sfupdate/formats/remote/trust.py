@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -77,7 +78,7 @@ def public_key(spki: bytes) -> TrustedKey:
     """A trust anchor's key from its SPKI DER (SchemaError if it is none we verify with)."""
     try:
         key = serialization.load_der_public_key(spki)
-    except ValueError:
+    except (ValueError, UnsupportedAlgorithm):  # an unknown key type's OID
         raise SchemaError("a trust update key is not a DER SubjectPublicKeyInfo") from None
     if isinstance(key, ed25519.Ed25519PublicKey) or (
             isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)):

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Final, Self
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -129,7 +130,7 @@ class Role(enum.Enum):
 def _public_key(der: bytes) -> TrustedKey:
     try:
         key = serialization.load_der_public_key(der)
-    except ValueError:
+    except (ValueError, UnsupportedAlgorithm):  # an unknown key type's OID
         raise StorageIntegrityError("secure storage holds an unreadable trust anchor") from None
     if isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
         return TrustedKey(key)

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -168,7 +169,7 @@ def fused_agent_key(board: Board, slot: Slot) -> TrustedKey:
                                   "hash fused in OTP")
     try:
         key = serialization.load_der_public_key(spki)
-    except ValueError:
+    except (ValueError, UnsupportedAlgorithm):  # an unknown key type's OID
         raise AuthenticationError("the agent bundle's signer key is unreadable") from None
     if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
         raise AuthenticationError("the agent bundle's signer key has an unsupported type")
