@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from sfupdate.errors import PayloadDigestError, SfuError
+from sfupdate.errors import IntegrityError, PayloadDigestError, SfuError
 from sfupdate.secure.board.hal import Slot
 from sfupdate.secure.board.records import SlotStatus
 from sfupdate.secure.kernel import Kernel
@@ -67,3 +67,18 @@ def test_confirmed_slot_rolled_back_to_an_older_genuine_image_is_refused(
     shutil.copy(world.root / "slots" / "A.hdr", world.root / "slots" / "B.hdr")
     with pytest.raises(SfuError, match="refusing to boot confirmed slot B"):
         world.boot()
+
+
+def test_trial_edited_after_its_boot_is_marked_bad_not_confirmed(world: DeviceWorld) -> None:
+    """The boot verified the trial and runs it; the attacker then edits its bytes before the
+    confirm that would raise the floor to it. The confirm measures the slot again: the trial
+    is marked bad, the floor stays, and the confirmed image runs at the next boot."""
+    world.install(world.image(2))
+    assert world.boot().slot == "B"
+    world.flip_file("slots/B.img", 1000)
+    with pytest.raises(IntegrityError, match=r"not confirmed: slot B .*marked bad"):
+        world.client().confirm()
+    record = world.record()
+    assert record.slot(Slot.B).status is SlotStatus.BAD and record.floor == 1
+    assert (world.boot().slot, world.record().confirmed) == ("A", Slot.A)
+

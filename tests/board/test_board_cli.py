@@ -69,6 +69,30 @@ def test_create_provision_boot_trial_confirm(tmp_path: Path, images: Images,
     assert nothing.returncode == 12 and "no image on trial" in nothing.stderr
 
 
+def test_board_confirm_measures_the_trial_again(tmp_path: Path, images: Images,
+                                                es256_signer: FileSigner) -> None:
+    """`sfu board confirm` is the agent's confirm: a trial edited after its boot is marked
+    bad, not confirmed (tests/attacks/test_tampered_slot_at_rest.py has the attack)."""
+    pub = tmp_path / "fw.pub"
+    pub.write_bytes(keys.public_pem(es256_signer.public_key))
+    board = tmp_path / "board"
+    assert sfu("board", "create", board, "--slot-size", "64KiB").returncode == 0
+    assert sfu("board", "provision", board, "--trust", pub, "--vendor", "example.com",
+               "--class", "demo-board", "--firmware", images.v1).returncode == 0
+    with open(images.v2, "rb") as f:
+        install(Device(fresh(board)), f)
+    assert sfu("board", "boot", board).returncode == 0
+    with open(board / "slots" / "B.img", "r+b") as slot:
+        slot.seek(100)
+        byte = slot.read(1)
+        slot.seek(100)
+        slot.write(bytes([byte[0] ^ 0x40]))
+    proc = sfu("board", "confirm", board)
+    assert proc.returncode == 16 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "marked bad" in proc.stderr
+    assert status(board)["rollback_floor"] == 1
+
+
 def _spki(signer: FileSigner) -> bytes:
     return signer.public_key.public_bytes(serialization.Encoding.DER,
                                           serialization.PublicFormat.SubjectPublicKeyInfo)

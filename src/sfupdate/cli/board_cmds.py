@@ -15,6 +15,7 @@ from sfupdate.cli.key_options import passphrase_file_option, unlock
 from sfupdate.cli.render import ABSENT, emit_json, json_option, show_device_status, shown
 from sfupdate.errors import UsageError
 from sfupdate.formats.sfui import TrustedKey
+from sfupdate.secure.agent.confirm import confirm_intact
 from sfupdate.secure.board.hal import Board, Fuse, Slot
 from sfupdate.secure.board.power import POWER_CUT_EXIT, PowerCut
 from sfupdate.secure.board.sim import create_board, open_board
@@ -211,9 +212,9 @@ def boot_cmd(directory: Path, as_json: bool) -> None:
 @json_option
 def confirm(directory: Path, as_json: bool) -> None:
     """Confirm the running trial image; only then the rollback floor rises to it. The same
-    transition, with the same checks, as `sfu agent confirm` (sfupdate.secure.kernel)."""
+    checks (the trial's slot measured again) and transition as `sfu agent confirm`."""
     board = open_board(directory)
-    Kernel(board.storage).confirm()
+    confirm_intact(board, Kernel(board.storage))
     desc = describe(board)
     if as_json:
         emit_json(desc)

@@ -58,6 +58,7 @@ from sfupdate.formats.ipc.messages import (
 )
 from sfupdate.secure.agent.actions import Audit, RemoteActions
 from sfupdate.secure.agent.attest import attest
+from sfupdate.secure.agent.confirm import confirm_intact
 from sfupdate.secure.agent.device import Device
 from sfupdate.secure.agent.install import install
 from sfupdate.secure.agent.integrity import CheckResult, IntegrityMonitor
@@ -224,7 +225,8 @@ class AgentServer:
 
     def _confirm(self, conn: Connection, request: ConfirmRequest) -> Reply:
         with self._exclusive("an install session is in progress"):
-            return StatusReply(agent_status(self.device.kernel.confirm()))
+            return StatusReply(agent_status(confirm_intact(self.device.board,
+                                                           self.device.kernel)))
 
     def _reject_trial(self, conn: Connection, request: RejectTrialRequest) -> Reply:
         with self._exclusive("an install session is in progress"):
