@@ -22,8 +22,11 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
+# The unit tests run on every core, up to 4 (pytest-xdist; each test starts its own servers
+# on loopback ports and works in its own temporary directory). PYTEST_JOBS=1 runs them in one.
+PYTEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 unit: $(VENV)/.installed-dev
-	$(BIN)/pytest -q --ignore=tests/model --ignore=tests/vm
+	$(BIN)/pytest -q -n $(PYTEST_JOBS) --ignore=tests/model --ignore=tests/vm
 
 # The QEMU board (docs/board.md, "The QEMU board"): scripts/vm/build.py builds the guest from
 # Debian packages and PyPI wheels into build/vm/ (cached), then the tests boot it under TCG:

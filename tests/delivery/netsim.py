@@ -25,9 +25,10 @@ from sfupdate.authoring.repo import Repository
 from sfupdate.formats.sfui import TrustedKey
 from sfupdate.richos.client import HttpSource, RepositoryIndex, Source, TransferPolicy
 
-# Short limits so hostile servers are detected in well under a second or two.
+# Short limits so hostile servers are detected within a few seconds (a loaded machine
+# stalls a honest transfer for most of a second, so the rate window is not shorter).
 FAST = TransferPolicy(retries=2, backoff=0.01, backoff_max=0.05, min_rate=2000.0,
-                      rate_window=0.5, connect_timeout=2.0, read_timeout=0.5)
+                      rate_window=2.0, connect_timeout=2.0, read_timeout=0.5)
 
 
 class RepoWorld:

@@ -17,7 +17,7 @@ from sfupdate import errors
 from sfupdate.authoring.repo import RepoServer
 from sfupdate.richos.client import HttpSource, TransferPolicy, fetch, update
 from tests.delivery.device import Device
-from tests.delivery.netsim import FAST, HostileServer, RepoWorld
+from tests.delivery.netsim import FAST, HostileServer, RepoWorld, pause_halfway
 from tests.delivery.netsim import _Handler as Handler
 
 Hostile = Callable[[Path], HostileServer]
@@ -145,3 +145,17 @@ def test_https_with_a_certificate_the_device_trusts(https_server: tuple[str, Pat
     source = HttpSource(url, 2.0, 2.0)
     assert source.size("fw.sfui") == 5
     assert b"".join(fetch(source, "fw.sfui", 5, FAST)) == b"image"
+
+
+def test_a_transfer_that_completes_is_not_judged_too_slow(tmp_path: Path,
+                                                          hostile: Hostile) -> None:
+    """A small file whose last bytes come after a pause: the rate over the window is far
+    below the minimum, but the declared length arrived, so it is not slow retrieval. With
+    no length known the same transfer is judged (and abandoned)."""
+    server = hostile(tmp_path)
+    server.routes["/small"] = pause_halfway(b"a small index file", 0.4)
+    strict = TransferPolicy(retries=0, min_rate=2000.0, rate_window=0.2, read_timeout=2.0)
+    source = HttpSource(server.url, 2.0, 2.0)
+    assert b"".join(fetch(source, "small", 18, strict)) == b"a small index file"
+    with pytest.raises(errors.DownloadError, match="too slow"):
+        list(fetch(source, "small", None, strict))

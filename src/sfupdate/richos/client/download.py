@@ -48,7 +48,8 @@ def fetch(source: Source, path: str, length: int | None, policy: TransferPolicy,
     where = source.describe(path)
     while True:
         try:
-            for chunk in _rated(source.open(path, received), policy, where):
+            remaining = None if length is None else length - received
+            for chunk in _rated(source.open(path, received), policy, where, remaining):
                 received += len(chunk)
                 if length is not None and received > length:
                     raise DownloadError(f"{where}: server sent more than the {length} bytes "
@@ -72,11 +73,14 @@ def fetch(source: Source, path: str, length: int | None, policy: TransferPolicy,
         return
 
 
-def _rated(chunks: Iterator[bytes], policy: TransferPolicy, where: str) -> Iterator[bytes]:
+def _rated(chunks: Iterator[bytes], policy: TransferPolicy, where: str,
+           remaining: int | None) -> Iterator[bytes]:
     """Pass chunks through, counting only the time spent waiting on the source (not the
-    time the consumer spends with a chunk), and fail when a window's rate is too low."""
+    time the consumer spends with a chunk), and fail when a window's rate is too low. A
+    chunk that completes the `remaining` bytes (when they are known) is never judged: a
+    transfer that is done was not too slow."""
     waited = 0.0
-    window_bytes = 0
+    window_bytes = passed = 0
     try:
         while True:
             start = time.monotonic()
@@ -86,7 +90,9 @@ def _rated(chunks: Iterator[bytes], policy: TransferPolicy, where: str) -> Itera
                 return
             waited += time.monotonic() - start
             window_bytes += len(chunk)
-            if waited >= policy.rate_window:
+            passed += len(chunk)
+            done = remaining is not None and passed >= remaining
+            if waited >= policy.rate_window and not done:
                 rate = window_bytes / waited
                 if rate < policy.min_rate:
                     raise DownloadError(f"{where}: too slow: {rate:.0f} bytes/s over "
