@@ -197,8 +197,6 @@ def sign(firmware: Path | None, components: tuple[str, ...], key_refs: tuple[str
     if (encryption is not None or encoded) and components:
         raise UsageError("an encrypted, compressed or delta payload is supported for one "
                          "component only (FIRMWARE)")
-    if encryption is not None and encoded:
-        raise UsageError("--compress and --delta-from do not go with encryption yet")
     how = unlock(passphrase_file, pkcs11_module)
     signer, *cosigners = [keys.load_signer(ref, AlgorithmStyle(cose_alg), how)
                           for ref in key_refs]
@@ -208,9 +206,10 @@ def sign(firmware: Path | None, components: tuple[str, ...], key_refs: tuple[str
         if firmware is None:
             return _sign_set(_component_files(components), output, (signer, *cosigners), spec,
                              report, as_json)
-        signed = (sign_delta(firmware, delta_from, output, signer, spec, report, cosigners)
+        signed = (sign_delta(firmware, delta_from, output, signer, spec, report, cosigners,
+                             encryption)
                   if delta_from else
-                  sign_compressed(firmware, output, signer, spec, report, cosigners)
+                  sign_compressed(firmware, output, signer, spec, report, cosigners, encryption)
                   if compress else
                   sign_firmware(firmware, output, signer, spec, report, cosigners, encryption))
     if as_json:

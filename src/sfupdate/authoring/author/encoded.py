@@ -4,7 +4,9 @@
 installed; the encoding is a signed parameter (formats/sfui/encoding.py).
 
 The encoded payload is written to a temporary file first (its length is in the envelope
-header), then the header and the payload are written out atomically.
+header), then the header and the payload are written out atomically. Encrypted as well (`sfu
+sign --compress zstd --encrypt-for ...`), it is the encoded payload that is encrypted: a
+device decrypts, then decodes, then hashes the image (formats/sfui/reader.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import zstandard
 
 from sfupdate.authoring.author.atomic import atomic_output
 from sfupdate.authoring.author.delta import make_patch
+from sfupdate.authoring.author.encrypt import PayloadEncryption
 from sfupdate.authoring.author.sign import (
     CHUNK,
     ImageSpec,
@@ -47,10 +50,10 @@ _Encoder = Callable[[BinaryIO, BinaryIO, int], tuple[bytes, PayloadEncoding]]
 
 
 def sign_compressed(firmware: Path, output: Path, signer: Signer, spec: ImageSpec,
-                    progress: Progress = no_progress,
-                    cosigners: Sequence[Signer] = ()) -> SignedImage:
+                    progress: Progress = no_progress, cosigners: Sequence[Signer] = (),
+                    encryption: PayloadEncryption | None = None) -> SignedImage:
     """Sign `firmware` with its payload zstd-compressed, streaming (flat memory); `cosigners`
-    add their signatures as in sign_firmware."""
+    and `encryption` as in sign_firmware."""
     def encode(src: BinaryIO, dst: BinaryIO, size: int) -> tuple[bytes, PayloadEncoding]:
         params = zstandard.ZstdCompressionParameters.from_level(
             ZSTD_LEVEL, source_size=size, window_log=ZSTD_WINDOW_LOG, write_content_size=True,
@@ -68,14 +71,15 @@ def sign_compressed(firmware: Path, output: Path, signer: Signer, spec: ImageSpe
             raise UsageError("firmware file changed size while it was being signed")
         return hasher.digest(), Compressed()
 
-    return _sign_encoded(firmware, output, (signer, *cosigners), spec, encode)
+    return _sign_encoded(firmware, output, (signer, *cosigners), spec, encode, encryption)
 
 
 def sign_delta(firmware: Path, base: Path, output: Path, signer: Signer, spec: ImageSpec,
-               progress: Progress = no_progress,
-               cosigners: Sequence[Signer] = ()) -> SignedImage:
+               progress: Progress = no_progress, cosigners: Sequence[Signer] = (),
+               encryption: PayloadEncryption | None = None) -> SignedImage:
     """Sign `firmware` with its payload an SFD1 patch against the image of the SFUI `base`
-    (both images are held in memory, as the matching needs)."""
+    (both images are held in memory, as the matching needs); `cosigners` and `encryption` as
+    in sign_firmware."""
     old = read_base_image(base)
 
     def encode(src: BinaryIO, dst: BinaryIO, size: int) -> tuple[bytes, PayloadEncoding]:
@@ -87,7 +91,7 @@ def sign_delta(firmware: Path, base: Path, output: Path, signer: Signer, spec: I
         progress(size, size)
         return hashlib.sha256(new).digest(), Delta(hashlib.sha256(old).digest(), len(old))
 
-    return _sign_encoded(firmware, output, (signer, *cosigners), spec, encode)
+    return _sign_encoded(firmware, output, (signer, *cosigners), spec, encode, encryption)
 
 
 def read_base_image(path: Path) -> bytes:
@@ -105,6 +109,9 @@ def read_base_image(path: Path) -> bytes:
             if isinstance(encoding, Delta):
                 raise UsageError(f"{path} is itself a delta: make the delta from a full (or "
                                  "compressed) SFUI of that version")
+            if info.encryption_info is not None:
+                raise UsageError(f"{path} is encrypted: make the delta from an unencrypted "
+                                 "SFUI of that version")
             raw = f.read(ref.length)
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
@@ -121,7 +128,7 @@ def read_base_image(path: Path) -> bytes:
 
 
 def _sign_encoded(firmware: Path, output: Path, signers: Sequence[Signer], spec: ImageSpec,
-                  encode: _Encoder) -> SignedImage:
+                  encode: _Encoder, encryption: PayloadEncryption | None) -> SignedImage:
     _check_signers(signers)
     payload = output.with_name(f".{output.name}.payload{os.getpid()}")
     try:
@@ -134,16 +141,28 @@ def _sign_encoded(firmware: Path, output: Path, signers: Sequence[Signer], spec:
                 raise UsageError(f"the {encoding.describe()} payload ({length} bytes) is larger "
                                  f"than a device accepts for a {size}-byte image; sign it "
                                  "without encoding")
-            manifest, header = envelope_header(spec, digest, size, signers, None, encoding,
-                                               length)
+            overhead = encryption.overhead if encryption is not None else 0
+            manifest, header = envelope_header(spec, digest, size, signers, encryption,
+                                               encoding, length + overhead)
             encoded.seek(0)
             with open(tmp, "wb") as dst:
                 dst.write(header)
-                shutil.copyfileobj(encoded, dst, CHUNK)
+                _copy_payload(encoded, dst, encryption)
                 dst.flush()
                 os.fsync(dst.fileno())
     finally:
         payload.unlink(missing_ok=True)
-    return SignedImage(output, manifest, digest, size, len(header) + length)
+    return SignedImage(output, manifest, digest, size, len(header) + length + overhead)
+
+
+def _copy_payload(src: BinaryIO, dst: BinaryIO, encryption: PayloadEncryption | None) -> None:
+    """The encoded payload, encrypted on the way if asked (its tag, if any, after it)."""
+    if encryption is None:
+        shutil.copyfileobj(src, dst, CHUNK)
+        return
+    encryptor = encryption.encryptor()
+    while chunk := src.read(CHUNK):
+        dst.write(encryptor.update(chunk))
+    dst.write(encryptor.finish())
 
 
