@@ -24,7 +24,7 @@ from sfupdate.secure.board.records import SlotStatus
 from sfupdate.secure.boot.linux import reconcile, running_slot
 from sfupdate.secure.boot.provision import provision
 from tests.board.conftest import Images
-from tests.board.linux.conftest import SoftTpm, need, write_config
+from tests.board.linux.conftest import CountingTpm, SoftTpm, need, write_config
 from tests.world import CLASS_NAME, VENDOR_NAME
 
 
@@ -73,6 +73,21 @@ def test_install_boot_confirm_through_the_bootloader(
     assert env_of(board) == {"BOOT_ORDER": "B", "BOOT_A_LEFT": "0", "BOOT_B_LEFT": "3"}
     again = reconcile(board, Slot.B, "boot-2", confirm=True)  # the agent restarts: no-op
     assert "already reconciled" in again.events[0]
+
+
+def test_a_boot_reconciliation_reads_the_tpm_index_once_before_and_once_after_the_check(
+        tmp_path: Path, swtpm: SoftTpm, images: Images, es256_trusted: TrustedKey,
+        agent_signer: FileSigner) -> None:
+    """Its transitions run in two holds of the storage lock (start, then booted and confirm):
+    the index is read once per hold, not once per transition (each read is a TPM command,
+    a noticeable part of a small board's boot)."""
+    config = provisioned(tmp_path, swtpm, images, es256_trusted, agent_signer, "grub").config
+    board = LinuxBoard(config)  # as the mark-good unit's process opens it
+    board.tpm = tpm = CountingTpm(swtpm.tcti)
+    result = reconcile(board, Slot.A, "boot-1", confirm=True)
+    assert (result.slot, result.trial, result.healthy) == ("A", False, True)
+    assert tpm.commands.count("tpm2_nvread") == 2
+    assert tpm.commands.count("tpm2_nvextend") == 3  # measure_agent, start_boot, booted
 
 
 def test_a_trial_the_bootloader_gave_up_on_is_marked_bad(

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -20,9 +19,9 @@ from sfupdate.formats.sfui import cbor
 from sfupdate.secure.board.hal import Fuse
 from sfupdate.secure.board.linux.fuses import TpmFuses, TpmLayout, read_auth
 from sfupdate.secure.board.linux.storage import MAC_CONTEXT, TpmStorage
-from sfupdate.secure.board.linux.tpm import Tpm, TpmError
+from sfupdate.secure.board.linux.tpm import TpmError
 from sfupdate.secure.board.power import Power, PowerCut
-from tests.board.linux.conftest import SoftTpm
+from tests.board.linux.conftest import CountingTpm, SoftTpm
 
 LAYOUT = TpmLayout()
 
@@ -95,18 +94,6 @@ def test_a_forged_mac_or_body_is_detected(root: Path, swtpm: SoftTpm) -> None:
     path.write_bytes(cbor.dumps([forged, s._mac(hashlib.sha256(forged).digest())]))
     with pytest.raises(StorageIntegrityError, match="does not match the TPM"):
         s.read_all()
-
-
-class CountingTpm(Tpm):
-    """The real TPM, noting which tpm2-tools command each call runs."""
-
-    def __init__(self, tcti: str) -> None:
-        super().__init__(tcti)
-        self.commands: list[str] = []
-
-    def run(self, args: Sequence[str], data: bytes = b"", auths: Sequence[bytes] = ()) -> bytes:
-        self.commands.append(args[0])
-        return super().run(args, data, auths)
 
 
 def test_a_transition_asks_the_tpm_for_the_index_once_and_for_each_mac_once(
