@@ -5,6 +5,7 @@ bootloader booted onto the kernel's transitions."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -192,6 +193,20 @@ def test_env_classes_read_only_boot_control(tmp_path: Path) -> None:
     grub.write({"BOOT_ORDER": "B A"})
     assert grub.read() == {"BOOT_ORDER": "B A"}
     assert (tmp_path / "grubenv").stat().st_size == 1024
+
+
+def test_the_grub_environment_is_read_as_grub_reads_it(tmp_path: Path) -> None:
+    """Without grub-editenv's listing, which prints an escaped newline raw: a value holding
+    one must not read as another variable (GRUB itself sees one value)."""
+    need("grub-editenv")
+    path = tmp_path / "grubenv"
+    grub = GrubEnv(path)
+    grub.write({"BOOT_ORDER": "B A", "BOOT_A_LEFT": "2"})
+    subprocess.run(["grub-editenv", str(path), "set", "note=x\\y\nBOOT_ORDER=A"], check=True)
+    assert grub.read() == {"BOOT_ORDER": "B A", "BOOT_A_LEFT": "2"}
+    path.write_bytes(b"#" * 1024)
+    with pytest.raises(DeviceStateError, match="not a GRUB environment block"):
+        grub.read()
 
 
 def test_every_boot_starts_a_new_measured_boot(
