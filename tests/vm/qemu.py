@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-READY: Final = re.compile(r"SFU-VM: ready slot=([AB]) version=(\d+)")
-BOOTED: Final = re.compile(r"SFU-VM: booted slot ([AB]) version (\d+)")
+# whole lines only: the console arrives in chunks, and "version=1" is a prefix of "version=12"
+READY: Final = re.compile(r"SFU-VM: ready slot=([AB]) version=(\d+)\n")
+BOOTED: Final = re.compile(r"SFU-VM: booted slot ([AB]) version (\d+)\n")
 MIB: Final = 1 << 20
 
 
