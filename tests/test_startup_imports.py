@@ -124,6 +124,16 @@ def test_verify_imports_neither_the_signing_tools_nor_the_ipc(tmp_path: Path,
     assert run.packages().isdisjoint({"tuf", "securesystemslib", "httpx", "rich"})
 
 
+def test_mark_good_imports_neither_the_signing_tools_nor_provisioning(tmp_path: Path) -> None:
+    """`sfu board linux mark-good` runs at every boot of a device (a slow board pays each
+    module): the `board` group it lives in must not drag in what only provisioning needs."""
+    run = Run(tmp_path, "board", "linux", "mark-good", "--help")
+    assert run.code == 0 and "--no-confirm" in run.out
+    assert "sfupdate.cli.device_cmds" in run.modules
+    assert run.ours("sfupdate.authoring", "sfupdate.keys", "sfupdate.secure.boot.provision",
+                    "sfupdate.secure.boot.rom") == []
+
+
 #: What a client never needs: an HTTP library beyond the standard one (tuf's urllib3 aside),
 #: rich, and the cloud KMS and HSM SDKs securesystemslib would load for its signers.
 CLIENT_NEVER = {"httpx", "httpcore", "h11", "rich", "boto3", "botocore", "s3transfer",

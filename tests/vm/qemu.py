@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-READY: Final = re.compile(r"SFU-VM: ready slot=([AB]) version=(\d+)")
-BOOTED: Final = re.compile(r"SFU-VM: booted slot ([AB]) version (\d+)")
+# whole lines only: the console arrives in chunks, and "version=1" is a prefix of "version=12"
+READY: Final = re.compile(r"SFU-VM: ready slot=([AB]) version=(\d+)\n")
+BOOTED: Final = re.compile(r"SFU-VM: booted slot ([AB]) version (\d+)\n")
 MIB: Final = 1 << 20
 
 
@@ -87,17 +88,34 @@ def update_stick(path: Path, files: dict[str, Path]) -> Path:
 
 
 class Guest:
-    """One power-on of a device: swtpm, then QEMU, the serial console on its stdio."""
+    """One power-on of a device: swtpm, then QEMU, the serial console on its stdio.
+
+    QEMU runs with `-no-reboot`: a reset of the guest (`reboot -f`, a kernel panic) ends the
+    QEMU process, and the reader thread powers the board on again at once (a new swtpm and
+    QEMU on the same disk and TPM state), like a board whose reset line cycles its power. A
+    warm reset inside one QEMU made GRUB's load of the kernel take 15-35 s instead of 3 s
+    under TCG (docs/board.md, "The QEMU board"). The console is one stream across resets."""
 
     def __init__(self, device: Device, stick: Path | None, log: Path) -> None:
         self.device = device
+        self.stick = stick
         self.log_path = log
         self._text = ""
         self._pos = 0
         self._lock = threading.Condition()
+        self._stopping = False
+        self._log = open(log, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+        self._log.write(f"\n===== power on ({device.root}) =====\n")
+        self._power_on()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _power_on(self) -> None:
+        """Start swtpm, then QEMU (`started` is the moment QEMU was started)."""
         sock = Path(f"/tmp/sfu-vm-{secrets.token_hex(4)}.sock")
         self._swtpm = subprocess.Popen(
-            ["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={device.tpm_state.resolve()}",
+            ["swtpm", "socket", "--tpm2", "--tpmstate",
+             f"dir={self.device.tpm_state.resolve()}",
              "--ctrl", f"type=unixio,path={sock}", "--terminate",
              "--flags", "startup-clear"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
@@ -107,45 +125,55 @@ class Guest:
                 self._swtpm.kill()
                 _, err = self._swtpm.communicate()
                 raise VmError(f"swtpm did not start: {err.decode(errors='replace')}")
-            time.sleep(0.05)
+            time.sleep(0.01)
         args = ["qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-smp", "1",
                 "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
-                "-serial", "stdio", "-nic", "none",
-                "-drive", f"if=none,id=disk,file={device.disk},format=raw,cache=unsafe",
+                "-serial", "stdio", "-nic", "none", "-no-reboot",
+                "-drive", f"if=none,id=disk,file={self.device.disk},format=raw,cache=unsafe",
                 "-device", "virtio-blk-pci,drive=disk,bootindex=0",
                 "-chardev", f"socket,id=chrtpm,path={sock}",
                 "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
                 "-device", "tpm-tis,tpmdev=tpm0"]
-        if stick is not None:
-            args += ["-drive", f"if=none,id=stick,file={stick},format=raw,readonly=on",
+        if self.stick is not None:
+            args += ["-drive", f"if=none,id=stick,file={self.stick},format=raw,readonly=on",
                      "-device", "virtio-blk-pci,drive=stick"]
         self.started = time.monotonic()
         self._qemu = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
-        self._log = open(log, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
-        self._log.write(f"\n===== power on ({device.root}) =====\n")
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
 
     def _read(self) -> None:
-        assert self._qemu.stdout is not None
-        while chunk := self._qemu.stdout.read1(65536):  # type: ignore[attr-defined]
-            text = chunk.decode("utf-8", errors="replace").replace("\r", "")
-            stamp = f"[{time.monotonic() - self.started:7.1f}s] "
+        while True:
+            qemu = self._qemu
+            assert qemu.stdout is not None
+            while chunk := qemu.stdout.read1(65536):  # type: ignore[attr-defined]
+                self._append(chunk.decode("utf-8", errors="replace").replace("\r", ""))
+            code = qemu.wait()
             with self._lock:
-                at_line_start = not self._text or self._text.endswith("\n")
-                self._text += text
-                lines = text.split("\n")
-                self._log.write((stamp if at_line_start else "") + lines[0] + "".join(
-                    "\n" + (stamp + line if line else line) for line in lines[1:]))
-                self._log.flush()
-                self._lock.notify_all()
+                if self._stopping or code != 0:
+                    self._lock.notify_all()
+                    return
+                # the guest reset itself: its power is cycled (swtpm ends with its QEMU)
+                self._wait_swtpm()
+                self._log.write("\n===== reset: power on again =====\n")
+                self._power_on()
+
+    def _append(self, text: str) -> None:
+        stamp = f"[{time.monotonic() - self.started:7.1f}s] "
         with self._lock:
+            at_line_start = not self._text or self._text.endswith("\n")
+            self._text += text
+            lines = text.split("\n")
+            self._log.write((stamp if at_line_start else "") + lines[0] + "".join(
+                "\n" + (stamp + line if line else line) for line in lines[1:]))
+            self._log.flush()
             self._lock.notify_all()
 
-    @property
-    def alive(self) -> bool:
-        return self._qemu.poll() is None
+    def _wait_swtpm(self) -> None:
+        try:
+            self._swtpm.wait(10)
+        except subprocess.TimeoutExpired:
+            self._swtpm.kill()
+            self._swtpm.wait()
 
     def tail(self, chars: int = 3000) -> str:
         with self._lock:
@@ -219,20 +247,20 @@ class Guest:
 
     def power_cut(self) -> None:
         """kill -9 of QEMU; swtpm terminates with it (the TPM's power)."""
-        self._qemu.send_signal(signal.SIGKILL)
+        with self._lock:
+            self._stopping = True
+            self._qemu.send_signal(signal.SIGKILL)
         self._shutdown()
 
     def close(self) -> None:
-        if self.alive:
-            self._qemu.kill()
+        with self._lock:
+            self._stopping = True
+            if self._qemu.poll() is None:
+                self._qemu.kill()
         self._shutdown()
 
     def _shutdown(self) -> None:
+        self._reader.join(30)
         self._qemu.wait()
-        self._reader.join(10)
-        try:
-            self._swtpm.wait(10)
-        except subprocess.TimeoutExpired:
-            self._swtpm.kill()
-            self._swtpm.wait()
+        self._wait_swtpm()
         self._log.close()

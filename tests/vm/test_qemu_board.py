@@ -54,7 +54,7 @@ def test_v1_to_v2_installs_into_the_inactive_slot_boots_on_trial_and_mark_good_r
 
     guest.reboot()
     assert guest.expect(BOOTED, 600).groups() == ("B", "2")  # GRUB chose the trial
-    mark_good = guest.expect(r"SFU-VM: mark-good: (.*)", 600).group(1)
+    mark_good = guest.expect(r"SFU-VM: mark-good: (.*)\n", 600).group(1)
     assert "trial slot B confirmed; floor 2" in mark_good
     assert guest.ready() == ("B", 2)
     after = status(guest)

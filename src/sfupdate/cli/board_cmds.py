@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from sfupdate import keys
-from sfupdate.authoring.author.encrypt import load_kek
-from sfupdate.cli.encryption_cmds import export_encryption_key, payload_kek_option
+from sfupdate.cli.encryption_cmds import payload_kek_option
 from sfupdate.cli.key_options import passphrase_file_option, unlock
 from sfupdate.cli.render import ABSENT, emit_json, json_option, show_device_status, shown
 from sfupdate.errors import UsageError
-from sfupdate.formats.sfui import TrustedKey
 from sfupdate.secure.agent.confirm import confirm_intact
 from sfupdate.secure.board.hal import Board, Fuse, Slot
 from sfupdate.secure.board.power import POWER_CUT_EXIT, PowerCut
 from sfupdate.secure.board.sim import create_board, open_board
-from sfupdate.secure.boot.provision import provision
-from sfupdate.secure.boot.rom import boot, run_bundle
 from sfupdate.secure.kernel import Kernel
+
+# Imported by the commands that use them: `sfu board linux mark-good` (every boot of a device)
+# needs neither the signing tools nor provisioning nor the sim's ROM.
+if TYPE_CHECKING:
+    from sfupdate import keys
+    from sfupdate.formats.sfui import TrustedKey
 
 _dir = click.Path(path_type=Path, file_okay=False)
 _existing = click.Path(path_type=Path, dir_okay=False, exists=True)
@@ -89,6 +90,11 @@ def provision_cmd(directory: Path, trust_files: tuple[Path, ...], vendor: str, k
                   operator_files: tuple[Path, ...], recovery_files: tuple[Path, ...],
                   payload_kek: Path | None) -> None:
     """Fuse the root of trust, store trust anchors, install and confirm the first firmware."""
+    from sfupdate import keys
+    from sfupdate.authoring.author.encrypt import load_kek
+    from sfupdate.cli.encryption_cmds import export_encryption_key
+    from sfupdate.secure.boot.provision import provision
+
     board = open_board(directory)
     trusted = [keys.load_public_key(p) for p in trust_files]
     operators = [keys.load_public_key(p) for p in operator_files]
@@ -110,7 +116,9 @@ def agent_bundle_for(agent_key: Path | None, key_unlock: keys.Unlock | None = No
     """The agent bundle to provision a board with, and the key whose hash gets fused: signed
     with `agent_key` (opened with `key_unlock` if encrypted), or with a one-time key that is then
     forgotten."""
+    from sfupdate import keys
     from sfupdate.authoring.author.bundle import build_agent_bundle, one_time_agent_bundle
+    from sfupdate.formats.sfui import TrustedKey
 
     if agent_key is None:
         return one_time_agent_bundle()
@@ -190,6 +198,8 @@ def status(directory: Path, as_json: bool) -> None:
 @json_option
 def boot_cmd(directory: Path, as_json: bool) -> None:
     """Reboot: verify the agent bundle against OTP, run it, select/verify/run a slot."""
+    from sfupdate.secure.boot.rom import boot, run_bundle
+
     board = open_board(directory)
     try:
         result = boot(board, run_bundle(directory, board.power))

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from sfupdate import keys
 from sfupdate.cli.board_cmds import describe
 from sfupdate.cli.encryption_cmds import payload_kek_option
 from sfupdate.cli.render import emit_json
@@ -51,6 +50,7 @@ def provision_cmd(config_path: Path, trust_files: tuple[Path, ...], vendor: str,
     """On the production line: write slot A, create the TPM key and indices, store the trust
     anchors, lock the TPM's owner hierarchy. Run as root, then hand state_dir to the agent's
     user (docs/deploy.md)."""
+    from sfupdate import keys
     from sfupdate.authoring.author.encrypt import load_kek
     from sfupdate.cli.board_cmds import agent_bundle_for
     from sfupdate.cli.encryption_cmds import export_encryption_key

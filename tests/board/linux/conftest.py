@@ -9,7 +9,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,3 +161,15 @@ def write_config(root: Path, tcti: str | None, bootloader: str = "u-boot",
 def linux_board(tmp_path: Path, swtpm: SoftTpm) -> LinuxBoard:
     need("fw_setenv")
     return LinuxBoard(load_config(write_config(tmp_path / "dev", swtpm.tcti)))
+
+
+class CountingTpm(Tpm):
+    """The real TPM, noting which tpm2-tools command each call runs."""
+
+    def __init__(self, tcti: str) -> None:
+        super().__init__(tcti)
+        self.commands: list[str] = []
+
+    def run(self, args: Sequence[str], data: bytes = b"", auths: Sequence[bytes] = ()) -> bytes:
+        self.commands.append(args[0])
+        return super().run(args, data, auths)

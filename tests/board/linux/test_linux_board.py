@@ -5,6 +5,7 @@ bootloader booted onto the kernel's transitions."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from sfupdate.secure.board.records import SlotStatus
 from sfupdate.secure.boot.linux import reconcile, running_slot
 from sfupdate.secure.boot.provision import provision
 from tests.board.conftest import Images
-from tests.board.linux.conftest import SoftTpm, need, write_config
+from tests.board.linux.conftest import CountingTpm, SoftTpm, need, write_config
 from tests.world import CLASS_NAME, VENDOR_NAME
 
 
@@ -73,6 +74,21 @@ def test_install_boot_confirm_through_the_bootloader(
     assert env_of(board) == {"BOOT_ORDER": "B", "BOOT_A_LEFT": "0", "BOOT_B_LEFT": "3"}
     again = reconcile(board, Slot.B, "boot-2", confirm=True)  # the agent restarts: no-op
     assert "already reconciled" in again.events[0]
+
+
+def test_a_boot_reconciliation_reads_the_tpm_index_once_before_and_once_after_the_check(
+        tmp_path: Path, swtpm: SoftTpm, images: Images, es256_trusted: TrustedKey,
+        agent_signer: FileSigner) -> None:
+    """Its transitions run in two holds of the storage lock (start, then booted and confirm):
+    the index is read once per hold, not once per transition (each read is a TPM command,
+    a noticeable part of a small board's boot)."""
+    config = provisioned(tmp_path, swtpm, images, es256_trusted, agent_signer, "grub").config
+    board = LinuxBoard(config)  # as the mark-good unit's process opens it
+    board.tpm = tpm = CountingTpm(swtpm.tcti)
+    result = reconcile(board, Slot.A, "boot-1", confirm=True)
+    assert (result.slot, result.trial, result.healthy) == ("A", False, True)
+    assert tpm.commands.count("tpm2_nvread") == 2
+    assert tpm.commands.count("tpm2_nvextend") == 3  # measure_agent, start_boot, booted
 
 
 def test_a_trial_the_bootloader_gave_up_on_is_marked_bad(
@@ -177,6 +193,20 @@ def test_env_classes_read_only_boot_control(tmp_path: Path) -> None:
     grub.write({"BOOT_ORDER": "B A"})
     assert grub.read() == {"BOOT_ORDER": "B A"}
     assert (tmp_path / "grubenv").stat().st_size == 1024
+
+
+def test_the_grub_environment_is_read_as_grub_reads_it(tmp_path: Path) -> None:
+    """Without grub-editenv's listing, which prints an escaped newline raw: a value holding
+    one must not read as another variable (GRUB itself sees one value)."""
+    need("grub-editenv")
+    path = tmp_path / "grubenv"
+    grub = GrubEnv(path)
+    grub.write({"BOOT_ORDER": "B A", "BOOT_A_LEFT": "2"})
+    subprocess.run(["grub-editenv", str(path), "set", "note=x\\y\nBOOT_ORDER=A"], check=True)
+    assert grub.read() == {"BOOT_ORDER": "B A", "BOOT_A_LEFT": "2"}
+    path.write_bytes(b"#" * 1024)
+    with pytest.raises(DeviceStateError, match="not a GRUB environment block"):
+        grub.read()
 
 
 def test_every_boot_starts_a_new_measured_boot(

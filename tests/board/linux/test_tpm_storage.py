@@ -21,7 +21,7 @@ from sfupdate.secure.board.linux.fuses import TpmFuses, TpmLayout, read_auth
 from sfupdate.secure.board.linux.storage import MAC_CONTEXT, TpmStorage
 from sfupdate.secure.board.linux.tpm import TpmError
 from sfupdate.secure.board.power import Power, PowerCut
-from tests.board.linux.conftest import SoftTpm
+from tests.board.linux.conftest import CountingTpm, SoftTpm
 
 LAYOUT = TpmLayout()
 
@@ -94,6 +94,26 @@ def test_a_forged_mac_or_body_is_detected(root: Path, swtpm: SoftTpm) -> None:
     path.write_bytes(cbor.dumps([forged, s._mac(hashlib.sha256(forged).digest())]))
     with pytest.raises(StorageIntegrityError, match="does not match the TPM"):
         s.read_all()
+
+
+def test_a_transition_asks_the_tpm_for_the_index_once_and_for_each_mac_once(
+        root: Path, swtpm: SoftTpm) -> None:
+    """Each TPM command is a process (a large part of a board's boot): within one hold of the
+    storage lock the index is read once, and a MAC the TPM computed is not asked again."""
+    tpm = CountingTpm(swtpm.tcti)
+    s = TpmStorage(root, tpm, LAYOUT.key, LAYOUT.storage, read_auth(root / "tpm-auth"),
+                   Power())
+    s.write({"floor": b"1"})
+    tpm.commands.clear()
+    with s.lock():  # what the kernel does for a transition: read, then write, one hold
+        assert s.read_all() == {"floor": b"1"}
+        s.write({"floor": b"2"})
+    assert tpm.commands == ["tpm2_nvread", "tpm2_hmac", "tpm2_nvextend"]
+    tpm.commands.clear()
+    assert s.read_all() == {"floor": b"2"}  # a new hold: the index again, its MAC is known
+    assert tpm.commands == ["tpm2_nvread"]
+    tpm.commands.clear()
+    assert storage(root, swtpm).read_all() == {"floor": b"2"}  # another process: all of it
 
 
 def test_records_are_encrypted_at_rest(root: Path, swtpm: SoftTpm) -> None:

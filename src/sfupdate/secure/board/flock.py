@@ -13,13 +13,17 @@ from sfupdate.errors import AgentBusyError
 
 
 class ReentrantFlock:
-    """An exclusive flock on `path` across processes, re-entrant within this process."""
+    """An exclusive flock on `path` across processes, re-entrant within this process.
+
+    `hold` numbers the holds: it changes each time the flock is taken anew, so a value seen
+    under the lock stays true while `hold` is the same (nobody else had the lock since)."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
         self._depth = 0
         self._fd: int | None = None
         self._thread_lock = threading.RLock()
+        self.hold = 0
 
     @contextmanager
     def __call__(self) -> Iterator[None]:
@@ -28,6 +32,7 @@ class ReentrantFlock:
                 fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 self._fd = fd
+                self.hold += 1
             self._depth += 1
             try:
                 yield

@@ -35,7 +35,7 @@ from typing import Final
 from sfupdate.errors import DeviceStateError, SfuError
 from sfupdate.secure.board.hal import Slot
 from sfupdate.secure.board.linux.board import LinuxBoard
-from sfupdate.secure.kernel import Kernel
+from sfupdate.secure.kernel import Kernel, SecureState
 from sfupdate.secure.kernel.verify import verify_slot
 
 BOOT_ID: Final = Path("/proc/sys/kernel/random/boot_id")
@@ -78,53 +78,72 @@ def reconcile(board: LinuxBoard, running: Slot, boot_id: str, confirm: bool) -> 
     kernel = Kernel(board.storage)
     marker = board.config.state_dir / "reconciled-boot"
     events: list[str] = []
-    if marker.exists() and marker.read_text() == boot_id:
-        state = kernel.state()
-        boot = state.boot
-        if boot.booted is not running:
-            raise DeviceStateError(f"this boot was recorded as slot {boot.booted}, but slot "
-                                   f"{running.value} runs")
-        trial = boot.trial is running
-        healthy = boot.trial_healthy if trial else True
-        events.append("this boot was already reconciled")
-    else:
-        before = kernel.state().boot
-        if board.mirror is not None and before.trial is not None and before.tries_left > 0 \
-                and running is before.confirmed \
-                and before.trial.value not in board.mirror.env.read().get("BOOT_ORDER", "").split():
-            board.mirror.sync(before)
-            raise DeviceStateError(f"the bootloader's environment did not list trial slot "
-                                   f"{before.trial.value} yet (power lost right after the "
-                                   "install?): re-mirrored; reboot to try it")
-        # a new measured boot, as the sim's ROM starts one: the confirmed agent bundle first
-        kernel.measure_agent(kernel.state().agent.active_bundle.digest)
-        state, chosen, trial = kernel.start_boot()
-        if chosen is not running and running is before.confirmed and trial:
-            events.append(f"the bootloader fell back to confirmed slot {running.value}: trial "
-                          f"slot {chosen.value} did not come up; marked bad")
-            kernel.trial_failed(chosen)
-            state, chosen, trial = kernel.start_boot()
-        if chosen is not running:
-            if board.mirror is not None:
-                board.mirror.sync(state.boot)
-            raise DeviceStateError(f"slot {running.value} runs, but the kernel boots slot "
-                                   f"{chosen.value}: the bootloader environment was out of "
-                                   "step (now re-mirrored); reboot")
-        image = state.boot.slot(running).image
-        assert image is not None  # BootRecord.check(): a booted slot holds an image
-        try:
-            check = verify_slot(board, running, image, state.signer_keys(image), state.device,
-                                state.boot.floor)
-        except SfuError as exc:
-            if trial:
-                kernel.trial_failed(running)
-            raise type(exc)(f"running slot {running.value} fails verification: {exc}") from None
-        healthy, why = health_check(board.config.health_command)
-        healthy = healthy and check.healthy
-        events.append(f"slot {running.value} ({'trial' if trial else 'confirmed'}) verified; "
-                      f"{why}")
+    # The transitions run in two holds of the storage lock, before and after the slot's
+    # verification and health check (which may take long, or ask the agent): within a hold
+    # the TPM's index is read once (TpmStorage), not once per transition.
+    with board.storage.lock():
+        if marker.exists() and marker.read_text() == boot_id:
+            state = kernel.state()
+            boot = state.boot
+            if boot.booted is not running:
+                raise DeviceStateError(f"this boot was recorded as slot {boot.booted}, but "
+                                       f"slot {running.value} runs")
+            trial = boot.trial is running
+            healthy = boot.trial_healthy if trial else True
+            events.append("this boot was already reconciled")
+            return _finish(board, kernel, state, running, trial, healthy, confirm, events)
+        state, trial = _start(board, kernel, running, events)
+    image = state.boot.slot(running).image
+    assert image is not None  # BootRecord.check(): a booted slot holds an image
+    try:
+        check = verify_slot(board, running, image, state.signer_keys(image), state.device,
+                            state.boot.floor)
+    except SfuError as exc:
+        if trial:
+            kernel.trial_failed(running)
+        raise type(exc)(f"running slot {running.value} fails verification: {exc}") from None
+    healthy, why = health_check(board.config.health_command)
+    healthy = healthy and check.healthy
+    events.append(f"slot {running.value} ({'trial' if trial else 'confirmed'}) verified; "
+                  f"{why}")
+    with board.storage.lock():
         state = kernel.booted(running, check.manifest_digest, healthy)
         marker.write_text(boot_id)
+        return _finish(board, kernel, state, running, trial, healthy, confirm, events)
+
+
+def _start(board: LinuxBoard, kernel: Kernel, running: Slot,
+           events: list[str]) -> tuple[SecureState, bool]:
+    """The kernel's start_boot for the slot the bootloader started: (state, is it a trial)."""
+    before = kernel.state()
+    boot = before.boot
+    if board.mirror is not None and boot.trial is not None and boot.tries_left > 0 \
+            and running is boot.confirmed \
+            and boot.trial.value not in board.mirror.env.read().get("BOOT_ORDER", "").split():
+        board.mirror.sync(boot)
+        raise DeviceStateError(f"the bootloader's environment did not list trial slot "
+                               f"{boot.trial.value} yet (power lost right after the "
+                               "install?): re-mirrored; reboot to try it")
+    # a new measured boot, as the sim's ROM starts one: the confirmed agent bundle first
+    kernel.measure_agent(before.agent.active_bundle.digest)
+    state, chosen, trial = kernel.start_boot()
+    if chosen is not running and running is boot.confirmed and trial:
+        events.append(f"the bootloader fell back to confirmed slot {running.value}: trial "
+                      f"slot {chosen.value} did not come up; marked bad")
+        kernel.trial_failed(chosen)
+        state, chosen, trial = kernel.start_boot()
+    if chosen is not running:
+        if board.mirror is not None:
+            board.mirror.sync(state.boot)
+        raise DeviceStateError(f"slot {running.value} runs, but the kernel boots slot "
+                               f"{chosen.value}: the bootloader environment was out of "
+                               "step (now re-mirrored); reboot")
+    return state, trial
+
+
+def _finish(board: LinuxBoard, kernel: Kernel, state: SecureState, running: Slot, trial: bool,
+            healthy: bool, confirm: bool, events: list[str]) -> Reconciled:
+    """Confirm a healthy trial if asked, and mirror the boot record."""
     done = False
     if trial and healthy and confirm:
         state = kernel.confirm()

@@ -9,6 +9,12 @@ The commit is one TPM2_NV_Extend of d into an extend-type NV index: its value go
 `prev` to v = SHA-256(prev || d) and can never go back. A read accepts only the file named by
 the index's current value, that decrypts, whose `prev` and digest chain to that value and
 whose MAC the TPM recomputes. `n` is the write counter (the chain's length).
+
+Each TPM command is a process (tpm2-tools) and costs a noticeable fraction of a second on a
+small board, so a process asks the TPM nothing twice: the index's value is read once per hold
+of the storage lock (whoever changes it holds the lock), and the TPM recomputes a MAC once per
+(digest, MAC) pair (the key is fixed in the TPM, so its answer for the same digest cannot
+change). Every read still opens the file, checks the chain and decrypts.
 """
 
 from __future__ import annotations
@@ -62,9 +68,17 @@ class TpmStorage:
         self._index_checked = False
         self._cipher: AESGCM | None = None
         self.lock = ReentrantFlock(directory / ".lock")
+        self._value: tuple[int, bytes] | None = None  # (lock hold, the index's value then)
+        self._macs: dict[bytes, bytes] = {}  # digest -> the MAC the TPM computed for it
 
     def _mac(self, digest: bytes) -> bytes:
-        return self._tpm.hmac(self._key, self._auth, MAC_CONTEXT + digest)
+        mac = self._tpm.hmac(self._key, self._auth, MAC_CONTEXT + digest)
+        self._macs[digest] = mac
+        return mac
+
+    def _mac_verifies(self, digest: bytes, mac: bytes) -> bool:
+        known = self._macs.get(digest)
+        return hmac.compare_digest(known if known is not None else self._mac(digest), mac)
 
     @property
     def _aead(self) -> AESGCM:
@@ -86,7 +100,11 @@ class TpmStorage:
                 raise StorageIntegrityError(f"TPM NV index {self._index:#x} is not the "
                                             "storage's extend index (it was redefined)")
             self._index_checked = True
-        return self._tpm.nv_read(self._index, 32, self._auth)
+        if self._value is not None and self._value[0] == self.lock.hold:
+            return self._value[1]
+        value = self._tpm.nv_read(self._index, 32, self._auth)
+        self._value = (self.lock.hold, value)
+        return value
 
     def _load(self) -> tuple[bytes, int, dict[str, bytes]]:
         """(chain value, write counter, records) of the committed storage."""
@@ -117,7 +135,7 @@ class TpmStorage:
                 or not hmac.compare_digest(hashlib.sha256(prev + digest).digest(), value):
             raise StorageIntegrityError("secure storage does not match the TPM's index: an "
                                         "old or altered copy was put back")
-        if not hmac.compare_digest(self._mac(digest), mac):
+        if not self._mac_verifies(digest, mac):
             raise StorageIntegrityError("secure storage MAC does not verify with the TPM key")
         return value, counter, {k: v for k, v in records.items() if isinstance(v, bytes)}
 
@@ -159,10 +177,13 @@ class TpmStorage:
             raw = cbor.dumps([sealed, self._mac(digest)])
             if len(raw) > MAX_STORE:
                 raise UsageError("secure storage is full")
-            path = self._dir / f"store-{hashlib.sha256(prev + digest).hexdigest()}"
+            value = hashlib.sha256(prev + digest).digest()
+            path = self._dir / f"store-{value.hex()}"
             self._power.write_new(path, raw)
             self._power.fsync_dir(self._dir)
+            self._value = None  # if the extend's answer is lost, the next read asks the TPM
             self._tpm.nv_extend(self._index, digest, self._auth)
+            self._value = (self.lock.hold, value)
             for stale in self._dir.glob("store-*"):
                 if stale.name != path.name:
                     self._power.unlink(stale)
