@@ -57,6 +57,8 @@ WINDOW: Final = 1 << 20
 SECTION_SLACK: Final = 1 << 16
 #: LZMA2 dictionary: a section is at most BLOCK bytes, so a bigger one would never be used.
 LZMA_FILTERS: Final = ({"id": lzma.FILTER_LZMA2, "dict_size": BLOCK},)
+#: LZMA2 sections are decompressed this many bytes at a time (into their one buffer).
+_LZMA_STEP: Final = 1 << 20
 _VARINT_BYTES: Final = 10
 _ZIGZAG_LOW: Final = b"\x01" + bytes(7)
 _ZIGZAG_HIGH: Final = b"\xff" * 7 + b"\x7f"
@@ -113,7 +115,7 @@ class _Input:
         return True
 
 
-def _unplane(ctrl: bytes, index: int, n: int) -> bytes:
+def _unplane(ctrl: bytearray, index: int, n: int) -> bytes:
     """Column `index` of a ctrl section, its eight byte planes interleaved back into n
     little-endian 8-byte numbers (eight strided copies, no loop over numbers)."""
     column = bytearray(8 * n)
@@ -150,8 +152,8 @@ class _Block:
     xs: list[int]
     ys: list[int]
     ws: list[int]
-    diff: bytes
-    extra: bytes
+    diff: bytearray
+    extra: bytearray
 
 
 class _Sections:
@@ -160,14 +162,14 @@ class _Sections:
     def __init__(self) -> None:
         self._zstd = zstandard.ZstdDecompressor(max_window_size=BLOCK * 2)
 
-    def decode(self, source: _Input, size: int, what: str) -> bytes:
+    def decode(self, source: _Input, size: int, what: str) -> bytearray:
         codec = source.read(1)[0]
         length = source.uvarint("section length")
         if length > BLOCK + SECTION_SLACK:
             raise PatchError(f"the patch's {what} section exceeds the block limit")
         data = source.read(length)
         if codec == CODEC_STORED:
-            out = data
+            out = bytearray(data)
         elif not data:
             raise PatchError(f"the patch's {what} section is empty, {size} bytes expected")
         else:
@@ -186,18 +188,33 @@ class _Sections:
                              f"records need {size}")
         return out
 
-    def _unzstd(self, data: bytes, size: int) -> bytes:
-        """At most size + 1 bytes (a frame's declared content size is not trusted)."""
-        out = bytearray()
+    def _unzstd(self, data: bytes, size: int) -> bytearray:
+        """At most size + 1 bytes, read into one buffer (a frame's declared content size is
+        not trusted)."""
+        out = bytearray(size + 1)
+        view, filled = memoryview(out), 0
         with self._zstd.stream_reader(data, read_across_frames=True) as reader:
-            while len(out) <= size and (piece := reader.read(size + 1 - len(out))):
-                out += piece
-        return bytes(out)
+            while filled <= size and (got := reader.readinto(view[filled:])):
+                filled += got
+        del view
+        del out[filled:]
+        return out
 
     @staticmethod
-    def _unlzma(data: bytes, size: int, what: str) -> bytes:
+    def _unlzma(data: bytes, size: int, what: str) -> bytearray:
+        """Exactly `size` bytes, decompressed a step at a time into one buffer."""
         decompressor = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=LZMA_FILTERS)
-        out = decompressor.decompress(data, max_length=size)
+        out = bytearray(size)
+        filled, data_left = 0, data
+        while filled < size and not decompressor.eof:
+            piece = decompressor.decompress(data_left, max_length=min(_LZMA_STEP,
+                                                                      size - filled))
+            data_left = b""
+            if not piece:  # the section ends, or stalls, before its size: refused below
+                break
+            out[filled:filled + len(piece)] = piece
+            filled += len(piece)
+        del out[filled:]
         if not decompressor.eof and decompressor.decompress(b"", max_length=1):
             raise PatchError(f"the patch's {what} section holds more than the {size} bytes "
                              "its records need")
@@ -248,43 +265,45 @@ def _blocks(chunks: Iterator[bytes], size: int) -> Iterator[_Block]:
 
 
 class _Ahead:
-    """An iterator run one item ahead on a second thread: while the caller uses an item, the
-    next one is being made. The thread's exceptions are raised in the caller; closing (or
-    leaving the `with`) stops the thread and waits for it, so the source is never touched
-    after it returns."""
+    """The blocks made one ahead on a second thread: while the caller assembles a block, the
+    next one is read and decompressed (one, not more: the thread waits for the caller to
+    take a block before it makes the next). The thread's exceptions are raised in the
+    caller; closing (or leaving the `with`) stops the thread and waits for it, so the patch
+    is never read after it returns."""
 
     _DONE: Final = object()
+    _POLL: Final = 0.05
 
     def __init__(self, source: Iterator[_Block]) -> None:
         self._source = source
-        self._handoff: queue.Queue[object] = queue.Queue(maxsize=1)
+        self._handoff: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._permit = threading.Semaphore(1)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sfu-patch", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        try:
-            for item in self._source:
-                if not self._put(item):
+        while True:
+            while not self._permit.acquire(timeout=self._POLL):
+                if self._stop.is_set():
                     return
-            self._put(self._DONE)
-        except BaseException as exc:  # handed to the caller, who raises it
-            self._put(exc)
-
-    def _put(self, item: object) -> bool:
-        while not self._stop.is_set():
+            if self._stop.is_set():
+                return
+            item: object
             try:
-                self._handoff.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
+                item = next(self._source, self._DONE)
+            except BaseException as exc:  # handed to the caller, who raises it
+                item = exc
+            self._handoff.put(item)
+            if item is self._DONE or isinstance(item, BaseException):
+                return
 
     def __iter__(self) -> Iterator[_Block]:
         while (item := self._handoff.get()) is not self._DONE:
             if isinstance(item, BaseException):
                 raise item
             assert isinstance(item, _Block)
+            self._permit.release()
             yield item
 
     def close(self) -> None:
@@ -303,47 +322,52 @@ class _Ahead:
 ADD_STEP: Final = 16 << 10
 _LOW: Final = int.from_bytes(b"\x7f" * ADD_STEP, "little")
 _HIGH: Final = _LOW << 1 & ~_LOW | 1 << (8 * ADD_STEP - 1)
+_ZEROS: Final = bytes(ADD_STEP)
 
 
-def add_bytes(old: bytes, diff: bytes) -> bytes:
-    """(old + diff) mod 256, byte by byte, in a few big-integer operations per ADD_STEP bytes
-    (no loop over bytes): the low 7 bits of each byte add without carrying into the next
-    byte, and the top bit is the exclusive-or of both top bits and that carry."""
-    n = len(old)
-    steps = []
+def add_bytes(target: bytearray, diff: bytes | bytearray) -> None:
+    """target = (target + diff) mod 256, byte by byte, in place, in a few big-integer
+    operations per ADD_STEP bytes (no loop over bytes): the low 7 bits of each byte add
+    without carrying into the next byte, and the top bit is the exclusive-or of both top bits
+    and that carry."""
+    n = len(target)
     for at in range(0, n, ADD_STEP):
         step = min(ADD_STEP, n - at)
-        if diff.count(0, at, at + step) == step:
-            steps.append(old[at:at + step])
+        change = diff[at:at + step]
+        if change == _ZEROS[:step]:
             continue
-        a = int.from_bytes(old[at:at + step], "little")
-        b = int.from_bytes(diff[at:at + step], "little")
+        a = int.from_bytes(target[at:at + step], "little")
+        b = int.from_bytes(change, "little")
         low, high = _LOW, _HIGH
         if step < ADD_STEP:
             shift = 8 * (ADD_STEP - step)
             low, high = low >> shift, high >> shift
-        steps.append((((a & low) + (b & low)) ^ ((a ^ b) & high)).to_bytes(step, "little"))
-    return b"".join(steps)
+        target[at:at + step] = (((a & low) + (b & low)) ^ ((a ^ b) & high)).to_bytes(
+            step, "little")
+
+
+#: A block's image is yielded in pieces of about this many bytes (whole records).
+OUT_PIECE: Final = 1 << 20
 
 
 def apply_patch(chunks: Iterator[bytes], base: BaseImage,
                 size: int) -> Generator[bytes, None, None]:
-    """Yield the image the patch read from `chunks` rebuilds from `base`, block by block;
-    raise PatchError on a malformed or hostile patch, PayloadTooLongError if it would produce
-    more than `size` bytes and PayloadTooShortError if it ends before. `chunks` is read on a
-    second thread, never after this generator is closed."""
+    """Yield the image the patch read from `chunks` rebuilds from `base`, in pieces of at most
+    BLOCK bytes; raise PatchError on a malformed or hostile patch, PayloadTooLongError if it
+    would produce more than `size` bytes and PayloadTooShortError if it ends before.
+    `chunks` is read on a second thread, never after this generator is closed."""
     cursor = 0
     with _Ahead(_blocks(chunks, size)) as blocks:
         for block in blocks:
-            data, cursor = _assemble(block, base, cursor)
+            pieces, cursor = _assemble(block, base, cursor)
             del block
-            yield data
+            yield from pieces
 
 
-def _assemble(block: _Block, base: BaseImage, cursor: int) -> tuple[bytes, int]:
-    """One block's bytes and the base cursor after it: the base bytes the records add to,
-    the bytewise addition over all of them at once, then the added pieces and the literals
-    interleaved (every per-record step a C-level loop: map, accumulate, join)."""
+def _assemble(block: _Block, base: BaseImage, cursor: int) -> tuple[Iterator[bytes], int]:
+    """One block's bytes (in pieces) and the base cursor after it: the base bytes the records
+    add to, the bytewise addition over all of them at once, then the added bytes and the
+    literals interleaved (every per-record step a C-level loop: map, accumulate, join)."""
     xs, ys = block.xs, block.ys
     outs = list(map(operator.add, xs, ys))
     if outs and min(outs) == 0:
@@ -351,21 +375,34 @@ def _assemble(block: _Block, base: BaseImage, cursor: int) -> tuple[bytes, int]:
     starts = list(itertools.accumulate(map(operator.add, block.ws,
                                            itertools.chain((cursor,), outs))))
     if not starts:
-        return b"", cursor
+        return iter(()), cursor
     ends = list(map(operator.add, starts, xs))
     if min(starts) < 0 or max(ends) > base.size:
         raise PatchError(f"the patch moves its base cursor outside the {base.size}-byte base "
                          "image")
-    added = add_bytes(_base_bytes(base, starts, ends), block.diff)
+    added = _base_bytes(base, starts, ends)
+    add_bytes(added, block.diff)
+    return _interleaved(added, block.extra, xs, ys), ends[-1]
+
+
+def _interleaved(added: bytearray, extra: bytearray, xs: list[int],
+                 ys: list[int]) -> Iterator[bytes]:
+    """Each record's added bytes then its literals, joined about OUT_PIECE bytes at a time."""
     a_ends = list(itertools.accumulate(xs))
     e_ends = list(itertools.accumulate(ys))
-    pieces = zip(map(added.__getitem__, map(slice, itertools.chain((0,), a_ends), a_ends)),
-                 map(block.extra.__getitem__,
-                     map(slice, itertools.chain((0,), e_ends), e_ends)), strict=True)
-    return b"".join(itertools.chain.from_iterable(pieces)), ends[-1]
+    a_starts, e_starts = [0, *a_ends[:-1]], [0, *e_ends[:-1]]
+    out_ends = list(map(operator.add, a_ends, e_ends))
+    i, n = 0, len(xs)
+    while i < n:
+        j = max(i + 1, bisect.bisect_right(out_ends, a_starts[i] + e_starts[i] + OUT_PIECE, i))
+        pieces = zip(map(added.__getitem__, map(slice, a_starts[i:j], a_ends[i:j])),
+                     map(extra.__getitem__, map(slice, e_starts[i:j], e_ends[i:j])),
+                     strict=True)
+        yield b"".join(itertools.chain.from_iterable(pieces))
+        i = j
 
 
-def _base_bytes(base: BaseImage, starts: list[int], ends: list[int]) -> bytes:
+def _base_bytes(base: BaseImage, starts: list[int], ends: list[int]) -> bytearray:
     """base[starts[k]:ends[k]] for every record k, concatenated in record order. The records
     are visited in base order and read in windows (one read for all the records starting
     within WINDOW bytes of the window's first one), so the memory is a window whatever the
@@ -385,8 +422,8 @@ def _base_bytes(base: BaseImage, starts: list[int], ends: list[int]) -> bytes:
                                               map(operator.sub, by_end[i:j], at)))
         i = j
     if by_start == starts:  # already in record order (the sort is stable)
-        return b"".join(pieces)
+        return bytearray().join(pieces)
     position = [0] * n
     for rank, record in enumerate(order):  # one cheap loop: the inverse permutation
         position[record] = rank
-    return b"".join(map(pieces.__getitem__, position))
+    return bytearray().join(map(pieces.__getitem__, position))
