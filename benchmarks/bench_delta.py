@@ -167,7 +167,7 @@ def large_patch(directory: Path, size_mib: int) -> tuple[Path, Path, int]:
         blocks.append(encode_block([(copy, insert, 0 if offset == 0 else -insert)],
                                    bytes(diff), rng.randbytes(insert), (CODEC_ZSTD,)))
         produced += copy + insert
-    patch = directory / "large.sfd1"
+    patch = directory / "large.sfd2"
     patch.write_bytes(patch_bytes(blocks))
     return base, patch, produced
 
