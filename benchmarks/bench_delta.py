@@ -32,7 +32,9 @@ from common import CommandFailed, bench_main, measure, run_measured, table
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work" / "delta"
-DETOOLS = HERE / "work" / "detoolsvenv" / "bin" / "detools"
+#: detools runs as `python -m detools` from its venv: a venv copied elsewhere keeps working (its
+#: console scripts name their interpreter by absolute path).
+DETOOLS = HERE / "work" / "detoolsvenv" / "bin" / "python"
 BIN = Path(sys.executable).parent
 MIB = 1 << 20
 #: (label, package, old version, new version, file inside the package)
@@ -55,8 +57,8 @@ class Tool:
 def _sfu_make(profile: str) -> Callable[[Path, Path, Path], list[str] | None]:
     def make(old: Path, new: Path, patch: Path) -> list[str] | None:
         from sfupdate.authoring.author import delta
-        codecs = {"smallest": delta.SMALLEST, "fast": delta.FAST}[profile]
-        patch.write_bytes(delta.make_patch(old.read_bytes(), new.read_bytes(), codecs))
+        chosen = {"smallest": delta.SMALLEST, "fast": delta.FAST}[profile]
+        patch.write_bytes(delta.make_patch(old.read_bytes(), new.read_bytes(), chosen))
         return None  # made in this process
     return make
 
@@ -78,8 +80,9 @@ TOOLS = [
          lambda o, p, out: ["zstd", "-q", "-f", "-d", "--long=27", f"--patch-from={o}",
                             str(p), "-o", str(out)]),
     Tool("detools (sequential, lzma)",
-         lambda o, n, p: [str(DETOOLS), "create_patch", str(o), str(n), str(p)],
-         lambda o, p, out: [str(DETOOLS), "apply_patch", str(o), str(p), str(out)]),
+         lambda o, n, p: [str(DETOOLS), "-m", "detools", "create_patch", str(o), str(n), str(p)],
+         lambda o, p, out: [str(DETOOLS), "-m", "detools", "apply_patch", str(o), str(p),
+                            str(out)]),
 ]
 
 

@@ -114,15 +114,14 @@ def delta_seeds() -> None:
     frame."""
     import zstandard
 
-    from sfupdate.authoring.author.delta import make_patch
-    from sfupdate.formats.delta.patch import CODEC_LZMA, CODEC_ZSTD
+    from sfupdate.authoring.author.delta import FAST, SMALLEST, Profile, make_patch
 
     corpus = ROOT / "corpus" / "delta"
     base = bytes(range(256)) * 64
     new = base[:5000] + b"inserted " * 40 + base[6000:12000] + bytes(1000)
     size = len(new).to_bytes(2, "big")
-    for codecs in ((CODEC_LZMA,), (CODEC_ZSTD,), ()):
-        write(corpus, b"\x00" + size + make_patch(base, new, codecs))
+    for profile in (SMALLEST, FAST, Profile((), 8)):
+        write(corpus, b"\x00" + size + make_patch(base, new, profile))
     write(corpus, b"\x01" + size + zstandard.ZstdCompressor().compress(new))
 
 

@@ -16,7 +16,14 @@ import pytest
 import zstandard
 
 from sfupdate.authoring.author import ImageSpec, build_manifest, sign_firmware
-from sfupdate.authoring.author.delta import FAST, SMALLEST, encode_block, make_patch, patch_bytes
+from sfupdate.authoring.author.delta import (
+    FAST,
+    SMALLEST,
+    Profile,
+    encode_block,
+    make_patch,
+    patch_bytes,
+)
 from sfupdate.authoring.author.encoded import read_base_image, sign_compressed, sign_delta
 from sfupdate.authoring.repo.admit import MemoryImage
 from sfupdate.errors import (
@@ -111,13 +118,13 @@ def test_a_compressed_payload_of_another_image_fails_the_signed_digest(
         read_image(signed(es256_signer, image, other, Compressed()), es256_trusted)
 
 
-@pytest.mark.parametrize("codecs", [SMALLEST, FAST, ()], ids=["smallest", "fast", "stored"])
+@pytest.mark.parametrize("profile", [SMALLEST, FAST, Profile((), 8)],
+                         ids=["smallest", "fast", "stored"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_a_patch_rebuilds_the_new_image_from_the_old(seed: int, codecs: tuple[int, ...]
-                                                     ) -> None:
+def test_a_patch_rebuilds_the_new_image_from_the_old(seed: int, profile: Profile) -> None:
     old, new = old_and_new(seed)
-    patch = make_patch(old, new, codecs)
-    if codecs:
+    patch = make_patch(old, new, profile)
+    if profile.codecs:
         assert len(patch) < len(new) // 5
     chunks = (patch[i:i + 1000] for i in range(0, len(patch), 1000))
     assert b"".join(apply_patch(chunks, MemoryImage(old), len(new))) == new

@@ -31,13 +31,24 @@ from sfupdate.formats.delta.patch import (
     MAX_RECORDS,
 )
 
-#: Every section as small as LZMA2 or zstd makes it (in practice LZMA2): the smallest patches.
-SMALLEST: Final = (CODEC_LZMA, CODEC_ZSTD)
-#: zstd sections only: about 10 % larger, several times faster to decompress.
-FAST: Final = (CODEC_ZSTD,)
+
+@dataclass(frozen=True)
+class Profile:
+    """How a patch is made: the codecs its sections may use (each section takes the smallest
+    of them, or is stored), and the shortest bsdiff match kept as a match (a shorter one
+    becomes literal bytes: see _coarsened)."""
+
+    codecs: tuple[int, ...]
+    min_add: int
+
+
+#: The smallest patches: LZMA2 wherever it is smaller than zstd (nearly everywhere).
+SMALLEST: Final = Profile((CODEC_LZMA, CODEC_ZSTD), min_add=16)
+#: The fastest to apply: zstd sections (decompressed several times faster than LZMA2) and
+#: fewer records (the decoder's cost per record), for patches 5-15 % larger.
+FAST: Final = Profile((CODEC_ZSTD,), min_add=32)
+
 ZSTD_LEVEL: Final = 19
-#: bsdiff's matches shorter than this become literal bytes (see _coarsened).
-MIN_ADD: Final = 16
 LZMA_PRESET: Final = 9 | lzma.PRESET_EXTREME
 
 
@@ -112,8 +123,8 @@ def _triples(control: bytes) -> Iterator[tuple[int, int, int]]:
 
 
 def _coarsened(triples: Iterable[tuple[int, int, int]], diff: bytes, extra: bytes,
-               new: bytes) -> tuple[list[tuple[int, int, int]], bytes, bytes]:
-    """bsdiff's records with every match shorter than MIN_ADD bytes turned into literal
+               new: bytes, min_add: int) -> tuple[list[tuple[int, int, int]], bytes, bytes]:
+    """bsdiff's records with every match shorter than `min_add` bytes turned into literal
     bytes of the record before it (its seek moves past the bytes it no longer reads), and
     the diff and extra streams to match. Most such matches are short chance matches far from
     their neighbours: as literals they cost about what their record and seek cost, and the
@@ -124,7 +135,7 @@ def _coarsened(triples: Iterable[tuple[int, int, int]], diff: bytes, extra: byte
     extras: list[bytes] = []
     at_new = at_diff = at_extra = 0
     for x, y, z in triples:
-        if 0 < x < MIN_ADD:
+        if 0 < x < min_add:
             if records:
                 px, py, pz = records[-1]
                 records[-1] = (px, py + x + y, pz + x + z)
@@ -139,13 +150,14 @@ def _coarsened(triples: Iterable[tuple[int, int, int]], diff: bytes, extra: byte
     return records, b"".join(diffs), b"".join(extras)
 
 
-def make_patch(old: bytes, new: bytes, codecs: Sequence[int] = SMALLEST) -> bytes:
-    """The SFD2 patch that rebuilds `new` from `old`, each section with the best of
-    `codecs` (SMALLEST or FAST)."""
+def make_patch(old: bytes, new: bytes, profile: Profile = SMALLEST) -> bytes:
+    """The SFD2 patch that rebuilds `new` from `old`, made as `profile` says (SMALLEST or
+    FAST)."""
     control, bs_diff, bs_extra = bsdiff4.core.diff(old, new)
-    triples, diff, extra = _coarsened(_triples(control), bs_diff, bs_extra, new)
+    triples, diff, extra = _coarsened(_triples(control), bs_diff, bs_extra, new,
+                                      profile.min_add)
     blocks = (encode_block(block.records, diff[block.diff:block.diff + block.diff_len],
-                           extra[block.extra:block.extra + block.extra_len], codecs)
+                           extra[block.extra:block.extra + block.extra_len], profile.codecs)
               for block in _blocks(iter(triples)))
     return patch_bytes(blocks)
 
