@@ -134,7 +134,7 @@ def _numbers(column: bytes, code: str) -> list[int]:
     return values.tolist()
 
 
-def unzigzag(column: bytes, n: int) -> bytes:
+def _unzigzag(column: bytes, n: int) -> bytes:
     """Zigzag-coded 64-bit numbers to two's complement, all n at once in big-integer
     operations: (u >> 1) ^ -(u & 1) in every 8-byte lane (the shift's bit carried in from the
     next lane is masked off; -(u & 1) is (u & 1) times 2**64 - 1, which stays in its lane)."""
@@ -231,7 +231,7 @@ def _read_block(source: _Input, sections: _Sections, out: int) -> _Block:
     ctrl = sections.decode(source, RECORD * n, "ctrl")
     xs = _numbers(_unplane(ctrl, 0, n), "Q")
     ys = _numbers(_unplane(ctrl, 1, n), "Q")
-    ws = _numbers(unzigzag(_unplane(ctrl, 2, n), n), "q")
+    ws = _numbers(_unzigzag(_unplane(ctrl, 2, n), n), "q")
     del ctrl
     adds, literals = sum(xs), sum(ys)
     if adds + literals != out:
