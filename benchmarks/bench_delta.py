@@ -1,4 +1,4 @@
-"""Benchmark: delta patches (SFD1, issue 13) beside bsdiff4, xdelta3, `zstd --patch-from` and
+"""Benchmark: delta patches (SFD2, issue 13) beside bsdiff4, xdelta3, `zstd --patch-from` and
 detools, on the same pairs in the same run.
 
 For each pair (successive Debian releases of ELF files, fetched with `apt-get download` into
@@ -7,7 +7,7 @@ and against the best peer, and applying it — wall time, peak RSS of the applyi
 time), throughput, and the ratio of that time to `openssl dgst -sha256` of the new image.
 sfu applies as the agent does (`formats.delta.apply_patch`, the base read with positioned
 reads, every output byte hashed and written); its in-process throughput (without the
-interpreter's start) is given too. A last row applies a generated SFD1 patch of a large image
+interpreter's start) is given too. A last row applies a generated SFD2 patch of a large image
 (--size-mib) to show that the memory stays flat whatever the image size.
 
     .venv/bin/python benchmarks/bench_delta.py --size-mib 256
@@ -15,7 +15,6 @@ interpreter's start) is given too. A last row applies a generated SFD1 patch of 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import shutil
@@ -33,7 +32,9 @@ from common import CommandFailed, bench_main, measure, run_measured, table
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work" / "delta"
-DETOOLS = HERE / "work" / "detoolsvenv" / "bin" / "detools"
+#: detools runs as `python -m detools` from its venv: a venv copied elsewhere keeps working (its
+#: console scripts name their interpreter by absolute path).
+DETOOLS = HERE / "work" / "detoolsvenv" / "bin" / "python"
 BIN = Path(sys.executable).parent
 MIB = 1 << 20
 #: (label, package, old version, new version, file inside the package)
@@ -53,10 +54,11 @@ class Tool:
     apply: Callable[[Path, Path, Path], list[str]]
 
 
-def _sfu_make(codec: int) -> Callable[[Path, Path, Path], list[str] | None]:
+def _sfu_make(profile: str) -> Callable[[Path, Path, Path], list[str] | None]:
     def make(old: Path, new: Path, patch: Path) -> list[str] | None:
-        from sfupdate.authoring.author.delta import make_patch
-        patch.write_bytes(make_patch(old.read_bytes(), new.read_bytes(), codec))
+        from sfupdate.authoring.author import delta
+        chosen = {"smallest": delta.SMALLEST, "fast": delta.FAST}[profile]
+        patch.write_bytes(delta.make_patch(old.read_bytes(), new.read_bytes(), chosen))
         return None  # made in this process
     return make
 
@@ -66,8 +68,8 @@ def _sfu_apply(old: Path, patch: Path, out: Path) -> list[str]:
 
 
 TOOLS = [
-    Tool("sfu SFD1 (LZMA2)", _sfu_make(2), _sfu_apply),
-    Tool("sfu SFD1 (zstd)", _sfu_make(1), _sfu_apply),
+    Tool("sfu SFD2 (smallest: LZMA2)", _sfu_make("smallest"), _sfu_apply),
+    Tool("sfu SFD2 (fast: zstd)", _sfu_make("fast"), _sfu_apply),
     Tool("bsdiff4 1.x", lambda o, n, p: [str(BIN / "bsdiff4"), str(o), str(n), str(p)],
          lambda o, p, out: [str(BIN / "bspatch4"), str(o), str(out), str(p)]),
     Tool("xdelta3 -9 -S djw", lambda o, n, p: ["xdelta3", "-9", "-S", "djw", "-e", "-f", "-s",
@@ -78,20 +80,21 @@ TOOLS = [
          lambda o, p, out: ["zstd", "-q", "-f", "-d", "--long=27", f"--patch-from={o}",
                             str(p), "-o", str(out)]),
     Tool("detools (sequential, lzma)",
-         lambda o, n, p: [str(DETOOLS), "create_patch", str(o), str(n), str(p)],
-         lambda o, p, out: [str(DETOOLS), "apply_patch", str(o), str(p), str(out)]),
+         lambda o, n, p: [str(DETOOLS), "-m", "detools", "create_patch", str(o), str(n), str(p)],
+         lambda o, p, out: [str(DETOOLS), "-m", "detools", "apply_patch", str(o), str(p),
+                            str(out)]),
 ]
 
 
 def apply_main(old: Path, patch: Path, out: Path) -> None:
     """The applying process sfu is measured by: the agent's decoder, a pread base, every
-    byte hashed and written."""
+    byte hashed (on a second thread, as the envelope reader does) and written."""
     from sfupdate.formats.delta import apply_patch
+    from sfupdate.formats.sfui.hashing import BackgroundHash
     from sfupdate.secure.board.slotio import SlotImageReader
 
     start = time.perf_counter()
-    hasher = hashlib.sha256()
-    size = int(os.environ.get("SFD1_SIZE", "0"))
+    size = int(os.environ.get("SFD_SIZE", "0"))
 
     def chunks() -> Iterator[bytes]:
         with open(patch, "rb") as f:
@@ -99,13 +102,14 @@ def apply_main(old: Path, patch: Path, out: Path) -> None:
                 yield chunk
 
     with SlotImageReader(os.open(old, os.O_RDONLY), old.stat().st_size, "base") as base, \
-            open(out, "wb") as dst:
+            open(out, "wb") as dst, BackgroundHash() as hasher:
         for block in apply_patch(chunks(), base, size):
             hasher.update(block)
             dst.write(block)
         dst.flush()
         os.fsync(dst.fileno())
-    print(f"{time.perf_counter() - start:.6f} {hasher.hexdigest()}")
+        digest = hasher.digest().hex()
+    print(f"{time.perf_counter() - start:.6f} {digest}")
 
 
 def fetch_debian(label: str, package: str, old_v: str, new_v: str,
@@ -145,7 +149,7 @@ def synthetic(directory: Path, size: int, seed: int = 13) -> tuple[Path, Path]:
 
 
 def large_patch(directory: Path, size_mib: int) -> tuple[Path, Path, int]:
-    """A base of `size_mib` MiB and an SFD1 patch (made without matching: known records) that
+    """A base of `size_mib` MiB and an SFD2 patch (made without matching: known records) that
     copies it with small differences and inserts, for the flat-memory row."""
     from sfupdate.authoring.author.delta import encode_block, patch_bytes
     from sfupdate.formats.delta.patch import BLOCK, CODEC_ZSTD
@@ -164,10 +168,10 @@ def large_patch(directory: Path, size_mib: int) -> tuple[Path, Path, int]:
     produced = 0
     for offset in range(0, size_mib * MIB - copy, copy):
         blocks.append(encode_block([(copy, insert, 0 if offset == 0 else -insert)],
-                                   bytes(diff), rng.randbytes(insert), CODEC_ZSTD))
+                                   bytes(diff), rng.randbytes(insert), (CODEC_ZSTD,)))
         produced += copy + insert
-    patch = directory / "large.sfd1"
-    patch.write_bytes(patch_bytes(blocks, CODEC_ZSTD))
+    patch = directory / "large.sfd2"
+    patch.write_bytes(patch_bytes(blocks))
     return base, patch, produced
 
 
@@ -175,7 +179,7 @@ def measure_apply(tool: Tool, old: Path, patch: Path, new: Path, out: Path,
                   runs: int) -> tuple[float, int, float | None]:
     """Median wall, largest peak RSS (KiB), and sfu's in-process seconds (else None)."""
     walls, peaks, inner = [], [], []
-    env = {**os.environ, "SFD1_SIZE": str(new.stat().st_size)}
+    env = {**os.environ, "SFD_SIZE": str(new.stat().st_size)}
     for _ in range(runs):
         out.unlink(missing_ok=True)
         _, sample, stdout = run_measured(tool.apply(old, patch, out), env=env)
@@ -243,13 +247,13 @@ def run(size_mib: int = 256, runs: int = 3) -> str:
                           runs)
         base, patch, produced = large_patch(work, size_mib)
         (work / "large.new").unlink(missing_ok=True)
-        env = {**os.environ, "SFD1_SIZE": str(produced)}
+        env = {**os.environ, "SFD_SIZE": str(produced)}
         reference_file = work / "large.ref"
         shutil.copyfile(base, reference_file)
         reference = measure(["openssl", "dgst", "-sha256", str(reference_file)], runs).wall
         _, sample, stdout = run_measured(_sfu_apply(base, patch, work / "large.out"), env=env)
         inner = float(stdout.split()[0])
-        large = [[f"generated {size_mib} MiB (flat memory)", "sfu SFD1 (zstd)",
+        large = [[f"generated {size_mib} MiB (flat memory)", "sfu SFD2 (fast: zstd)",
                   f"{patch.stat().st_size:,}", f"{patch.stat().st_size / produced:.4f}", "",
                   "", f"{sample.peak_rss_kib / 1024:.0f} MiB",
                   f"{produced / sample.wall / 1e6:.0f} ({produced / inner / 1e6:.0f} in "

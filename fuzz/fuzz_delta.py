@@ -1,9 +1,9 @@
 """Coverage-guided fuzzing (atheris) of the payload decoders a hostile payload reaches after
-a valid signature: the SFD1 patch decoder and the zstd stage.
+a valid signature: the SFD2 patch decoder and the zstd stage.
 
     python fuzz/fuzz_delta.py fuzz/work/delta fuzz/corpus/delta -max_total_time=60
 
-The first byte selects the decoder (even: SFD1 against a fixed 16 KiB base, odd: zstd), the
+The first byte selects the decoder (even: SFD2 against a fixed 16 KiB base, odd: zstd), the
 next two the signed image size; the rest is the payload. The output is drained and must
 never exceed the signed size. Any exception other than sfupdate.errors.SfuError is a finding.
 """

@@ -110,18 +110,18 @@ def index_seeds() -> None:
 
 
 def delta_seeds() -> None:
-    """SFD1 patches (both codecs) against the harness's base, and a zstd frame."""
+    """SFD2 patches (LZMA2, zstd and stored sections) against the harness's base, and a zstd
+    frame."""
     import zstandard
 
-    from sfupdate.authoring.author.delta import make_patch
-    from sfupdate.formats.delta.patch import CODEC_LZMA, CODEC_ZSTD
+    from sfupdate.authoring.author.delta import FAST, SMALLEST, Profile, make_patch
 
     corpus = ROOT / "corpus" / "delta"
     base = bytes(range(256)) * 64
     new = base[:5000] + b"inserted " * 40 + base[6000:12000] + bytes(1000)
     size = len(new).to_bytes(2, "big")
-    for codec in (CODEC_LZMA, CODEC_ZSTD):
-        write(corpus, b"\x00" + size + make_patch(base, new, codec))
+    for profile in (SMALLEST, FAST, Profile((), 8)):
+        write(corpus, b"\x00" + size + make_patch(base, new, profile))
     write(corpus, b"\x01" + size + zstandard.ZstdCompressor().compress(new))
 
 

@@ -119,9 +119,9 @@ def test_a_decompression_bomb_never_becomes_a_trial(
 def test_a_hostile_patch_reading_outside_its_base_never_becomes_a_trial(
         agent: RunningAgent, es256_signer: FileSigner) -> None:
     size = len(FIRMWARE_V2)
-    block = encode_block([(size, 0, len(FIRMWARE_V1))], bytes(size), b"", CODEC_ZSTD)
+    block = encode_block([(size, 0, len(FIRMWARE_V1))], bytes(size), b"", (CODEC_ZSTD,))
     base = Delta(hashlib.sha256(FIRMWARE_V1).digest(), len(FIRMWARE_V1))
-    data = hostile(es256_signer, FIRMWARE_V2, patch_bytes([block], CODEC_ZSTD), base)
+    data = hostile(es256_signer, FIRMWARE_V2, patch_bytes([block]), base)
     with pytest.raises(PatchError, match=r"outside the \d+-byte base image"):
         agent.client().install(iter([data]), size=len(data))
     assert_no_trial_and_v1_intact(agent)

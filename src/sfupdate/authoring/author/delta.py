@@ -1,11 +1,12 @@
-"""Make SFD1 patches (the format: sfupdate.formats.delta.patch).
+"""Make SFD2 patches (the format: sfupdate.formats.delta.patch).
 
 The matching is bsdiff's (`bsdiff4`, a suffix sort of the old image: the smallest patches on
 executables, where code moves and pointers shift by constant amounts). Its three streams, the
 records, the bytewise differences and the literal bytes, are cut into bounded blocks and each
-block's streams are compressed on their own (LZMA2 by default, zstd on request), which is what
-lets a device apply the patch reading it once, in flat memory. The author's side holds both
-images in memory, as bsdiff needs.
+block's streams are stored on their own, each with the codec among those allowed that makes it
+smallest, which is what lets a device apply the patch reading it once, in flat memory. The
+records are stored as byte-planed columns with the seek coded relative to the previous
+literal run (docs/design.md). The author's side holds both images in memory, as bsdiff needs.
 """
 
 from __future__ import annotations
@@ -23,11 +24,29 @@ import zstandard
 from sfupdate.formats.delta.patch import (
     BLOCK,
     CODEC_LZMA,
+    CODEC_STORED,
     CODEC_ZSTD,
     LZMA_FILTERS,
     MAGIC,
     MAX_RECORDS,
 )
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How a patch is made: the codecs its sections may use (each section takes the smallest
+    of them, or is stored), and the shortest bsdiff match kept as a match (a shorter one
+    becomes literal bytes: see _coarsened)."""
+
+    codecs: tuple[int, ...]
+    min_add: int
+
+
+#: The smallest patches: LZMA2 wherever it is smaller than zstd (nearly everywhere).
+SMALLEST: Final = Profile((CODEC_LZMA, CODEC_ZSTD), min_add=16)
+#: The fastest to apply: zstd sections (decompressed several times faster than LZMA2) and
+#: fewer records (the decoder's cost per record), for patches 5-15 % larger.
+FAST: Final = Profile((CODEC_ZSTD,), min_add=32)
 
 ZSTD_LEVEL: Final = 19
 LZMA_PRESET: Final = 9 | lzma.PRESET_EXTREME
@@ -43,12 +62,20 @@ def _uvarint(value: int) -> bytes:
 
 
 def _compress(data: bytes, codec: int) -> bytes:
-    if not data:
-        return b""
+    if codec == CODEC_STORED:
+        return data
     if codec == CODEC_ZSTD:
         return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
     filters = [{**LZMA_FILTERS[0], "preset": LZMA_PRESET}]
     return lzma.compress(data, lzma.FORMAT_RAW, filters=filters)
+
+
+def _section(data: bytes, codecs: Sequence[int]) -> bytes:
+    """A section: the smallest of `data` stored and compressed with each of `codecs`."""
+    codec, body = min(((codec, _compress(data, codec))
+                       for codec in (CODEC_STORED, *(codecs if data else ()))),
+                      key=lambda choice: len(choice[1]))
+    return bytes([codec]) + _uvarint(len(body)) + body
 
 
 @dataclass
@@ -62,7 +89,7 @@ class _Block:
 
 
 def _blocks(triples: Iterator[tuple[int, int, int]]) -> Iterator[_Block]:
-    """bsdiff's records (add x, insert y, then seek z) as SFD1 records (seek z, then add x,
+    """bsdiff's records (add x, insert y, then seek z) as SFD2 records (seek z, then add x,
     insert y), cut so that no block produces more than BLOCK bytes or holds more than
     MAX_RECORDS records. A record cut in two seeks only before its first part; a bsdiff
     record that only seeks is folded into the next one's seek."""
@@ -95,30 +122,73 @@ def _triples(control: bytes) -> Iterator[tuple[int, int, int]]:
                decode(control[i + 16:i + 24]))
 
 
-def make_patch(old: bytes, new: bytes, codec: int = CODEC_LZMA) -> bytes:
-    """The SFD1 patch that rebuilds `new` from `old`."""
-    control, diff, extra = bsdiff4.core.diff(old, new)
+def _coarsened(triples: Iterable[tuple[int, int, int]], diff: bytes, extra: bytes,
+               new: bytes, min_add: int) -> tuple[list[tuple[int, int, int]], bytes, bytes]:
+    """bsdiff's records with every match shorter than `min_add` bytes turned into literal
+    bytes of the record before it (its seek moves past the bytes it no longer reads), and
+    the diff and extra streams to match. Most such matches are short chance matches far from
+    their neighbours: as literals they cost about what their record and seek cost, and the
+    patch has a third fewer records on executables (each costs the decoder time) and reads
+    the base at fewer places. Measured in docs/benchmarks.md."""
+    records: list[tuple[int, int, int]] = []
+    diffs: list[bytes] = []
+    extras: list[bytes] = []
+    at_new = at_diff = at_extra = 0
+    for x, y, z in triples:
+        if 0 < x < min_add:
+            if records:
+                px, py, pz = records[-1]
+                records[-1] = (px, py + x + y, pz + x + z)
+            else:
+                records.append((0, x + y, x + z))
+            extras.append(new[at_new:at_new + x + y])
+        else:
+            records.append((x, y, z))
+            diffs.append(diff[at_diff:at_diff + x])
+            extras.append(extra[at_extra:at_extra + y])
+        at_new, at_diff, at_extra = at_new + x + y, at_diff + x, at_extra + y
+    return records, b"".join(diffs), b"".join(extras)
+
+
+def make_patch(old: bytes, new: bytes, profile: Profile = SMALLEST) -> bytes:
+    """The SFD2 patch that rebuilds `new` from `old`, made as `profile` says (SMALLEST or
+    FAST)."""
+    control, bs_diff, bs_extra = bsdiff4.core.diff(old, new)
+    triples, diff, extra = _coarsened(_triples(control), bs_diff, bs_extra, new,
+                                      profile.min_add)
     blocks = (encode_block(block.records, diff[block.diff:block.diff + block.diff_len],
-                           extra[block.extra:block.extra + block.extra_len], codec)
-              for block in _blocks(_triples(control)))
-    return patch_bytes(blocks, codec)
+                           extra[block.extra:block.extra + block.extra_len], profile.codecs)
+              for block in _blocks(iter(triples)))
+    return patch_bytes(blocks)
 
 
-def patch_bytes(blocks: Iterable[bytes], codec: int) -> bytes:
-    """A whole patch: the magic and codec, the encoded blocks, the end mark."""
-    return b"".join([MAGIC, bytes([codec]), *blocks, _uvarint(0)])
+def patch_bytes(blocks: Iterable[bytes]) -> bytes:
+    """A whole patch: the magic, the encoded blocks, the end mark."""
+    return b"".join([MAGIC, *blocks, _uvarint(0)])
+
+
+def _zigzag(value: int) -> int:
+    return ((value << 1) ^ (value >> 63)) & 0xFFFF_FFFF_FFFF_FFFF
+
+
+def _planes(values: Iterable[int]) -> bytes:
+    """Unsigned 64-bit numbers as the decoder reads a ctrl column: eight byte planes."""
+    column = array.array("Q", values)
+    if sys.byteorder != "little":
+        column.byteswap()
+    raw = column.tobytes()
+    return b"".join(raw[k::8] for k in range(8))
 
 
 def encode_block(records: Sequence[tuple[int, int, int]], diff: bytes, extra: bytes,
-                 codec: int, out: int | None = None) -> bytes:
-    """One block: its records (x, y, z), diff and extra bytes. `out` (default: what the
-    records produce) is the declared size; only a hostile patch makes them differ."""
-    columns = [array.array("q", (record[i] for record in records)) for i in range(3)]
-    if sys.byteorder != "little":
-        for column in columns:
-            column.byteswap()
-    ctrl = b"".join(column.tobytes() for column in columns)
-    sections = [_compress(ctrl, codec), _compress(diff, codec), _compress(extra, codec)]
+                 codecs: Sequence[int], out: int | None = None) -> bytes:
+    """One block: its records (x, y, z: add x, insert y, after seeking z), diff and extra
+    bytes. `out` (default: what the records produce) is the declared size; only a hostile
+    patch makes them differ."""
+    previous_y = [0, *(y for _, y, _ in records[:-1])]
+    ctrl = b"".join([_planes(x for x, _, _ in records), _planes(y for _, y, _ in records),
+                     _planes(_zigzag(z - before)
+                             for (_, _, z), before in zip(records, previous_y, strict=True))])
     produced = sum(x + y for x, y, _ in records) if out is None else out
-    return b"".join([_uvarint(produced), _uvarint(len(ctrl)),
-                     *(_uvarint(len(s)) for s in sections), *sections])
+    return b"".join([_uvarint(produced), _uvarint(len(records)), _section(ctrl, codecs),
+                     _section(diff, codecs), _section(extra, codecs)])

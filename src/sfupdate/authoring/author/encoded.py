@@ -77,7 +77,7 @@ def sign_compressed(firmware: Path, output: Path, signer: Signer, spec: ImageSpe
 def sign_delta(firmware: Path, base: Path, output: Path, signer: Signer, spec: ImageSpec,
                progress: Progress = no_progress, cosigners: Sequence[Signer] = (),
                encryption: PayloadEncryption | None = None) -> SignedImage:
-    """Sign `firmware` with its payload an SFD1 patch against the image of the SFUI `base`
+    """Sign `firmware` with its payload an SFD2 patch against the image of the SFUI `base`
     (both images are held in memory, as the matching needs); `cosigners` and `encryption` as
     in sign_firmware."""
     old = read_base_image(base)

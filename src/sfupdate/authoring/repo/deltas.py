@@ -1,5 +1,5 @@
 """Deltas beside a full image: `sfu repo add --deltas N --key KEY` signs, for a new full
-image, an SFD1 delta from each of the N newest older full images of its vendor and class in
+image, an SFD2 delta from each of the N newest older full images of its vendor and class in
 the repository, and stages them with it. The index lists each delta with the SHA-256 of its
 base image (`delta_base`), so a client picks the one whose base its device runs, and falls
 back to the full image otherwise (richos/client/update.py).

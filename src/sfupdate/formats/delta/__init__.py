@@ -1,4 +1,4 @@
-"""SFD1, sfupdate's delta patch format: a sequence of bounded blocks that rebuild a new image
+"""SFD2, sfupdate's delta patch format: a sequence of bounded blocks that rebuild a new image
 from a base image in flat memory (docs/design.md, "Delta updates")."""
 
 from sfupdate.formats.delta.patch import BaseImage, apply_patch

@@ -1,54 +1,67 @@
-"""The SFD1 patch format and its decoder (docs/design.md, "Delta updates").
+"""The SFD2 patch format and its decoder (docs/design.md, "Compressed and delta payloads").
 
-    patch  = "SFD1" codec:u8 block* end
-    block  = out:uvarint(1..BLOCK) ctrl_len ctrl_clen diff_clen extra_clen   (uvarints)
-             ctrl-section diff-section extra-section
-    end    = 0:uvarint
+    patch   = "SFD2" block* end
+    block   = out:uvarint(1..BLOCK) n:uvarint(0..MAX_RECORDS) ctrl diff extra
+    ctrl, diff, extra = section
+    section = codec:u8 length:uvarint bytes        (codec 0: stored, 1: zstd, 2: LZMA2 raw)
+    end     = 0:uvarint
 
-Each section is compressed on its own with the patch's codec (1: zstd, 2: LZMA2 raw) and
-decompresses to a known size: ctrl to `ctrl_len` = 24 n bytes, the n records' x, y and z as
-three columns of little-endian signed 64-bit integers (columns compress better than rows),
-diff to the sum of the records' x, extra to the sum of their y. A record moves
-the base cursor by z, adds x bytes of diff to the x bytes of the base at the cursor
-(bytewise, mod 256, as bsdiff does) and moves the cursor past them, then appends y literal
-bytes of extra. The records of a block produce exactly its `out` bytes.
+Each section is stored or compressed on its own and decodes to a size known before it is
+decoded: ctrl to 24 n bytes, diff to the sum of the records' x, extra to the sum of their y.
+ctrl holds the n records as three columns x, y and w of unsigned 64-bit numbers, each column
+as eight byte planes (plane k: byte k, little-endian, of every number of the column, so the
+high bytes of small numbers become runs of zeros); w is the zigzag code of z - y', where y' is
+the previous record's y in the block (0 for the first). A record moves the base cursor by z,
+adds x bytes of diff to the x bytes of the base at the cursor (bytewise, mod 256, as bsdiff
+does) and moves the cursor past them, then appends y literal bytes of extra. The records of a
+block produce exactly its `out` bytes.
 
-Every number is bounded before it is used: a block produces at most BLOCK bytes from
-sections of at most BLOCK bytes each (a few blocks' worth of memory whatever the image size);
-a record that reads outside the base, makes no progress, or a patch that produces more than
-the declared size is refused with PatchError. The decoder reads the patch once, in order,
-and the base at random.
+Every number is bounded before it is used: a block produces at most BLOCK bytes from sections
+of at most BLOCK + SECTION_SLACK bytes each; a record whose cursor leaves the base, a record
+making no progress, a section decoding to more than its records need and a patch producing
+more than the declared size are refused. The decoder reads the patch once, in order, and the
+base at random, in windows of at most WINDOW bytes (one read per window, not per record).
+While a block is assembled, the next one's sections are decompressed on a second thread
+(zstd and lzma release the GIL), so at most three blocks are held whatever the image size.
 """
 
 from __future__ import annotations
 
 import array
+import bisect
 import itertools
 import lzma
 import operator
+import queue
 import sys
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from typing import Final, Protocol
 
 import zstandard
 
 from sfupdate.errors import PatchError, PayloadTooLongError, PayloadTooShortError
 
-MAGIC: Final = b"SFD1"
+MAGIC: Final = b"SFD2"
+CODEC_STORED: Final = 0
 CODEC_ZSTD: Final = 1
 CODEC_LZMA: Final = 2
 BLOCK: Final = 4 << 20
 #: Records per block, and their encoded size: what a block's ctrl section may hold.
 MAX_RECORDS: Final = 1 << 15
-_RECORD: Final = 3 * 8
-MAX_CTRL: Final = MAX_RECORDS * _RECORD
-#: A block's base reads are served from one read of their span when it is at most this.
-WINDOW: Final = BLOCK + BLOCK // 2
+RECORD: Final = 3 * 8
+#: The base is read in windows of at most this many bytes (a record longer reads alone).
+WINDOW: Final = 1 << 20
 #: Compressed sections may exceed their content (incompressible literals) by this much.
 SECTION_SLACK: Final = 1 << 16
 #: LZMA2 dictionary: a section is at most BLOCK bytes, so a bigger one would never be used.
 LZMA_FILTERS: Final = ({"id": lzma.FILTER_LZMA2, "dict_size": BLOCK},)
+#: LZMA2 sections are decompressed this many bytes at a time (into their one buffer).
+_LZMA_STEP: Final = 1 << 20
 _VARINT_BYTES: Final = 10
+_ZIGZAG_LOW: Final = b"\x01" + bytes(7)
+_ZIGZAG_HIGH: Final = b"\xff" * 7 + b"\x7f"
 
 
 class BaseImage(Protocol):
@@ -102,87 +115,106 @@ class _Input:
         return True
 
 
-class _Records:
-    """A block's records, decoded from the ctrl section's three columns (x, y and z, each an
-    array of little-endian signed 64-bit integers): every check and every offset is computed
-    by C-level loops (array, map, accumulate), none in Python bytecode per record."""
-
-    def __init__(self, ctrl: bytes, out: int) -> None:
-        if len(ctrl) % _RECORD or len(ctrl) // _RECORD > MAX_RECORDS:
-            raise PatchError(f"a patch block's records are not whole or more than "
-                             f"{MAX_RECORDS}")
-        n = len(ctrl) // _RECORD
-        columns = []
-        for i in range(3):
-            column = array.array("q")
-            column.frombytes(ctrl[i * 8 * n:(i + 1) * 8 * n])
-            if sys.byteorder != "little":
-                column.byteswap()
-            columns.append(column)
-        self.xs, self.ys, self.zs = columns
-        if n and (min(self.xs) < 0 or min(self.ys) < 0):
-            raise PatchError("a patch record has a negative length")
-        if n and min(map(operator.add, self.xs, self.ys)) == 0:
-            raise PatchError("a patch record makes no progress")
-        self.adds, self.literals = sum(self.xs), sum(self.ys)
-        if self.adds + self.literals != out:
-            raise PatchError(f"a patch block declares {out} bytes but its records produce "
-                             f"{self.adds + self.literals}")
-
-    def reads(self, cursor: int) -> tuple[array.array[int], int]:
-        """Where each record reads the base (the cursor moved by z before each read, by x
-        after it), and the cursor after the block."""
-        starts = _column(itertools.accumulate(
-            map(operator.add, self.zs, itertools.chain((cursor,), self.xs))))
-        return starts, (starts[-1] + self.xs[-1] if starts else cursor)
+def _unplane(ctrl: bytearray, index: int, n: int) -> bytes:
+    """Column `index` of a ctrl section, its eight byte planes interleaved back into n
+    little-endian 8-byte numbers (eight strided copies, no loop over numbers)."""
+    column = bytearray(8 * n)
+    for k in range(8):
+        at = (8 * index + k) * n
+        column[k::8] = ctrl[at:at + n]
+    return bytes(column)
 
 
-def _column(values: Iterable[int]) -> array.array[int]:
-    """Numbers kept compactly (8 bytes each); one past 64 bits is refused."""
-    try:
-        return array.array("q", values)
-    except OverflowError:
-        raise PatchError("a patch record moves the base cursor out of range") from None
+def _numbers(column: bytes, code: str) -> list[int]:
+    values = array.array(code)
+    assert values.itemsize == 8
+    values.frombytes(column)
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values.tolist()
+
+
+def _unzigzag(column: bytes, n: int) -> bytes:
+    """Zigzag-coded 64-bit numbers to two's complement, all n at once in big-integer
+    operations: (u >> 1) ^ -(u & 1) in every 8-byte lane (the shift's bit carried in from the
+    next lane is masked off; -(u & 1) is (u & 1) times 2**64 - 1, which stays in its lane)."""
+    u = int.from_bytes(column, "little")
+    low = int.from_bytes(_ZIGZAG_LOW * n, "little")
+    high = int.from_bytes(_ZIGZAG_HIGH * n, "little")
+    return (((u >> 1) & high) ^ ((u & low) * 0xFFFF_FFFF_FFFF_FFFF)).to_bytes(8 * n, "little")
+
+
+@dataclass
+class _Block:
+    """One block as decoded from the patch: its records and its sections' contents."""
+
+    out: int
+    xs: list[int]
+    ys: list[int]
+    ws: list[int]
+    diff: bytearray
+    extra: bytearray
 
 
 class _Sections:
-    """Decompresses one section to exactly its declared size, never more."""
+    """Decodes one section to exactly its declared size, never more."""
 
-    def __init__(self, codec: int) -> None:
-        if codec not in (CODEC_ZSTD, CODEC_LZMA):
-            raise PatchError(f"unknown patch codec {codec}")
-        self._codec = codec
+    def __init__(self) -> None:
         self._zstd = zstandard.ZstdDecompressor(max_window_size=BLOCK * 2)
 
-    def decode(self, data: bytes, size: int, what: str) -> bytes:
-        if not data:
-            if size:
-                raise PatchError(f"the patch's {what} section is empty, {size} bytes expected")
-            return b""
-        try:
-            if self._codec == CODEC_ZSTD:
-                out = self._unzstd(data, size)
-            else:
-                out = self._unlzma(data, size, what)
-        except (zstandard.ZstdError, lzma.LZMAError) as exc:
-            raise PatchError(f"the patch's {what} section does not decompress: {exc}") from None
+    def decode(self, source: _Input, size: int, what: str) -> bytearray:
+        codec = source.read(1)[0]
+        length = source.uvarint("section length")
+        if length > BLOCK + SECTION_SLACK:
+            raise PatchError(f"the patch's {what} section exceeds the block limit")
+        data = source.read(length)
+        if codec == CODEC_STORED:
+            out = bytearray(data)
+        elif not data:
+            raise PatchError(f"the patch's {what} section is empty, {size} bytes expected")
+        else:
+            try:
+                if codec == CODEC_ZSTD:
+                    out = self._unzstd(data, size)
+                elif codec == CODEC_LZMA:
+                    out = self._unlzma(data, size, what)
+                else:
+                    raise PatchError(f"unknown patch codec {codec} in its {what} section")
+            except (zstandard.ZstdError, lzma.LZMAError) as exc:
+                raise PatchError(f"the patch's {what} section does not decompress: "
+                                 f"{exc}") from None
         if len(out) != size:
             raise PatchError(f"the patch's {what} section holds {len(out)} bytes, its "
                              f"records need {size}")
         return out
 
-    def _unzstd(self, data: bytes, size: int) -> bytes:
-        """At most size + 1 bytes (a frame's declared content size is not trusted)."""
-        out = bytearray()
+    def _unzstd(self, data: bytes, size: int) -> bytearray:
+        """At most size + 1 bytes, read into one buffer (a frame's declared content size is
+        not trusted)."""
+        out = bytearray(size + 1)
+        view, filled = memoryview(out), 0
         with self._zstd.stream_reader(data, read_across_frames=True) as reader:
-            while len(out) <= size and (piece := reader.read(size + 1 - len(out))):
-                out += piece
-        return bytes(out)
+            while filled <= size and (got := reader.readinto(view[filled:])):
+                filled += got
+        del view
+        del out[filled:]
+        return out
 
     @staticmethod
-    def _unlzma(data: bytes, size: int, what: str) -> bytes:
+    def _unlzma(data: bytes, size: int, what: str) -> bytearray:
+        """Exactly `size` bytes, decompressed a step at a time into one buffer."""
         decompressor = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=LZMA_FILTERS)
-        out = decompressor.decompress(data, max_length=size)
+        out = bytearray(size)
+        filled, data_left = 0, data
+        while filled < size and not decompressor.eof:
+            piece = decompressor.decompress(data_left, max_length=min(_LZMA_STEP,
+                                                                      size - filled))
+            data_left = b""
+            if not piece:  # the section ends, or stalls, before its size: refused below
+                break
+            out[filled:filled + len(piece)] = piece
+            filled += len(piece)
+        del out[filled:]
         if not decompressor.eof and decompressor.decompress(b"", max_length=1):
             raise PatchError(f"the patch's {what} section holds more than the {size} bytes "
                              "its records need")
@@ -191,49 +223,39 @@ class _Sections:
         return out
 
 
-#: The bytewise addition works in steps of this many bytes (its big integers stay small).
-ADD_STEP: Final = 256 << 10
-_LOW: Final = int.from_bytes(b"\x7f" * ADD_STEP, "little")
-_HIGH: Final = _LOW << 1 & ~_LOW | 1 << (8 * ADD_STEP - 1)
+def _read_block(source: _Input, sections: _Sections, out: int) -> _Block:
+    """The next block's records and sections, each checked against the others."""
+    n = source.uvarint("record count")
+    if n > MAX_RECORDS:
+        raise PatchError(f"a patch block declares {n} records, more than {MAX_RECORDS}")
+    ctrl = sections.decode(source, RECORD * n, "ctrl")
+    xs = _numbers(_unplane(ctrl, 0, n), "Q")
+    ys = _numbers(_unplane(ctrl, 1, n), "Q")
+    ws = _numbers(_unzigzag(_unplane(ctrl, 2, n), n), "q")
+    del ctrl
+    adds, literals = sum(xs), sum(ys)
+    if adds + literals != out:
+        raise PatchError(f"a patch block declares {out} bytes but its records produce "
+                         f"{adds + literals}")
+    diff = sections.decode(source, adds, "diff")
+    extra = sections.decode(source, literals, "extra")
+    return _Block(out, xs, ys, ws, diff, extra)
 
 
-def add_bytes(old: bytes, diff: bytes) -> bytearray:
-    """(old + diff) mod 256, byte by byte, in a few big-integer operations per ADD_STEP bytes
-    (no loop over bytes): the low 7 bits of each byte add without carrying into the next
-    byte, and the top bit is the exclusive-or of both top bits and that carry."""
-    n = len(old)
-    out = bytearray(n)
-    old_view, diff_view = memoryview(old), memoryview(diff)
-    for at in range(0, n, ADD_STEP):
-        step = min(ADD_STEP, n - at)
-        a = int.from_bytes(old_view[at:at + step], "little")
-        b = int.from_bytes(diff_view[at:at + step], "little")
-        low, high = _LOW, _HIGH
-        if step < ADD_STEP:
-            shift = 8 * (ADD_STEP - step)
-            low, high = low >> shift, high >> shift
-        out[at:at + step] = (((a & low) + (b & low)) ^ ((a ^ b) & high)).to_bytes(step,
-                                                                                  "little")
-    return out
-
-
-def apply_patch(chunks: Iterator[bytes], base: BaseImage, size: int) -> Iterator[bytes]:
-    """Yield the image the patch read from `chunks` rebuilds from `base`, block by block;
-    raise PatchError on a malformed or hostile patch, PayloadTooLongError if it would produce
-    more than `size` bytes and PayloadTooShortError if it ends before."""
+def _blocks(chunks: Iterator[bytes], size: int) -> Iterator[_Block]:
+    """The patch's blocks, decoded in order; the limits on the image and the end checked."""
     source = _Input(chunks)
     if source.read(len(MAGIC)) != MAGIC:
-        raise PatchError("the payload is not an SFD1 patch")
-    sections = _Sections(source.read(1)[0])
-    produced, cursor = 0, 0
+        raise PatchError("the payload is not an SFD2 patch")
+    sections = _Sections()
+    produced = 0
     while out := source.uvarint("block size"):
         if out > BLOCK:
             raise PatchError(f"a patch block of {out} bytes exceeds the {BLOCK}-byte limit")
         if produced + out > size:
             raise PayloadTooLongError(f"the patch writes more than the signed image-size "
                                       f"{size}")
-        data, cursor = _next_block(source, sections, out, base, cursor)
-        yield data
+        yield _read_block(source, sections, out)
         produced += out
     if not source.at_end():
         raise PatchError("bytes follow the patch's end")
@@ -242,51 +264,166 @@ def apply_patch(chunks: Iterator[bytes], base: BaseImage, size: int) -> Iterator
                                    "signed")
 
 
-def _next_block(source: _Input, sections: _Sections, out: int, base: BaseImage,
-                cursor: int) -> tuple[bytes, int]:
-    """The next block's bytes (its sections are dropped on return, before the caller uses
-    the bytes) and the base cursor after it."""
-    lengths = [source.uvarint("section length") for _ in range(4)]
-    ctrl_len, compressed = lengths[0], lengths[1:]
-    if ctrl_len > MAX_CTRL:
-        raise PatchError(f"a patch block declares {ctrl_len // _RECORD} records, more "
-                         f"than {MAX_RECORDS}")
-    if any(n > BLOCK + SECTION_SLACK for n in compressed):
-        raise PatchError("a patch section exceeds the block limit")
-    ctrl = sections.decode(source.read(compressed[0]), ctrl_len, "ctrl")
-    records = _Records(ctrl, out)
-    diff = sections.decode(source.read(compressed[1]), records.adds, "diff")
-    extra = sections.decode(source.read(compressed[2]), records.literals, "extra")
-    return _block(records, diff, extra, base, cursor)
+class _Ahead:
+    """The blocks made one ahead on a second thread: while the caller assembles a block, the
+    next one is read and decompressed (one, not more: the thread waits for the caller to
+    take a block before it makes the next). The thread's exceptions are raised in the
+    caller; closing (or leaving the `with`) stops the thread and waits for it, so the patch
+    is never read after it returns."""
+
+    _DONE: Final = object()
+    _POLL: Final = 0.05
+
+    def __init__(self, source: Iterator[_Block]) -> None:
+        self._source = source
+        self._handoff: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._permit = threading.Semaphore(1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sfu-patch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            while not self._permit.acquire(timeout=self._POLL):
+                if self._stop.is_set():
+                    return
+            if self._stop.is_set():
+                return
+            item: object
+            try:
+                item = next(self._source, self._DONE)
+            except BaseException as exc:  # handed to the caller, who raises it
+                item = exc
+            self._handoff.put(item)
+            if item is self._DONE or isinstance(item, BaseException):
+                return
+
+    def __iter__(self) -> Iterator[_Block]:
+        while (item := self._handoff.get()) is not self._DONE:
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, _Block)
+            self._permit.release()
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def __enter__(self) -> _Ahead:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
-def _block(records: _Records, diff: bytes, extra: bytes, base: BaseImage,
-           cursor: int) -> tuple[bytes, int]:
-    """One block's bytes and the base cursor after it."""
-    xs, ys = records.xs, records.ys
-    starts, cursor = records.reads(cursor)
-    if records.adds:
-        reading = _column(map(operator.mul, starts, map(bool, xs)))  # 0: nothing is read
-        low, high = min(reading), max(map(operator.add, reading, xs))
-        if low < 0 or high > base.size:
-            raise PatchError(f"the patch reads base bytes outside the {base.size}-byte base "
-                             "image")
-        if high - low <= WINDOW:  # one read of the span the block draws from
-            window = base.read_at(low, high - low)
-            offsets = _column(map(operator.sub, reading, itertools.repeat(low)))
-            old = b"".join(map(window.__getitem__, map(slice, offsets,
-                                                       map(operator.add, offsets, xs))))
-            del window
-        else:
-            old = b"".join(map(base.read_at, reading, xs))
-        added = add_bytes(old, diff)
-        del old
-    else:
-        added = bytearray()
-    literals = extra
-    a_ends = _column(itertools.accumulate(xs))
-    e_ends = _column(itertools.accumulate(ys))
-    pieces = zip(map(added.__getitem__, map(slice, itertools.chain((0,), a_ends), a_ends)),
-                 map(literals.__getitem__, map(slice, itertools.chain((0,), e_ends), e_ends)),
-                 strict=False)
-    return b"".join(itertools.chain.from_iterable(pieces)), cursor
+#: The bytewise addition works in steps of this many bytes (its big integers stay small, and a
+#: step whose diff is all zeros, common in bsdiff's diff stream, is the base bytes as they are).
+ADD_STEP: Final = 16 << 10
+_LOW: Final = int.from_bytes(b"\x7f" * ADD_STEP, "little")
+_HIGH: Final = _LOW << 1 & ~_LOW | 1 << (8 * ADD_STEP - 1)
+_ZEROS: Final = bytes(ADD_STEP)
+
+
+def add_bytes(target: bytearray, diff: bytes | bytearray) -> None:
+    """target = (target + diff) mod 256, byte by byte, in place, in a few big-integer
+    operations per ADD_STEP bytes (no loop over bytes): the low 7 bits of each byte add
+    without carrying into the next byte, and the top bit is the exclusive-or of both top bits
+    and that carry."""
+    n = len(target)
+    for at in range(0, n, ADD_STEP):
+        step = min(ADD_STEP, n - at)
+        change = diff[at:at + step]
+        if change == _ZEROS[:step]:
+            continue
+        a = int.from_bytes(target[at:at + step], "little")
+        b = int.from_bytes(change, "little")
+        low, high = _LOW, _HIGH
+        if step < ADD_STEP:
+            shift = 8 * (ADD_STEP - step)
+            low, high = low >> shift, high >> shift
+        target[at:at + step] = (((a & low) + (b & low)) ^ ((a ^ b) & high)).to_bytes(
+            step, "little")
+
+
+#: A block's image is yielded in pieces of about this many bytes (whole records).
+OUT_PIECE: Final = 1 << 20
+
+
+def apply_patch(chunks: Iterator[bytes], base: BaseImage,
+                size: int) -> Generator[bytes, None, None]:
+    """Yield the image the patch read from `chunks` rebuilds from `base`, in pieces of at most
+    BLOCK bytes; raise PatchError on a malformed or hostile patch, PayloadTooLongError if it
+    would produce more than `size` bytes and PayloadTooShortError if it ends before.
+    `chunks` is read on a second thread, never after this generator is closed."""
+    cursor = 0
+    with _Ahead(_blocks(chunks, size)) as blocks:
+        for block in blocks:
+            pieces, cursor = _assemble(block, base, cursor)
+            del block
+            yield from pieces
+
+
+def _assemble(block: _Block, base: BaseImage, cursor: int) -> tuple[Iterator[bytes], int]:
+    """One block's bytes (in pieces) and the base cursor after it: the base bytes the records
+    add to, the bytewise addition over all of them at once, then the added bytes and the
+    literals interleaved (every per-record step a C-level loop: map, accumulate, join)."""
+    xs, ys = block.xs, block.ys
+    outs = list(map(operator.add, xs, ys))
+    if outs and min(outs) == 0:
+        raise PatchError("a patch record makes no progress")
+    starts = list(itertools.accumulate(map(operator.add, block.ws,
+                                           itertools.chain((cursor,), outs))))
+    if not starts:
+        return iter(()), cursor
+    ends = list(map(operator.add, starts, xs))
+    if min(starts) < 0 or max(ends) > base.size:
+        raise PatchError(f"the patch moves its base cursor outside the {base.size}-byte base "
+                         "image")
+    added = _base_bytes(base, starts, ends)
+    add_bytes(added, block.diff)
+    return _interleaved(added, block.extra, xs, ys), ends[-1]
+
+
+def _interleaved(added: bytearray, extra: bytearray, xs: list[int],
+                 ys: list[int]) -> Iterator[bytes]:
+    """Each record's added bytes then its literals, joined about OUT_PIECE bytes at a time."""
+    a_ends = list(itertools.accumulate(xs))
+    e_ends = list(itertools.accumulate(ys))
+    a_starts, e_starts = [0, *a_ends[:-1]], [0, *e_ends[:-1]]
+    out_ends = list(map(operator.add, a_ends, e_ends))
+    i, n = 0, len(xs)
+    while i < n:
+        j = max(i + 1, bisect.bisect_right(out_ends, a_starts[i] + e_starts[i] + OUT_PIECE, i))
+        pieces = zip(map(added.__getitem__, map(slice, a_starts[i:j], a_ends[i:j])),
+                     map(extra.__getitem__, map(slice, e_starts[i:j], e_ends[i:j])),
+                     strict=True)
+        yield b"".join(itertools.chain.from_iterable(pieces))
+        i = j
+
+
+def _base_bytes(base: BaseImage, starts: list[int], ends: list[int]) -> bytearray:
+    """base[starts[k]:ends[k]] for every record k, concatenated in record order. The records
+    are visited in base order and read in windows (one read for all the records starting
+    within WINDOW bytes of the window's first one), so the memory is a window whatever the
+    base size and the reads are few whatever the order of the records."""
+    n = len(starts)
+    order = sorted(range(n), key=starts.__getitem__)
+    by_start = list(map(starts.__getitem__, order))
+    by_end = list(map(ends.__getitem__, order))
+    pieces: list[bytes] = []
+    i = 0
+    while i < n:
+        low = by_start[i]
+        j = bisect.bisect_left(by_start, low + WINDOW, i + 1)
+        window = base.read_at(low, max(by_end[i:j]) - low)
+        at = itertools.repeat(low)
+        pieces += map(window.__getitem__, map(slice, map(operator.sub, by_start[i:j], at),
+                                              map(operator.sub, by_end[i:j], at)))
+        i = j
+    if by_start == starts:  # already in record order (the sort is stable)
+        return bytearray().join(pieces)
+    position = [0] * n
+    for rank, record in enumerate(order):  # one cheap loop: the inverse permutation
+        position[record] = rank
+    return bytearray().join(map(pieces.__getitem__, position))

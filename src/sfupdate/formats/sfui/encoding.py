@@ -8,7 +8,7 @@ private-use SUIT parameters (docs/suit-notes.md, "Compressed and delta payloads"
 * compression-info (-260): `bstr .cbor {1: 3}`, the SUIT_Compression_Info shape of earlier
   draft-ietf-suit-manifest revisions (suit-compression-algorithm 1, zstd 3);
 * delta-info (-261): `bstr .cbor {1: 1, 2: bstr .cbor SUIT_Digest, 3: uint}`: the patch
-  format (1, sfupdate's SFD1, docs/design.md), the base image's digest and its size.
+  format (2, sfupdate's SFD2, docs/design.md), the base image's digest and its size.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ COMPRESSION_ZSTD: Final = 3  # SUIT_Compression_Algorithm_zstd of the earlier dr
 DELTA_FORMAT: Final = 1
 DELTA_BASE_DIGEST: Final = 2
 DELTA_BASE_SIZE: Final = 3
-DELTA_SFD1: Final = 1
+DELTA_SFD2: Final = 2
 #: The zstd window a device allocates at most (a frame asking for more is refused): memory
 #: stays flat whatever the image size.
 ZSTD_MAX_WINDOW: Final = 8 << 20
@@ -51,11 +51,11 @@ class Compressed:
 
 @dataclass(frozen=True)
 class Delta:
-    """The payload is an SFD1 patch that rebuilds the image from the base image."""
+    """The payload is an SFD2 patch that rebuilds the image from the base image."""
 
     base_digest: bytes
     base_size: int
-    format: int = DELTA_SFD1
+    format: int = DELTA_SFD2
 
     def parameter(self) -> tuple[int, bytes]:
         return PARAM_DELTA_INFO, cbor.dumps({DELTA_FORMAT: self.format,
@@ -112,8 +112,8 @@ def _delta(value: Any) -> Delta:
     if set(info) != {DELTA_FORMAT, DELTA_BASE_DIGEST, DELTA_BASE_SIZE}:
         raise SchemaError("delta-info must hold its format, base digest and base size "
                           "(keys 1, 2, 3)")
-    if info[DELTA_FORMAT] != DELTA_SFD1:
-        raise UnsupportedError(f"delta format {info[DELTA_FORMAT]!r}; only SFD1 (1)")
+    if info[DELTA_FORMAT] != DELTA_SFD2:
+        raise UnsupportedError(f"delta format {info[DELTA_FORMAT]!r}; only SFD2 (2)")
     digest = info[DELTA_BASE_DIGEST]
     if not isinstance(digest, bytes):
         raise SchemaError("delta-info base digest is not a byte string")
