@@ -145,3 +145,36 @@ def test_sign_refuses_impossible_encodings(
     assert code == errors.UsageError.exit_code
     assert message in one_error_line(err)
     assert not (tmp_path / "x.sfui").exists()
+
+
+def test_delta_profiles_make_different_patches_of_the_same_image(
+        tmp_path: Path, signing: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """`--delta-profile fast` reaches the encoder: its patch is not the default one, and
+    both rebuild the new image from the old one."""
+    from sfupdate.formats.delta import apply_patch
+    from sfupdate.formats.sfui import EnvelopeReader
+
+    assert sfu(capsys, *signing, "-o", tmp_path / "old.sfui")[0] == 0
+    old = (tmp_path / "fw.bin").read_bytes()
+    new = tmp_path / "new.bin"
+    new.write_bytes(bytes(range(256)) * 40 + old[:5000] + b"a new feature" * 50 + old[5000:])
+    payloads = {}
+    for profile in ("smallest", "fast"):
+        out = tmp_path / f"{profile}.sfui"
+        assert sfu(capsys, signing[0], new, *signing[2:], "--delta-from", tmp_path / "old.sfui",
+                   "--delta-profile", profile, "-o", out)[0] == 0
+        with open(out, "rb") as f:
+            ref = EnvelopeReader(f).payload_ref
+            assert ref is not None
+            payloads[profile] = f.read(ref.length)
+
+    class Base:
+        size = len(old)
+
+        def read_at(self, offset: int, length: int) -> bytes:
+            return old[offset:offset + length]
+
+    assert payloads["smallest"] != payloads["fast"]
+    for patch in payloads.values():
+        rebuilt = b"".join(apply_patch(iter([patch]), Base(), new.stat().st_size))
+        assert rebuilt == new.read_bytes()

@@ -21,7 +21,7 @@ from typing import BinaryIO, Final
 import zstandard
 
 from sfupdate.authoring.author.atomic import atomic_output
-from sfupdate.authoring.author.delta import make_patch
+from sfupdate.authoring.author.delta import SMALLEST, Profile, make_patch
 from sfupdate.authoring.author.encrypt import PayloadEncryption
 from sfupdate.authoring.author.sign import (
     CHUNK,
@@ -76,10 +76,11 @@ def sign_compressed(firmware: Path, output: Path, signer: Signer, spec: ImageSpe
 
 def sign_delta(firmware: Path, base: Path, output: Path, signer: Signer, spec: ImageSpec,
                progress: Progress = no_progress, cosigners: Sequence[Signer] = (),
-               encryption: PayloadEncryption | None = None) -> SignedImage:
+               encryption: PayloadEncryption | None = None,
+               profile: Profile = SMALLEST) -> SignedImage:
     """Sign `firmware` with its payload an SFD2 patch against the image of the SFUI `base`
-    (both images are held in memory, as the matching needs); `cosigners` and `encryption` as
-    in sign_firmware."""
+    (both images are held in memory, as the matching needs), made as `profile` says;
+    `cosigners` and `encryption` as in sign_firmware."""
     old = read_base_image(base)
 
     def encode(src: BinaryIO, dst: BinaryIO, size: int) -> tuple[bytes, PayloadEncoding]:
@@ -87,7 +88,7 @@ def sign_delta(firmware: Path, base: Path, output: Path, signer: Signer, spec: I
         if len(new) != size:
             raise UsageError("firmware file changed size while it was being signed")
         progress(0, size)
-        dst.write(make_patch(old, new))
+        dst.write(make_patch(old, new, profile))
         progress(size, size)
         return hashlib.sha256(new).digest(), Delta(hashlib.sha256(old).digest(), len(old))
 
