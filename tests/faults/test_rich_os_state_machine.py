@@ -43,6 +43,7 @@ from sfupdate.formats.sfui import TrustedKey, class_uuid
 from sfupdate.keys.files import FileSigner
 from sfupdate.secure.agent.actions import RemoteActions
 from sfupdate.secure.agent.attest import attest
+from sfupdate.secure.agent.confirm import confirm_intact
 from sfupdate.secure.agent.device import Device
 from sfupdate.secure.agent.install import install
 from sfupdate.secure.agent.integrity import IntegrityMonitor
@@ -194,9 +195,11 @@ class HostileRichOS(RuleBasedStateMachine):
 
     @rule(cut=st.one_of(st.none(), st.integers(1, 3)))
     def confirm(self, cut: int | None) -> None:
+        """The device's confirm (agent/confirm.py): the trial's slot measured again first."""
         self._step()
+        board = self.board(cut)
         with contextlib.suppress(SfuError, PowerCut):
-            Kernel(self.board(cut).storage).confirm()
+            confirm_intact(board, Kernel(board.storage))
 
     @rule(cut=st.one_of(st.none(), st.integers(1, 3)))
     def reject(self, cut: int | None) -> None:
