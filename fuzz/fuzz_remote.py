@@ -36,10 +36,10 @@ KEY = load_public_key(
     Path(__file__).parent.parent / "tests" / "data" / "suit-examples" / "example-key-public.pem")
 #: The nonce the token seeds answer.
 NONCE = bytes(range(16))
-_SPKI = KEY.public_key.public_bytes(serialization.Encoding.DER,
+SPKI = KEY.public_key.public_bytes(serialization.Encoding.DER,
                                     serialization.PublicFormat.SubjectPublicKeyInfo)
 #: Firmware and operator anchors: the example key (what the seeds' signatures verify with).
-STORE = TrustStore((TrustAnchor(Role.FIRMWARE, _SPKI), TrustAnchor(Role.OPERATOR, _SPKI)), 1, ())
+STORE = TrustStore((TrustAnchor(Role.FIRMWARE, SPKI), TrustAnchor(Role.OPERATOR, SPKI)), 1, ())
 
 
 def judge_trust_update(data: bytes) -> None:

@@ -149,7 +149,7 @@ def remote_seeds() -> None:
     other = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     target = Target(vendor_id=uuid.UUID(int=1), class_id=uuid.UUID(int=2))
-    update = TrustUpdate(target, 2, (RoleKeys("firmware", 2, (fuzz_remote._SPKI, other)),))
+    update = TrustUpdate(target, 2, (RoleKeys("firmware", 2, (fuzz_remote.SPKI, other)),))
     command = RemoteCommand(Target(ueid=bytes(33)), 7, "inspect", {"nonce": fuzz_remote.NONCE})
     policy = IntegrityPolicy(target, 3, (Region("agent", bytes(32), path="/usr/bin/sfu"),
                                          Region("head", bytes(32), slot="running", length=4096)))

@@ -32,6 +32,7 @@ from sfupdate.authoring.author.sign import (
     _Placeholder,
     _stream_payload,
     signed_members,
+    write_prefix,
 )
 from sfupdate.errors import SchemaError, UsageError
 from sfupdate.formats.sfui import cbor, suit
@@ -168,12 +169,7 @@ def sign_components(files: Sequence[tuple[str, Path]], output: Path, signer: Sig
         digests = _stream_all(sources, _in_envelope_order(unsigned), dst, progress)
         images = [ComponentImage(name, digests[name], sizes[name]) for name, _ in files]
         manifest, prefix = _prefix(spec, images, signers)
-        if len(prefix) != len(placeholder):
-            raise UsageError("the signer made a signature of an unexpected size")
-        dst.seek(0)
-        dst.write(prefix)
-        dst.flush()
-        os.fsync(dst.fileno())
+        write_prefix(dst, prefix, len(placeholder))
         size = dst.seek(0, os.SEEK_END)
     return SignedSet(output, manifest, tuple(images), size)
 

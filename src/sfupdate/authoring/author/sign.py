@@ -202,6 +202,18 @@ def signed_members(manifest: Manifest, text: Text | None,
     return members
 
 
+def write_prefix(dst: BinaryIO, prefix: bytes, reserved: int) -> None:
+    """Write the real envelope prefix over the `reserved` bytes its placeholder took before
+    the payload, and make the file durable. The signatures must have the placeholder's size,
+    or the prefix would overwrite the payload."""
+    if len(prefix) != reserved:
+        raise UsageError("the signer made a signature of an unexpected size")
+    dst.seek(0)
+    dst.write(prefix)
+    dst.flush()
+    os.fsync(dst.fileno())
+
+
 def sign_firmware(firmware: Path, output: Path, signer: Signer, spec: ImageSpec,
                   progress: Progress = no_progress,
                   cosigners: Sequence[Signer] = (),
@@ -227,11 +239,6 @@ def sign_firmware(firmware: Path, output: Path, signer: Signer, spec: ImageSpec,
         dst.seek(len(placeholder))
         digest = _stream_payload(src, dst, size, progress, encryption)
         manifest, prefix = envelope_header(spec, digest, size, signers, encryption)
-        if len(prefix) != len(placeholder):
-            raise UsageError("the signer made a signature of an unexpected size")
-        dst.seek(0)
-        dst.write(prefix)
-        dst.flush()
-        os.fsync(dst.fileno())
+        write_prefix(dst, prefix, len(placeholder))
     overhead = encryption.overhead if encryption is not None else 0
     return SignedImage(output, manifest, digest, size, len(prefix) + size + overhead)
