@@ -73,10 +73,11 @@ def manifest(sequence: int, payload: bytes, *, vendor: uuid.UUID | None = VENDOR
     return replace(built, common=Common((COMPONENT,), shared)).encode()
 
 
-def auth_wrapper(manifest_bytes: bytes, signer: Signer) -> bytes:
-    """The authentication wrapper: the manifest digest and one COSE_Sign1 over it."""
+def auth_wrapper(manifest_bytes: bytes, *signers: Signer) -> bytes:
+    """The authentication wrapper: the manifest digest and one COSE_Sign1 over it by each
+    signer."""
     digest = Digest(manifest_digest(manifest_bytes)).encode()
-    return cbor.dumps([digest, sign1(digest, signer)])
+    return cbor.dumps([digest, *(sign1(digest, signer) for signer in signers)])
 
 
 def envelope(manifest_bytes: bytes, payload: bytes, signer: Signer | None, *,

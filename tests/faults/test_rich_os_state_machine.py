@@ -2,14 +2,20 @@
 
 Hypothesis drives random sequences of what the Rich OS can do — install any image of a pool
 (authentic, older, newer, failing its health check, signed by a revoked, a recovery or an
-unknown key, for another class), confirm, reject, check, attest, carry signed commands (fresh,
-replayed or stale numbers; signed by the operator or by a key of another role), hide, swap,
+unknown key, for another class, by one key or two), confirm, reject, check, attest, carry
+signed commands (fresh, replayed or stale numbers; signed by the operator or by a key of
+another role) and signed trust updates (new firmware and recovery anchors and thresholds;
+signed by enough, too few or the wrong keys; fresh, replayed or skipping versions), hide, swap,
 plant and corrupt slot headers and slot bytes, write old authentic images into slots, put an
 old copy of secure storage back — interleaved with power cuts at any write of an install, a
-boot, a confirm, a reject or a command, and reboots. After every step it checks:
+boot, a confirm, a reject, a command or a trust update, and reboots. After every step it
+checks:
 
 * secure storage still verifies, and its state satisfies the kernel's invariants;
-* the rollback floor, the command number and the time floor never go down;
+* the rollback floor, the command number, the time floor and the trust version never go
+  down, and a revoked anchor stays revoked;
+* a trial stays on trial only while every key that signed it is a bootable anchor and the
+  firmware threshold is no higher than when it was installed;
 * the confirmed image is one that booted healthy as a trial (or the provisioned one);
 * the confirmed slot, unless the Rich OS has altered its bytes, verifies with its recorded
   signer (still an active anchor: no command bricked the device) at or above the floor, so
@@ -32,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
@@ -39,6 +46,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from sfupdate import keys
 from sfupdate.errors import SfuError, StorageIntegrityError
 from sfupdate.formats.remote import RemoteCommand, Target, sign_command, ueid_for
+from sfupdate.formats.remote.trust import RoleKeys, TrustUpdate, sign_trust_update
 from sfupdate.formats.sfui import TrustedKey, class_uuid
 from sfupdate.keys.files import FileSigner
 from sfupdate.secure.agent.actions import RemoteActions
@@ -49,10 +57,11 @@ from sfupdate.secure.agent.install import install
 from sfupdate.secure.agent.integrity import IntegrityMonitor
 from sfupdate.secure.board.hal import Slot
 from sfupdate.secure.board.power import Power, PowerCut
+from sfupdate.secure.board.records import Role
 from sfupdate.secure.board.sim import SimBoard, open_board
 from sfupdate.secure.kernel import Kernel
 from sfupdate.secure.kernel.verify import HEALTH_FAIL_MARKER, verify_slot
-from tests.device_world import envelope, manifest
+from tests.device_world import auth_wrapper, envelope, manifest
 from tests.world import SMALL_SLOT_SIZE, VENDOR, fresh, provision_board, reboot
 
 STEPS = int(os.environ.get("SFU_STATE_STEPS", "10000"))
@@ -84,9 +93,14 @@ class World:
     images: dict[str, Image]
     firmware: FileSigner
     second: FileSigner
+    third: FileSigner  # no anchor at first: a trust update may make it one
     operator: FileSigner
     recovery: FileSigner
     ueid_target: Target
+
+    def signer(self, name: str) -> FileSigner:
+        signer: FileSigner = getattr(self, name)
+        return signer
 
 
 def _payload(name: str, size: int, failing: bool = False) -> bytes:
@@ -94,15 +108,37 @@ def _payload(name: str, size: int, failing: bool = False) -> bytes:
     return body + HEALTH_FAIL_MARKER if failing else body
 
 
+#: Firmware anchors a trust update may give (names of World's signers) and the threshold.
+FIRMWARE_ANCHORS: dict[str, tuple[tuple[str, ...], int]] = {
+    "firmware+second 1": (("firmware", "second"), 1),
+    "firmware+second 2": (("firmware", "second"), 2),
+    "firmware+second+third 2": (("firmware", "second", "third"), 2),
+    "firmware+third 1": (("firmware", "third"), 1),
+    "second+third 1": (("second", "third"), 1),
+    "third 1": (("third",), 1),
+}
+#: Who signs a trust update: enough firmware anchors, too few, the wrong role, a stranger.
+TRUST_SIGNERS = [("firmware",), ("second",), ("firmware", "second"), ("third",),
+                 ("second", "third"), ("operator",), ("recovery",),
+                 ("firmware", "second", "third")]
+
+
+def _role(name: str, threshold: int, *anchors: FileSigner) -> RoleKeys:
+    return RoleKeys(name, threshold, tuple(
+        a.public_key.public_bytes(serialization.Encoding.DER,
+                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+        for a in anchors))
+
+
 def _build_world(root: Path) -> World:
-    firmware, second, operator, recovery, stranger = (_signer() for _ in range(5))
+    firmware, second, third, operator, recovery, stranger = (_signer() for _ in range(6))
     images: dict[str, Image] = {}
 
-    def add(name: str, sequence: int, signer: FileSigner, failing: bool = False,
+    def add(name: str, sequence: int, *signers: FileSigner, failing: bool = False,
             klass: str = "demo-board") -> None:
         payload = _payload(name, 2048 + 256 * sequence, failing)
-        data = envelope(manifest(sequence, payload, klass=class_uuid(VENDOR, klass)), payload,
-                        signer)
+        signed = manifest(sequence, payload, klass=class_uuid(VENDOR, klass))
+        data = envelope(signed, payload, None, auth=auth_wrapper(signed, *signers))
         images[name] = Image(data, payload)
 
     for n in range(1, 9):
@@ -111,6 +147,9 @@ def _build_world(root: Path) -> World:
     for n in (3, 5, 7):
         add(f"fail{n}", n, firmware, failing=True)
         add(f"rec{n}", n, recovery)
+    for n in (4, 6, 8):
+        add(f"t{n}", n, third)  # trusted only once a trust update names it
+        add(f"vw{n}", n, firmware, second)  # meets a firmware threshold of 2
     add("stranger6", 6, stranger)
     add("otherclass6", 6, firmware, klass="other-board")
     first = root / "v1.sfui"
@@ -122,7 +161,8 @@ def _build_world(root: Path) -> World:
                     recovery=[TrustedKey(recovery.public_key)], slot_size=SMALL_SLOT_SIZE)
     ueid = ueid_for(Kernel(fresh(board_dir).storage).identity_key().public_key())
     reboot(board_dir)
-    return World(board_dir, images, firmware, second, operator, recovery, Target(ueid=ueid))
+    return World(board_dir, images, firmware, second, third, operator, recovery,
+                 Target(ueid=ueid))
 
 
 _WORLD: World | None = None
@@ -147,6 +187,9 @@ class HostileRichOS(RuleBasedStateMachine):
         self.genuine[Slot.A] = (hashlib.sha256(image.payload).digest(), image.header,
                                 image.payload)
         self.pinned_commands: dict[int, int] = {}  # event number -> command number
+        self.trust_version = state.trust.version
+        self.revoked: set[tuple[Role, bytes]] = set()  # anchors seen revoked
+        self.trial_installed_under: tuple[Slot, bytes, int] | None = None  # slot, digest, k
         self.saved_storage: Path | None = None
         self.clock = int(time.time())
 
@@ -169,16 +212,24 @@ class HostileRichOS(RuleBasedStateMachine):
 
     @rule(name=st.sampled_from(sorted(["v2", "v3", "v4", "v5", "v6", "v7", "v8", "w3", "w5",
                                        "w7", "fail3", "fail5", "fail7", "rec3", "rec5",
-                                       "rec7", "stranger6", "otherclass6", "v1"])),
+                                       "rec7", "stranger6", "otherclass6", "v1", "t4",
+                                       "t6", "t8", "vw4", "vw6", "vw8"])),
           cut=st.one_of(st.none(), st.integers(1, 12)))
     def install(self, name: str, cut: int | None) -> None:
         self._step()
         image = self.world.images[name]
         board = self.board(cut)
+        threshold = self.kernel().state().trust.threshold(Role.FIRMWARE)
         try:
             done = install(Device(board), io.BytesIO(image.data))
         except (SfuError, PowerCut):
             return
+        finally:
+            boot_record = self.kernel().state().boot
+            trial = boot_record.trial_image
+            if trial is not None and boot_record.trial is not None and \
+                    trial.digest == hashlib.sha256(image.payload).digest():
+                self.trial_installed_under = (boot_record.trial, trial.digest, threshold)
         self.genuine[done.slot] = (done.digest, image.header, image.payload)
 
     @rule(cut=st.one_of(st.none(), st.integers(1, 8)))
@@ -260,6 +311,40 @@ class HostileRichOS(RuleBasedStateMachine):
                     if e.detail.startswith(f"command {n} by")]
             assert mine, f"command {n} was spent without an event"
             self.pinned_commands[mine[-1].number] = n
+
+    @rule(firmware=st.sampled_from(sorted(FIRMWARE_ANCHORS)),
+          recovery=st.sampled_from(["unchanged", "recovery", "recovery+third", "third"]),
+          by=st.sampled_from(TRUST_SIGNERS),
+          version=st.sampled_from(["next", "next", "next", "replay", "jump"]),
+          cut=st.one_of(st.none(), st.integers(1, 9)))
+    def trust_update(self, firmware: str, recovery: str, by: tuple[str, ...], version: str,
+                     cut: int | None) -> None:
+        """A trust update the Rich OS carries: any anchors, any threshold, signed by any
+        keys; the kernel alone decides whether enough of the right ones signed."""
+        self._step()
+        world = self.world
+        before = self.kernel().state().trust
+        current = before.version
+        number = {"next": current + 1, "replay": current, "jump": current + 5}[version]
+        names, threshold = FIRMWARE_ANCHORS[firmware]
+        roles = [_role("firmware", threshold, *(world.signer(n) for n in names))]
+        if recovery != "unchanged":
+            roles.append(_role("recovery", 1, *(world.signer(n)
+                                                for n in recovery.split("+"))))
+        data = sign_trust_update(TrustUpdate(world.ueid_target, number, tuple(roles)),
+                                 [world.signer(n) for n in by])
+        ueid = world.ueid_target.ueid
+        assert ueid is not None
+        with contextlib.suppress(SfuError, PowerCut):
+            Device(self.board(cut)).kernel.update_trust(data, ueid, self.clock)
+        after = self.kernel().state().trust
+        kids = [world.signer(n).kid for n in by]
+        for role in (Role.FIRMWARE, Role.RECOVERY):
+            if ({k.kid for k in after.keys(role)}, after.threshold(role)) != (
+                    {k.kid for k in before.keys(role)}, before.threshold(role)):
+                authority = role if before.keys(role) else Role.OPERATOR
+                assert before.count_signers(authority, kids) >= before.threshold(authority), \
+                    f"the {role.value} anchors changed without their threshold's signatures"
 
     # --- what the Rich OS does to what it can reach ----------------------------------------
 
@@ -360,6 +445,20 @@ class HostileRichOS(RuleBasedStateMachine):
         assert boot_record.floor >= self.floor, "the rollback floor went down"
         assert state.remote.last_command >= self.last_command, "the command number went down"
         assert state.remote.time_floor >= self.time_floor, "the time floor went down"
+        trust = state.trust
+        assert trust.version >= self.trust_version, "the trust version went down"
+        self.trust_version = trust.version
+        now_revoked = {(a.role, a.spki) for a in trust.anchors if a.revoked}
+        assert self.revoked <= now_revoked, "a revoked anchor came back"
+        self.revoked = now_revoked
+        trial = boot_record.trial_image
+        if trial is not None:
+            assert all(trust.boot_anchor(kid) for kid in trial.signers()), \
+                "a trial signed by a key that is no longer an anchor stayed on trial"
+            installed = self.trial_installed_under
+            if installed is not None and installed[:2] == (boot_record.trial, trial.digest):
+                assert trust.threshold(Role.FIRMWARE) <= installed[2], \
+                    "a trial installed under a lower firmware threshold stayed on trial"
         self.floor, self.last_command = boot_record.floor, state.remote.last_command
         self.time_floor = state.remote.time_floor
         confirmed = boot_record.confirmed_image
