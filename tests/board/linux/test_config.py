@@ -10,14 +10,17 @@ from sfupdate.errors import UsageError
 from sfupdate.secure.board.hal import Slot
 from sfupdate.secure.board.linux.config import load_config
 
-MINIMAL = """
+SLOTS = """
 [slots]
 A = "PARTLABEL=rootfs-a"
 B = "PARTUUID=1b0b4c4e-0001-4a4f-8d3e-000000000002"
+"""
+BOOTLOADER = """
 [bootloader]
 type = "grub"
 grubenv = "/boot/efi/EFI/sfu/grubenv"
 """
+MINIMAL = SLOTS + BOOTLOADER
 
 
 def test_defaults(tmp_path: Path) -> None:
@@ -25,8 +28,17 @@ def test_defaults(tmp_path: Path) -> None:
     assert config.state_dir == Path("/var/lib/sfupdate")
     assert config.socket == Path("/run/sfupdate/agent.sock")
     assert config.cmdline == Path("/proc/cmdline")
-    assert config.slots[Slot.A] == "PARTLABEL=rootfs-a"
+    assert list(config.components) == ["firmware"]  # [slots]: one component, as in the sim
+    assert config.components["firmware"][Slot.A] == "PARTLABEL=rootfs-a"
     assert config.tpm is None and config.health_command == ()
+
+
+def test_components_keep_the_order_of_the_file(tmp_path: Path) -> None:
+    text = MINIMAL.replace("[slots]", "[components.rootfs]") + \
+        "[components.boot]\nA = '/dev/vda1'\nB = '/dev/vda2'\n"
+    config = load_config(_write(tmp_path, text))
+    assert list(config.components) == ["rootfs", "boot"]
+    assert config.components["boot"] == {Slot.A: "/dev/vda1", Slot.B: "/dev/vda2"}
 
 
 def test_tpm_auth_file_defaults_into_the_state_dir(tmp_path: Path) -> None:
@@ -45,6 +57,13 @@ def test_tpm_auth_file_defaults_into_the_state_dir(tmp_path: Path) -> None:
     (MINIMAL + "[health]\ncommand = [1]\n", "list of strings"),
     (MINIMAL + "[clients]\n", "unknown tables: clients"),
     ("[slots\n", "not valid TOML"),
+    (MINIMAL + "[components.app]\nA = '/a'\nB = '/b'\n", "not both"),
+    (MINIMAL.replace("[slots]", "[components.Boot]"), "component name 'Boot'"),
+    (MINIMAL.replace("[slots]", "[components.boot]").replace('B = "PARTUUID', 'C = "PARTUUID'),
+     r"\[components.boot\] has unknown keys: C"),
+    ("components = 1\n" + BOOTLOADER, "1 to 8 tables"),
+    ("".join(f"[components.c{i}]\nA = '/a{i}'\nB = '/b{i}'\n" for i in range(9)) + BOOTLOADER,
+     "1 to 8 tables"),
 ])
 def test_errors(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):

@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Final
 
-from sfupdate.errors import DeviceStateError
+from sfupdate.errors import DeviceStateError, UsageError
 from sfupdate.secure.board.flock import agent_lock
 from sfupdate.secure.board.hal import Fuse, Fuses, SecureStorage
 from sfupdate.secure.board.linux.bootenv import BootMirror, GrubEnv, MirroredStorage, UBootEnv
@@ -27,12 +27,7 @@ from sfupdate.secure.board.linux.slots import LinuxSlots, resolve
 from sfupdate.secure.board.linux.storage import TpmStorage
 from sfupdate.secure.board.linux.tpm import Tpm
 from sfupdate.secure.board.power import Power
-from sfupdate.secure.board.sim import (
-    DEFAULT_COMPONENT,
-    SimAgentPartition,
-    SimFuses,
-    SimStorage,
-)
+from sfupdate.secure.board.sim import SimAgentPartition, SimFuses, SimStorage
 
 INSECURE: Final = "insecure"
 
@@ -59,9 +54,8 @@ class LinuxBoard:
             raise DeviceStateError(f"{config.path}: no [tpm] configured: this board has no "
                                    "anchor for its secure storage (provisioning it anyway "
                                    "needs --insecure-storage; see docs/deploy.md)")
-        self.slots = LinuxSlots({slot: resolve(spec) for slot, spec in config.slots.items()},
-                                self.power)
-        self.components = {DEFAULT_COMPONENT: self.slots}  # one component per device
+        self.components = _components(config, self.power)
+        self.slots = next(iter(self.components.values()))
         self.agent = SimAgentPartition(state, self.power)
         (state / "agent").mkdir(parents=True, exist_ok=True)
         self.mirror: BootMirror | None = None
@@ -103,3 +97,16 @@ class LinuxBoard:
     @property
     def identity_public_path(self) -> Path:
         return self.config.state_dir / "device-id.pub.pem"
+
+
+def _components(config: DeviceConfig, power: Power) -> dict[str, LinuxSlots]:
+    """Each configured component's slot pair; UsageError if two slots are one device."""
+    components, seen = {}, set()
+    for name, specs in config.components.items():
+        paths = {slot: resolve(spec) for slot, spec in specs.items()}
+        for path in paths.values():
+            if path in seen:
+                raise UsageError(f"{config.path}: {path} is configured as two slots")
+            seen.add(path)
+        components[name] = LinuxSlots(paths, power)
+    return components

@@ -9,6 +9,15 @@
     A = "PARTLABEL=rootfs-a"
     B = "PARTLABEL=rootfs-b"
 
+    # or, for a device updated as a set of components (one SFUI installs and boots them
+    # together; docs/deploy.md), one table per component instead of [slots], in order:
+    # [components.boot]
+    # A = "PARTLABEL=boot-a"
+    # B = "PARTLABEL=boot-b"
+    # [components.rootfs]
+    # A = "PARTLABEL=rootfs-a"
+    # B = "PARTLABEL=rootfs-b"
+
     [bootloader]
     type = "u-boot"                           # or "grub", or "none"
     env_config = "/etc/fw_env.config"         # u-boot: libubootenv's config
@@ -37,8 +46,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from sfupdate.errors import UsageError
+from sfupdate.formats.sfui.components import COMPONENT_NAME, MAX_COMPONENTS
 from sfupdate.secure.board.hal import Slot
 from sfupdate.secure.board.linux.fuses import TpmLayout
+from sfupdate.secure.board.sim import DEFAULT_COMPONENT
 
 DEFAULT_PATH: Final = Path("/etc/sfupdate/device.toml")
 BOOTLOADERS: Final = ("u-boot", "grub", "none")
@@ -57,7 +68,7 @@ class DeviceConfig:
     state_dir: Path
     socket: Path
     cmdline: Path
-    slots: dict[Slot, str]
+    components: dict[str, dict[Slot, str]]  # name -> slot -> device spec, in order
     bootloader: str
     env_config: Path | None
     env_defaults: Path | None
@@ -69,6 +80,7 @@ class DeviceConfig:
 _KNOWN: Final = {
     "device": {"state_dir", "socket", "cmdline"},
     "slots": {"A", "B"},
+    "components": set(),  # its keys are component names, each a table like [slots]
     "bootloader": {"type", "env_config", "env_defaults", "grubenv"},
     "tpm": {"tcti", "auth_file"},
     "health": {"command"},
@@ -78,11 +90,12 @@ _KNOWN: Final = {
 class _Table:
     """One TOML table, with errors that name the file and key."""
 
-    def __init__(self, path: Path, name: str, data: Any) -> None:
+    def __init__(self, path: Path, name: str, data: Any, known: set[str] | None = None) -> None:
+        """`known`: the keys the table may have (default: those of table `name`)."""
         if not isinstance(data, dict):
             raise UsageError(f"{path}: [{name}] must be a table")
         self.path, self.name, self.data = path, name, data
-        unknown = set(data) - set(_KNOWN[name])
+        unknown = set(data) - (_KNOWN[name] if known is None else known)
         if unknown:
             raise UsageError(f"{path}: [{name}] has unknown keys: {', '.join(sorted(unknown))}")
 
@@ -124,7 +137,6 @@ def load_config(path: Path) -> DeviceConfig:
     state_dir = device.path_of("state_dir") or Path("/var/lib/sfupdate")
     socket = device.path_of("socket") or Path("/run/sfupdate/agent.sock")
     cmdline = device.path_of("cmdline") or Path("/proc/cmdline")
-    slots = _Table(path, "slots", data.get("slots", {}))
     boot = _Table(path, "bootloader", data.get("bootloader", {}))
     kind = boot.need("type", str)
     if kind not in BOOTLOADERS:
@@ -138,7 +150,27 @@ def load_config(path: Path) -> DeviceConfig:
     if not all(isinstance(arg, str) for arg in health):
         raise UsageError(f"{path}: [health] command must be a list of strings")
     return DeviceConfig(
-        path, state_dir, socket, cmdline,
-        {slot: slots.need(slot.value, str) for slot in Slot}, kind,
+        path, state_dir, socket, cmdline, _components(path, data), kind,
         boot.path_of("env_config", required=kind == "u-boot"), boot.path_of("env_defaults"),
         boot.path_of("grubenv", required=kind == "grub"), tpm, tuple(health))
+
+
+def _components(path: Path, data: dict[str, Any]) -> dict[str, dict[Slot, str]]:
+    """[slots] (one component, "firmware") or [components.NAME] tables, in file order."""
+    if "slots" in data and "components" in data:
+        raise UsageError(f"{path}: give [slots] or [components.NAME] tables, not both")
+    if "components" not in data:
+        slots = _Table(path, "slots", data.get("slots", {}))
+        return {DEFAULT_COMPONENT: {slot: slots.need(slot.value, str) for slot in Slot}}
+    tables = data["components"]
+    if not isinstance(tables, dict) or not 1 <= len(tables) <= MAX_COMPONENTS:
+        raise UsageError(f"{path}: [components] must hold 1 to {MAX_COMPONENTS} tables, "
+                         "one per component")
+    components = {}
+    for name, table in tables.items():
+        if not COMPONENT_NAME.fullmatch(name):
+            raise UsageError(f"{path}: component name {name!r}: 1-32 of a-z, 0-9 and '-', "
+                             "starting with a letter")
+        slots = _Table(path, f"components.{name}", table, _KNOWN["slots"])
+        components[name] = {slot: slots.need(slot.value, str) for slot in Slot}
+    return components
