@@ -41,7 +41,9 @@ from tests.afterattack.support import class_target, sha256
 def test_policy_round_trip(es256_signer: FileSigner, es256_trusted: TrustedKey) -> None:
     policy = IntegrityPolicy(class_target(), 4, (
         Region("cfg", sha256(b"x"), "report", path="/etc/x"),
-        Region("head", sha256(b"y"), "revert", slot="running", offset=16, length=4096)))
+        Region("head", sha256(b"y"), "revert", slot="running", offset=16, length=4096),
+        Region("app-head", sha256(b"z"), "report", slot="B", offset=0, length=64,
+               component="app")))
     decoded, signer, body = verify_policy(sign_policy(policy, es256_signer), [es256_trusted])
     assert decoded == policy and signer.kid == es256_signer.kid
     assert IntegrityPolicy.decode(body) == policy
@@ -59,6 +61,10 @@ def test_policy_round_trip(es256_signer: FileSigner, es256_trusted: TrustedKey) 
     {"name": "x", "sha256": b"\0" * 32, "on-mismatch": "report", "file": "/x", "slot": "A",
      "offset": 0, "length": 1},
     {"name": "x", "sha256": b"\0" * 32, "on-mismatch": "report", "file": "/x", "extra": 1},
+    {"name": "x", "sha256": b"\0" * 32, "on-mismatch": "report", "file": "/x",
+     "component": "app"},
+    {"name": "x", "sha256": b"\0" * 32, "on-mismatch": "report", "slot": "A", "offset": 0,
+     "length": 1, "component": "App"},
 ])
 def test_malformed_policy_region_is_refused(region: dict[str, Any]) -> None:
     body = {0: "sfu-integrity-policy", 1: 1, 2: class_target().to_cbor(), 3: 1, 4: [region]}

@@ -1,6 +1,7 @@
 """An integrity policy from the operator's JSON description of the regions to watch:
-{"regions": [{"name", "file" | "slot", "offset", "length", "sha256" (hex) | "sha256_of" (a
-reference file beside the JSON), "on_mismatch": "report" | "revert"}]}."""
+{"regions": [{"name", "file" | "slot", "offset", "length", "component" (with "slot"; default
+the board's first), "sha256" (hex) | "sha256_of" (a reference file beside the JSON),
+"on_mismatch": "report" | "revert"}]}."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from typing import Any, Final
 from sfupdate.errors import UsageError
 from sfupdate.formats.remote import IntegrityPolicy, Region, Target
 
-_KEYS: Final = frozenset({"name", "file", "slot", "offset", "length", "sha256", "sha256_of",
-                          "on_mismatch"})
+_KEYS: Final = frozenset({"name", "file", "slot", "offset", "length", "component", "sha256",
+                          "sha256_of", "on_mismatch"})
 _CHUNK: Final = 1 << 20
 
 
@@ -41,7 +42,8 @@ def _region(item: Any, base: Path) -> Region:
         digest = _digest(item, base)
         return Region(str(item.get("name", "")), digest, str(item.get("on_mismatch", "report")),
                       path=item.get("file"), slot=item.get("slot"),
-                      offset=int(item.get("offset", 0)), length=int(item.get("length", 0)))
+                      offset=int(item.get("offset", 0)), length=int(item.get("length", 0)),
+                      component=item.get("component"))
     except (TypeError, ValueError) as exc:
         raise UsageError(f"bad region {item.get('name')!r}: {exc}") from None
 

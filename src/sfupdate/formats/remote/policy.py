@@ -13,9 +13,11 @@ deterministic CBOR map:
     region = {"name": "boot-config", "sha256": h'<32 bytes>', "on-mismatch": "report",
               "file": "/etc/boot.cfg"}                      / a file on the board, or: /
            | {"name": "slot-head", "sha256": h'...', "on-mismatch": "revert",
-              "slot": "running", "offset": 0, "length": 4096}   / a byte range of a slot /
+              "slot": "running", "offset": 0, "length": 4096,   / a byte range of a slot /
+              "component": "app"}        / optional: of that component (default: the first) /
 
-`slot` is "running" (whichever slot the last boot started) or "A"/"B". `on-mismatch` is
+`slot` is "running" (whichever slot the last boot started) or "A"/"B"; on a board of several
+components, `component` names whose slot (absent: the board's first component). `on-mismatch` is
 `report` (log and report) or `revert` (also go back to the confirmed image at the next boot
 when that is safe; see docs/after-attack.md).
 """
@@ -43,6 +45,7 @@ from sfupdate.formats.schema import (
     text,
 )
 from sfupdate.formats.sfui import cbor
+from sfupdate.formats.sfui.components import COMPONENT_NAME
 from sfupdate.formats.sfui.cose import Signer, TrustedKey, open_attached, sign1
 
 POLICY_TYPE: Final = "sfu-integrity-policy"
@@ -65,12 +68,14 @@ _FILE_REGION: Final = Schema("policy region", *_COMMON,
 _SLOT_REGION: Final = Schema("policy region", *_COMMON,
                              Field("slot", one_of(*SLOT_CHOICES)),
                              Field("offset", integer(0, MAX_RANGE)),
-                             Field("length", integer(1, MAX_RANGE)))
+                             Field("length", integer(1, MAX_RANGE)),
+                             Field("component", text(pattern=COMPONENT_NAME), optional=True))
 
 
 @dataclass(frozen=True)
 class Region:
-    """One region to re-measure: a file (`path`) or a byte range of a slot."""
+    """One region to re-measure: a file (`path`) or a byte range of a slot (of `component`,
+    or of the board's first component if None)."""
 
     name: str
     sha256: bytes
@@ -79,11 +84,14 @@ class Region:
     slot: str | None = None
     offset: int = 0
     length: int = 0
+    component: str | None = None
 
     def check(self) -> None:
         """SchemaError unless the region is one its format can carry."""
         if (self.path is None) == (self.slot is None):
             raise SchemaError(f"region {self.name}: name a file or a slot range, not both")
+        if self.path is not None and self.component is not None:
+            raise SchemaError(f"region {self.name}: a component has slot ranges, not files")
         self.from_cbor(self.to_cbor())
 
     def to_cbor(self) -> dict[str, Any]:

@@ -90,18 +90,23 @@ def measure_region(board: Board, running: Slot, region: Region) -> Measurement:
     else:
         hasher = hashlib.sha256()
         slot = running if region.slot == "running" else Slot(region.slot)
+        slots = board.components.get(region.component) if region.component else board.slots
+        if slots is None:
+            return Measurement(ABSENT, f"{where}: this board has no component "
+                                       f"{region.component}")
         end = region.offset + region.length
-        if end > board.slots.size:
-            return Measurement(MISMATCH, f"{where}: range ends beyond the {board.slots.size}-"
+        if end > slots.size:
+            return Measurement(MISMATCH, f"{where}: range ends beyond the {slots.size}-"
                                          f"byte slot")
         skip = region.offset
         try:
-            for chunk in board.slots.read(slot, end):
+            for chunk in slots.read(slot, end):
                 hasher.update(chunk[skip:])
                 skip = max(0, skip - len(chunk))
         except SfuError as exc:
             return Measurement(MISMATCH, f"{where}: {exc}")
-        what = f"slot {slot.value} bytes {region.offset}..{end}"
+        of = f"component {region.component} " if region.component else ""
+        what = f"{of}slot {slot.value} bytes {region.offset}..{end}"
         digest = hasher.digest()
     if not hmac.compare_digest(digest, region.sha256):
         return Measurement(MISMATCH, f"{where}: {what} does not match its expected digest")
