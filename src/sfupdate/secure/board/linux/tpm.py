@@ -7,7 +7,8 @@ on a board, `swtpm:host=127.0.0.1,port=P` in tests), runs its command and closes
 no process keeps a TPM connection (swtpm serves one at a time) or a transient object. A call
 costs milliseconds, where a `tpm2-tools` process per command cost 0.2-0.4 s on the QEMU board.
 Authorization values stay in this process's memory (password sessions, as the TPM's own
-tools use them); they never reach a command line or a file.
+tools use them); they never reach a command line or a file. A TPM that stops answering is the
+kernel driver's to time out (its TIS/CRB command timeouts): the call then fails.
 
 tpm2-pytss is the `linux` extra (`pip install 'sfupdate[linux]'`, or Debian's
 `python3-tpm2-pytss`); it is imported when a TPM is first used, so the rest of sfupdate runs
