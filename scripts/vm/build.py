@@ -9,7 +9,7 @@ without root, loop devices or emulation (the guest is x86_64 like the host):
 
     OUT/disk.img      GPT: bios (GRUB's core.img), boot (ext2: grub.cfg, grubenv),
                       rootfs-a (slot A = the v1 image), rootfs-b (empty), data (ext4:
-                      Python, tpm2-tools, grub-editenv, sfupdate, /etc/sfupdate, the state)
+                      Python, tpm2-pytss, grub-editenv, sfupdate, /etc/sfupdate, the state)
     OUT/slot-root/    the slot root file system every firmware version is made from
                       (`slot_image()` builds one version: kernel, initramfs, busybox, init,
                       /etc/sfu-version, /etc/sfu-health)
@@ -40,10 +40,12 @@ HERE: Final = Path(__file__).resolve().parent
 REPO: Final = HERE.parent.parent
 SRC: Final = REPO / "src" / "sfupdate"
 
-# The guest's user space (Debian bookworm): Python 3.11, the TPM tools and grub-editenv, with
-# the shared libraries they load. Checked at build time: every ELF file must resolve.
+# The guest's user space (Debian bookworm): Python 3.11, tpm2-pytss (the TPM, in-process; the
+# linux extra) and grub-editenv, with the shared libraries they load. Checked at build time:
+# every ELF file must resolve.
 SYSTEM_DEBS: Final = (
-    "python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib", "tpm2-tools",
+    "python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib",
+    "libtss2-fapi1", "libcurl4",
     "grub-common", "libtss2-esys-3.0.2-0", "libtss2-mu0", "libtss2-rc0", "libtss2-sys1",
     "libtss2-tctildr0", "libtss2-tcti-device0", "libc6", "libcrypt1", "libssl3", "libffi8",
     "zlib1g", "libexpat1", "libbz2-1.0", "liblzma5", "libuuid1", "libsqlite3-0", "libncursesw6",
@@ -131,23 +133,33 @@ def debs(out: Path, names: list[str]) -> dict[str, Path]:
 
 
 def requirements() -> list[str]:
+    """sfupdate's dependencies and its `linux` extra (the board's TPM: tpm2-pytss)."""
     with open(REPO / "pyproject.toml", "rb") as f:
-        return list(tomllib.load(f)["project"]["dependencies"])
+        project = tomllib.load(f)["project"]
+    return [*project["dependencies"], *project["optional-dependencies"]["linux"]]
 
 
 def wheels(out: Path) -> Path:
-    """`pip download` of the wheels of sfupdate's dependencies (binary only: the guest
-    has no compiler), for the host's CPython 3.11 on x86_64 glibc, the guest's too."""
+    """The wheels of sfupdate's dependencies (binary only: the guest has no compiler), for the
+    host's CPython 3.11 on x86_64 glibc, the guest's too: `pip download`, except tpm2-pytss,
+    which PyPI has as source only: `pip wheel` builds it here, against the host's TSS
+    libraries (libtss2-dev), Debian bookworm's, the guest's. (Debian's own python3-tpm2-pytss
+    1.2 cannot load next to cryptography 50: it subclasses a class that became Rust's.)"""
     where = out / "wheels"
     stamp = where / ".requirements"
     wanted = "\n".join(requirements())
     if stamp.exists() and stamp.read_text() == wanted:
         return where
     where.mkdir(parents=True, exist_ok=True)
+    built = [r for r in requirements() if r.startswith("tpm2-pytss")]
+    log("pip wheel (build) " + " ".join(built))
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-binary", "tpm2-pytss",
+         "-w", str(where), *built])
     log("pip download wheels")
     run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
-         "--python-version", "3.11", "--platform", "manylinux2014_x86_64",
-         "--platform", "manylinux_2_28_x86_64", "--implementation", "cp",
+         "--find-links", str(where), "--python-version", "3.11",
+         "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64",
+         "--platform", "linux_x86_64", "--implementation", "cp",
          "-d", str(where), *requirements()])
     stamp.write_text(wanted)
     return where
@@ -206,7 +218,7 @@ def system_tree(out: Path, packages: dict[str, Path], wheel_dir: Path) -> Path:
         shutil.rmtree(root / junk, ignore_errors=True)
     for tools in ("usr/bin", "usr/sbin"):  # only the programs the guest runs
         for path in (root / tools).iterdir():
-            if not re.fullmatch(r"python3\.11|tpm2.*|grub-editenv", path.name):
+            if not re.fullmatch(r"python3\.11|grub-editenv", path.name):
                 path.unlink()
     site = root / SITE
     site.mkdir(parents=True, exist_ok=True)

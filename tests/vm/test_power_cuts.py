@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.vm.conftest import SOCKET, Firmware, status
+from tests.vm.conftest import SOCKET, Firmware, agent_status
 from tests.vm.qemu import READY, Device, Guest, update_stick
 
 CUTS = int(os.environ.get("SFU_VM_CUTS", "30"))
@@ -66,7 +66,7 @@ def cut_series(device: Device, firmware: Firmware, root: Path, cuts: int, seed: 
         try:
             slot, running = guest.ready()
             window["boot"] = time.monotonic() - guest.started
-            floor = check_after_cut(status(guest), slot, running, floor, signed, where)
+            floor = check_after_cut(agent_status(guest), slot, running, floor, signed, where)
             if cut == cuts:
                 break
             phase = PHASES[cut % len(PHASES)]

@@ -9,11 +9,14 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from tpm2_pytss import TPM2_SU
 
 from sfupdate.secure.board.linux.board import LinuxBoard
 from sfupdate.secure.board.linux.config import load_config
@@ -21,7 +24,7 @@ from sfupdate.secure.board.linux.slots import HEADER_AREA
 from sfupdate.secure.board.linux.tpm import Tpm
 from tests.world import SMALL_SLOT_SIZE as SLOT_SIZE
 
-PACKAGES = {"swtpm": "swtpm", "swtpm_setup": "swtpm-tools", "tpm2_nvread": "tpm2-tools",
+PACKAGES = {"swtpm": "swtpm", "swtpm_setup": "swtpm-tools", "swtpm_ioctl": "swtpm-tools",
             "grub-script-check": "grub-common", "mkimage": "u-boot-tools",
             "fw_setenv": "libubootenv-tool", "grub-editenv": "grub-common",
             # the QEMU board (tests/vm)
@@ -74,7 +77,8 @@ class SoftTpm:
         does; it drops the transient objects and sessions of a killed process."""
         subprocess.run(["swtpm_ioctl", "--tcp", f"127.0.0.1:{self.port + 1}", "-i"],
                        check=True, capture_output=True)
-        self.tpm.run(["tpm2_startup", "--clear"])
+        with self.tpm.command("Startup") as esys:
+            esys.startup(TPM2_SU.CLEAR)
 
 
 def start_swtpm(state: Path) -> SoftTpm:
@@ -113,7 +117,7 @@ def stop_swtpm(soft: SoftTpm) -> None:
 
 @pytest.fixture
 def swtpm(tmp_path: Path) -> Iterator[SoftTpm]:
-    need("swtpm", "swtpm_setup", "tpm2_nvread")
+    need("swtpm", "swtpm_setup", "swtpm_ioctl")
     soft = start_swtpm(tmp_path / "swtpm")
     try:
         yield soft
@@ -164,12 +168,14 @@ def linux_board(tmp_path: Path, swtpm: SoftTpm) -> LinuxBoard:
 
 
 class CountingTpm(Tpm):
-    """The real TPM, noting which tpm2-tools command each call runs."""
+    """The real TPM, noting which command each call runs."""
 
     def __init__(self, tcti: str) -> None:
         super().__init__(tcti)
         self.commands: list[str] = []
 
-    def run(self, args: Sequence[str], data: bytes = b"", auths: Sequence[bytes] = ()) -> bytes:
-        self.commands.append(args[0])
-        return super().run(args, data, auths)
+    @contextmanager
+    def command(self, name: str) -> Iterator[Any]:
+        self.commands.append(name)
+        with super().command(name) as esys:
+            yield esys

@@ -87,8 +87,8 @@ def test_a_boot_reconciliation_reads_the_tpm_index_once_before_and_once_after_th
     board.tpm = tpm = CountingTpm(swtpm.tcti)
     result = reconcile(board, Slot.A, "boot-1", confirm=True)
     assert (result.slot, result.trial, result.healthy) == ("A", False, True)
-    assert tpm.commands.count("tpm2_nvread") == 2
-    assert tpm.commands.count("tpm2_nvextend") == 3  # measure_agent, start_boot, booted
+    assert tpm.commands.count("NV_Read") == 2
+    assert tpm.commands.count("NV_Extend") == 3  # measure_agent, start_boot, booted
 
 
 def test_a_trial_the_bootloader_gave_up_on_is_marked_bad(

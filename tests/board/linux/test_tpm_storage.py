@@ -13,13 +13,20 @@ import time
 from pathlib import Path
 
 import pytest
+from tpm2_pytss import ESYS_TR
 
 from sfupdate.errors import DeviceStateError, StorageIntegrityError
 from sfupdate.formats.sfui import cbor
 from sfupdate.secure.board.hal import Fuse
 from sfupdate.secure.board.linux.fuses import TpmFuses, TpmLayout, read_auth
 from sfupdate.secure.board.linux.storage import MAC_CONTEXT, TpmStorage
-from sfupdate.secure.board.linux.tpm import TpmError
+from sfupdate.secure.board.linux.tpm import (
+    TPMA_NV_AUTHREAD,
+    TPMA_NV_AUTHWRITE,
+    TPMA_NV_NO_DA,
+    TPMA_NV_WRITE_STCLEAR,
+    TpmError,
+)
 from sfupdate.secure.board.power import Power, PowerCut
 from tests.board.linux.conftest import CountingTpm, SoftTpm
 
@@ -98,7 +105,7 @@ def test_a_forged_mac_or_body_is_detected(root: Path, swtpm: SoftTpm) -> None:
 
 def test_a_transition_asks_the_tpm_for_the_index_once_and_for_each_mac_once(
         root: Path, swtpm: SoftTpm) -> None:
-    """Each TPM command is a process (a large part of a board's boot): within one hold of the
+    """Each TPM command is a round trip to a slow device: within one hold of the
     storage lock the index is read once, and a MAC the TPM computed is not asked again."""
     tpm = CountingTpm(swtpm.tcti)
     s = TpmStorage(root, tpm, LAYOUT.key, LAYOUT.storage, read_auth(root / "tpm-auth"),
@@ -108,10 +115,10 @@ def test_a_transition_asks_the_tpm_for_the_index_once_and_for_each_mac_once(
     with s.lock():  # what the kernel does for a transition: read, then write, one hold
         assert s.read_all() == {"floor": b"1"}
         s.write({"floor": b"2"})
-    assert tpm.commands == ["tpm2_nvread", "tpm2_hmac", "tpm2_nvextend"]
+    assert tpm.commands == ["NV_Read", "HMAC", "NV_Extend"]
     tpm.commands.clear()
     assert s.read_all() == {"floor": b"2"}  # a new hold: the index again, its MAC is known
-    assert tpm.commands == ["tpm2_nvread"]
+    assert tpm.commands == ["NV_Read"]
     tpm.commands.clear()
     assert storage(root, swtpm).read_all() == {"floor": b"2"}  # another process: all of it
 
@@ -144,7 +151,7 @@ def test_storage_of_another_tpm_is_refused(tmp_path: Path, root: Path, swtpm: So
 
 def test_the_agent_authorization_is_required(root: Path, swtpm: SoftTpm) -> None:
     s = TpmStorage(root, swtpm.tpm, LAYOUT.key, LAYOUT.storage, bytes(32), Power())
-    with pytest.raises(TpmError, match="tpm2_nvread failed"):
+    with pytest.raises(TpmError, match="TPM2_NV_Read failed"):
         s.read_all()
     with pytest.raises(TpmError):
         swtpm.tpm.nv_extend(LAYOUT.storage, b"x" * 32, b"")
@@ -241,25 +248,45 @@ def test_fuses_are_write_once_and_lifecycle_locks_the_tpm(tmp_path: Path,
     for fuse in (Fuse.ROOT_KEY_HASH, Fuse.DEVICE_SECRET):
         with pytest.raises(DeviceStateError, match="already burned"):
             fuses.burn(fuse, b"\x22" * 32)
-    with pytest.raises(TpmError, match="tpm2_nvwrite"):  # the TPM itself refuses
+    with pytest.raises(TpmError, match="TPM2_NV_Write failed"):  # the TPM itself refuses
         swtpm.tpm.nv_write(LAYOUT.root_key_hash, b"\x22" * 32)
     fuses.burn(Fuse.LIFECYCLE, b"provisioned")
     assert fuses.read(Fuse.LIFECYCLE) == b"provisioned"
     # the owner hierarchy is gone: nothing can undefine the fuses or the storage index,
     # evict the key, or define new indices any more
-    for args in (["tpm2_nvundefine", f"{LAYOUT.storage:#x}", "-C", "o"],
-                 ["tpm2_nvundefine", f"{LAYOUT.root_key_hash:#x}", "-C", "o"],
-                 ["tpm2_evictcontrol", "-C", "o", "-c", f"{LAYOUT.key:#x}"],
-                 ["tpm2_clear", "-c", "l"]):
-        with pytest.raises(TpmError):
-            swtpm.tpm.run(args)
+    for index in (LAYOUT.storage, LAYOUT.root_key_hash):
+        with pytest.raises(TpmError), swtpm.tpm.command("NV_UndefineSpace") as esys:
+            esys.nv_undefine_space(esys.tr_from_tpmpublic(index))
+    with pytest.raises(TpmError), swtpm.tpm.command("EvictControl") as esys:
+        esys.evict_control(ESYS_TR.OWNER, esys.tr_from_tpmpublic(LAYOUT.key), LAYOUT.key)
+    with pytest.raises(TpmError), swtpm.tpm.command("Clear") as esys:
+        esys.clear(ESYS_TR.LOCKOUT)
     assert fuses.read(Fuse.ROOT_KEY_HASH) == b"\x11" * 32
 
 
 def test_a_look_alike_fuse_index_is_refused(tmp_path: Path, swtpm: SoftTpm) -> None:
     """An index someone defined before provisioning, locked only until the next reset."""
-    swtpm.tpm.nv_define(LAYOUT.root_key_hash, 32, "authread|authwrite|write_stclear|no_da")
+    swtpm.tpm.nv_define(LAYOUT.root_key_hash, 32, TPMA_NV_AUTHREAD | TPMA_NV_AUTHWRITE
+                        | TPMA_NV_WRITE_STCLEAR | TPMA_NV_NO_DA)
     swtpm.tpm.nv_write(LAYOUT.root_key_hash, b"\x11" * 32)
     swtpm.tpm.nv_write_lock(LAYOUT.root_key_hash)
     with pytest.raises(DeviceStateError, match="not write-once"):
         TpmFuses(swtpm.tpm, LAYOUT, tmp_path / "tpm-auth").read(Fuse.ROOT_KEY_HASH)
+
+
+def test_the_tpm_is_driven_in_process_without_a_tool_process(
+        root: Path, swtpm: SoftTpm, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each TPM command was a tpm2-tools process (0.2-0.4 s on the QEMU board, 11 per boot):
+    now none is started; with no program on PATH a transition still reads, MACs and
+    extends through the TPM."""
+    monkeypatch.setenv("PATH", "")
+    s = storage(root, swtpm)
+    s.write({"floor": b"1"})
+    assert storage(root, swtpm).read_all() == {"floor": b"1"}
+
+
+def test_without_tpm2_pytss_the_tpm_is_refused_with_a_clear_error(
+        swtpm: SoftTpm, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tpm2_pytss", None)  # import fails
+    with pytest.raises(DeviceStateError, match=r"tpm2-pytss.*sfupdate\[linux\]"):
+        swtpm.tpm.nv_public(LAYOUT.storage)

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -24,7 +23,12 @@ from sfupdate.errors import DeviceStateError, UsageError
 from sfupdate.secure.board.hal import Fuse
 from sfupdate.secure.board.linux.storage import GENESIS
 from sfupdate.secure.board.linux.tpm import (
+    TPM_NT_EXTEND,
     TPM_NT_ORDINARY,
+    TPMA_NV_AUTHREAD,
+    TPMA_NV_AUTHWRITE,
+    TPMA_NV_NO_DA,
+    TPMA_NV_TYPE_SHIFT,
     TPMA_NV_WRITEDEFINE,
     TPMA_NV_WRITELOCKED,
     Tpm,
@@ -32,6 +36,11 @@ from sfupdate.secure.board.linux.tpm import (
 
 AUTH_SIZE: Final = 32
 MAX_FUSE: Final = 64
+# a fuse: written once, then write-locked until the index is undefined (which needs the owner)
+FUSE_INDEX: Final = TPMA_NV_AUTHREAD | TPMA_NV_AUTHWRITE | TPMA_NV_WRITEDEFINE | TPMA_NV_NO_DA
+# the storage's commit chain: an extend index only the agent's authorization reads or extends
+STORAGE_INDEX: Final = (TPM_NT_EXTEND << TPMA_NV_TYPE_SHIFT | TPMA_NV_AUTHREAD
+                        | TPMA_NV_AUTHWRITE | TPMA_NV_NO_DA)
 
 
 @dataclass(frozen=True)
@@ -91,7 +100,7 @@ class TpmFuses:
         index = self._index(fuse)
         public = self._tpm.nv_public(index)
         if public is None:
-            self._tpm.nv_define(index, len(value), "authread|authwrite|writedefine|no_da")
+            self._tpm.nv_define(index, len(value), FUSE_INDEX)
         elif public.has(TPMA_NV_WRITELOCKED):
             raise DeviceStateError(f"fuse {fuse.value} is already burned (TPM NV index "
                                    f"{index:#x} is write-locked)")
@@ -117,8 +126,6 @@ class TpmFuses:
             os.close(fd)
         os.replace(tmp, self._auth_file)
         self._tpm.stir_random(entropy)
-        with tempfile.TemporaryDirectory(prefix="sfu-tpm-") as work:
-            self._tpm.create_hmac_key(self._layout.primary, self._layout.key, auth, work)
-        self._tpm.nv_define(self._layout.storage, 32, "nt=extend|authread|authwrite|no_da",
-                            auth=auth)
+        self._tpm.create_hmac_key(self._layout.primary, self._layout.key, auth)
+        self._tpm.nv_define(self._layout.storage, 32, STORAGE_INDEX, auth=auth)
         self._tpm.nv_extend(self._layout.storage, GENESIS, auth)

@@ -10,11 +10,11 @@ The commit is one TPM2_NV_Extend of d into an extend-type NV index: its value go
 the index's current value, that decrypts, whose `prev` and digest chain to that value and
 whose MAC the TPM recomputes. `n` is the write counter (the chain's length).
 
-Each TPM command is a process (tpm2-tools) and costs a noticeable fraction of a second on a
-small board, so a process asks the TPM nothing twice: the index's value is read once per hold
-of the storage lock (whoever changes it holds the lock), and the TPM recomputes a MAC once per
-(digest, MAC) pair (the key is fixed in the TPM, so its answer for the same digest cannot
-change). Every read still opens the file, checks the chain and decrypts.
+A TPM is slow (milliseconds to tens of milliseconds per command), so a process asks the TPM
+nothing twice: the index's value is read once per hold of the storage lock (whoever changes
+it holds the lock), and the TPM recomputes a MAC once per (digest, MAC) pair (the key is
+fixed in the TPM, so its answer for the same digest cannot change). Every read still opens
+the file, checks the chain and decrypts.
 """
 
 from __future__ import annotations

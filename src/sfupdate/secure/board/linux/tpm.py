@@ -1,194 +1,212 @@
-"""A TPM 2.0, driven through the `tpm2-tools` commands (Debian `tpm2-tools`).
+"""A TPM 2.0, driven in-process through tpm2-pytss (the TSS's Enhanced System API).
 
 Only what the linux backend needs: NV indices (the write-once "fuses", the storage's extend
 index), a TPM-resident HMAC key, and taking the owner and lockout hierarchies away from the
-Rich OS at provisioning. Each call is one short-lived `tpm2_*` process talking to the TPM the
-TCTI string names (`device:/dev/tpmrm0` on a board, `swtpm:host=127.0.0.1,port=P` in tests).
-Authorization values are handed over in an anonymous memory file (`file:/dev/fd/N`, a memfd:
-the tools seek, so a pipe will not do), never on a command line (which every local user can
-read in /proc).
+Rich OS at provisioning. Each call opens the TPM the TCTI string names (`device:/dev/tpmrm0`
+on a board, `swtpm:host=127.0.0.1,port=P` in tests), runs its command and closes it again, so
+no process keeps a TPM connection (swtpm serves one at a time) or a transient object. A call
+costs milliseconds, where a `tpm2-tools` process per command cost 0.2-0.4 s on the QEMU board.
+Authorization values stay in this process's memory (password sessions, as the TPM's own
+tools use them); they never reach a command line or a file. A TPM that stops answering is the
+kernel driver's to time out (its TIS/CRB command timeouts): the call then fails.
+
+tpm2-pytss is the `linux` extra (`pip install 'sfupdate[linux]'`, or Debian's
+`python3-tpm2-pytss`); it is imported when a TPM is first used, so the rest of sfupdate runs
+without it.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from sfupdate.errors import DeviceStateError
-
-TIMEOUT: Final = 30.0
-TPM_RC_HANDLE: Final = re.compile(r"\(0x[0-9a-fA-F]*18b\)|the handle is not correct")
-
-class TpmError(DeviceStateError):
-    """A TPM command failed; `output` is what the tool printed (a TPM response code in it)."""
-
-    def __init__(self, message: str, output: str) -> None:
-        super().__init__(message)
-        self.output = output
-
-    def matches(self, pattern: re.Pattern[str]) -> bool:
-        return bool(pattern.search(self.output))
-
 
 # TPMA_NV bits (TPM 2.0 Part 2, 13.4) and index types (TPM_NT).
 TPMA_NV_AUTHWRITE: Final = 1 << 2
 TPMA_NV_WRITELOCKED: Final = 1 << 11
 TPMA_NV_WRITEDEFINE: Final = 1 << 13
+TPMA_NV_WRITE_STCLEAR: Final = 1 << 14
+TPMA_NV_AUTHREAD: Final = 1 << 18
+TPMA_NV_NO_DA: Final = 1 << 25
 TPMA_NV_CLEAR_STCLEAR: Final = 1 << 27
 TPMA_NV_WRITTEN: Final = 1 << 29
 TPM_NT_ORDINARY: Final = 0
 TPM_NT_EXTEND: Final = 4
+TPMA_NV_TYPE_SHIFT: Final = 4
+
+# The HMAC key's TPMA_OBJECT bits (Part 2, 8.3): fixedTPM (1), fixedParent (4),
+# sensitiveDataOrigin (5), userWithAuth (6), noDA (10), sign (18).
+HMAC_KEY_ATTRIBUTES: Final = 1 << 1 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 10 | 1 << 18
+
+# TPM_RC_HANDLE (format-one code 0x0B): the handle names nothing (Part 2, 6.6.3).
+_RC_FMT1: Final = 0x080
+_RC_HANDLE: Final = 0x00B
+
+
+class TpmError(DeviceStateError):
+    """A TPM command failed; `rc` is the TSS response code (0 if the TPM was not reached)."""
+
+    def __init__(self, message: str, rc: int = 0) -> None:
+        super().__init__(message)
+        self.rc = rc
+
+    @property
+    def no_such_handle(self) -> bool:
+        return bool(self.rc & _RC_FMT1) and self.rc & 0x3F == _RC_HANDLE
 
 
 @dataclass(frozen=True)
 class NvPublic:
-    """What `tpm2_nvreadpublic` says about one NV index (its raw TPMA_NV attributes: the
-    tool's "friendly" rendering of the index type is not reliable)."""
+    """What TPM2_NV_ReadPublic says about one NV index (its raw TPMA_NV attributes)."""
 
     attributes: int
     size: int
 
     @property
     def kind(self) -> int:
-        return (self.attributes >> 4) & 0xF
+        return (self.attributes >> TPMA_NV_TYPE_SHIFT) & 0xF
 
     def has(self, bit: int) -> bool:
         return bool(self.attributes & bit)
+
+
+def _pytss() -> Any:
+    try:
+        import tpm2_pytss
+    except ImportError:
+        raise DeviceStateError("the linux board's TPM needs tpm2-pytss (pip install "
+                               "'sfupdate[linux]', or Debian's python3-tpm2-pytss)") from None
+    return tpm2_pytss
 
 
 class Tpm:
     def __init__(self, tcti: str) -> None:
         self.tcti = tcti
 
-    def run(self, args: Sequence[str], data: bytes = b"", auths: Sequence[bytes] = ()) -> bytes:
-        """Run one tpm2-tools command; `auths` become `file:/dev/fd/N` memfds, replacing the
-        arguments `{auth0}`, `{auth1}`... Returns stdout."""
-        tool = shutil.which(args[0])
-        if tool is None:
-            raise DeviceStateError(f"{args[0]} is not installed (Debian package tpm2-tools)")
-        fds: list[int] = []
+    @contextmanager
+    def command(self, name: str) -> Iterator[Any]:
+        """An ESAPI context on the TPM for one command (`name`: its TPM2_ name, for errors and
+        for counting); closed afterwards. A TSS error becomes `TpmError`."""
+        tss = _pytss()
         try:
-            names: dict[str, str] = {}
-            for i, auth in enumerate(auths):
-                fd = os.memfd_create("tpm-auth")
-                fds.append(fd)
-                os.write(fd, b"hex:" + auth.hex().encode() if auth else b"")
-                os.lseek(fd, 0, os.SEEK_SET)
-                names[f"{{auth{i}}}"] = f"file:/dev/fd/{fd}"
-            argv = [tool, *(names.get(a, a) for a in args[1:])]
-            env = {**os.environ, "TPM2TOOLS_TCTI": self.tcti}
-            try:
-                done = subprocess.run(argv, input=data, capture_output=True, env=env,
-                                      pass_fds=fds, timeout=TIMEOUT, check=False)
-            except subprocess.TimeoutExpired:
-                raise TpmError(f"{args[0]}: the TPM did not answer within {TIMEOUT:.0f} s",
-                               "") from None
+            esys = tss.ESAPI(self.tcti)
+        except tss.TSS2_Exception as exc:
+            raise TpmError(f"cannot open the TPM ({self.tcti}): {exc}", int(exc.rc)) from None
+        try:
+            yield esys
+        except tss.TSS2_Exception as exc:
+            raise TpmError(f"TPM2_{name} failed ({self.tcti}): {exc}", int(exc.rc)) from None
         finally:
-            for fd in fds:
-                os.close(fd)
-        if done.returncode != 0:
-            output = done.stderr.decode(errors="replace")
-            last = [line for line in output.splitlines() if line.startswith("ERROR")][-1:]
-            raise TpmError(f"{args[0]} failed ({self.tcti}): "
-                           f"{last[0] if last else output.strip()[:200]}", output)
-        return done.stdout
+            esys.close()
+
+    def _authorized(self, esys: Any, handle: int, auth: bytes) -> Any:
+        """The ESAPI object for `handle` (the TSS reads its public area to know its name),
+        with its authorization value set."""
+        resource = esys.tr_from_tpmpublic(handle)
+        if auth:
+            esys.tr_set_auth(resource, auth)
+        return resource
+
+    def _query(self, name: str, handle: int, read: Callable[[Any, Any], Any]) -> Any:
+        """`read(esys, resource)` on an existing object, or None if `handle` names none."""
+        try:
+            with self.command(name) as esys:
+                return read(esys, esys.tr_from_tpmpublic(handle))
+        except TpmError as exc:
+            if exc.no_such_handle:
+                return None
+            raise
 
     # --- NV indices ----------------------------------------------------------------------
 
     def nv_public(self, index: int) -> NvPublic | None:
         """The index's attributes and size, or None if it is not defined."""
-        try:
-            out = self.run(["tpm2_nvreadpublic", f"{index:#x}"]).decode()
-        except TpmError as exc:
-            if exc.matches(TPM_RC_HANDLE):
-                return None
-            raise
-        attrs = re.search(r"attributes:\s*\n\s*friendly:.*\n\s*value:\s*(0x[0-9a-fA-F]+)", out)
-        size = re.search(r"\n\s*size:\s*(\d+)", out)
-        if attrs is None or size is None:
-            raise DeviceStateError(f"cannot parse tpm2_nvreadpublic output for {index:#x}")
-        return NvPublic(int(attrs.group(1), 16), int(size.group(1)))
+        public = self._query("NV_ReadPublic", index,
+                             lambda esys, nv: esys.nv_read_public(nv)[0].nvPublic)
+        return None if public is None else NvPublic(int(public.attributes),
+                                                    int(public.dataSize))
 
-    def nv_define(self, index: int, size: int, attributes: str, auth: bytes = b"",
+    def nv_define(self, index: int, size: int, attributes: int, auth: bytes = b"",
                   owner_auth: bytes = b"") -> None:
-        args = ["tpm2_nvdefine", f"{index:#x}", "-C", "o", "-s", str(size), "-a", attributes,
-                "-P", "{auth0}"]
-        if auth:
-            args += ["-p", "{auth1}"]
-        self.run(args, auths=[owner_auth, auth] if auth else [owner_auth])
+        """TPM2_NV_DefineSpace under the owner hierarchy; `attributes`: TPMA_NV bits, the
+        index type among them (TPM_NT_* << TPMA_NV_TYPE_SHIFT)."""
+        tss = _pytss()
+        public = tss.TPM2B_NV_PUBLIC(nvPublic=tss.TPMS_NV_PUBLIC(
+            nvIndex=index, nameAlg=tss.TPM2_ALG.SHA256, attributes=attributes, dataSize=size))
+        with self.command("NV_DefineSpace") as esys:
+            if owner_auth:
+                esys.tr_set_auth(tss.ESYS_TR.OWNER, owner_auth)
+            esys.nv_define_space(auth, public)
 
     def nv_read(self, index: int, size: int, auth: bytes = b"") -> bytes:
-        return self.run(["tpm2_nvread", f"{index:#x}", "-C", f"{index:#x}", "-s", str(size),
-                         "-P", "{auth0}"], auths=[auth])
+        with self.command("NV_Read") as esys:
+            return bytes(esys.nv_read(self._authorized(esys, index, auth), size))
 
     def nv_write(self, index: int, data: bytes, auth: bytes = b"") -> None:
-        self.run(["tpm2_nvwrite", f"{index:#x}", "-C", f"{index:#x}", "-i", "-",
-                  "-P", "{auth0}"], data=data, auths=[auth])
+        with self.command("NV_Write") as esys:
+            esys.nv_write(self._authorized(esys, index, auth), data)
 
     def nv_write_lock(self, index: int, auth: bytes = b"") -> None:
-        self.run(["tpm2_nvwritelock", f"{index:#x}", "-C", f"{index:#x}", "-P", "{auth0}"],
-                 auths=[auth])
+        with self.command("NV_WriteLock") as esys:
+            esys.nv_write_lock(self._authorized(esys, index, auth))
 
     def nv_extend(self, index: int, data: bytes, auth: bytes) -> None:
         """TPM2_NV_Extend: value := SHA-256(value || data), the only way the value moves."""
-        self.run(["tpm2_nvextend", f"{index:#x}", "-C", f"{index:#x}", "-i", "-",
-                  "-P", "{auth0}"], data=data, auths=[auth])
+        with self.command("NV_Extend") as esys:
+            esys.nv_extend(self._authorized(esys, index, auth), data)
 
     # --- keys ------------------------------------------------------------------------------
 
-    def persistent_handles(self) -> set[int]:
-        out = self.run(["tpm2_getcap", "handles-persistent"]).decode()
-        return {int(h, 16) for h in re.findall(r"0x[0-9a-fA-F]+", out)}
-
-    def create_hmac_key(self, parent: int, handle: int, auth: bytes, workdir: str) -> None:
-        """Make a primary storage key at `parent` and, under it, an HMAC-SHA256 key the TPM
-        generates itself (sensitiveDataOrigin: the key never exists outside the TPM), usable
-        with `auth` only (userWithAuth, no admin role), made persistent at `handle`."""
-        ctx, pub, priv = (os.path.join(workdir, n) for n in ("key.ctx", "key.pub", "key.priv"))
-        self.run(["tpm2_createprimary", "-C", "o", "-c", ctx, "-Q"])
-        try:
-            self.run(["tpm2_evictcontrol", "-C", "o", "-c", ctx, f"{parent:#x}", "-Q"])
-        finally:
-            self.flush_transient()
-        self.run(["tpm2_create", "-C", f"{parent:#x}", "-G", "hmac", "-g", "sha256",
-                  "-a", "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|sign",
-                  "-p", "{auth0}", "-u", pub, "-r", priv, "-Q"], auths=[auth])
-        self.run(["tpm2_load", "-C", f"{parent:#x}", "-u", pub, "-r", priv, "-c", ctx, "-Q"])
-        try:
-            self.run(["tpm2_evictcontrol", "-C", "o", "-c", ctx, f"{handle:#x}", "-Q"])
-        finally:
-            self.flush_transient()
+    def create_hmac_key(self, parent: int, handle: int, auth: bytes) -> None:
+        """Make a primary storage key (ECC P-256) persistent at `parent` and, under it, an
+        HMAC-SHA256 key the TPM generates itself (sensitiveDataOrigin: the key never exists
+        outside the TPM), usable with `auth` only (userWithAuth, no admin role), persistent
+        at `handle`. Transient objects are flushed whatever happens."""
+        tss = _pytss()
+        with self.command("CreatePrimary") as esys:
+            primary = esys.create_primary(None, "ecc256:aes128cfb")[0]
+            try:
+                esys.evict_control(tss.ESYS_TR.OWNER, primary, parent)
+            finally:
+                esys.flush_context(primary)
+        template = tss.TPMT_PUBLIC(type=tss.TPM2_ALG.KEYEDHASH, nameAlg=tss.TPM2_ALG.SHA256,
+                                   objectAttributes=HMAC_KEY_ATTRIBUTES)
+        template.parameters.keyedHashDetail.scheme.scheme = tss.TPM2_ALG.HMAC
+        template.parameters.keyedHashDetail.scheme.details.hmac.hashAlg = tss.TPM2_ALG.SHA256
+        sensitive = tss.TPM2B_SENSITIVE_CREATE(
+            sensitive=tss.TPMS_SENSITIVE_CREATE(userAuth=tss.TPM2B_AUTH(auth)))
+        with self.command("Create") as esys:
+            owner = esys.tr_from_tpmpublic(parent)
+            private, public = esys.create(owner, sensitive,
+                                          tss.TPM2B_PUBLIC(publicArea=template))[:2]
+            key = esys.load(owner, private, public)
+            try:
+                esys.evict_control(tss.ESYS_TR.OWNER, key, handle)
+            finally:
+                esys.flush_context(key)
 
     def key_name(self, handle: int) -> bytes | None:
         """The TPM name (SHA-256 of the public area) of a persistent key, or None."""
-        try:
-            out = self.run(["tpm2_readpublic", "-c", f"{handle:#x}"]).decode()
-        except TpmError as exc:
-            if exc.matches(TPM_RC_HANDLE):
-                return None
-            raise
-        name = re.search(r"^name:\s*([0-9a-fA-F]+)", out, re.MULTILINE)
-        if name is None:
-            raise DeviceStateError(f"cannot parse tpm2_readpublic output for {handle:#x}")
-        return bytes.fromhex(name.group(1))
+        name = self._query("ReadPublic", handle, lambda esys, key: esys.read_public(key)[1])
+        return None if name is None else bytes(name)
 
     def hmac(self, handle: int, auth: bytes, data: bytes) -> bytes:
-        return self.run(["tpm2_hmac", "-c", f"{handle:#x}", "-g", "sha256", "-p", "{auth0}"],
-                        data=data, auths=[auth])
+        tss = _pytss()
+        with self.command("HMAC") as esys:
+            return bytes(esys.hmac(self._authorized(esys, handle, auth), data,
+                                   tss.TPM2_ALG.SHA256))
 
     def stir_random(self, entropy: bytes) -> None:
-        self.run(["tpm2_stirrandom"], data=entropy)
-
-    def flush_transient(self) -> None:
-        self.run(["tpm2_flushcontext", "--transient-object"])
+        with self.command("StirRandom") as esys:
+            esys.stir_random(entropy)
 
     def lock_hierarchies(self, owner_auth: bytes, lockout_auth: bytes) -> None:
         """Set the owner and lockout authorizations (from empty). With values nobody keeps,
         no one can undefine an NV index, evict a persistent key or clear the TPM any more."""
-        self.run(["tpm2_changeauth", "-c", "owner", "{auth0}"], auths=[owner_auth])
-        self.run(["tpm2_changeauth", "-c", "lockout", "{auth0}"], auths=[lockout_auth])
+        tss = _pytss()
+        with self.command("HierarchyChangeAuth") as esys:
+            esys.hierarchy_change_auth(tss.ESYS_TR.OWNER, owner_auth)
+            esys.hierarchy_change_auth(tss.ESYS_TR.LOCKOUT, lockout_auth)
