@@ -1,9 +1,10 @@
 """Start-up (issue 15): a light command imports only what it needs.
 
 Each command runs in a fresh interpreter, which reports the modules it ended with. The test
-asserts the import graph, not a time: `sfu --version`, `sfu --help` and `sfu agent status`
-must not import tuf, httpx, rich, securesystemslib or cryptography (or the command modules
-and packages they do not use); `sfu verify` not the signing tools nor the IPC messages;
+asserts the import graph, not a time: `sfu --version`, `sfu --help`, `sfu agent status` and
+`sfu agent mark-good` must not import tuf, httpx, rich, securesystemslib or cryptography (or
+the command modules and packages they do not use); `sfu verify` not the signing tools nor the
+IPC messages;
 `sfu client check` (the fixed part of every update) no HTTP library but the standard one, no
 signing SDK, no keys and no authoring tools; while a heavy command still gets what it needs.
 """
@@ -101,6 +102,16 @@ def test_agent_status_imports_only_the_ipc(tmp_path: Path, agent: RunningAgent) 
     help_run = Run(tmp_path, "agent", "status", "--help")
     assert help_run.code == 0 and "--socket" in help_run.out
     _assert_only_ipc(help_run)
+
+
+def test_mark_good_through_the_agent_imports_only_the_ipc(tmp_path: Path,
+                                                          agent: RunningAgent) -> None:
+    """The mark-good unit runs `sfu agent mark-good` at every boot of a device: a client of
+    the agent, without the secure world, cryptography or the TPM's library to load."""
+    run = Run(tmp_path, "agent", "mark-good", "--socket", agent.socket)
+    assert run.code == 0 and "slot A runs its confirmed image" in run.out
+    _assert_only_ipc(run)
+    assert "tpm2_pytss" not in run.packages()
 
 
 def test_agent_status_refusal_keeps_the_one_line_contract(tmp_path: Path) -> None:

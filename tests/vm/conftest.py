@@ -123,15 +123,6 @@ def status(guest: Guest) -> dict[str, object]:
     return result
 
 
-def agent_status(guest: Guest) -> dict[str, object]:
-    """`sfu agent status --json` as the client's user: the same records (the agent reads them
-    through the TPM for each request), asked of the running agent by a process that imports
-    only the client's side: about 1 s in the guest where `status` above takes 3-4 s."""
-    result: dict[str, object] = guest.json(
-        f"su -s /bin/sh sfupdate-client -c 'sfu agent status --socket {SOCKET} --json'")
-    return result
-
-
 def client_update(guest: Guest, name: str) -> tuple[int, str]:
     """The client, as its unit's user, installing /media/update/NAME through the agent."""
     return guest.run(f"su -s /bin/sh sfupdate-client -c 'sfu client update --from "

@@ -27,6 +27,9 @@ from typing import Any, Final
 # whole lines only: the console arrives in chunks, and "version=1" is a prefix of "version=12"
 READY: Final = re.compile(r"SFU-VM: ready slot=([AB]) version=(\d+)\n")
 BOOTED: Final = re.compile(r"SFU-VM: booted slot ([AB]) version (\d+)\n")
+# the last line of `sfu agent mark-good` (the agent's records after it), as init prints it
+MARKED_GOOD: Final = re.compile(
+    r"SFU-VM: mark-good: .*slot ([AB]) (confirmed|trial) sequence (\d+) floor (\d+)\n")
 MIB: Final = 1 << 20
 
 

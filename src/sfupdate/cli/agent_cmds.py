@@ -1,5 +1,5 @@
-"""Device-side commands: `sfu agent serve|status|confirm|reject-trial|check|attest|audit`,
-`sfu agent policy install` and `sfu install`."""
+"""Device-side commands: `sfu agent serve|status|confirm|mark-good|reject-trial|check|attest|
+audit`, `sfu agent policy install` and `sfu install`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import signal
 import stat
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -29,7 +30,7 @@ from sfupdate.cli.render import (
     timeout_option,
     write_output,
 )
-from sfupdate.errors import IntegrityError, UsageError
+from sfupdate.errors import DeviceStateError, IntegrityError, IpcError, UsageError
 from sfupdate.formats.ipc.client import AgentClient, AgentStatus
 from sfupdate.formats.ipc.framing import DEFAULT_TIMEOUT, MAX_CHUNK
 from sfupdate.formats.ipc.messages import MAX_NONCE, MAX_POLICY, MIN_NONCE
@@ -147,6 +148,47 @@ def status(socket_path: Path, timeout: float, as_json: bool) -> None:
 def confirm(socket_path: Path, timeout: float, as_json: bool) -> None:
     """Confirm the booted trial image; the rollback floor rises to its sequence number."""
     _show(AgentClient(socket_path, timeout).confirm(), as_json)
+
+
+@agent_group.command("mark-good")
+@socket_option
+@timeout_option
+@click.option("--wait", "wait", type=click.FloatRange(0, 3600), default=300, show_default=True,
+              metavar="SECONDS",
+              help="How long to wait for the agent's socket (it records the boot first).")
+@json_option
+def mark_good(socket_path: Path, timeout: float, wait: float, as_json: bool) -> None:
+    """After boot, through the running agent (the mark-good unit): confirm the running slot
+    if it is the trial the agent's record of this boot found healthy (the floor rises); do
+    nothing if it runs the confirmed image; exit 12 if it runs neither (a trial rejected
+    at this boot: rebooting runs the confirmed image)."""
+    client = AgentClient(socket_path, timeout)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            before = client.status()
+            break
+        except IpcError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
+    running = before.slots[before.running_slot]
+    if running.state == "trial":
+        after = client.confirm()
+        message = (f"trial slot {before.running_slot} confirmed; floor "
+                   f"{after.rollback_floor}")
+    elif running.state == "confirmed":
+        after, message = before, f"slot {before.running_slot} runs its confirmed image"
+    else:
+        raise DeviceStateError(f"slot {before.running_slot} runs but is {running.state}: "
+                               "reboot to run the confirmed image")
+    if as_json:
+        emit_json({"confirmed": after is not before, "message": message,
+                   "status": after.to_json()})
+    else:
+        click.echo(message)
+        click.echo(f"slot {after.running_slot} {after.slots[after.running_slot].state} "
+                   f"sequence {after.running_sequence} floor {after.rollback_floor}")
 
 
 @agent_group.command("reject-trial")

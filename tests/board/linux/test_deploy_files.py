@@ -44,6 +44,16 @@ def test_agent_unit_confines_the_agent() -> None:
         assert line in unit
 
 
+def test_mark_good_unit_is_only_a_client_of_the_agent() -> None:
+    """It asks the running agent to confirm: no TPM, no slot device, no secure state."""
+    unit = (DEPLOY / "systemd" / "sfupdate-mark-good.service").read_text()
+    for line in ("User=sfupdate-client", "ExecStart=/usr/bin/sfu agent mark-good",
+                 "PrivateDevices=yes", "DevicePolicy=closed", "FailureAction=reboot",
+                 "RestrictAddressFamilies=AF_UNIX\n"):
+        assert line in unit
+    assert "DeviceAllow" not in unit and "tss" not in unit and "StateDirectory" not in unit
+
+
 def test_grub_fragment_parses() -> None:
     need("grub-script-check")
     done = subprocess.run(["grub-script-check", str(DEPLOY / "grub" / "grub.cfg")],

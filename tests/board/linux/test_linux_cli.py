@@ -96,6 +96,54 @@ def test_provision_serve_install_mark_good(tmp_path: Path, swtpm: SoftTpm, image
     assert status["insecure_storage"] is False
 
 
+def test_mark_good_through_the_agent_confirms_the_trial_the_agent_found_healthy(
+        tmp_path: Path, swtpm: SoftTpm, images: Images, es256_signer: FileSigner) -> None:
+    """The mark-good unit as shipped: `sfu agent mark-good` asks the running agent, which
+    recorded this boot (slot, verification, health) when it started; it needs no TPM."""
+    config = provisioned(tmp_path, swtpm, images, es256_signer)
+    unreachable = sfu("agent", "mark-good", "--socket", str(tmp_path / "agent.sock"),
+                      "--wait", "0")
+    assert unreachable.returncode == 11 and "cannot reach the agent" in unreachable.stderr
+    with serving(config, tmp_path) as sock:
+        first = sfu("agent", "mark-good", "--socket", str(sock))
+        assert first.returncode == 0, first.stderr
+        assert first.stdout.splitlines() == ["slot A runs its confirmed image",
+                                             "slot A confirmed sequence 1 floor 1"]
+        assert sfu("install", "--socket", str(sock), str(images.v2)).returncode == 0
+    # reboot: the bootloader runs B (a new boot ID; here, the old one's marker is dropped)
+    (tmp_path / "state" / "reconciled-boot").unlink()
+    (tmp_path / "cmdline").write_text("console=ttyS0 sfu.slot=B\n")
+    with serving(config, tmp_path) as sock:
+        good = sfu("agent", "mark-good", "--socket", str(sock), "--json")
+        assert good.returncode == 0, good.stderr
+        done = json.loads(good.stdout)
+        assert done["confirmed"] is True and done["message"] == "trial slot B confirmed; floor 2"
+        assert done["status"]["rollback_floor"] == 2
+        again = sfu("agent", "mark-good", "--socket", str(sock))  # the unit runs again: no-op
+        assert again.returncode == 0 and "slot B runs its confirmed image" in again.stdout
+    status = json.loads(sfu("board", "linux", "status", "--config", str(config),
+                            "--json").stdout)
+    assert status["bootloader"]["BOOT_ORDER"] == "B"
+
+
+def test_mark_good_through_the_agent_refuses_a_trial_that_failed_its_health_check(
+        tmp_path: Path, swtpm: SoftTpm, images: Images, es256_signer: FileSigner) -> None:
+    config = provisioned(tmp_path, swtpm, images, es256_signer)
+    with serving(config, tmp_path) as sock:
+        assert sfu("install", "--socket", str(sock), str(images.v2)).returncode == 0
+    (tmp_path / "state" / "reconciled-boot").unlink()
+    (tmp_path / "cmdline").write_text("console=ttyS0 sfu.slot=B\n")
+    config.write_text(config.read_text() + '[health]\ncommand = ["/bin/false"]\n')
+    with serving(config, tmp_path) as sock:
+        refused = sfu("agent", "mark-good", "--socket", str(sock))
+    assert refused.returncode == 12, refused.stderr
+    assert "slot B runs but is bad" in refused.stderr
+    status = json.loads(sfu("board", "linux", "status", "--config", str(config),
+                            "--json").stdout)
+    assert (status["confirmed_slot"], status["rollback_floor"]) == ("A", 1)
+    assert status["bootloader"]["BOOT_ORDER"] == "A"
+
+
 def test_an_image_encrypted_for_the_tpm_device_installs_there_and_no_other_does(
         tmp_path: Path, swtpm: SoftTpm, images: Images, es256_signer: FileSigner) -> None:
     """On the linux backend the key-agreement key is derived from the identity key kept in
