@@ -58,8 +58,10 @@ WINDOW: Final = 1 << 20
 SECTION_SLACK: Final = 1 << 16
 #: LZMA2 dictionary: a section is at most BLOCK bytes, so a bigger one would never be used.
 LZMA_FILTERS: Final = ({"id": lzma.FILTER_LZMA2, "dict_size": BLOCK},)
-#: LZMA2 sections are decompressed this many bytes at a time (into their one buffer).
-_LZMA_STEP: Final = 1 << 20
+#: LZMA2 sections are decompressed this many bytes at a time (into their one buffer): with
+#: a block's diff and extra decompressed at once, 1 MiB steps took the python3.11 apply's
+#: peak RSS to 64 MiB (docs/benchmarks.md).
+_LZMA_STEP: Final = 1 << 18
 _VARINT_BYTES: Final = 10
 _ZIGZAG_LOW: Final = b"\x01" + bytes(7)
 _ZIGZAG_HIGH: Final = b"\xff" * 7 + b"\x7f"
