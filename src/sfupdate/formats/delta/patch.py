@@ -244,7 +244,7 @@ class _Sections:
 def _read_block(source: _Input, sections: _Sections, out: int) -> _Block:
     """The next block's records and sections, each checked against the others. A large diff
     section is decompressed on a helper thread while the extra section is decompressed on
-    this one (both codecs release the GIL): see _beside."""
+    this one (both codecs release the GIL): see _Beside."""
     n = source.uvarint("record count")
     if n > MAX_RECORDS:
         raise PatchError(f"a patch block declares {n} records, more than {MAX_RECORDS}")
