@@ -57,8 +57,8 @@ class Tool:
 def _sfu_make(profile: str) -> Callable[[Path, Path, Path], list[str] | None]:
     def make(old: Path, new: Path, patch: Path) -> list[str] | None:
         from sfupdate.authoring.author import delta
-        chosen = {"smallest": delta.SMALLEST, "fast": delta.FAST}[profile]
-        patch.write_bytes(delta.make_patch(old.read_bytes(), new.read_bytes(), chosen))
+        patch.write_bytes(delta.make_patch(old.read_bytes(), new.read_bytes(),
+                                           delta.PROFILES[profile]))
         return None  # made in this process
     return make
 
@@ -69,6 +69,7 @@ def _sfu_apply(old: Path, patch: Path, out: Path) -> list[str]:
 
 TOOLS = [
     Tool("sfu SFD2 (smallest: LZMA2)", _sfu_make("smallest"), _sfu_apply),
+    Tool("sfu SFD2 (balanced: LZMA2, default)", _sfu_make("balanced"), _sfu_apply),
     Tool("sfu SFD2 (fast: zstd)", _sfu_make("fast"), _sfu_apply),
     Tool("bsdiff4 1.x", lambda o, n, p: [str(BIN / "bsdiff4"), str(o), str(n), str(p)],
          lambda o, p, out: [str(BIN / "bspatch4"), str(o), str(out), str(p)]),

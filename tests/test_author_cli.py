@@ -3,7 +3,9 @@ existing output without --force; `sfu inspect` says a truncated SFUI is truncate
 
 from __future__ import annotations
 
+import itertools
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -149,20 +151,28 @@ def test_sign_refuses_impossible_encodings(
 
 def test_delta_profiles_make_different_patches_of_the_same_image(
         tmp_path: Path, signing: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    """`--delta-profile fast` reaches the encoder: its patch is not the default one, and
-    both rebuild the new image from the old one."""
+    """Each `--delta-profile` reaches the encoder (balanced when none is given): their patches
+    differ (the new image holds matches of 16 to 31 bytes, which smallest keeps, balanced
+    keeps from 24 bytes and fast drops), and all rebuild the new image from the old one."""
     from sfupdate.formats.delta import apply_patch
     from sfupdate.formats.sfui import EnvelopeReader
 
     assert sfu(capsys, *signing, "-o", tmp_path / "old.sfui")[0] == 0
     old = (tmp_path / "fw.bin").read_bytes()
     new = tmp_path / "new.bin"
-    new.write_bytes(bytes(range(256)) * 40 + old[:5000] + b"a new feature" * 50 + old[5000:])
+    rng = random.Random(4)
+    short_matches = b"".join(rng.randbytes(40) + old[at:at + length]
+                             for at, length in zip(range(6000, 9000, 100),
+                                                   itertools.cycle((18, 22, 26, 30)),
+                                                   strict=False))
+    new.write_bytes(bytes(range(256)) * 40 + old[:5000] + b"a new feature" * 50 + old[5000:]
+                    + short_matches)
     payloads = {}
-    for profile in ("smallest", "fast"):
+    for profile in ("smallest", "balanced", "fast", None):
         out = tmp_path / f"{profile}.sfui"
+        chosen = [] if profile is None else ["--delta-profile", profile]
         assert sfu(capsys, signing[0], new, *signing[2:], "--delta-from", tmp_path / "old.sfui",
-                   "--delta-profile", profile, "-o", out)[0] == 0
+                   *chosen, "-o", out)[0] == 0
         with open(out, "rb") as f:
             ref = EnvelopeReader(f).payload_ref
             assert ref is not None
@@ -174,7 +184,9 @@ def test_delta_profiles_make_different_patches_of_the_same_image(
         def read_at(self, offset: int, length: int) -> bytes:
             return old[offset:offset + length]
 
-    assert payloads["smallest"] != payloads["fast"]
+    assert payloads[None] == payloads["balanced"]
+    del payloads[None]
+    assert len(set(payloads.values())) == 3
     for patch in payloads.values():
         rebuilt = b"".join(apply_patch(iter([patch]), Base(), new.stat().st_size))
         assert rebuilt == new.read_bytes()

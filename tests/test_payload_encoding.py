@@ -35,11 +35,14 @@ from sfupdate.errors import (
     UnsupportedError,
 )
 from sfupdate.formats.delta.patch import (
+    BESIDE,
     BLOCK,
     CODEC_LZMA,
     CODEC_ZSTD,
     MAX_RECORDS,
     WINDOW,
+    _Section,
+    _Sections,
     apply_patch,
 )
 from sfupdate.formats.sfui import EnvelopeReader, TrustedKey
@@ -359,3 +362,34 @@ def test_an_error_reading_the_patch_reaches_the_consumer() -> None:
     with pytest.raises(OSError, match="medium failed"):
         b"".join(apply_patch(chunks(), MemoryImage(BASE), 3000))
     assert not [t for t in threading.enumerate() if t.name == "sfu-patch"]
+
+
+def test_a_large_blocks_diff_is_decoded_beside_its_literals_on_a_joined_thread(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both sections of a large block decompress at once (a helper thread takes the diff);
+    the helper's error reaches the consumer and the helper is joined either way."""
+    decoded_on: dict[str, str] = {}
+    decode = _Sections.decode
+
+    def recording(section: _Section, size: int) -> bytearray:
+        decoded_on[section.what] = threading.current_thread().name
+        return decode(section, size)
+
+    monkeypatch.setattr(_Sections, "decode", staticmethod(recording))
+    rng = random.Random(11)
+    base = rng.randbytes(4 * BESIDE)
+    diff = bytes(rng.choice(b"\x00\x00\x00\x04") for _ in range(2 * BESIDE))
+    literals = bytes(rng.choice(b"ABCD") for _ in range(BESIDE))
+    records = [(2 * BESIDE, BESIDE, 0)]
+    size = 3 * BESIDE
+    for codec in (CODEC_LZMA, CODEC_ZSTD):
+        block = encode_block(records, diff, literals, (codec,))
+        out = b"".join(apply_patch(iter([patch_bytes([block])]), MemoryImage(base), size))
+        added = bytes((a + b) % 256 for a, b in zip(base[:len(diff)], diff, strict=True))
+        assert out == added + literals
+        assert decoded_on == {"ctrl": "sfu-patch", "diff": "sfu-patch-beside",
+                              "extra": "sfu-patch"}
+        longer = encode_block(records, diff + b"\x01", literals, (codec,), out=size)
+        with pytest.raises(PatchError, match="diff section holds"):
+            b"".join(apply_patch(iter([patch_bytes([longer])]), MemoryImage(base), size))
+        assert not [t for t in threading.enumerate() if t.name.startswith("sfu-patch")]

@@ -167,10 +167,11 @@ def _uuids(vendor: str, klass: str) -> tuple[uuid.UUID, uuid.UUID]:
 @click.option("--delta-from", "delta_from", type=_existing, metavar="OLD.sfui",
               help="Make the payload a delta patch against the image of OLD.sfui: only a "
                    "device running exactly that image installs it.")
-@click.option("--delta-profile", type=click.Choice(["smallest", "fast"]), default="smallest",
-              show_default=True,
-              help="With --delta-from: the smallest patch (LZMA2 sections), or one 5-15 %% "
-                   "larger that a device applies up to twice as fast (zstd, fewer records).")
+@click.option("--delta-profile", type=click.Choice(["smallest", "balanced", "fast"]),
+              default="balanced", show_default=True,
+              help="With --delta-from: the smallest patch (LZMA2 sections), one within 1 %% "
+                   "of it with fewer records (faster to apply), or one 5-15 %% larger that a "
+                   "device applies up to twice as fast (zstd sections).")
 @encryption_options
 @unlock_options
 @progress_option
@@ -188,7 +189,7 @@ def sign(firmware: Path | None, components: tuple[str, ...], key_refs: tuple[str
     With --encrypt-for or --encrypt-kek the payload is encrypted for those recipients only;
     with --compress or --delta-from it is encoded for transport."""
     from sfupdate.authoring.author import ImageSpec, sign_firmware  # not for verify, inspect
-    from sfupdate.authoring.author.delta import FAST, SMALLEST
+    from sfupdate.authoring.author.delta import PROFILES
     from sfupdate.authoring.author.encoded import sign_compressed, sign_delta
 
     if (firmware is None) == (not components):
@@ -212,7 +213,7 @@ def sign(firmware: Path | None, components: tuple[str, ...], key_refs: tuple[str
             return _sign_set(_component_files(components), output, (signer, *cosigners), spec,
                              report, as_json)
         signed = (sign_delta(firmware, delta_from, output, signer, spec, report, cosigners,
-                             encryption, FAST if delta_profile == "fast" else SMALLEST)
+                             encryption, PROFILES[delta_profile])
                   if delta_from else
                   sign_compressed(firmware, output, signer, spec, report, cosigners, encryption)
                   if compress else

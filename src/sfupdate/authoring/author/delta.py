@@ -44,9 +44,15 @@ class Profile:
 
 #: The smallest patches: LZMA2 wherever it is smaller than zstd (nearly everywhere).
 SMALLEST: Final = Profile((CODEC_LZMA, CODEC_ZSTD), min_add=16)
+#: The default: LZMA2 sections as SMALLEST, but matches under 24 bytes made literals: a fifth
+#: fewer records on executables (the decoder's cost per record) for patches within 1 % of
+#: SMALLEST's (docs/benchmarks.md).
+BALANCED: Final = Profile((CODEC_LZMA, CODEC_ZSTD), min_add=24)
 #: The fastest to apply: zstd sections (decompressed several times faster than LZMA2) and
-#: fewer records (the decoder's cost per record), for patches 5-15 % larger.
+#: fewer records, for patches 5-15 % larger.
 FAST: Final = Profile((CODEC_ZSTD,), min_add=32)
+#: The profiles by the names `sfu sign --delta-profile` takes.
+PROFILES: Final = {"smallest": SMALLEST, "balanced": BALANCED, "fast": FAST}
 
 ZSTD_LEVEL: Final = 19
 LZMA_PRESET: Final = 9 | lzma.PRESET_EXTREME
@@ -150,9 +156,9 @@ def _coarsened(triples: Iterable[tuple[int, int, int]], diff: bytes, extra: byte
     return records, b"".join(diffs), b"".join(extras)
 
 
-def make_patch(old: bytes, new: bytes, profile: Profile = SMALLEST) -> bytes:
-    """The SFD2 patch that rebuilds `new` from `old`, made as `profile` says (SMALLEST or
-    FAST)."""
+def make_patch(old: bytes, new: bytes, profile: Profile = BALANCED) -> bytes:
+    """The SFD2 patch that rebuilds `new` from `old`, made as `profile` says (one of
+    PROFILES)."""
     control, bs_diff, bs_extra = bsdiff4.core.diff(old, new)
     triples, diff, extra = _coarsened(_triples(control), bs_diff, bs_extra, new,
                                       profile.min_add)

@@ -21,7 +21,7 @@ from typing import BinaryIO, Final
 import zstandard
 
 from sfupdate.authoring.author.atomic import atomic_output
-from sfupdate.authoring.author.delta import SMALLEST, Profile, make_patch
+from sfupdate.authoring.author.delta import BALANCED, Profile, make_patch
 from sfupdate.authoring.author.encrypt import PayloadEncryption
 from sfupdate.authoring.author.sign import (
     CHUNK,
@@ -77,7 +77,7 @@ def sign_compressed(firmware: Path, output: Path, signer: Signer, spec: ImageSpe
 def sign_delta(firmware: Path, base: Path, output: Path, signer: Signer, spec: ImageSpec,
                progress: Progress = no_progress, cosigners: Sequence[Signer] = (),
                encryption: PayloadEncryption | None = None,
-               profile: Profile = SMALLEST) -> SignedImage:
+               profile: Profile = BALANCED) -> SignedImage:
     """Sign `firmware` with its payload an SFD2 patch against the image of the SFUI `base`
     (both images are held in memory, as the matching needs), made as `profile` says;
     `cosigners` and `encryption` as in sign_firmware."""

@@ -22,7 +22,8 @@ making no progress, a section decoding to more than its records need and a patch
 more than the declared size are refused. The decoder reads the patch once, in order, and the
 base at random, in windows of at most WINDOW bytes (one read per window, not per record).
 While a block is assembled, the next one's sections are decompressed on a second thread
-(zstd and lzma release the GIL), so at most three blocks are held whatever the image size.
+(zstd and lzma release the GIL), a large block's diff on a helper thread beside its extra, so
+at most three blocks are held whatever the image size.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import operator
 import queue
 import sys
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -57,8 +58,10 @@ WINDOW: Final = 1 << 20
 SECTION_SLACK: Final = 1 << 16
 #: LZMA2 dictionary: a section is at most BLOCK bytes, so a bigger one would never be used.
 LZMA_FILTERS: Final = ({"id": lzma.FILTER_LZMA2, "dict_size": BLOCK},)
-#: LZMA2 sections are decompressed this many bytes at a time (into their one buffer).
-_LZMA_STEP: Final = 1 << 20
+#: LZMA2 sections are decompressed this many bytes at a time (into their one buffer): with
+#: a block's diff and extra decompressed at once, 1 MiB steps took the python3.11 apply's
+#: peak RSS to 64 MiB (docs/benchmarks.md).
+_LZMA_STEP: Final = 1 << 18
 _VARINT_BYTES: Final = 10
 _ZIGZAG_LOW: Final = b"\x01" + bytes(7)
 _ZIGZAG_HIGH: Final = b"\xff" * 7 + b"\x7f"
@@ -156,18 +159,30 @@ class _Block:
     extra: bytearray
 
 
+@dataclass(frozen=True)
+class _Section:
+    """A section as read from the patch, not yet decoded."""
+
+    codec: int
+    data: bytes
+    what: str
+
+
 class _Sections:
-    """Decodes one section to exactly its declared size, never more."""
+    """Reads sections, and decodes each to exactly its declared size, never more. Two
+    sections may be decoded at once on two threads: nothing is shared between calls."""
 
-    def __init__(self) -> None:
-        self._zstd = zstandard.ZstdDecompressor(max_window_size=BLOCK * 2)
-
-    def decode(self, source: _Input, size: int, what: str) -> bytearray:
+    @staticmethod
+    def read(source: _Input, what: str) -> _Section:
         codec = source.read(1)[0]
         length = source.uvarint("section length")
         if length > BLOCK + SECTION_SLACK:
             raise PatchError(f"the patch's {what} section exceeds the block limit")
-        data = source.read(length)
+        return _Section(codec, source.read(length), what)
+
+    @classmethod
+    def decode(cls, section: _Section, size: int) -> bytearray:
+        codec, data, what = section.codec, section.data, section.what
         if codec == CODEC_STORED:
             out = bytearray(data)
         elif not data:
@@ -175,9 +190,9 @@ class _Sections:
         else:
             try:
                 if codec == CODEC_ZSTD:
-                    out = self._unzstd(data, size)
+                    out = cls._unzstd(data, size)
                 elif codec == CODEC_LZMA:
-                    out = self._unlzma(data, size, what)
+                    out = cls._unlzma(data, size, what)
                 else:
                     raise PatchError(f"unknown patch codec {codec} in its {what} section")
             except (zstandard.ZstdError, lzma.LZMAError) as exc:
@@ -188,12 +203,15 @@ class _Sections:
                              f"records need {size}")
         return out
 
-    def _unzstd(self, data: bytes, size: int) -> bytearray:
+    @staticmethod
+    def _unzstd(data: bytes, size: int) -> bytearray:
         """At most size + 1 bytes, read into one buffer (a frame's declared content size is
-        not trusted)."""
+        not trusted), with a decompression context of its own (a context is not thread-safe).
+        """
         out = bytearray(size + 1)
         view, filled = memoryview(out), 0
-        with self._zstd.stream_reader(data, read_across_frames=True) as reader:
+        decompressor = zstandard.ZstdDecompressor(max_window_size=BLOCK * 2)
+        with decompressor.stream_reader(data, read_across_frames=True) as reader:
             while filled <= size and (got := reader.readinto(view[filled:])):
                 filled += got
         del view
@@ -224,11 +242,13 @@ class _Sections:
 
 
 def _read_block(source: _Input, sections: _Sections, out: int) -> _Block:
-    """The next block's records and sections, each checked against the others."""
+    """The next block's records and sections, each checked against the others. A large diff
+    section is decompressed on a helper thread while the extra section is decompressed on
+    this one (both codecs release the GIL): see _Beside."""
     n = source.uvarint("record count")
     if n > MAX_RECORDS:
         raise PatchError(f"a patch block declares {n} records, more than {MAX_RECORDS}")
-    ctrl = sections.decode(source, RECORD * n, "ctrl")
+    ctrl = sections.decode(sections.read(source, "ctrl"), RECORD * n)
     xs = _numbers(_unplane(ctrl, 0, n), "Q")
     ys = _numbers(_unplane(ctrl, 1, n), "Q")
     ws = _numbers(_unzigzag(_unplane(ctrl, 2, n), n), "q")
@@ -237,9 +257,54 @@ def _read_block(source: _Input, sections: _Sections, out: int) -> _Block:
     if adds + literals != out:
         raise PatchError(f"a patch block declares {out} bytes but its records produce "
                          f"{adds + literals}")
-    diff = sections.decode(source, adds, "diff")
-    extra = sections.decode(source, literals, "extra")
+    diff_section = sections.read(source, "diff")
+    extra_section = sections.read(source, "extra")
+    if (adds >= BESIDE and literals >= BESIDE
+            and CODEC_STORED not in (diff_section.codec, extra_section.codec)):
+        with _Beside(sections.decode, diff_section, adds) as diff_result:
+            extra = sections.decode(extra_section, literals)
+        diff = diff_result.value()
+    else:
+        diff = sections.decode(diff_section, adds)
+        extra = sections.decode(extra_section, literals)
     return _Block(out, xs, ys, ws, diff, extra)
+
+
+#: A block's diff is decompressed beside its extra section when both decode to at least this
+#: many bytes (below, a thread costs more than it saves).
+BESIDE: Final = 64 << 10
+
+
+class _Beside:
+    """One call run on a helper thread while the caller does other work in the `with`: the
+    thread is always joined when the `with` is left (an error inside it included), and its
+    exception is raised by value()."""
+
+    def __init__(self, work: Callable[[_Section, int], bytearray], section: _Section,
+                 size: int) -> None:
+        self._result: bytearray | None = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._result = work(section, size)
+            except BaseException as exc:  # raised in the caller by value()
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="sfu-patch-beside", daemon=True)
+
+    def __enter__(self) -> _Beside:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._thread.join()
+
+    def value(self) -> bytearray:
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
 
 
 def _blocks(chunks: Iterator[bytes], size: int) -> Iterator[_Block]:
