@@ -32,8 +32,8 @@ unit: $(VENV)/.installed-dev
 # Debian packages and PyPI wheels into build/vm/ (cached), then the tests boot it under TCG:
 # v1 -> v2, downgrade and tamper refused, an unhealthy v3 reverted by GRUB's count, and
 # SFU_VM_CUTS power cuts over SFU_VM_JOBS devices in parallel (SFU_VM_SEED replays a run).
-# A cut with its checked power-on takes about 33 s of TCG per device (two in parallel), so
-# `make test` (and CI) runs the issue's 30 cuts in about 8.5 minutes, 11.5 with the rest
+# A cut with its checked power-on takes about 25-30 s of TCG per device (two in parallel);
+# `make test` (and CI) runs the issue's 30 cuts: the whole of `make vm` took 7 min 55 s
 # (docs/board.md: where the time goes); SFU_VM_CUTS=N runs N. SFU_SKIP_VM=1 skips them.
 SFU_VM_CUTS ?= 30
 vm: $(VENV)/.installed-dev

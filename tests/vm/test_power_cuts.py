@@ -1,10 +1,11 @@
 """Power cuts on the QEMU board: `kill -9` of QEMU (swtpm loses power with it) at a random
 moment of an install, of the trial boot that confirms it, or of a plain boot. After every
 cut the board is powered on again and must boot an authentic image at or above the floor:
-GRUB picks a slot, the agent's reconciliation and mark-good verify it against its signed
-facts (signature, digest of the slot's bytes, sequence >= the floor in the TPM-anchored
-storage) before `ready`, and the host checks the records: the running version is one that
-was signed, at or above the floor, and the floor never went down.
+GRUB picks a slot, the agent's reconciliation verifies it against its signed facts
+(signature, digest of the slot's bytes, sequence >= the floor in the TPM-anchored storage)
+and mark-good has it confirm a healthy trial before `ready`, and the host checks the records
+(mark-good's last line: the agent's): the running version is one that was signed, at or
+above the floor, and the floor never went down.
 
 SFU_VM_CUTS sets the number of cuts (default 30), SFU_VM_SEED the seed (the failure message
 names both, to replay a run), SFU_VM_JOBS how many devices share them in parallel."""
