@@ -11,7 +11,6 @@ never exceed the signed size. Any exception other than sfupdate.errors.SfuError 
 from __future__ import annotations
 
 import contextlib
-import sys
 
 import atheris
 
@@ -20,6 +19,8 @@ with atheris.instrument_imports():
     from sfupdate.formats.delta.patch import apply_patch
     from sfupdate.formats.sfui.decode import decoded
     from sfupdate.formats.sfui.encoding import Compressed
+
+from harness import fuzz  # fuzz/harness.py: what every harness shares
 
 BASE = bytes(range(256)) * 64
 
@@ -49,10 +50,5 @@ def test_one_input(data: bytes) -> None:
         drain(data[3:], data[0], int.from_bytes(data[1:3], "big"))
 
 
-def main() -> None:
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    fuzz(test_one_input)

@@ -12,11 +12,10 @@ other than sfupdate.errors.SfuError is a finding.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -25,12 +24,14 @@ import atheris
 with atheris.instrument_imports():
     from tuf.api.metadata import TargetFile
 
-    from sfupdate import errors, keys
+    from sfupdate import keys
     from sfupdate.authoring.author import ImageSpec, sign_firmware
     from sfupdate.authoring.repo.repository import Repository
     from sfupdate.formats.sfui import class_uuid, vendor_uuid
     from sfupdate.richos.client.index import RepositoryIndex, _candidate
     from sfupdate.richos.client.sources import FileSource
+
+from harness import fuzz, selecting  # fuzz/harness.py: what every harness shares
 
 # libFuzzer ends the process with exit(), past Python's cleanup: use one fixed scratch directory
 # per user, emptied at start, rather than leaking a new one per run.
@@ -81,21 +82,8 @@ def parse_entry(data: bytes) -> None:
     _candidate(target, True)
 
 
-def test_one_input(data: bytes) -> None:
-    if not data:
-        return
-    selector = data[0] % 4
-    with contextlib.suppress(errors.SfuError):
-        if selector == 3:
-            parse_entry(data[1:])
-        else:
-            refresh_with(FILES[selector], data[1:])
-
-
-def main() -> None:
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
-
+test_one_input = selecting([*(functools.partial(refresh_with, path) for path in FILES),
+                            parse_entry])
 
 if __name__ == "__main__":
-    main()
+    fuzz(test_one_input)

@@ -11,16 +11,15 @@ sfupdate.errors.SfuError is a finding.
 
 from __future__ import annotations
 
-import contextlib
 import socket
-import sys
 
 import atheris
 
 with atheris.instrument_imports():
-    from sfupdate import errors
     from sfupdate.formats.ipc.framing import Connection, decode_map
     from sfupdate.formats.ipc.messages import decode_reply, read_request
+
+from harness import fuzz, selecting  # fuzz/harness.py: what every harness shares
 
 MAX_REQUESTS = 64
 
@@ -42,18 +41,7 @@ def read_reply(data: bytes) -> None:
     decode_reply(decode_map(data))
 
 
-def test_one_input(data: bytes) -> None:
-    if not data:
-        return
-    target = read_reply if data[0] & 1 else read_requests
-    with contextlib.suppress(errors.SfuError):
-        target(data[1:])
-
-
-def main() -> None:
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
-
+test_one_input = selecting([read_requests, read_reply])  # an odd first byte: the reply
 
 if __name__ == "__main__":
-    main()
+    fuzz(test_one_input)

@@ -13,8 +13,6 @@ could sign. Any exception other than sfupdate.errors.SfuError is a finding.
 
 from __future__ import annotations
 
-import contextlib
-import sys
 from pathlib import Path
 
 import atheris
@@ -22,7 +20,6 @@ import atheris
 with atheris.instrument_imports():
     from cryptography.hazmat.primitives import serialization
 
-    from sfupdate import errors
     from sfupdate.formats.remote import verify_command
     from sfupdate.formats.remote.commands import RemoteCommand
     from sfupdate.formats.remote.eat import AttestationClaims, verify_token
@@ -31,6 +28,8 @@ with atheris.instrument_imports():
     from sfupdate.keys import load_public_key
     from sfupdate.secure.board.records import Role, TrustAnchor, TrustStore
     from sfupdate.secure.kernel.rotation import authorize, rotated
+
+from harness import fuzz, selecting  # fuzz/harness.py: what every harness shares
 
 KEY = load_public_key(
     Path(__file__).parent.parent / "tests" / "data" / "suit-examples" / "example-key-public.pem")
@@ -60,18 +59,7 @@ TARGETS = [
 ]
 
 
-def test_one_input(data: bytes) -> None:
-    if not data:
-        return
-    target = TARGETS[data[0] % len(TARGETS)]
-    with contextlib.suppress(errors.SfuError):
-        target(data[1:])
-
-
-def main() -> None:
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
-
+test_one_input = selecting(TARGETS)
 
 if __name__ == "__main__":
-    main()
+    fuzz(test_one_input)

@@ -11,19 +11,18 @@ exception other than sfupdate.errors.SfuError is a finding.
 
 from __future__ import annotations
 
-import contextlib
 import io
-import sys
 from pathlib import Path
 
 import atheris
 
 with atheris.instrument_imports():
-    from sfupdate import errors
     from sfupdate.formats.sfui import EnvelopeReader, ImageInfo, Manifest, Text
     from sfupdate.formats.sfui.encryption import EncryptionInfo
     from sfupdate.formats.sfui.model import decode_sequence
     from sfupdate.keys import load_public_key
+
+from harness import fuzz, selecting  # fuzz/harness.py: what every harness shares
 
 KEY = load_public_key(
     Path(__file__).parent.parent / "tests" / "data" / "suit-examples" / "example-key-public.pem")
@@ -48,18 +47,7 @@ TARGETS = [read_envelope, parse_manifest, Text.decode,
            lambda data: decode_sequence(data, "fuzz"), EncryptionInfo.decode]
 
 
-def test_one_input(data: bytes) -> None:
-    if not data:
-        return
-    target = TARGETS[data[0] % len(TARGETS)]
-    with contextlib.suppress(errors.SfuError):
-        target(data[1:])
-
-
-def main() -> None:
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
-
+test_one_input = selecting(TARGETS)
 
 if __name__ == "__main__":
-    main()
+    fuzz(test_one_input)

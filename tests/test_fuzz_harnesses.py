@@ -37,7 +37,9 @@ def _regressions() -> list[tuple[str, Path]]:
 
 @pytest.mark.parametrize(("harness", "case"), _regressions() or [pytest.param(
     "", Path(), marks=pytest.mark.skip(reason="no fuzz findings recorded yet"))])
-def test_past_findings_stay_fixed(harness: str, case: Path) -> None:
+def test_past_findings_stay_fixed(harness: str, case: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(FUZZ))  # the harnesses import fuzz/harness.py
     spec = importlib.util.spec_from_file_location(harness, FUZZ / f"{harness}.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
