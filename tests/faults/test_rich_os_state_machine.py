@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
@@ -46,7 +45,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from sfupdate import keys
 from sfupdate.errors import SfuError, StorageIntegrityError
 from sfupdate.formats.remote import RemoteCommand, Target, sign_command, ueid_for
-from sfupdate.formats.remote.trust import RoleKeys, TrustUpdate, sign_trust_update
+from sfupdate.formats.remote.trust import TrustUpdate, sign_trust_update
 from sfupdate.formats.sfui import TrustedKey, class_uuid
 from sfupdate.keys.files import FileSigner
 from sfupdate.secure.agent.actions import RemoteActions
@@ -62,6 +61,7 @@ from sfupdate.secure.board.sim import SimBoard, open_board
 from sfupdate.secure.kernel import Kernel
 from sfupdate.secure.kernel.verify import HEALTH_FAIL_MARKER, verify_slot
 from tests.device_world import auth_wrapper, envelope, manifest
+from tests.thresholds.conftest import role as role_keys
 from tests.world import SMALL_SLOT_SIZE, VENDOR, fresh, provision_board, reboot
 
 STEPS = int(os.environ.get("SFU_STATE_STEPS", "10000"))
@@ -121,13 +121,6 @@ FIRMWARE_ANCHORS: dict[str, tuple[tuple[str, ...], int]] = {
 TRUST_SIGNERS = [("firmware",), ("second",), ("firmware", "second"), ("third",),
                  ("second", "third"), ("operator",), ("recovery",),
                  ("firmware", "second", "third")]
-
-
-def _role(name: str, threshold: int, *anchors: FileSigner) -> RoleKeys:
-    return RoleKeys(name, threshold, tuple(
-        a.public_key.public_bytes(serialization.Encoding.DER,
-                                  serialization.PublicFormat.SubjectPublicKeyInfo)
-        for a in anchors))
 
 
 def _build_world(root: Path) -> World:
@@ -327,10 +320,10 @@ class HostileRichOS(RuleBasedStateMachine):
         current = before.version
         number = {"next": current + 1, "replay": current, "jump": current + 5}[version]
         names, threshold = FIRMWARE_ANCHORS[firmware]
-        roles = [_role("firmware", threshold, *(world.signer(n) for n in names))]
+        roles = [role_keys("firmware", threshold, *(world.signer(n) for n in names))]
         if recovery != "unchanged":
-            roles.append(_role("recovery", 1, *(world.signer(n)
-                                                for n in recovery.split("+"))))
+            roles.append(role_keys("recovery", 1,
+                                   *(world.signer(n) for n in recovery.split("+"))))
         data = sign_trust_update(TrustUpdate(world.ueid_target, number, tuple(roles)),
                                  [world.signer(n) for n in by])
         ueid = world.ueid_target.ueid
