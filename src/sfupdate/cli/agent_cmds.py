@@ -183,7 +183,7 @@ def mark_good(socket_path: Path, timeout: float, wait: float, as_json: bool) -> 
         raise DeviceStateError(f"slot {before.running_slot} runs but is {running.state}: "
                                "reboot to run the confirmed image")
     if as_json:
-        emit_json({"confirmed": after is not before, "message": message,
+        emit_json({"confirmed": running.state == "trial", "message": message,
                    "status": after.to_json()})
     else:
         click.echo(message)
